@@ -1,0 +1,307 @@
+"""The command implementations. Each returns an exit code; errors are LedgerErrors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger import keys as keylib
+from ledger.config import Settings
+from ledger.db import store
+from ledger.db.engine import make_engine, make_session_factory
+from ledger.dsse import MAX_ENVELOPE_BYTES, sign_envelope
+from ledger.errors import (
+    ConflictError,
+    LedgerError,
+    MalformedError,
+    UnavailableError,
+    VerificationError,
+)
+from ledger.services import append, audit, receipts, registry, setup
+from ledger.services.log import LogIdentity, load_log_identity
+from ledger.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
+from ledger.verify import verify_receipt
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _read_file(path: str, what: str, limit: int = MAX_ENVELOPE_BYTES) -> bytes:
+    try:
+        p = Path(path)
+        if p.stat().st_size > limit:
+            raise MalformedError(f"{what} {path} is larger than the limit of {limit} bytes")
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise MalformedError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise MalformedError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def parse_time(text: str) -> int:
+    """RFC 3339 → seconds since the epoch."""
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MalformedError(f"{text!r} is not an RFC 3339 time") from exc
+    if t.tzinfo is None:
+        raise MalformedError(f"{text!r} has no time zone (use Z or +00:00)")
+    return int(t.timestamp())
+
+
+def now() -> int:
+    return int(time.time())
+
+
+@dataclass
+class Store:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    log: LogIdentity
+
+
+@contextmanager
+def open_store(settings: Settings | None = None) -> Iterator[Store]:
+    """The configured store, checked to be initialised; database failures become exit 3."""
+    settings = settings or Settings.from_env()
+    log = load_log_identity(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        setup.check_initialised(engine)
+        yield Store(settings, engine, make_session_factory(engine), log)
+    except OperationalError as exc:
+        raise UnavailableError(f"the database failed: {exc.orig}") from exc
+    finally:
+        engine.dispose()
+
+
+# ------------------------------------------------------------------------------ set-up
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    log = setup.init_store(settings)
+    _out(f"store: {settings.database_url}")
+    _out(f"log key: {settings.log_key_path} (origin {log.origin})")
+    _out(log.vkey)
+    return 0
+
+
+def cmd_log_key(args: argparse.Namespace) -> int:
+    _out(load_log_identity(Settings.from_env()).vkey)
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    pub = Path(str(out) + ".pub")
+    for p in (out, pub):
+        if p.exists():
+            raise ConflictError(f"{p} already exists; refusing to overwrite a key")
+    key = keylib.generate_private_key(args.algorithm)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.to_pem())
+    pub.write_bytes(key.public_key.to_pem())
+    _out(f"private key: {out}")
+    _out(f"public key: {pub}")
+    _out(key.key_id)
+    return 0
+
+
+def cmd_keys_add(args: argparse.Namespace) -> int:
+    key = keylib.load_public_key(_read_file(args.public_key, "public key"))
+    with open_store() as st, st.sessions() as session, session.begin():
+        registry.add_key(session, args.name, key, args.allow, now=now())
+    _out(f"registered {args.name}: may sign {', '.join(args.allow)}")
+    _out(key.key_id)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    with open_store() as st, st.sessions() as session:
+        rows = store.list_signer_keys(session)
+        listing = [
+            {
+                "key_id": r.key_id,
+                "name": r.name,
+                "algorithm": r.algorithm,
+                "allow": json.loads(r.allow),
+                "revoked_at": r.revoked_at,
+            }
+            for r in rows
+        ]
+    if args.json:
+        _out(json.dumps(listing, indent=2))
+    else:
+        for k in listing:
+            state = f" revoked since {k['revoked_at']}" if k["revoked_at"] is not None else ""
+            _out(f"{k['key_id']}  {k['name']}  {k['algorithm']}  allow={','.join(k['allow'])}{state}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    since = parse_time(args.compromised_since) if args.compromised_since else None
+    with open_store() as st, st.sessions() as session, session.begin():
+        row = registry.revoke_key(session, args.key_id, now=now(), compromised_since=since)
+    _out(f"revoked {row.key_id} ({row.name}) from {row.revoked_at}")
+    return 0
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    with open_store() as st, st.sessions() as session, session.begin():
+        token = registry.create_token(session, args.name, args.scope, now=now())
+    print(f"token {args.name!r} with scope {args.scope} (shown once; store it now):", file=sys.stderr)
+    _out(token)
+    return 0
+
+
+# ------------------------------------------------------------------------------ records
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    key = keylib.load_private_key(_read_file(args.key, "private key"))
+    payload = _read_file(args.statement, "statement")
+    parse_statement(payload)  # the file's bytes go in unchanged, once they are a valid statement
+    _out(json.dumps(sign_envelope(payload, IN_TOTO_PAYLOAD_TYPE, [key]), indent=2))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    body = _read_file(args.envelope, "envelope", limit=MAX_ENVELOPE_BYTES + 1)
+    if args.server:
+        receipt = _submit_http(args.server, args.token or os.environ.get("PROVLEDGER_TOKEN"), body)
+    else:
+        with open_store() as st:
+            (result,) = append.append_batch(st.sessions, [body], st.log, now=now())
+        if isinstance(result, LedgerError):
+            raise result
+        receipt = result.receipt
+        if not result.created:
+            print(f"duplicate: the envelope is already entry {receipt['index']}", file=sys.stderr)
+    _out(json.dumps(receipt, indent=2))
+    return 0
+
+
+_HTTP_ERRORS = {400: MalformedError, 413: MalformedError, 422: VerificationError}
+
+
+def _submit_http(server: str, token: str | None, body: bytes) -> dict[str, Any]:
+    from ledger.errors import ConfigurationError, NotTrustedError  # noqa: PLC0415
+
+    if not token:
+        raise MalformedError("--server needs --token (or PROVLEDGER_TOKEN)")
+    req = urllib.request.Request(
+        server.rstrip("/") + "/api/v1/entries",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - the operator's URL
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = exc.reason
+        error = {401: ConfigurationError, 403: NotTrustedError}.get(exc.code) or _HTTP_ERRORS.get(exc.code, UnavailableError)
+        raise error(f"the server refused the envelope ({exc.code}): {message}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise UnavailableError(f"cannot reach {server}: {getattr(exc, 'reason', exc)}") from exc
+
+
+def cmd_receipt(args: argparse.Namespace) -> int:
+    with open_store() as st, st.sessions() as session:
+        _out(json.dumps(receipts.receipt(session, args.index), indent=2))
+    return 0
+
+
+def cmd_verify_receipt(args: argparse.Namespace) -> int:
+    data = _read_file(args.receipt, "receipt", limit=16 * 1024 * 1024)
+    expected = [keylib.load_public_key(_read_file(p, "public key")) for p in args.public_key]
+    result = verify_receipt(data, args.log_key, public_keys=expected)
+    _out(
+        f"OK: entry {result.index} is in {result.checkpoint.origin} at tree size {result.checkpoint.size}, "
+        f"signed by {', '.join(result.signer_key_ids)}"
+    )
+    return 0
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    with open_store() as st, st.sessions() as session:
+        cp = store.latest_checkpoint(session)
+        if cp is None:
+            raise UnavailableError("the store has no checkpoint yet: run `provledger init`")
+        sys.stdout.write(cp.note)
+    return 0
+
+
+def cmd_prove_consistency(args: argparse.Namespace) -> int:
+    import base64  # noqa: PLC0415
+
+    with open_store() as st, st.sessions() as session:
+        new = args.new if args.new is not None else store.current_size(session)
+        hashes = receipts.consistency_proof(session, args.old, new)
+    _out(json.dumps({"old_size": args.old, "new_size": new, "hashes": [base64.b64encode(h).decode() for h in hashes]}, indent=2))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    if args.workers:
+        raise UnavailableError("audit --workers needs the Celery workers, which are not implemented yet (issue 4)")
+    with open_store() as st, st.sessions() as session:
+        progress = None
+        if not args.json and sys.stderr.isatty():
+            def progress(done: int, total: int) -> None:
+                print(f"\raudit: {done}/{total} entries", end="", file=sys.stderr, flush=True)
+        report = audit.audit(session, st.log, progress=progress)
+    if args.json:
+        _out(json.dumps(report.to_json(), indent=2))
+    elif report.ok:
+        _out(f"OK: {report.tree_size} entries, {report.checkpoints_checked} checkpoints re-measured")
+    else:
+        for p in report.problems:
+            print(f"problem at {p.index}: {p.kind}: {p.message}", file=sys.stderr)
+        print(f"provledger: the ledger is damaged; first bad index {report.first_bad_index}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+# ------------------------------------------------------------------------------ server
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from web.server import serve  # noqa: PLC0415 - the composition root imports web lazily
+
+    return serve(Settings.from_env(), host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    raise UnavailableError("the Celery worker is not implemented yet (issue 4)")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ledger.cli.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(Path(args.home), port=args.port, serve_it=not args.no_serve)
+
+
+__all__ = [name for name in dir() if name.startswith("cmd_")]

@@ -1,0 +1,306 @@
+"""Queries of the store. Everything here takes a Session and flushes; callers commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from ledger.db.engine import WRITE_LOCK, is_sqlite
+from ledger.db.models import (
+    ApiToken,
+    Checkpoint,
+    Entry,
+    EntrySubject,
+    LogInfo,
+    Sequencer,
+    SignerKey,
+    TreeHash,
+)
+from ledger.errors import ConfigurationError, IntegrityError, NotFoundError
+from ledger.hashing import CHAIN_SEED
+from ledger.merkle import CompactRange, NodeId, frontier_nodes
+
+__all__ = [
+    "EntryRow",
+    "lock_sequencer",
+    "read_nodes",
+    "stored_position",
+]
+
+
+def stored_position(level: int, index: int) -> int:
+    """The row position of interior node (level >= 1, index) in ``tree_hashes``.
+
+    Appending leaf j completes the nodes at levels 1..t (t = trailing one bits of j), in that
+    order, after the sum over l >= 1 of (j >> l) nodes completed by the leaves before it.
+    """
+    assert level >= 1
+    j = ((index + 1) << level) - 1
+    before, k = 0, j >> 1
+    while k:
+        before += k
+        k >>= 1
+    return before + level - 1
+
+
+def interior_count(size: int) -> int:
+    """How many interior nodes a tree of ``size`` leaves has stored."""
+    total, k = 0, size >> 1
+    while k:
+        total += k
+        k >>= 1
+    return total
+
+
+# ------------------------------------------------------------------------------ log identity
+
+
+def log_info(session: Session) -> LogInfo:
+    info = session.get(LogInfo, 1)
+    if info is None:
+        raise ConfigurationError("the store is not initialised: run `provledger init`")
+    return info
+
+
+# ------------------------------------------------------------------------------ the sequencer
+
+
+def lock_sequencer(session: Session) -> int:
+    """Take the appenders' lock and return the tree size it guards.
+
+    PostgreSQL: SELECT … FOR UPDATE on the one sequencer row. SQLite: the transaction must have
+    begun with BEGIN IMMEDIATE (``session.connection(execution_options={WRITE_LOCK: True})`` as
+    the first statement), which already holds the database's write lock.
+    """
+    bind = session.get_bind()
+    if is_sqlite(bind):  # type: ignore[arg-type]
+        conn = session.connection(execution_options={WRITE_LOCK: True})
+        if not conn.get_execution_options().get(WRITE_LOCK):
+            # A deferred SQLite transaction that has already read cannot safely become a writer
+            # (SQLITE_BUSY_SNAPSHOT): the lock must be the transaction's first statement.
+            raise RuntimeError("lock_sequencer must be the first statement of its transaction on SQLite")
+        size = session.execute(select(Sequencer.size).where(Sequencer.id == 1)).scalar_one_or_none()
+    else:
+        size = session.execute(
+            select(Sequencer.size).where(Sequencer.id == 1).with_for_update()
+        ).scalar_one_or_none()
+    if size is None:
+        raise ConfigurationError("the store is not initialised: run `provledger init`")
+    return size
+
+
+def advance_sequencer(session: Session, size: int) -> None:
+    session.execute(update(Sequencer).where(Sequencer.id == 1).values(size=size))
+
+
+# ------------------------------------------------------------------------------ tree hashes
+
+
+def read_nodes(session: Session, nodes: Iterable[NodeId]) -> dict[NodeId, bytes]:
+    """Hashes of the given complete subtrees: leaves from ``entries``, the rest from ``tree_hashes``."""
+    wanted = set(nodes)
+    leaves = [index for level, index in wanted if level == 0]
+    positions = {stored_position(level, index): (level, index) for level, index in wanted if level > 0}
+    found: dict[NodeId, bytes] = {}
+    if leaves:
+        for idx, h in session.execute(select(Entry.idx, Entry.leaf_hash).where(Entry.idx.in_(leaves))):
+            found[(0, idx)] = h
+    if positions:
+        for pos, h in session.execute(
+            select(TreeHash.position, TreeHash.hash).where(TreeHash.position.in_(list(positions)))
+        ):
+            found[positions[pos]] = h
+    missing = wanted - set(found)
+    if missing:
+        raise IntegrityError(f"the store is missing tree hashes for nodes {sorted(missing)[:5]}")
+    return found
+
+
+def read_frontier(session: Session, size: int) -> CompactRange:
+    nodes = frontier_nodes(size)
+    hashes = read_nodes(session, nodes)
+    return CompactRange(size, [hashes[n] for n in nodes])
+
+
+def chain_head(session: Session, size: int) -> bytes:
+    if size == 0:
+        return CHAIN_SEED
+    head = session.execute(select(Entry.chain_hash).where(Entry.idx == size - 1)).scalar_one_or_none()
+    if head is None:
+        raise IntegrityError(f"the store is missing entry {size - 1}", first_bad_index=size - 1)
+    return head
+
+
+# ------------------------------------------------------------------------------ entries
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    idx: int
+    leaf_hash: bytes
+    chain_hash: bytes
+    data: bytes
+    envelope_hash: bytes
+    integrated_time: int
+    predicate_type: str
+    key_id: str
+    #: (algorithm, digest, name) of each subject
+    subjects: Sequence[tuple[str, str, str]]
+
+
+def insert_entries(session: Session, rows: Sequence[EntryRow], nodes: Sequence[tuple[int, bytes]]) -> None:
+    """Insert entries, their subjects and the interior nodes (position, hash) they completed."""
+    if not rows:
+        return
+    session.execute(
+        insert(Entry),
+        [
+            {
+                "idx": r.idx,
+                "leaf_hash": r.leaf_hash,
+                "chain_hash": r.chain_hash,
+                "data": r.data,
+                "envelope_hash": r.envelope_hash,
+                "integrated_time": r.integrated_time,
+                "predicate_type": r.predicate_type,
+                "key_id": r.key_id,
+            }
+            for r in rows
+        ],
+    )
+    subjects = [
+        {"entry_idx": r.idx, "position": i, "algorithm": alg, "digest": digest, "name": name}
+        for r in rows
+        for i, (alg, digest, name) in enumerate(r.subjects)
+    ]
+    if subjects:
+        session.execute(insert(EntrySubject), subjects)
+    if nodes:
+        session.execute(insert(TreeHash), [{"position": p, "hash": h} for p, h in nodes])
+
+
+def entries_by_envelope_hash(session: Session, hashes: Sequence[bytes]) -> dict[bytes, int]:
+    if not hashes:
+        return {}
+    rows = session.execute(select(Entry.envelope_hash, Entry.idx).where(Entry.envelope_hash.in_(list(hashes))))
+    return {h: idx for h, idx in rows}
+
+
+def get_entry(session: Session, index: int) -> Entry:
+    entry = session.get(Entry, index)
+    if entry is None:
+        raise NotFoundError(f"there is no entry at index {index}")
+    return entry
+
+
+def entry_indexes_by_subject(
+    session: Session, algorithm: str, digest: str, *, after: int = -1, limit: int = 100
+) -> list[int]:
+    """Entry indexes with a subject of this digest, ascending, keyset-paged by ``after``."""
+    rows = session.execute(
+        select(EntrySubject.entry_idx)
+        .where(EntrySubject.algorithm == algorithm, EntrySubject.digest == digest, EntrySubject.entry_idx > after)
+        .group_by(EntrySubject.entry_idx)
+        .order_by(EntrySubject.entry_idx)
+        .limit(limit)
+    )
+    return [r[0] for r in rows]
+
+
+def count_entries(session: Session) -> int:
+    return session.execute(select(func.count()).select_from(Entry)).scalar_one()
+
+
+def iter_entries(session: Session, start: int = 0, end: int | None = None, chunk: int = 5000) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+    """(idx, data, leaf_hash, chain_hash) in index order, streamed in chunks (memory flat in n)."""
+    after = start - 1
+    while True:
+        q = select(Entry.idx, Entry.data, Entry.leaf_hash, Entry.chain_hash).where(Entry.idx > after)
+        if end is not None:
+            q = q.where(Entry.idx < end)
+        rows = session.execute(q.order_by(Entry.idx).limit(chunk)).all()
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1][0]
+
+
+def iter_tree_hashes(session: Session, start: int = 0, end: int | None = None, chunk: int = 10000) -> Iterator[tuple[int, bytes]]:
+    after = start - 1
+    while True:
+        q = select(TreeHash.position, TreeHash.hash).where(TreeHash.position > after)
+        if end is not None:
+            q = q.where(TreeHash.position < end)
+        rows = session.execute(q.order_by(TreeHash.position).limit(chunk)).all()
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1][0]
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+def insert_checkpoint(session: Session, tree_size: int, root_hash: bytes, note: str, issued_at: int) -> None:
+    session.execute(
+        insert(Checkpoint).values(tree_size=tree_size, root_hash=root_hash, note=note, issued_at=issued_at)
+    )
+
+
+def latest_checkpoint(session: Session) -> Checkpoint | None:
+    return session.execute(select(Checkpoint).order_by(Checkpoint.tree_size.desc()).limit(1)).scalar_one_or_none()
+
+
+def checkpoint_of_size(session: Session, tree_size: int) -> Checkpoint | None:
+    return session.get(Checkpoint, tree_size)
+
+
+def list_checkpoints(session: Session, *, after: int = -1, limit: int = 100) -> list[Checkpoint]:
+    return list(
+        session.execute(
+            select(Checkpoint).where(Checkpoint.tree_size > after).order_by(Checkpoint.tree_size).limit(limit)
+        ).scalars()
+    )
+
+
+def iter_checkpoints(session: Session) -> Iterator[Checkpoint]:
+    after = -1
+    while True:
+        page = list_checkpoints(session, after=after, limit=1000)
+        if not page:
+            return
+        yield from page
+        after = page[-1].tree_size
+
+
+# ------------------------------------------------------------------------------ keys and tokens
+
+
+def get_signer_key(session: Session, key_id: str) -> SignerKey | None:
+    return session.get(SignerKey, key_id)
+
+
+def list_signer_keys(session: Session) -> list[SignerKey]:
+    return list(session.execute(select(SignerKey).order_by(SignerKey.created_at, SignerKey.key_id)).scalars())
+
+
+def add_token(session: Session, name: str, scope: str, token_hash: bytes, created_at: int) -> None:
+    session.add(ApiToken(name=name, scope=scope, token_hash=token_hash, created_at=created_at))
+    session.flush()
+
+
+def token_by_hash(session: Session, token_hash: bytes) -> ApiToken | None:
+    return session.execute(select(ApiToken).where(ApiToken.token_hash == token_hash)).scalar_one_or_none()
+
+
+
+
+def current_size(session: Session) -> int:
+    """The tree size the sequencer has reached (committed), without taking its lock."""
+    size = session.execute(select(Sequencer.size).where(Sequencer.id == 1)).scalar_one_or_none()
+    if size is None:
+        raise ConfigurationError("the store is not initialised: run `provledger init`")
+    return size

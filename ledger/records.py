@@ -1,0 +1,97 @@
+"""The leaf data: what each ledger entry commits to.
+
+A leaf is canonical JSON (RFC 8785) of::
+
+    {"kind": "dsse",
+     "envelope": <the DSSE envelope as submitted>,
+     "integrated_time": <seconds since the epoch, the ledger's clock>,
+     "signers": [{"key_id": <hex>, "public_key": <base64 DER SPKI>}, ...]}
+
+so a receipt alone lets anyone re-check the record's signature: ``signers`` names the keys that
+the ledger verified it with (the tree commits to them; which of them are *trusted* is policy).
+The leaf hash is SHA-256(0x00 || leaf data).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import rfc8785
+
+from ledger.dsse import Envelope, parse_envelope
+from ledger.errors import MalformedError
+from ledger.keys import PublicKey, public_key_from_der
+
+__all__ = ["LEAF_KIND_DSSE", "Leaf", "decode_leaf", "encode_leaf", "envelope_hash"]
+
+LEAF_KIND_DSSE = "dsse"
+
+
+def canonical_json(value: Any) -> bytes:
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise MalformedError(f"cannot canonicalise as RFC 8785 JSON: {exc}") from exc
+
+
+def envelope_hash(document: Mapping[str, Any]) -> bytes:
+    """SHA-256 of the envelope's canonical JSON: the identity used to spot duplicates."""
+    return hashlib.sha256(canonical_json(document)).digest()
+
+
+def encode_leaf(document: Mapping[str, Any], integrated_time: int, signers: Sequence[PublicKey]) -> bytes:
+    return canonical_json(
+        {
+            "kind": LEAF_KIND_DSSE,
+            "envelope": document,
+            "integrated_time": integrated_time,
+            "signers": [
+                {"key_id": k.key_id, "public_key": base64.b64encode(k.spki_der).decode("ascii")}
+                for k in signers
+            ],
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Leaf:
+    kind: str
+    envelope: Envelope
+    integrated_time: int
+    signers: tuple[PublicKey, ...]
+
+
+def decode_leaf(data: bytes) -> Leaf:
+    """Parse leaf data; it must be exactly the canonical encoding (one accepted encoding)."""
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedError(f"leaf data is not JSON: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("kind") != LEAF_KIND_DSSE:
+        raise MalformedError("leaf data is not a dsse leaf")
+    if canonical_json(doc) != data:
+        raise MalformedError("leaf data is not in canonical (RFC 8785) form")
+    t = doc.get("integrated_time")
+    if type(t) is not int or t < 0:
+        raise MalformedError("leaf integrated_time must be a non-negative integer")
+    signers = doc.get("signers")
+    if not isinstance(signers, list):
+        raise MalformedError("leaf signers must be a list")
+    keys = []
+    for s in signers:
+        if not isinstance(s, dict) or not isinstance(s.get("public_key"), str):
+            raise MalformedError("leaf signer must carry a base64 public_key")
+        try:
+            der = base64.b64decode(s["public_key"], validate=True)
+        except ValueError as exc:
+            raise MalformedError("leaf signer public_key is not base64") from exc
+        key = public_key_from_der(der)
+        if s.get("key_id") != key.key_id:
+            raise MalformedError("leaf signer key_id does not match its public key")
+        keys.append(key)
+    return Leaf(kind=LEAF_KIND_DSSE, envelope=parse_envelope(doc.get("envelope")), integrated_time=t, signers=tuple(keys))

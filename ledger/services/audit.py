@@ -1,0 +1,191 @@
+"""Re-measure the whole ledger: the tamper-evidence check behind ``audit`` and ``serve``.
+
+One pass over two ordered streams (entries and interior hashes), memory flat in n:
+
+1. each entry's leaf hash is recomputed from its stored bytes;
+2. the hash chain is recomputed link by link;
+3. every stored interior hash is recomputed from the leaves below it;
+4. every stored checkpoint's signature is verified with the log key, and its root is compared
+   with the root recomputed at its size;
+5. the sequencer's size, the entry count and the latest checkpoint must agree.
+
+``first_bad_index`` is the lowest entry index whose bytes, chain hash, covering interior hash
+or covering checkpoint is wrong (a wrong checkpoint of size s names s - 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ledger.checkpoint import open_checkpoint
+from ledger.db import store
+from ledger.errors import LedgerError
+from ledger.hashing import CHAIN_SEED
+from ledger.merkle import CompactRange
+from ledger.services.log import LogIdentity
+
+__all__ = ["AuditReport", "Problem", "audit"]
+
+#: Stop listing problems past this many (the first bad index is what matters).
+MAX_PROBLEMS = 100
+
+
+@dataclass(frozen=True)
+class Problem:
+    index: int | None
+    kind: str
+    message: str
+
+
+@dataclass
+class AuditReport:
+    tree_size: int
+    problems: list[Problem] = field(default_factory=list)
+    checkpoints_checked: int = 0
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_bad_index(self) -> int | None:
+        indexes = [p.index for p in self.problems if p.index is not None]
+        return min(indexes) if indexes else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "tree_size": self.tree_size,
+            "first_bad_index": self.first_bad_index,
+            "problems": [asdict(p) for p in self.problems],
+        }
+
+
+class _Problems:
+    def __init__(self, report: AuditReport) -> None:
+        self.report = report
+
+    def add(self, index: int | None, kind: str, message: str) -> None:
+        if len(self.report.problems) < MAX_PROBLEMS:
+            self.report.problems.append(Problem(index, kind, message))
+        else:
+            self.report.truncated = True
+
+
+def audit(
+    session: Session,
+    log: LogIdentity,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    progress_every: int = 100_000,
+) -> AuditReport:
+    """Re-measure everything in the store; never raises for what it finds, only reports it."""
+    declared = store.current_size(session)
+    report = AuditReport(tree_size=declared)
+    problems = _Problems(report)
+    info = store.log_info(session)
+    if info.origin != log.origin or info.vkey != log.vkey:
+        problems.add(None, "log_identity", f"the store belongs to log {info.vkey}, not to {log.vkey}")
+
+    sha256 = hashlib.sha256
+    tree = CompactRange.empty()
+    head = CHAIN_SEED
+    expected = 0
+    position = 0
+    hashes: Iterator[tuple[int, bytes]] = iter(store.iter_tree_hashes(session))
+    pending = next(hashes, None)
+    checkpoints = iter(store.iter_checkpoints(session))
+    cp = next(checkpoints, None)
+
+    def check_checkpoint(size: int) -> None:
+        nonlocal cp
+        while cp is not None and cp.tree_size <= size:
+            if cp.tree_size == size:
+                _check_checkpoint(cp, tree.root(), log, problems)
+            else:
+                problems.add(max(cp.tree_size - 1, 0), "checkpoint", f"checkpoint of size {cp.tree_size} covers missing entries")
+            report.checkpoints_checked += 1
+            cp = next(checkpoints, None)
+
+    check_checkpoint(0)
+    for idx, data, stored_leaf, stored_chain in store.iter_entries(session):
+        if idx != expected:
+            problems.add(expected, "missing_entry", f"entries {expected}..{idx - 1} are missing")
+            expected = idx  # re-measure the rest as stored
+        leaf = sha256(b"\x00" + data).digest()
+        if leaf != stored_leaf:
+            problems.add(idx, "leaf_hash", f"entry {idx}: its bytes do not hash to its stored leaf hash")
+        head = sha256(head + leaf).digest()
+        if head != stored_chain:
+            problems.add(idx, "chain_hash", f"entry {idx}: the hash chain breaks here")
+            head = stored_chain  # re-synchronise so that one break is reported once
+        for level, node_index, h in tree.append(leaf):
+            while pending is not None and pending[0] < position:
+                pending = next(hashes, None)
+            if pending is None or pending[0] != position:
+                problems.add(node_index << level, "interior_hash", f"interior hash ({level}, {node_index}) is missing")
+            elif pending[1] != h:
+                problems.add(
+                    node_index << level,
+                    "interior_hash",
+                    f"interior hash ({level}, {node_index}) over entries {node_index << level}.."
+                    f"{((node_index + 1) << level) - 1} does not match the entries",
+                )
+            position += 1
+        expected = idx + 1
+        if cp is not None and cp.tree_size <= expected:
+            check_checkpoint(expected)
+        if progress is not None and expected % progress_every == 0:
+            progress(expected, declared)
+
+    entries = expected
+    if entries != declared:
+        first_missing = min(entries, declared)
+        problems.add(
+            first_missing if entries < declared else declared,
+            "size",
+            f"the sequencer says {declared} entries but the store holds {entries}",
+        )
+    while pending is not None:
+        if pending[0] >= position:
+            problems.add(None, "interior_hash", f"interior hash at position {pending[0]} belongs to no entry")
+            break
+        pending = next(hashes, None)
+    while cp is not None:
+        problems.add(
+            max(cp.tree_size - 1, 0),
+            "checkpoint",
+            f"checkpoint of size {cp.tree_size} covers entries the store does not hold",
+        )
+        cp = next(checkpoints, None)
+    latest = store.latest_checkpoint(session)
+    if latest is None or latest.tree_size != declared:
+        problems.add(
+            max(declared - 1, 0),
+            "checkpoint",
+            f"the latest checkpoint is of size {latest.tree_size if latest else 'none'}, the tree of size {declared}",
+        )
+    if progress is not None:
+        progress(entries, declared)
+    return report
+
+
+def _check_checkpoint(cp: Any, root: bytes, log: LogIdentity, problems: _Problems) -> None:
+    index = max(cp.tree_size - 1, 0)
+    try:
+        signed = open_checkpoint(cp.note.encode("utf-8"), log.verifier, origin=log.origin)
+    except LedgerError as exc:
+        problems.add(index, "checkpoint", f"checkpoint of size {cp.tree_size}: {exc.diagnostics()}")
+        return
+    if signed.size != cp.tree_size or signed.root != cp.root_hash:
+        problems.add(index, "checkpoint", f"checkpoint of size {cp.tree_size}: its note and its row disagree")
+    elif signed.root != root:
+        problems.add(
+            index, "checkpoint", f"checkpoint of size {cp.tree_size}: its root does not match the entries"
+        )

@@ -1,0 +1,51 @@
+"""/healthz and /metrics, at the root."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from ledger.db import store
+from web.extension import get_session, ledger
+
+__all__ = ["bp"]
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    ext = ledger()
+    state = ext.integrity
+    if state.compromised is not None:
+        return jsonify({"status": "compromised", "writes": "stopped", **state.compromised}), 503
+    size = store.current_size(get_session())
+    return jsonify(
+        {
+            "status": "ok",
+            "tree_size": size,
+            "integrity": "checking" if state.background_audit_running else "verified",
+            "checked": state.checked,
+        }
+    ), 200
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    ext = ledger()
+    size = store.current_size(get_session())
+    lines = [
+        "# HELP provledger_tree_size Entries in the log.",
+        "# TYPE provledger_tree_size gauge",
+        f"provledger_tree_size {size}",
+        "# HELP provledger_compromised 1 when the ledger failed its integrity check.",
+        "# TYPE provledger_compromised gauge",
+        f"provledger_compromised {1 if ext.integrity.compromised else 0}",
+        "# HELP provledger_batches_total Batches this process committed.",
+        "# TYPE provledger_batches_total counter",
+        f"provledger_batches_total {ext.sequencer.batches}",
+        "# HELP provledger_entries_total Submissions this process handled, by outcome.",
+        "# TYPE provledger_entries_total counter",
+    ]
+    for outcome in ("created", "duplicate", "refused"):
+        lines.append(f'provledger_entries_total{{outcome="{outcome}"}} {ext.counters.get("entries_" + outcome, 0)}')
+    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")

@@ -1,0 +1,218 @@
+"""/api/v1: the JSON API (see ../shared/GUIDE.md, Contracts: HTTP API).
+
+Order of checks on writes: authentication (401) before the body is read, then size (413), then
+parsing (400), then verification (422), then trust (403).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from ledger.db import store
+from ledger.dsse import MAX_ENVELOPE_BYTES
+from ledger.errors import LedgerError, MalformedError, NotFoundError, TooLargeError, UnavailableError
+from ledger.records import decode_leaf
+from ledger.services import append, receipts
+from ledger.services.registry import authenticate
+from web.extension import get_session, ledger
+from web.openapi import OPENAPI
+
+__all__ = ["bp"]
+
+bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+
+MAX_BATCH_ENVELOPES = 10_000
+MAX_PAGE = 1000
+
+
+def _require_token(scope: str = "submit") -> None:
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else None
+    if authenticate(get_session(), token, scope) is None:
+        raise _Unauthorized("a valid bearer token with scope %r is required" % scope)
+
+
+class _Unauthorized(LedgerError):
+    code = "unauthorized"
+    http_status = 401
+    exit_code = 3
+
+
+def _read_body(limit: int) -> bytes:
+    """The request body, refused with 413 (naming the limit) before reading past it."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise TooLargeError(f"the request is {length} bytes, over the limit of {limit} bytes")
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        raise TooLargeError(f"the request is over the limit of {limit} bytes")
+    return body
+
+
+def _writes_allowed() -> None:
+    state = ledger().integrity.compromised
+    if state is not None:
+        raise UnavailableError(
+            f"writes are stopped: the ledger failed its integrity check (first bad index {state.get('first_bad_index')})"
+        )
+
+
+def _limits() -> tuple[int, int]:
+    from flask import current_app  # noqa: PLC0415
+
+    return (
+        int(current_app.config.get("MAX_ENVELOPE_BYTES", MAX_ENVELOPE_BYTES)),
+        int(current_app.config["MAX_REQUEST_BYTES"]),
+    )
+
+
+@bp.post("/entries")
+def post_entry() -> tuple[Response, int]:
+    _require_token()
+    envelope_limit, request_limit = _limits()
+    body = _read_body(min(envelope_limit, request_limit))
+    _writes_allowed()
+    ext = ledger()
+    session = get_session()
+    prepared = append.prepare(session, body, now=int(time.time()), limit=envelope_limit)
+    session.rollback()
+    (result,) = ext.sequencer.submit([prepared])
+    ext.count("entries_created" if result.created else "entries_duplicate")
+    return jsonify(result.receipt), 201 if result.created else 200
+
+
+@bp.post("/entries/batch")
+def post_batch() -> tuple[Response, int]:
+    _require_token()
+    envelope_limit, request_limit = _limits()
+    body = _read_body(request_limit)
+    _writes_allowed()
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedError(f"the batch is not valid JSON: {exc}") from exc
+    envelopes = doc.get("envelopes") if isinstance(doc, dict) else None
+    if not isinstance(envelopes, list):
+        raise MalformedError('a batch is {"envelopes": [...]}')
+    if len(envelopes) > MAX_BATCH_ENVELOPES:
+        raise TooLargeError(f"a batch holds at most {MAX_BATCH_ENVELOPES} envelopes, got {len(envelopes)}")
+    ext = ledger()
+    session = get_session()
+    prepared = append.prepare_batch(session, envelopes, now=int(time.time()), limit=envelope_limit)
+    session.rollback()
+    ready = [p for p in prepared if isinstance(p, append.Prepared)]
+    done = iter(ext.sequencer.submit(ready))
+    results: list[Any] = []
+    for item in prepared:
+        if isinstance(item, LedgerError):
+            ext.count("entries_refused")
+            results.append({"error": {"code": item.code, "message": item.diagnostics()}})
+        else:
+            appended = next(done)
+            ext.count("entries_created" if appended.created else "entries_duplicate")
+            results.append(appended.receipt)
+    return jsonify({"results": results}), 200
+
+
+def _entry_json(session: Any, index: int) -> dict[str, Any]:
+    row = store.get_entry(session, index)
+    leaf = decode_leaf(row.data)
+    statement = json.loads(leaf.envelope.payload)
+    return {
+        "index": row.idx,
+        "leaf_hash": row.leaf_hash.hex(),
+        "chain_hash": row.chain_hash.hex(),
+        "integrated_time": row.integrated_time,
+        "envelope": leaf.envelope.document,
+        "statement": statement,
+    }
+
+
+@bp.get("/entries/<int:index>")
+def get_entry(index: int) -> Response:
+    return jsonify(_entry_json(get_session(), index))
+
+
+def _int_arg(name: str, default: int | None = None, *, minimum: int = 0) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        if default is None:
+            raise MalformedError(f"the query parameter {name} is required")
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        raise MalformedError(f"the query parameter {name} must be an integer >= {minimum}")
+    return int(raw)
+
+
+@bp.get("/entries")
+def list_entries() -> Response:
+    subject = request.args.get("subject")
+    if not subject or ":" not in subject:
+        raise MalformedError("give ?subject=<algorithm>:<hex digest>, e.g. sha256:…")
+    algorithm, digest = subject.split(":", 1)
+    after = int(request.args["after"]) if request.args.get("after", "").lstrip("-").isdigit() else -1
+    limit = min(_int_arg("limit", 100, minimum=1), MAX_PAGE)
+    session = get_session()
+    indexes = store.entry_indexes_by_subject(session, algorithm, digest.lower(), after=after, limit=limit)
+    return jsonify(
+        {
+            "entries": [_entry_json(session, i) for i in indexes],
+            "next": indexes[-1] if len(indexes) == limit else None,
+        }
+    )
+
+
+@bp.get("/receipt/<int:index>")
+def get_receipt(index: int) -> Response:
+    return jsonify(receipts.receipt(get_session(), index))
+
+
+@bp.get("/checkpoint")
+def get_checkpoint() -> Response:
+    cp = store.latest_checkpoint(get_session())
+    if cp is None:
+        raise NotFoundError("the log has no checkpoint yet")
+    return Response(cp.note, mimetype="text/plain", headers={"Cache-Control": "no-cache"})
+
+
+@bp.get("/checkpoints")
+def get_checkpoints() -> Response:
+    after = int(request.args["after"]) if request.args.get("after", "").isdigit() else -1
+    limit = min(_int_arg("limit", 100, minimum=1), MAX_PAGE)
+    page = store.list_checkpoints(get_session(), after=after, limit=limit)
+    return jsonify(
+        {
+            "checkpoints": [{"tree_size": c.tree_size, "note": c.note} for c in page],
+            "next": page[-1].tree_size if len(page) == limit else None,
+        }
+    )
+
+
+def _b64(hashes: list[bytes]) -> list[str]:
+    return [base64.b64encode(h).decode("ascii") for h in hashes]
+
+
+@bp.get("/proof/inclusion")
+def get_inclusion_proof() -> Response:
+    index, tree_size = _int_arg("index"), _int_arg("tree_size", minimum=1)
+    proof = receipts.inclusion_proof(get_session(), index, tree_size)
+    return jsonify({"index": index, "tree_size": tree_size, "hashes": _b64(proof)})
+
+
+@bp.get("/proof/consistency")
+def get_consistency_proof() -> Response:
+    old, new = _int_arg("old"), _int_arg("new")
+    proof = receipts.consistency_proof(get_session(), old, new)
+    return jsonify({"old_size": old, "new_size": new, "hashes": _b64(proof)})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(OPENAPI)
+
+

@@ -1,0 +1,79 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ledger.config import Settings
+from ledger.db.engine import make_engine, make_session_factory
+from ledger.errors import IntegrityError, LedgerError
+from ledger.services.log import load_log_identity
+from ledger.services.sequencer import Sequencer
+from web.extension import IntegrityState, LedgerExtension
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+#: A request body over this many bytes is refused (413) before it is read.
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. ``config`` may carry SETTINGS (a ledger.config.Settings), MAX_* limits,
+    and INTEGRITY (an IntegrityState prepared by ``serve``'s start-up check)."""
+    app = Flask(__name__)
+    app.config.update(MAX_REQUEST_BYTES=MAX_REQUEST_BYTES, MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
+    app.config.from_prefixed_env("PROVLEDGER_FLASK")
+    if config:
+        app.config.update(config)
+    settings: Settings = app.config.get("SETTINGS") or Settings.from_env()
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    identity = load_log_identity(settings)
+    integrity: IntegrityState = app.config.get("INTEGRITY") or IntegrityState()
+
+    def on_failure(exc: BaseException) -> None:
+        if isinstance(exc, IntegrityError):
+            integrity.flag({"first_bad_index": exc.first_bad_index, "message": str(exc)})
+
+    sequencer = Sequencer(sessions, identity, on_failure=on_failure)
+    app.extensions["provledger"] = LedgerExtension(settings, engine, sessions, identity, sequencer, integrity)
+
+    @app.teardown_appcontext
+    def _close_session(_exc: BaseException | None) -> None:
+        session = g.pop("db_session", None)
+        if session is not None:
+            session.close()
+
+    from web.api import health, v1  # noqa: PLC0415
+
+    app.register_blueprint(v1.bp)
+    app.register_blueprint(health.bp)
+
+    @app.errorhandler(LedgerError)
+    def _ledger_error(exc: LedgerError):  # type: ignore[no-untyped-def]
+        return error_response(exc.code, exc.diagnostics(), exc.http_status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.code or 500, "http_error")
+        return error_response(code, exc.description or exc.name, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response("internal_error", "the server failed to handle the request", 500)
+
+    return app
+
+
+def error_response(code: str, message: str, status: int):  # type: ignore[no-untyped-def]
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response

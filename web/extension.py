@@ -1,0 +1,62 @@
+"""What the Flask app keeps in ``app.extensions["provledger"]``: the store, the log, the
+sequencer, and the integrity state (a compromise stops writes and shows on /healthz)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.config import Settings
+from ledger.services.log import LogIdentity
+from ledger.services.sequencer import Sequencer
+
+__all__ = ["IntegrityState", "LedgerExtension", "get_session", "ledger"]
+
+
+@dataclass
+class IntegrityState:
+    """Set once the ledger is found compromised; never cleared while the process lives."""
+
+    checked: str = "start-up"
+    compromised: dict[str, Any] | None = None
+    background_audit_running: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def flag(self, report: dict[str, Any]) -> None:
+        with self._lock:
+            if self.compromised is None:
+                self.compromised = report
+
+
+@dataclass
+class LedgerExtension:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    log: LogIdentity
+    sequencer: Sequencer
+    integrity: IntegrityState
+    started_at: float = field(default_factory=time.time)
+    counters: dict[str, int] = field(default_factory=dict)
+    _counter_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._counter_lock:
+            self.counters[name] = self.counters.get(name, 0) + n
+
+
+def ledger() -> LedgerExtension:
+    return current_app.extensions["provledger"]
+
+
+def get_session() -> Session:
+    """The request's session, created lazily and closed at teardown (one per request)."""
+    if "db_session" not in g:
+        g.db_session = ledger().sessions()
+    return g.db_session

@@ -1,0 +1,141 @@
+"""The OpenAPI 3.1 description served at /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["OPENAPI"]
+
+_error = {"$ref": "#/components/schemas/Error"}
+_receipt = {"$ref": "#/components/schemas/Receipt"}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): {"description": "error", "content": {"application/json": {"schema": _error}}} for c in codes}
+
+
+def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _int_param(name: str, required: bool = True) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": {"type": "integer", "minimum": 0}}
+
+
+_hashes = {"type": "array", "items": {"type": "string", "format": "byte"}}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "provenance-ledger", "version": "1"},
+    "servers": [{"url": "/api/v1"}],
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    }
+                },
+            },
+            "Receipt": {
+                "type": "object",
+                "required": ["index", "tree_size", "entry", "proof"],
+                "properties": {
+                    "index": {"type": "integer"},
+                    "tree_size": {"type": "integer"},
+                    "entry": {"type": "string", "format": "byte", "description": "base64 leaf data (RFC 8785 JSON)"},
+                    "proof": {"type": "string", "description": "c2sp.org/tlog-proof@v1 text"},
+                },
+            },
+            "Envelope": {
+                "type": "object",
+                "required": ["payload", "payloadType", "signatures"],
+                "properties": {
+                    "payload": {"type": "string"},
+                    "payloadType": {"type": "string"},
+                    "signatures": {
+                        "type": "array",
+                        "items": {"type": "object", "properties": {"keyid": {"type": "string"}, "sig": {"type": "string"}}},
+                    },
+                },
+            },
+        },
+    },
+    "paths": {
+        "/entries": {
+            "post": {
+                "summary": "Append a DSSE envelope carrying an in-toto Statement",
+                "security": [{"bearer": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
+                "responses": {
+                    "201": _json(_receipt, "appended"),
+                    "200": _json(_receipt, "a duplicate: the existing entry's receipt"),
+                    **_errors(400, 401, 403, 413, 422, 503),
+                },
+            },
+            "get": {
+                "summary": "Entries with a subject digest (keyset paged)",
+                "parameters": [
+                    {"name": "subject", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "after", "in": "query", "required": False, "schema": {"type": "integer"}},
+                    _int_param("limit", required=False),
+                ],
+                "responses": {"200": _json({"type": "object"}), **_errors(400)},
+            },
+        },
+        "/entries/batch": {
+            "post": {
+                "summary": "Append many envelopes; a receipt or an error per envelope, in order",
+                "security": [{"bearer": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 413, 503)},
+            }
+        },
+        "/entries/{index}": {
+            "get": {
+                "summary": "An entry with its decoded statement",
+                "parameters": [{"name": "index", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {"200": _json({"type": "object"}), **_errors(404)},
+            }
+        },
+        "/receipt/{index}": {
+            "get": {
+                "summary": "The receipt of an entry against the latest checkpoint",
+                "parameters": [{"name": "index", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {"200": _json(_receipt), **_errors(404)},
+            }
+        },
+        "/checkpoint": {
+            "get": {
+                "summary": "The latest checkpoint (C2SP signed note)",
+                "responses": {"200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }
+        },
+        "/checkpoints": {
+            "get": {
+                "summary": "Every checkpoint ever issued (keyset paged)",
+                "parameters": [_int_param("after", required=False), _int_param("limit", required=False)],
+                "responses": {"200": _json({"type": "object"})},
+            }
+        },
+        "/proof/inclusion": {
+            "get": {
+                "summary": "An inclusion proof",
+                "parameters": [_int_param("index"), _int_param("tree_size")],
+                "responses": {"200": _json({"type": "object", "properties": {"hashes": _hashes}}), **_errors(400, 404)},
+            }
+        },
+        "/proof/consistency": {
+            "get": {
+                "summary": "A consistency proof",
+                "parameters": [_int_param("old"), _int_param("new")],
+                "responses": {"200": _json({"type": "object", "properties": {"hashes": _hashes}}), **_errors(400, 404)},
+            }
+        },
+    },
+}
