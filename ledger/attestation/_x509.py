@@ -20,7 +20,6 @@ from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
@@ -304,10 +303,6 @@ def verify_crls(path: Sequence[bytes], crls: Sequence[bytes], now: datetime) -> 
     if used == 0:
         return False, "none of the supplied CRLs is issued by a CA in the chain"
     return True, f"no certificate in the chain is revoked ({used} CRL(s) checked)"
-
-
-def public_bytes(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.DER)
 
 
 def clear_caches() -> None:

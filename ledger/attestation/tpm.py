@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 from collections.abc import Mapping, Sequence
@@ -553,7 +552,3 @@ def appraise_tpm(
     }
     return appraisal
 
-
-def pcr_composite_digest(values: Sequence[bytes], hash_name: str = "sha256") -> bytes:
-    """H(PCR[i1] ‖ PCR[i2] ‖ …): the pcrDigest a quote over ``values`` carries."""
-    return hashlib.new(hash_name, b"".join(values)).digest()

@@ -117,15 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-serve", action="store_true", help="build the demo ledger and exit")
     s.set_defaults(func=c.cmd_demo)
 
-    try:
-        from ledger.cli import attest  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - the attestation package is optional at build time
-        pass
-    else:
-        a = sub.add_parser("attest", help="TEE attestation evidence").add_subparsers(
-            dest="attest_command", required=True, metavar="ACTION", parser_class=_Parser
-        )
-        attest.add_parser(a)
+    from ledger.cli import attest  # noqa: PLC0415
+
+    attest.add_parser(sub)
     return p
 
 
