@@ -37,6 +37,7 @@ __all__ = [
     "TLOG_PROOF_HEADER",
     "TlogProof",
     "format_tlog_proof",
+    "format_tlog_proofs",
     "parse_tlog_proof",
     "verify_tlog_proof",
 ]
@@ -80,14 +81,28 @@ def format_tlog_proof(p: TlogProof) -> str:
         MalformedError: a hash is not 32 bytes, or the checkpoint is not a signed checkpoint.
         ValueError: the index is negative, the extra data is empty, or there are too many hashes.
     """
+    _check_checkpoint_note(p.checkpoint)
+    return _format(p)
+
+
+def format_tlog_proofs(proofs: Sequence[tuple[int, Sequence[bytes]]], checkpoint: bytes) -> list[str]:
+    """The texts of many proofs against one checkpoint, which is checked once (receipts in bulk)."""
+    _check_checkpoint_note(checkpoint)
+    return [_format(TlogProof(index=i, hashes=list(h), checkpoint=checkpoint)) for i, h in proofs]
+
+
+def _check_checkpoint_note(checkpoint: bytes) -> None:
+    note = parse_note(checkpoint)  # also refuses a checkpoint that is not UTF-8
+    parse_checkpoint_text(note.text)
+
+
+def _format(p: TlogProof) -> str:
     if not 0 <= p.index <= _MAX_INDEX:
         raise ValueError(f"proof index {p.index} is not a uint64")
     if p.extra is not None and not p.extra:
         raise ValueError("extra data, when present, must not be empty")
     if len(p.hashes) > MAX_PROOF_HASHES:
         raise ValueError(f"an inclusion proof has at most {MAX_PROOF_HASHES} hashes")
-    note = parse_note(p.checkpoint)  # also refuses a checkpoint that is not UTF-8
-    parse_checkpoint_text(note.text)
     lines = [TLOG_PROOF_HEADER]
     if p.extra is not None:
         lines.append("extra " + base64.b64encode(p.extra).decode("ascii"))

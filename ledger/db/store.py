@@ -155,8 +155,9 @@ def insert_entries(session: Session, rows: Sequence[EntryRow], nodes: Sequence[t
     """Insert entries, their subjects and the interior nodes (position, hash) they completed."""
     if not rows:
         return
+    # Core inserts on the tables (not the ORM bulk path): executemany with no per-row ORM work.
     session.execute(
-        insert(Entry),
+        insert(Entry.__table__),
         [
             {
                 "idx": r.idx,
@@ -177,9 +178,9 @@ def insert_entries(session: Session, rows: Sequence[EntryRow], nodes: Sequence[t
         for i, (alg, digest, name) in enumerate(r.subjects)
     ]
     if subjects:
-        session.execute(insert(EntrySubject), subjects)
+        session.execute(insert(EntrySubject.__table__), subjects)
     if nodes:
-        session.execute(insert(TreeHash), [{"position": p, "hash": h} for p, h in nodes])
+        session.execute(insert(TreeHash.__table__), [{"position": p, "hash": h} for p, h in nodes])
 
 
 def entries_by_envelope_hash(session: Session, hashes: Sequence[bytes]) -> dict[bytes, int]:

@@ -9,6 +9,7 @@ or none of it (group commit).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from ledger.errors import LedgerError, MalformedError, NotTrustedError, Signatur
 from ledger.hashing import chain_hash, leaf_hash
 from ledger.keys import PublicKey
 from ledger.merkle import NodeId, frontier_nodes
-from ledger.records import encode_leaf, envelope_hash
+from ledger.records import canonical_strings, encode_leaf_from_canonical
 from ledger.services.log import LogIdentity
 from ledger.services.receipts import receipts
 from ledger.services.trust import RegisteredKey, load_keys
@@ -37,6 +38,8 @@ class Prepared:
     """A submission that parsed, verified and is trusted: ready to be sequenced."""
 
     document: Mapping[str, Any]
+    #: the envelope's RFC 8785 bytes (its SHA-256 is the duplicate check)
+    canonical: bytes
     envelope_hash: bytes
     statement: Statement
     signers: tuple[PublicKey, ...]
@@ -123,7 +126,8 @@ def prepare_batch(
         except LedgerError as exc:
             out.append(exc)
             continue
-        out.append(Prepared(envelope.document, envelope_hash(envelope.document), statement, signers))
+        canonical = canonical_strings(envelope.document)
+        out.append(Prepared(envelope.document, canonical, hashlib.sha256(canonical).digest(), statement, signers))
     return out
 
 
@@ -168,7 +172,7 @@ def integrate(session: Session, batch: Sequence[Prepared], log: LogIdentity, *, 
             created.append(False)
             continue
         index = size + len(rows)
-        data = encode_leaf(p.document, now, p.signers)
+        data = encode_leaf_from_canonical(p.canonical, now, p.signers)
         leaf = leaf_hash(data)
         head = chain_hash(head, leaf)
         known[(0, index)] = leaf

@@ -18,7 +18,7 @@ from ledger.db import store
 from ledger.db.models import Entry
 from ledger.errors import ConfigurationError, MalformedError, NotFoundError
 from ledger.merkle import NodeId
-from ledger.tlog_proof import TlogProof, format_tlog_proof
+from ledger.tlog_proof import format_tlog_proofs
 
 __all__ = ["consistency_proof", "inclusion_proof", "receipt", "receipts"]
 
@@ -71,22 +71,19 @@ def receipts(
     for i in range(0, len(missing), _READ_CHUNK):
         chunk = missing[i : i + _READ_CHUNK]
         data.update((i, d) for i, d in session.execute(select(Entry.idx, Entry.data).where(Entry.idx.in_(chunk))))
-    out = []
-    for index in indexes:
-        proof = TlogProof(
-            index=index,
-            hashes=merkle.proof_from_plan(plans[index], hashes),
-            checkpoint=checkpoint_note.encode("utf-8"),
-        )
-        out.append(
-            {
-                "index": index,
-                "tree_size": tree_size,
-                "entry": base64.b64encode(data[index]).decode("ascii"),
-                "proof": format_tlog_proof(proof),
-            }
-        )
-    return out
+    texts = format_tlog_proofs(
+        [(index, merkle.proof_from_plan(plans[index], hashes)) for index in indexes],
+        checkpoint_note.encode("utf-8"),
+    )
+    return [
+        {
+            "index": index,
+            "tree_size": tree_size,
+            "entry": base64.b64encode(data[index]).decode("ascii"),
+            "proof": text,
+        }
+        for index, text in zip(indexes, texts, strict=True)
+    ]
 
 
 def receipt(session: Session, index: int, *, tree_size: int | None = None) -> dict[str, Any]:
