@@ -43,3 +43,8 @@ def load_vector(relative: str) -> Any:
     if not path.is_file():
         skip_or_fail(f"vector file {path} not found (set PROVLEDGER_VECTORS)")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+# Store fixtures (``store`` on SQLite and PostgreSQL, ``sqlite_store``, ``postgres_databases``)
+# for tests/db, tests/services, tests/cli and tests/web; helpers live in tests/fixtures.py.
+from tests.fixtures import *  # noqa: E402, F403

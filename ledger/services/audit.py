@@ -2,9 +2,9 @@
 
 One pass over two ordered streams (entries and interior hashes), memory flat in n:
 
-1. each entry's leaf hash is recomputed from its stored bytes;
-2. the hash chain is recomputed link by link;
-3. every stored interior hash is recomputed from the leaves below it;
+1. each entry's leaf hash is recomputed from its stored bytes and compared with the stored one;
+2. the hash chain is recomputed link by link from the stored leaf hashes;
+3. every stored interior hash is recomputed from the leaf hashes below it;
 4. every stored checkpoint's signature is verified with the log key, and its root is compared
    with the root recomputed at its size;
 5. the sequencer's size, the entry count and the latest checkpoint must agree.
@@ -25,8 +25,7 @@ from sqlalchemy.orm import Session
 from ledger.checkpoint import open_checkpoint
 from ledger.db import store
 from ledger.errors import LedgerError
-from ledger.hashing import CHAIN_SEED
-from ledger.merkle import CompactRange
+from ledger.hashing import CHAIN_SEED, EMPTY_ROOT, node_hash
 from ledger.services.log import LogIdentity
 
 __all__ = ["AuditReport", "Problem", "audit"]
@@ -94,7 +93,11 @@ def audit(
         problems.add(None, "log_identity", f"the store belongs to log {info.vkey}, not to {log.vkey}")
 
     sha256 = hashlib.sha256
-    tree = CompactRange.empty()
+    # The right edge of the tree as (stored hash, whether that node was found inconsistent),
+    # one per set bit of the size, lowest level last. Each stored interior hash is checked
+    # against its two STORED children, so damage is named at the node where it is; a parent
+    # whose child is already inconsistent is not reported again.
+    edge: list[tuple[bytes, bool]] = []
     head = CHAIN_SEED
     expected = 0
     position = 0
@@ -107,7 +110,7 @@ def audit(
         nonlocal cp
         while cp is not None and cp.tree_size <= size:
             if cp.tree_size == size:
-                _check_checkpoint(cp, tree.root(), log, problems)
+                _check_checkpoint(cp, _root(edge), log, problems)
             else:
                 problems.add(max(cp.tree_size - 1, 0), "checkpoint", f"checkpoint of size {cp.tree_size} covers missing entries")
             report.checkpoints_checked += 1
@@ -118,26 +121,40 @@ def audit(
         if idx != expected:
             problems.add(expected, "missing_entry", f"entries {expected}..{idx - 1} are missing")
             expected = idx  # re-measure the rest as stored
-        leaf = sha256(b"\x00" + data).digest()
-        if leaf != stored_leaf:
+        if sha256(b"\x00" + data).digest() != stored_leaf:
             problems.add(idx, "leaf_hash", f"entry {idx}: its bytes do not hash to its stored leaf hash")
+        # The chain and the tree are re-measured from the STORED leaf hashes, so that each kind
+        # of damage is named where it is: altered bytes at their entry (above), an altered leaf
+        # hash where the chain breaks, an altered interior hash at the entries it covers.
+        leaf = stored_leaf
         head = sha256(head + leaf).digest()
         if head != stored_chain:
             problems.add(idx, "chain_hash", f"entry {idx}: the hash chain breaks here")
             head = stored_chain  # re-synchronise so that one break is reported once
-        for level, node_index, h in tree.append(leaf):
+        acc, flagged, level, node_index = leaf, False, 0, idx
+        while (idx >> level) & 1:
+            left, left_flagged = edge.pop()
+            computed = sha256(b"\x01" + left + acc).digest()
+            level += 1
+            node_index >>= 1
             while pending is not None and pending[0] < position:
                 pending = next(hashes, None)
             if pending is None or pending[0] != position:
+                stored, bad = computed, True
                 problems.add(node_index << level, "interior_hash", f"interior hash ({level}, {node_index}) is missing")
-            elif pending[1] != h:
-                problems.add(
-                    node_index << level,
-                    "interior_hash",
-                    f"interior hash ({level}, {node_index}) over entries {node_index << level}.."
-                    f"{((node_index + 1) << level) - 1} does not match the entries",
-                )
+            else:
+                stored = pending[1]
+                bad = stored != computed
+                if bad and not (flagged or left_flagged):
+                    problems.add(
+                        node_index << level,
+                        "interior_hash",
+                        f"interior hash ({level}, {node_index}) over entries {node_index << level}.."
+                        f"{((node_index + 1) << level) - 1} does not match the hashes below it",
+                    )
+            acc, flagged = stored, bad
             position += 1
+        edge.append((acc, flagged))
         expected = idx + 1
         if cp is not None and cp.tree_size <= expected:
             check_checkpoint(expected)
@@ -174,6 +191,15 @@ def audit(
     if progress is not None:
         progress(entries, declared)
     return report
+
+
+def _root(edge: list[tuple[bytes, bool]]) -> bytes:
+    if not edge:
+        return EMPTY_ROOT
+    acc = edge[-1][0]
+    for h, _ in reversed(edge[:-1]):
+        acc = node_hash(h, acc)
+    return acc
 
 
 def _check_checkpoint(cp: Any, root: bytes, log: LogIdentity, problems: _Problems) -> None:

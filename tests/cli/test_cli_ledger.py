@@ -1,0 +1,430 @@
+"""`provledger` commands of the ledger core, with the guide's exit codes (0/1/2/3).
+
+Most tests call ``ledger.cli.main.main`` in-process with PROVLEDGER_* set for the test's store
+(fast); a few run the installed console script as a subprocess.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ledger import merkle
+from ledger.cli.main import main
+from ledger.db import store as dbstore
+from ledger.keys import load_private_key, load_public_key
+from ledger.note import generate_signer
+from ledger.services.registry import authenticate
+from ledger.verify import verify_receipt
+from tests.fixtures import PROVLEDGER, make_statement
+
+VKEY = re.compile(r"^[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$")
+
+
+@pytest.fixture
+def cli(store, monkeypatch, capsys):
+    """Run ``provledger ARGS…`` in-process on the test's store: (exit code, stdout, stderr)."""
+    for name in list(__import__("os").environ):
+        if name.startswith("PROVLEDGER_") and name != "PROVLEDGER_REQUIRE_SERVICES":
+            monkeypatch.delenv(name)
+    for name, value in store.env.items():
+        if name.startswith("PROVLEDGER_"):
+            monkeypatch.setenv(name, value)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    run.store = store  # type: ignore[attr-defined]
+    return run
+
+
+def _last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def signer(cli, tmp_path):
+    """A registered signer: (private key path, key id)."""
+    path = tmp_path / "keys" / "builder.pem"
+    code, out, _ = cli("keygen", "--out", str(path))
+    assert code == 0
+    code, out, _ = cli("keys", "add", "--name", "builder", "--public-key", f"{path}.pub", "--allow", "https://slsa.dev/*")
+    assert code == 0
+    return path, _last_line(out)
+
+
+@pytest.fixture
+def envelope_file(cli, signer, tmp_path):
+    statement = tmp_path / "statement.json"
+    statement.write_bytes(make_statement("app.tar"))
+    code, out, err = cli("sign", "--key", str(signer[0]), str(statement))
+    assert code == 0, err
+    path = tmp_path / "envelope.json"
+    path.write_text(out)
+    return path
+
+
+@pytest.fixture
+def receipt_file(cli, envelope_file, tmp_path):
+    code, out, err = cli("submit", str(envelope_file))
+    assert code == 0, err
+    path = tmp_path / "receipt.json"
+    path.write_text(out)
+    return path
+
+
+# ------------------------------------------------------------------------------ set-up
+
+
+def test_init_is_idempotent_and_prints_vkey_last(cli):
+    code, out, _ = cli("init")
+    assert code == 0
+    assert _last_line(out) == cli.store.log.vkey
+    before = cli.store.state()
+    code, out2, _ = cli("init")
+    assert code == 0 and _last_line(out2) == cli.store.log.vkey
+    assert cli.store.state() == before  # no second empty checkpoint, nothing changed
+
+
+def test_init_fresh_home(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "fresh"
+    monkeypatch.setenv("PROVLEDGER_HOME", str(home))
+    monkeypatch.delenv("PROVLEDGER_DATABASE_URL", raising=False)
+    monkeypatch.delenv("PROVLEDGER_ORIGIN", raising=False)
+    assert main(["init"]) == 0
+    vkey = _last_line(capsys.readouterr().out)
+    assert VKEY.match(vkey), vkey
+    assert stat.S_IMODE((home / "log.key").stat().st_mode) == 0o600
+    assert (home / "ledger.db").exists()
+    assert main(["init"]) == 0
+    assert _last_line(capsys.readouterr().out) == vkey
+    assert main(["log-key"]) == 0
+    assert capsys.readouterr().out.strip() == vkey
+    assert main(["audit", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"ok": True, "tree_size": 0, "first_bad_index": None, "problems": []}
+
+
+def test_log_key(cli):
+    code, out, _ = cli("log-key")
+    assert code == 0
+    assert out.strip() == cli.store.log.vkey
+    origin, key_hash, key = out.strip().split("+", 2)
+    assert origin == cli.store.settings.origin
+    assert len(key_hash) == 8
+    assert base64.b64decode(key)[0] == 1 and len(base64.b64decode(key)) == 33
+
+
+@pytest.mark.parametrize("algorithm", ["ed25519", "ecdsa-p256"])
+def test_keygen(cli, tmp_path, algorithm):
+    path = tmp_path / "k" / "signer.pem"
+    code, out, _ = cli("keygen", "--out", str(path), "--algorithm", algorithm)
+    assert code == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    private = load_private_key(path.read_bytes())
+    public = load_public_key(Path(f"{path}.pub").read_bytes())
+    assert private.key_id == public.key_id == hashlib.sha256(public.spki_der).hexdigest()
+    assert _last_line(out) == public.key_id
+    # never overwrites a key
+    code, _, err = cli("keygen", "--out", str(path))
+    assert code == 1 and "already exists" in err
+    assert load_private_key(path.read_bytes()).key_id == private.key_id
+
+
+def test_keys_add_list_revoke(cli, signer, tmp_path):
+    _, key_id = signer
+    code, out, _ = cli("keys", "list", "--json")
+    assert code == 0
+    (listed,) = json.loads(out)
+    assert listed["key_id"] == key_id and listed["allow"] == ["https://slsa.dev/*"] and listed["revoked_at"] is None
+    # registering the same key again is a conflict
+    code, _, err = cli("keys", "add", "--name", "again", "--public-key", f"{signer[0]}.pub", "--allow", "*")
+    assert code == 1 and key_id in err
+    code, out, _ = cli("keys", "revoke", key_id, "--compromised-since", "2025-01-01T00:00:00Z")
+    assert code == 0
+    code, out, _ = cli("keys", "list", "--json")
+    assert json.loads(out)[0]["revoked_at"] == 1735689600
+    code, _, err = cli("keys", "revoke", "0" * 64)
+    assert code == 2 and "0" * 64 in err
+    code, _, err = cli("keys", "revoke", key_id, "--compromised-since", "yesterday")
+    assert code == 2
+
+
+def test_keys_add_bad_input(cli, tmp_path):
+    garbage = tmp_path / "garbage.pub"
+    garbage.write_text("not a key")
+    code, _, err = cli("keys", "add", "--name", "x", "--public-key", str(garbage), "--allow", "*")
+    assert code == 2 and err.startswith("provledger:")
+    code, _, _ = cli("keys", "add", "--name", "x", "--public-key", str(tmp_path / "missing.pub"), "--allow", "*")
+    assert code == 2
+    with pytest.raises(SystemExit) as exit_:
+        cli("keys", "add", "--name", "x", "--public-key", str(garbage))  # no --allow: fail closed
+    assert exit_.value.code == 2
+
+
+def test_tokens_create(cli):
+    code, out, err = cli("tokens", "create", "--name", "ci", "--scope", "submit")
+    assert code == 0 and "shown once" in err
+    token = _last_line(out)
+    with cli.store.sessions() as session:
+        assert authenticate(session, token, "submit") is not None
+        assert authenticate(session, token, "admin") is None
+        assert authenticate(session, token + "x", "submit") is None
+
+
+# ------------------------------------------------------------------------------ records
+
+
+def test_sign_keeps_statement_bytes(cli, signer, tmp_path):
+    statement = tmp_path / "s.json"
+    raw = make_statement("odd   spacing.tar") + b"\n\n"
+    statement.write_bytes(raw)
+    code, out, _ = cli("sign", "--key", str(signer[0]), str(statement))
+    assert code == 0
+    envelope = json.loads(out)
+    assert base64.b64decode(envelope["payload"]) == raw
+    assert envelope["payloadType"] == "application/vnd.in-toto+json"
+    assert envelope["signatures"][0]["keyid"] == signer[1]
+
+
+@pytest.mark.parametrize("content", [b"{}", b"not json", b'{"_type": "https://in-toto.io/Statement/v1"}'])
+def test_sign_refuses_invalid_statement(cli, signer, tmp_path, content):
+    statement = tmp_path / "bad.json"
+    statement.write_bytes(content)
+    code, out, err = cli("sign", "--key", str(signer[0]), str(statement))
+    assert code == 2 and out == "" and "statement" in err
+
+
+def test_submit_and_duplicate(cli, envelope_file, receipt_file):
+    receipt = json.loads(receipt_file.read_text())
+    assert receipt["index"] == 0 and receipt["tree_size"] == 1
+    verify_receipt(receipt, cli.store.log.vkey)
+    code, out, err = cli("submit", str(envelope_file))
+    assert code == 0 and "duplicate" in err
+    assert json.loads(out)["index"] == 0
+    assert cli.store.size() == 1
+
+
+def test_submit_refusals(cli, envelope_file, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    code, _, err = cli("submit", str(bad))
+    assert code == 2 and "JSON" in err
+    # an envelope signed by a key the ledger does not know
+    other = tmp_path / "other.pem"
+    assert cli("keygen", "--out", str(other))[0] == 0
+    statement = tmp_path / "s2.json"
+    statement.write_bytes(make_statement("x"))
+    _, out, _ = cli("sign", "--key", str(other), str(statement))
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(out)
+    code, _, err = cli("submit", str(unknown))
+    assert code == 1 and "not signed by any registered key" in err
+    # a flipped signature byte
+    env = json.loads(envelope_file.read_text())
+    sig = bytearray(base64.b64decode(env["signatures"][0]["sig"]))
+    sig[5] ^= 1
+    env["signatures"][0]["sig"] = base64.b64encode(sig).decode()
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(env))
+    code, _, err = cli("submit", str(forged))
+    assert code == 1 and "does not verify" in err
+    assert cli.store.size() == 0
+    code, _, _ = cli("submit", str(tmp_path / "missing.json"))
+    assert code == 2
+
+
+def test_receipt_command(cli, receipt_file, envelope_file):
+    code, out, _ = cli("receipt", "0")
+    assert code == 0
+    assert json.loads(out) == json.loads(receipt_file.read_text())
+    code, _, err = cli("receipt", "1")
+    assert code == 2 and "1" in err
+
+
+def _verify(cli, tmp_path, receipt, *extra: str) -> tuple[int, str, str]:
+    path = tmp_path / "check.json"
+    path.write_text(receipt if isinstance(receipt, str) else json.dumps(receipt))
+    return cli("verify-receipt", str(path), "--log-key", cli.store.log.vkey, *extra)
+
+
+def _flip_b64(text: str, position: int = 0) -> str:
+    raw = bytearray(base64.b64decode(text))
+    raw[position] ^= 0x01
+    return base64.b64encode(raw).decode()
+
+
+def test_verify_receipt_ok_and_flips(cli, signer, tmp_path):
+    # a receipt with a non-empty inclusion path: three entries in one batch
+    key = load_private_key(Path(signer[0]).read_bytes())
+    from tests.fixtures import sign  # noqa: PLC0415
+
+    results = cli.store.append_ok([sign(key, make_statement(f"a{i}")) for i in range(3)])
+    receipt = results[0].receipt
+    code, out, _ = _verify(cli, tmp_path, receipt)
+    assert code == 0 and out.startswith("OK: entry 0")
+    code, _, _ = _verify(cli, tmp_path, receipt, "--public-key", f"{signer[0]}.pub")
+    assert code == 0
+
+    entry = dict(receipt, entry=_flip_b64(receipt["entry"], 20))
+    assert _verify(cli, tmp_path, entry)[0] == 1
+
+    lines = receipt["proof"].split("\n")
+    hash_line = next(i for i, line in enumerate(lines) if i > 1 and len(line) == 44)
+    lines[hash_line] = _flip_b64(lines[hash_line], 7)
+    assert _verify(cli, tmp_path, dict(receipt, proof="\n".join(lines)))[0] == 1
+
+    lines = receipt["proof"].split("\n")
+    sig_line = next(i for i, line in enumerate(lines) if line.startswith("\u2014 "))
+    dash, name, sig = lines[sig_line].split(" ")
+    lines[sig_line] = f"{dash} {name} {_flip_b64(sig, 10)}"
+    assert _verify(cli, tmp_path, dict(receipt, proof="\n".join(lines)))[0] == 1
+
+    other_vkey = generate_signer(cli.store.log.origin).vkey  # the right origin, another key
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(receipt))
+    code, _, _ = cli("verify-receipt", str(path), "--log-key", other_vkey)
+    assert code == 1
+
+    # a receipt for another index than its proof
+    assert _verify(cli, tmp_path, dict(receipt, index=1))[0] in (1, 2)
+    # expected public key that did not sign
+    other = tmp_path / "other.pem"
+    cli("keygen", "--out", str(other))
+    assert _verify(cli, tmp_path, receipt, "--public-key", f"{other}.pub")[0] == 1
+
+
+@pytest.mark.parametrize("garbage", ["not json", "[]", '{"index": 0}', '{"index": -1, "tree_size": 1, "entry": "", "proof": ""}',
+                                     '{"index": 0, "tree_size": 1, "entry": "%%%", "proof": "x"}'])
+def test_verify_receipt_garbage_is_exit_2(cli, receipt_file, tmp_path, garbage):
+    assert _verify(cli, tmp_path, garbage)[0] == 2
+
+
+def test_verify_receipt_bad_log_key_is_exit_2(cli, receipt_file):
+    code, _, _ = cli("verify-receipt", str(receipt_file), "--log-key", "not a vkey")
+    assert code == 2
+
+
+def test_verify_receipt_needs_no_store(receipt_file, cli, monkeypatch):
+    monkeypatch.setenv("PROVLEDGER_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+    monkeypatch.setenv("PROVLEDGER_HOME", "/nonexistent/home")
+    assert cli("verify-receipt", str(receipt_file), "--log-key", cli.store.log.vkey)[0] == 0
+
+
+def test_checkpoint_and_prove_consistency(cli, signer):
+    key = load_private_key(Path(signer[0]).read_bytes())
+    from tests.fixtures import sign  # noqa: PLC0415
+
+    cli.store.append_ok([sign(key) for _ in range(3)])
+    cli.store.append_ok([sign(key) for _ in range(4)])
+    code, out, _ = cli("checkpoint")
+    assert code == 0
+    with cli.store.sessions() as session:
+        latest = dbstore.latest_checkpoint(session)
+        old = dbstore.checkpoint_of_size(session, 3)
+    assert out == latest.note
+    assert out.splitlines()[1] == "7"
+    code, out, _ = cli("prove-consistency", "--old", "3")
+    assert code == 0
+    doc = json.loads(out)
+    assert set(doc) == {"old_size", "new_size", "hashes"} and doc["old_size"] == 3 and doc["new_size"] == 7
+    merkle.verify_consistency(3, 7, [base64.b64decode(h) for h in doc["hashes"]], old.root_hash, latest.root_hash)
+    code, out, _ = cli("prove-consistency", "--old", "0", "--new", "3")
+    assert code == 0 and json.loads(out)["hashes"] == []
+    assert cli("prove-consistency", "--old", "5", "--new", "3")[0] == 2
+    assert cli("prove-consistency", "--old", "1", "--new", "8")[0] == 2
+
+
+def test_audit_json_shape(cli, receipt_file):
+    code, out, _ = cli("audit", "--json")
+    assert code == 0
+    assert json.loads(out) == {"ok": True, "tree_size": 1, "first_bad_index": None, "problems": []}
+    code, out, _ = cli("audit")
+    assert code == 0 and out.startswith("OK: 1 entries")
+
+
+# ------------------------------------------------------------------------------ exit code 3
+
+
+def test_uninitialised_store_is_exit_3(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PROVLEDGER_HOME", str(tmp_path / "empty"))
+    monkeypatch.delenv("PROVLEDGER_DATABASE_URL", raising=False)
+    monkeypatch.delenv("PROVLEDGER_ORIGIN", raising=False)
+    for args in (["log-key"], ["audit"], ["receipt", "0"], ["checkpoint"], ["tokens", "create", "--name", "n", "--scope", "submit"]):
+        assert main(args) == 3, args
+        err = capsys.readouterr().err
+        assert "provledger init" in err, err
+
+
+def test_schema_missing_is_exit_3(tmp_path, monkeypatch, capsys):
+    """The log key exists but the database was never migrated (e.g. a new empty database)."""
+    home = tmp_path / "h"
+    monkeypatch.setenv("PROVLEDGER_HOME", str(home))
+    monkeypatch.delenv("PROVLEDGER_DATABASE_URL", raising=False)
+    monkeypatch.delenv("PROVLEDGER_ORIGIN", raising=False)
+    assert main(["init"]) == 0
+    (home / "ledger.db").unlink()
+    for suffix in ("-wal", "-shm"):
+        (home / f"ledger.db{suffix}").unlink(missing_ok=True)
+    capsys.readouterr()
+    assert main(["audit"]) == 3
+    assert "provledger init" in capsys.readouterr().err
+
+
+def test_unreachable_postgres_is_exit_3(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PROVLEDGER_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("PROVLEDGER_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+    monkeypatch.delenv("PROVLEDGER_ORIGIN", raising=False)
+    assert main(["init"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("provledger:") and "database" in err
+    assert main(["audit"]) == 3  # the log key exists now; the database still cannot be reached
+    assert main(["receipt", "0"]) == 3
+
+
+def test_bad_usage_is_exit_2(capsys):
+    for args in ([], ["nonsense"], ["receipt", "abc"], ["keygen"], ["tokens", "create", "--name", "x", "--scope", "root"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        assert exit_.value.code == 2, args
+    capsys.readouterr()
+
+
+# ------------------------------------------------------------------------------ the real binary
+
+
+def test_console_script_end_to_end(sqlite_store, tmp_path):
+    env = sqlite_store.env
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([PROVLEDGER, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    init = run("init")
+    assert init.returncode == 0 and _last_line(init.stdout) == sqlite_store.log.vkey
+    key = tmp_path / "k.pem"
+    assert run("keygen", "--out", str(key)).returncode == 0
+    assert run("keys", "add", "--name", "ci", "--public-key", f"{key}.pub", "--allow", "https://slsa.dev/*").returncode == 0
+    statement = tmp_path / "s.json"
+    statement.write_bytes(make_statement("bin.tar"))
+    signed = run("sign", "--key", str(key), str(statement))
+    assert signed.returncode == 0, signed.stderr
+    envelope = tmp_path / "e.json"
+    envelope.write_text(signed.stdout)
+    submitted = run("submit", str(envelope))
+    assert submitted.returncode == 0, submitted.stderr
+    receipt = tmp_path / "r.json"
+    receipt.write_text(submitted.stdout)
+    verified = run("verify-receipt", str(receipt), "--log-key", sqlite_store.log.vkey)
+    assert verified.returncode == 0, verified.stderr
+    audit = run("audit", "--json")
+    assert audit.returncode == 0 and json.loads(audit.stdout)["tree_size"] == 1
+    bad = run("verify-receipt", str(tmp_path / "missing.json"), "--log-key", sqlite_store.log.vkey)
+    assert bad.returncode == 2 and bad.stderr.startswith("provledger:")
