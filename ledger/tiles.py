@@ -245,7 +245,9 @@ def parse_tile(data: bytes, width: int = TILE_WIDTH) -> list[bytes]:
         MalformedError: the tile is not exactly ``width * 32`` bytes.
     """
     if len(data) != width * HASH_SIZE:
-        raise MalformedError(f"a tile of width {width} is {width * HASH_SIZE} bytes, got {len(data)}")
+        raise MalformedError(
+            f"a tile of width {width} is {width * HASH_SIZE} bytes, got {len(data)}"
+        )
     return [bytes(data[i : i + HASH_SIZE]) for i in range(0, len(data), HASH_SIZE)]
 
 
@@ -305,7 +307,9 @@ def verify_entry_bundle(entries: Sequence[bytes], level0_tile: Sequence[bytes]) 
         )
     for i, (entry, expected) in enumerate(zip(entries, level0_tile, strict=True)):
         if leaf_hash(entry) != expected:
-            raise VerificationError(f"entry {i} of the bundle does not hash to its tile's leaf hash")
+            raise VerificationError(
+                f"entry {i} of the bundle does not hash to its tile's leaf hash"
+            )
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,10 +51,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if session is not None:
             session.close()
 
-    from web.api import health, v1  # noqa: PLC0415
+    from web.api import health, tiles, v1  # noqa: PLC0415
 
     app.register_blueprint(v1.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(tiles.bp, url_prefix=app.config.get("TLOG_PREFIX", tiles.DEFAULT_PREFIX))
 
     @app.errorhandler(LedgerError)
     def _ledger_error(exc: LedgerError):  # type: ignore[no-untyped-def]

@@ -35,7 +35,7 @@ from ledger.errors import (
 from ledger.services import append, audit, receipts, registry, setup
 from ledger.services.log import LogIdentity, load_log_identity
 from ledger.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
-from ledger.verify import verify_receipt
+from ledger.witness_policy import verify_receipt_with_witnesses
 
 
 def _out(text: str) -> None:
@@ -238,10 +238,14 @@ def cmd_receipt(args: argparse.Namespace) -> int:
 def cmd_verify_receipt(args: argparse.Namespace) -> int:
     data = _read_file(args.receipt, "receipt", limit=16 * 1024 * 1024)
     expected = [keylib.load_public_key(_read_file(p, "public key")) for p in args.public_key]
-    result = verify_receipt(data, args.log_key, public_keys=expected)
+    witnessed = verify_receipt_with_witnesses(
+        data, args.log_key, witness_vkeys=args.witness, threshold=args.threshold, public_keys=expected
+    )
+    result = witnessed.receipt
+    cosigned = f", cosigned by {', '.join(witnessed.witnesses)}" if witnessed.witnesses else ""
     _out(
         f"OK: entry {result.index} is in {result.checkpoint.origin} at tree size {result.checkpoint.size}, "
-        f"signed by {', '.join(result.signer_key_ids)}"
+        f"signed by {', '.join(result.signer_key_ids)}{cosigned}"
     )
     return 0
 

@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-key", required=True, metavar="VKEY", help="the log's verifier key string")
     s.add_argument("--public-key", action="append", default=[], metavar="PEM",
                    help="require a signature by this key (repeatable)")
+    s.add_argument("--witness", action="extend", nargs="+", default=[], metavar="VKEY",
+                   help="a witness's verifier key (repeatable): apply a k-of-n witness policy")
+    s.add_argument("--threshold", type=int, metavar="K",
+                   help="how many distinct --witness witnesses must cosign (default: all)")
     s.set_defaults(func=c.cmd_verify_receipt)
 
     s = sub.add_parser("checkpoint", help="print the latest signed checkpoint")
@@ -120,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ledger.cli import attest  # noqa: PLC0415
 
     attest.add_parser(sub)
+    from ledger.cli import witness  # noqa: PLC0415
+
+    witness.add_parser(sub)
     return p
 
 

@@ -151,36 +151,36 @@ class EntryRow:
     subjects: Sequence[tuple[str, str, str]]
 
 
+def _executemany(session: Session, table: str, columns: Sequence[str], rows: list[tuple[object, ...]]) -> None:
+    """A plain DBAPI executemany: the append path's inserts skip SQLAlchemy's per-row work."""
+    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    session.connection().exec_driver_sql(sql, rows)
+
+
+_ENTRY_COLUMNS = ("idx", "leaf_hash", "chain_hash", "data", "envelope_hash", "integrated_time", "predicate_type", "key_id")
+
+
 def insert_entries(session: Session, rows: Sequence[EntryRow], nodes: Sequence[tuple[int, bytes]]) -> None:
     """Insert entries, their subjects and the interior nodes (position, hash) they completed."""
     if not rows:
         return
-    # Core inserts on the tables (not the ORM bulk path): executemany with no per-row ORM work.
-    session.execute(
-        insert(Entry.__table__),
+    _executemany(
+        session,
+        "entries",
+        _ENTRY_COLUMNS,
         [
-            {
-                "idx": r.idx,
-                "leaf_hash": r.leaf_hash,
-                "chain_hash": r.chain_hash,
-                "data": r.data,
-                "envelope_hash": r.envelope_hash,
-                "integrated_time": r.integrated_time,
-                "predicate_type": r.predicate_type,
-                "key_id": r.key_id,
-            }
+            (r.idx, r.leaf_hash, r.chain_hash, r.data, r.envelope_hash, r.integrated_time, r.predicate_type, r.key_id)
             for r in rows
         ],
     )
     subjects = [
-        {"entry_idx": r.idx, "position": i, "algorithm": alg, "digest": digest, "name": name}
-        for r in rows
-        for i, (alg, digest, name) in enumerate(r.subjects)
+        (r.idx, i, alg, digest, name) for r in rows for i, (alg, digest, name) in enumerate(r.subjects)
     ]
     if subjects:
-        session.execute(insert(EntrySubject.__table__), subjects)
+        _executemany(session, "entry_subjects", ("entry_idx", "position", "algorithm", "digest", "name"), subjects)
     if nodes:
-        session.execute(insert(TreeHash.__table__), [{"position": p, "hash": h} for p, h in nodes])
+        _executemany(session, "tree_hashes", ("position", "hash"), list(nodes))
 
 
 def entries_by_envelope_hash(session: Session, hashes: Sequence[bytes]) -> dict[bytes, int]:

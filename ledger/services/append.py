@@ -30,19 +30,41 @@ from ledger.services.receipts import receipts
 from ledger.services.trust import RegisteredKey, load_keys
 from ledger.statement import IN_TOTO_PAYLOAD_TYPE, Statement, parse_statement
 
-__all__ = ["Appended", "Integration", "Prepared", "append_batch", "integrate", "prepare", "prepare_batch"]
+__all__ = [
+    "Appended",
+    "Integration",
+    "Prepared",
+    "Signer",
+    "append_batch",
+    "integrate",
+    "prepare",
+    "prepare_batch",
+    "prepare_envelopes",
+]
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A key that signed a record, as the leaf records it."""
+
+    key_id: str
+    spki_der: bytes
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A submission that parsed, verified and is trusted: ready to be sequenced."""
+    """A submission that parsed, verified and is trusted: ready to be sequenced.
 
-    document: Mapping[str, Any]
+    Plain values only, so that preparation can run in other processes (``ledger.services.bulk``).
+    """
+
     #: the envelope's RFC 8785 bytes (its SHA-256 is the duplicate check)
     canonical: bytes
     envelope_hash: bytes
-    statement: Statement
-    signers: tuple[PublicKey, ...]
+    predicate_type: str
+    #: (algorithm, lowercase digest, name) of each subject digest
+    subjects: tuple[tuple[str, str, str], ...]
+    signers: tuple[Signer, ...]
 
 
 def _decode(raw: bytes | str | Mapping[str, Any], limit: int) -> Envelope:
@@ -90,6 +112,59 @@ def _judge(envelope: Envelope, statement: Statement, registry: Mapping[str, Regi
     return tuple(trusted)
 
 
+def prepare_envelopes(
+    raws: Sequence[bytes | str | Mapping[str, Any]],
+    registry: Mapping[str, RegisteredKey],
+    *,
+    now: int,
+    limit: int = MAX_ENVELOPE_BYTES,
+    everything: Callable[[], Mapping[str, RegisteredKey]] | None = None,
+) -> list[Prepared | LedgerError]:
+    """Parse, verify and judge each submission against ``registry`` (pure: no database).
+
+    A failure is returned in its place, not raised. ``registry`` must hold at least the keys the
+    signatures' keyid hints name; ``everything`` supplies all registered keys for envelopes
+    without a usable hint (keyid is only a hint).
+    """
+    out: list[Prepared | LedgerError] = []
+    for raw in raws:
+        try:
+            envelope = _decode(raw, limit)
+            statement = parse_statement(envelope.payload)
+            keys = registry
+            if everything is not None and not any(s.keyid in registry for s in envelope.signatures):
+                keys = everything()
+            signers = _judge(envelope, statement, keys, now)
+            canonical = canonical_strings(envelope.document)
+        except LedgerError as exc:
+            out.append(exc)
+            continue
+        out.append(
+            Prepared(
+                canonical=canonical,
+                envelope_hash=hashlib.sha256(canonical).digest(),
+                predicate_type=statement.predicate_type,
+                subjects=tuple((alg, value, s.name) for s in statement.subjects for alg, value in s.digests()),
+                signers=tuple(Signer(k.key_id, k.spki_der) for k in signers),
+            )
+        )
+    return out
+
+
+def _hints(raws: Sequence[bytes | str | Mapping[str, Any]]) -> set[str]:
+    """The keyid hints of the envelopes that parse (cheaply, to load only those keys)."""
+    hints: set[str] = set()
+    for raw in raws:
+        try:
+            doc = json.loads(raw) if isinstance(raw, bytes | str) else raw
+            for sig in doc.get("signatures") or ():
+                if isinstance(sig, dict) and isinstance(sig.get("keyid"), str):
+                    hints.add(sig["keyid"])
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return hints
+
+
 def prepare_batch(
     session: Session,
     raws: Sequence[bytes | str | Mapping[str, Any]],
@@ -97,38 +172,16 @@ def prepare_batch(
     now: int,
     limit: int = MAX_ENVELOPE_BYTES,
 ) -> list[Prepared | LedgerError]:
-    """Parse, verify and judge each submission; a failure is returned in its place, not raised."""
-    decoded: list[tuple[Envelope, Statement] | LedgerError] = []
-    hints: set[str] = set()
-    for raw in raws:
-        try:
-            envelope = _decode(raw, limit)
-            decoded.append((envelope, parse_statement(envelope.payload)))
-            hints.update(s.keyid for s in envelope.signatures if s.keyid)
-        except LedgerError as exc:
-            decoded.append(exc)
-    registry = load_keys(session, hints)
-    everything: dict[str, RegisteredKey] | None = None
-    out: list[Prepared | LedgerError] = []
-    for item in decoded:
-        if isinstance(item, LedgerError):
-            out.append(item)
-            continue
-        envelope, statement = item
-        keys = registry
-        if not any(s.keyid in registry for s in envelope.signatures):
-            # keyid is only a hint: without a usable one, try every registered key.
-            if everything is None:
-                everything = load_keys(session)
-            keys = everything
-        try:
-            signers = _judge(envelope, statement, keys, now)
-        except LedgerError as exc:
-            out.append(exc)
-            continue
-        canonical = canonical_strings(envelope.document)
-        out.append(Prepared(envelope.document, canonical, hashlib.sha256(canonical).digest(), statement, signers))
-    return out
+    """Load the keys the submissions name, then ``prepare_envelopes``."""
+    registry = load_keys(session, _hints(raws))
+    cache: list[Mapping[str, RegisteredKey]] = []
+
+    def everything() -> Mapping[str, RegisteredKey]:
+        if not cache:
+            cache.append(load_keys(session))
+        return cache[0]
+
+    return prepare_envelopes(raws, registry, now=now, limit=limit, everything=everything)
 
 
 def prepare(session: Session, raw: bytes | str | Mapping[str, Any], *, now: int, limit: int = MAX_ENVELOPE_BYTES) -> Prepared:
@@ -187,11 +240,9 @@ def integrate(session: Session, batch: Sequence[Prepared], log: LogIdentity, *, 
                 data=data,
                 envelope_hash=p.envelope_hash,
                 integrated_time=now,
-                predicate_type=p.statement.predicate_type,
+                predicate_type=p.predicate_type,
                 key_id=p.signers[0].key_id,
-                subjects=[
-                    (alg, value, s.name) for s in p.statement.subjects for alg, value in s.digests()
-                ],
+                subjects=p.subjects,
             )
         )
         existing[p.envelope_hash] = index  # a duplicate later in the same batch

@@ -73,12 +73,11 @@ def _entry_rows(session: Session, ref: TileRef, column: object) -> list[bytes]:
         .where(Entry.idx >= first, Entry.idx < first + ref.width)
         .order_by(Entry.idx)
     ).all()
-    if [idx for idx, _ in rows] != list(range(first, first + ref.width)):
+    present = {idx for idx, _ in rows}
+    missing = [i for i in range(first, first + ref.width) if i not in present]
+    if missing:
         raise IntegrityError(
-            f"the store is missing entries in [{first}, {first + ref.width})",
-            first_bad_index=next(
-                (i for i, (idx, _) in zip(range(first, first + ref.width), rows, strict=False) if i != idx),
-                first + len(rows),
-            ),
+            f"the store is missing entry {missing[0]} below its checkpoint's size",
+            first_bad_index=missing[0],
         )
     return [value for _, value in rows]

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from ledger.db.models import SignerKey
 from ledger.keys import PublicKey, public_key_from_der
 
-__all__ = ["RegisteredKey", "load_keys"]
+__all__ = ["KeyRow", "RegisteredKey", "key_rows", "load_keys", "registry_from_rows"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class RegisteredKey:
         return self.revoked_at is None or now < self.revoked_at
 
 
+#: A registered key as plain values (picklable): key_id, name, spki_der, allow, revoked_at.
+KeyRow = tuple[str, str, bytes, tuple[str, ...], int | None]
+
+
 def _registered(row: SignerKey) -> RegisteredKey:
     return RegisteredKey(
         key=public_key_from_der(row.public_key),
@@ -41,6 +45,21 @@ def _registered(row: SignerKey) -> RegisteredKey:
         allow=tuple(json.loads(row.allow)),
         revoked_at=row.revoked_at,
     )
+
+
+def key_rows(session: Session) -> list[KeyRow]:
+    """Every registered key as plain values, to hand to other processes."""
+    return [
+        (r.key_id, r.name, r.public_key, tuple(json.loads(r.allow)), r.revoked_at)
+        for r in session.execute(select(SignerKey)).scalars()
+    ]
+
+
+def registry_from_rows(rows: Iterable[KeyRow]) -> dict[str, RegisteredKey]:
+    return {
+        key_id: RegisteredKey(key=public_key_from_der(der), name=name, allow=allow, revoked_at=revoked_at)
+        for key_id, name, der, allow, revoked_at in rows
+    }
 
 
 def load_keys(session: Session, key_ids: Iterable[str] | None = None) -> dict[str, RegisteredKey]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from rfc3161_client import decode_timestamp_response
 
 from ledger.dsse import Envelope, parse_envelope
 from ledger.errors import MalformedError, TooLargeError
@@ -374,7 +375,12 @@ def _parse_verification_material(
         where = "verificationMaterial.timestampVerificationData.rfc3161Timestamps"
         for i, item in enumerate(_list(tvd.get("rfc3161Timestamps", []), where, MAX_TIMESTAMPS)):
             ts = _object(item, f"{where}[{i}]", {"signedTimestamp"}, {"signedTimestamp"})
-            timestamps.append(_bytes(ts["signedTimestamp"], f"{where}[{i}].signedTimestamp"))
+            token = _bytes(ts["signedTimestamp"], f"{where}[{i}].signedTimestamp")
+            try:
+                decode_timestamp_response(token)
+            except ValueError as exc:
+                raise MalformedError(f"bundle {where}[{i}] is not an RFC 3161 TimeStampResponse") from exc
+            timestamps.append(token)
     return certificates, hint, entries, tuple(timestamps)
 
 

@@ -1,0 +1,123 @@
+"""Shared pieces of the benchmarks: machine description, fresh stores, signed envelopes."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.config import Settings
+from ledger.db.engine import make_engine, make_session_factory
+from ledger.dsse import sign_envelope
+from ledger.keys import PrivateKey, generate_private_key
+from ledger.services import registry, setup
+from ledger.services.log import LogIdentity
+from ledger.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "PROVLEDGER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+PREDICATE = "https://slsa.dev/provenance/v1"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+@dataclass
+class BenchStore:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    log: LogIdentity
+
+
+@contextmanager
+def fresh_store(backend: str) -> Iterator[BenchStore]:
+    """A new, initialised ledger: a SQLite file in a temporary folder, or a new PostgreSQL database."""
+    with tempfile.TemporaryDirectory(prefix="provledger-bench-") as home:
+        env = {"PROVLEDGER_HOME": home}
+        admin: Engine | None = None
+        name = f"provledger_bench_{uuid.uuid4().hex[:10]}"
+        if backend == "postgres":
+            admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            env["PROVLEDGER_DATABASE_URL"] = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        settings = Settings.from_env(env)
+        log = setup.init_store(settings)
+        engine = make_engine(settings.database_url)
+        try:
+            yield BenchStore(settings, engine, make_session_factory(engine), log)
+        finally:
+            engine.dispose()
+            if admin is not None:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                admin.dispose()
+
+
+def register(store: BenchStore, key: PrivateKey) -> None:
+    with store.sessions() as session, session.begin():
+        registry.add_key(session, "bench-builder", key.public_key, ["https://slsa.dev/*"], now=0)
+
+
+def statement(i: int) -> bytes:
+    """A realistic, distinct SLSA v1 statement (about 600 bytes)."""
+    return json.dumps(
+        {
+            "_type": STATEMENT_V1,
+            "subject": [{"name": f"pkg/service-{i % 97}/build-{i}.tar.gz", "digest": {"sha256": f"{i:064x}"}}],
+            "predicateType": PREDICATE,
+            "predicate": {
+                "buildDefinition": {
+                    "buildType": "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1",
+                    "externalParameters": {"workflow": {"ref": "refs/heads/main", "repository": "https://github.com/example/service"}},
+                    "resolvedDependencies": [{"uri": "git+https://github.com/example/service@refs/heads/main", "digest": {"gitCommit": f"{i:040x}"}}],
+                },
+                "runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}},
+            },
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def signed_envelopes(key: PrivateKey, n: int) -> list[bytes]:
+    return [json.dumps(sign_envelope(statement(i), IN_TOTO_PAYLOAD_TYPE, [key])).encode() for i in range(n)]
+
+
+def new_key() -> PrivateKey:
+    return generate_private_key("ed25519")
+
+
+def postgres_available() -> bool:
+    try:
+        engine = create_engine(POSTGRES_ADMIN_URL)
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not here"
+        return False

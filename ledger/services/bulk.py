@@ -1,0 +1,131 @@
+"""Bulk import: verify on every core, sequence in one place.
+
+Signature checks dominate an append. ``import_envelopes`` spreads parsing, verification and
+policy over a pool of processes (each holding the registered keys), while this process
+integrates batch after batch in order — each in one transaction with its own checkpoint, as
+the sequencer does — so the checks of the next batches overlap the writes of this one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+
+from sqlalchemy.orm import Session
+
+from ledger.dsse import MAX_ENVELOPE_BYTES
+from ledger.errors import LedgerError
+from ledger.services.append import Prepared, integrate, prepare_envelopes
+from ledger.services.log import LogIdentity
+from ledger.services.trust import KeyRow, RegisteredKey, key_rows, registry_from_rows
+
+__all__ = ["ImportSummary", "import_envelopes"]
+
+#: Errors kept in the summary (the counts cover all of them).
+MAX_REPORTED_ERRORS = 100
+
+_registry: dict[str, RegisteredKey] = {}
+
+
+def _init_worker(rows: list[KeyRow]) -> None:
+    _registry.update(registry_from_rows(rows))
+
+
+def _prepare_chunk(raws: Sequence[bytes], now: int, limit: int) -> list[Prepared | LedgerError]:
+    return prepare_envelopes(raws, _registry, now=now, limit=limit, everything=lambda: _registry)
+
+
+@dataclass
+class ImportSummary:
+    created: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    tree_size: int = 0
+    batches: int = 0
+    #: (position in the input, error) of the first refusals
+    errors: list[tuple[int, LedgerError]] = field(default_factory=list)
+
+
+def _batches(raws: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    it = iter(raws)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def import_envelopes(
+    sessions: Callable[[], Session],
+    raws: Iterable[bytes],
+    log: LogIdentity,
+    *,
+    workers: int | None = None,
+    batch_size: int = 2000,
+    clock: Callable[[], float] = time.time,
+    limit: int = MAX_ENVELOPE_BYTES,
+    progress: Callable[[ImportSummary], None] | None = None,
+) -> ImportSummary:
+    """Append many envelopes; every signature is checked, every batch committed with a checkpoint."""
+    if workers is None:
+        workers = os.cpu_count() or 1
+    with sessions() as session:
+        rows = key_rows(session)
+    summary = ImportSummary()
+    position = 0
+
+    def integrate_batch(prepared: Sequence[Prepared | LedgerError], now: int) -> None:
+        nonlocal position
+        ready = []
+        for item in prepared:
+            if isinstance(item, LedgerError):
+                summary.refused += 1
+                if len(summary.errors) < MAX_REPORTED_ERRORS:
+                    summary.errors.append((position, item))
+            else:
+                ready.append(item)
+            position += 1
+        if ready:
+            with sessions() as session, session.begin():
+                result = integrate(session, ready, log, now=now)
+            created = sum(result.created)
+            summary.created += created
+            summary.duplicates += len(ready) - created
+            summary.tree_size = result.tree_size
+            summary.batches += 1
+        if progress is not None:
+            progress(summary)
+
+    if workers <= 1:
+        registry = registry_from_rows(rows)
+        for batch in _batches(raws, batch_size):
+            now = int(clock())
+            integrate_batch(prepare_envelopes(batch, registry, now=now, limit=limit, everything=lambda: registry), now)
+        return summary
+
+    # spawn, not fork: the parent may hold database connections and threads.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(rows,)) as pool:
+        in_flight: deque[tuple[int, list[Future[list[Prepared | LedgerError]]]]] = deque()
+        chunk = max(1, batch_size // workers)
+
+        def submit(batch: list[bytes]) -> None:
+            now = int(clock())
+            futures = [pool.submit(_prepare_chunk, batch[i : i + chunk], now, limit) for i in range(0, len(batch), chunk)]
+            in_flight.append((now, futures))
+
+        for batch in _batches(raws, batch_size):
+            submit(batch)
+            # Keep two batches ahead so that verification overlaps integration.
+            if len(in_flight) > 2:
+                now, futures = in_flight.popleft()
+                integrate_batch([p for f in futures for p in f.result()], now)
+        while in_flight:
+            now, futures = in_flight.popleft()
+            integrate_batch([p for f in futures for p in f.result()], now)
+    return summary
+
+
