@@ -40,7 +40,7 @@ def check_at_start(settings: Settings) -> tuple[IntegrityState, bool]:
             if size <= integrity.full_check_limit():
                 report = audit.audit(session, identity)
                 if not report.ok:
-                    first = report.problems[0]
+                    first = next(p for p in report.problems if p.index == report.first_bad_index) if report.first_bad_index is not None else report.problems[0]
                     raise IntegrityError(
                         f"the store failed its integrity check at index {report.first_bad_index}: {first.message}",
                         first_bad_index=report.first_bad_index,

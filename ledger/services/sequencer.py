@@ -64,7 +64,10 @@ class Sequencer:
         self._ensure_started()
         job = _Job(batch)
         self._queue.put(job)
-        return job.done.result(timeout=timeout)
+        try:
+            return job.done.result(timeout=timeout)
+        except TimeoutError as exc:  # concurrent.futures.TimeoutError is TimeoutError since 3.11
+            raise UnavailableError(f"the sequencer did not commit within {timeout:.0f} s; the records may still land") from exc
 
     def _ensure_started(self) -> None:
         # Started lazily so that it lives in the process that serves (after a WSGI server forks).

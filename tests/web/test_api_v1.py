@@ -65,7 +65,12 @@ def _error(response, status: int, code: str) -> str:
 
 
 class ExplodingStream(io.RawIOBase):
-    """A request body that fails the test if anyone reads it."""
+    """A request body of ``size`` bytes that fails the test if anyone reads it."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.position = 0
 
     def readable(self) -> bool:
         return True
@@ -74,10 +79,11 @@ class ExplodingStream(io.RawIOBase):
         return True
 
     def tell(self) -> int:
-        return 0
+        return self.position
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        return 0
+        self.position = self.size + offset if whence == 2 else offset
+        return self.position
 
     def readinto(self, b):  # noqa: ANN001
         raise AssertionError("the body was read")
@@ -91,10 +97,16 @@ def test_post_without_valid_token_is_401_before_the_body_is_read(client, header)
     headers = {"Authorization": header} if header else {}
     for path in ("/api/v1/entries", "/api/v1/entries/batch"):
         response = client.post(
-            path, input_stream=ExplodingStream(), content_length=10 * REQUEST_LIMIT,
+            path, input_stream=ExplodingStream(10 * REQUEST_LIMIT),
             content_type="application/json", headers=headers,
         )
         _error(response, 401, "unauthorized")
+
+
+def test_exploding_stream_would_notice_a_read(client, auth):
+    """Guards the test above: with a valid token the body is read, and the stream says so."""
+    response = client.post("/api/v1/entries", input_stream=ExplodingStream(100), headers=auth)
+    assert response.status_code == 500
 
 
 def test_post_created_then_duplicate(client, auth, key, app):
@@ -122,7 +134,7 @@ def test_post_oversized_envelope_is_413_naming_the_limit(client, auth, key, app)
     assert str(ENVELOPE_LIMIT) in message
     # a declared Content-Length over the limit is refused without reading the body
     response = client.post(
-        "/api/v1/entries", input_stream=ExplodingStream(), content_length=ENVELOPE_LIMIT + 1, headers=auth
+        "/api/v1/entries", input_stream=ExplodingStream(ENVELOPE_LIMIT + 1), headers=auth
     )
     assert str(ENVELOPE_LIMIT) in _error(response, 413, "too_large")
     assert app.store.size() == 0

@@ -155,7 +155,7 @@ def list_entries() -> Response:
     if not subject or ":" not in subject:
         raise MalformedError("give ?subject=<algorithm>:<hex digest>, e.g. sha256:…")
     algorithm, digest = subject.split(":", 1)
-    after = int(request.args["after"]) if request.args.get("after", "").lstrip("-").isdigit() else -1
+    after = _int_arg("after") if "after" in request.args else -1
     limit = min(_int_arg("limit", 100, minimum=1), MAX_PAGE)
     session = get_session()
     indexes = store.entry_indexes_by_subject(session, algorithm, digest.lower(), after=after, limit=limit)
@@ -182,7 +182,7 @@ def get_checkpoint() -> Response:
 
 @bp.get("/checkpoints")
 def get_checkpoints() -> Response:
-    after = int(request.args["after"]) if request.args.get("after", "").isdigit() else -1
+    after = _int_arg("after") if "after" in request.args else -1
     limit = min(_int_arg("limit", 100, minimum=1), MAX_PAGE)
     page = store.list_checkpoints(get_session(), after=after, limit=limit)
     return jsonify(
