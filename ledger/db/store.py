@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, update
@@ -305,3 +306,30 @@ def current_size(session: Session) -> int:
     if size is None:
         raise ConfigurationError("the store is not initialised: run `provledger init`")
     return size
+
+
+def stream_chunks(
+    session: Session, table: str, columns: Sequence[str], *, start: int = 0, end: int | None = None, chunk: int = 20000
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Rows of ``table`` in the order of its first column (the key), as plain tuples, a chunk at a time.
+
+    The audit's hot path: a raw DBAPI cursor and keyset pages, so memory stays flat in n and no
+    per-row object is built beyond the driver's tuple. ``table`` and ``columns`` are ours, never
+    user input.
+    """
+    key = columns[0]
+    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    bound = f" AND {key} < {mark}" if end is not None else ""
+    sql = f"SELECT {', '.join(columns)} FROM {table} WHERE {key} > {mark}{bound} ORDER BY {key} LIMIT {int(chunk)}"
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        after = start - 1
+        while True:
+            cursor.execute(sql, (after, end) if end is not None else (after,))
+            rows = cursor.fetchall()
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
+    finally:
+        cursor.close()

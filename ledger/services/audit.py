@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from itertools import chain
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -82,7 +83,7 @@ def audit(
     log: LogIdentity,
     *,
     progress: Callable[[int, int], None] | None = None,
-    progress_every: int = 100_000,
+    progress_every: int = 100_000,  # noqa: ARG001 - kept for callers; progress is per chunk
 ) -> AuditReport:
     """Re-measure everything in the store; never raises for what it finds, only reports it."""
     declared = store.current_size(session)
@@ -101,65 +102,74 @@ def audit(
     head = CHAIN_SEED
     expected = 0
     position = 0
-    hashes: Iterator[tuple[int, bytes]] = iter(store.iter_tree_hashes(session))
+    hashes = chain.from_iterable(store.stream_chunks(session, "tree_hashes", ("position", "hash")))
     pending = next(hashes, None)
-    checkpoints = iter(store.iter_checkpoints(session))
-    cp = next(checkpoints, None)
+    checkpoints = iter([(c.tree_size, c.root_hash, c.note) for c in page] for page in _checkpoint_pages(session))
+    cps = chain.from_iterable(checkpoints)
+    cp = next(cps, None)
+    next_cp = cp[0] if cp is not None else -1
 
-    def check_checkpoint(size: int) -> None:
-        nonlocal cp
-        while cp is not None and cp.tree_size <= size:
-            if cp.tree_size == size:
+    def check_checkpoints(size: int) -> None:
+        nonlocal cp, next_cp
+        while cp is not None and cp[0] <= size:
+            if cp[0] == size:
                 _check_checkpoint(cp, _root(edge), log, problems)
             else:
-                problems.add(max(cp.tree_size - 1, 0), "checkpoint", f"checkpoint of size {cp.tree_size} covers missing entries")
+                problems.add(max(cp[0] - 1, 0), "checkpoint", f"checkpoint of size {cp[0]} covers missing entries")
             report.checkpoints_checked += 1
-            cp = next(checkpoints, None)
+            cp = next(cps, None)
+        next_cp = cp[0] if cp is not None else -1
 
-    check_checkpoint(0)
-    for idx, data, stored_leaf, stored_chain in store.iter_entries(session):
-        if idx != expected:
-            problems.add(expected, "missing_entry", f"entries {expected}..{idx - 1} are missing")
-            expected = idx  # re-measure the rest as stored
-        if sha256(b"\x00" + data).digest() != stored_leaf:
-            problems.add(idx, "leaf_hash", f"entry {idx}: its bytes do not hash to its stored leaf hash")
-        # The chain and the tree are re-measured from the STORED leaf hashes, so that each kind
-        # of damage is named where it is: altered bytes at their entry (above), an altered leaf
-        # hash where the chain breaks, an altered interior hash at the entries it covers.
-        leaf = stored_leaf
-        head = sha256(head + leaf).digest()
-        if head != stored_chain:
-            problems.add(idx, "chain_hash", f"entry {idx}: the hash chain breaks here")
-            head = stored_chain  # re-synchronise so that one break is reported once
-        acc, flagged, level, node_index = leaf, False, 0, idx
-        while (idx >> level) & 1:
-            left, left_flagged = edge.pop()
-            computed = sha256(b"\x01" + left + acc).digest()
-            level += 1
-            node_index >>= 1
-            while pending is not None and pending[0] < position:
-                pending = next(hashes, None)
-            if pending is None or pending[0] != position:
-                stored, bad = computed, True
-                problems.add(node_index << level, "interior_hash", f"interior hash ({level}, {node_index}) is missing")
+    check_checkpoints(0)
+    for rows in store.stream_chunks(session, "entries", ("idx", "data", "leaf_hash", "chain_hash")):
+        for idx, data, leaf, stored_chain in rows:
+            if idx != expected:
+                problems.add(expected, "missing_entry", f"entries {expected}..{idx - 1} are missing")
+                expected = idx  # re-measure the rest as stored
+            if sha256(b"\x00" + data).digest() != leaf:
+                problems.add(idx, "leaf_hash", f"entry {idx}: its bytes do not hash to its stored leaf hash")
+            # The chain and the tree are re-measured from the STORED leaf hashes, so that each
+            # kind of damage is named where it is: altered bytes at their entry (above), an
+            # altered leaf hash where the chain breaks, an altered interior hash where it is.
+            head = sha256(head + leaf).digest()
+            if head != stored_chain:
+                problems.add(idx, "chain_hash", f"entry {idx}: the hash chain breaks here")
+                head = stored_chain  # re-synchronise so that one break is reported once
+            if idx & 1:
+                acc, flagged, level, node_index = leaf, False, 0, idx
+                while (idx >> level) & 1:
+                    left, left_flagged = edge.pop()
+                    computed = sha256(b"\x01" + left + acc).digest()
+                    level += 1
+                    node_index >>= 1
+                    while pending is not None and pending[0] < position:
+                        pending = next(hashes, None)
+                    if pending is None or pending[0] != position:
+                        stored, bad = computed, True
+                        problems.add(node_index << level, "interior_hash", f"interior hash ({level}, {node_index}) is missing")
+                    else:
+                        stored = pending[1]
+                        bad = stored != computed
+                        if bad and not (flagged or left_flagged):
+                            problems.add(
+                                node_index << level,
+                                "interior_hash",
+                                f"interior hash ({level}, {node_index}) over entries {node_index << level}.."
+                                f"{((node_index + 1) << level) - 1} does not match the hashes below it",
+                            )
+                        pending = next(hashes, None)
+                    acc, flagged = stored, bad
+                    position += 1
+                edge.append((acc, flagged))
             else:
-                stored = pending[1]
-                bad = stored != computed
-                if bad and not (flagged or left_flagged):
-                    problems.add(
-                        node_index << level,
-                        "interior_hash",
-                        f"interior hash ({level}, {node_index}) over entries {node_index << level}.."
-                        f"{((node_index + 1) << level) - 1} does not match the hashes below it",
-                    )
-            acc, flagged = stored, bad
-            position += 1
-        edge.append((acc, flagged))
-        expected = idx + 1
-        if cp is not None and cp.tree_size <= expected:
-            check_checkpoint(expected)
-        if progress is not None and expected % progress_every == 0:
+                edge.append((leaf, False))
+            expected = idx + 1
+            if expected == next_cp:
+                check_checkpoints(expected)
+        if progress is not None:
             progress(expected, declared)
+        if cp is not None and next_cp < expected:
+            check_checkpoints(expected)
 
     entries = expected
     if entries != declared:
@@ -175,12 +185,8 @@ def audit(
             break
         pending = next(hashes, None)
     while cp is not None:
-        problems.add(
-            max(cp.tree_size - 1, 0),
-            "checkpoint",
-            f"checkpoint of size {cp.tree_size} covers entries the store does not hold",
-        )
-        cp = next(checkpoints, None)
+        problems.add(max(cp[0] - 1, 0), "checkpoint", f"checkpoint of size {cp[0]} covers entries the store does not hold")
+        cp = next(cps, None)
     latest = store.latest_checkpoint(session)
     if latest is None or latest.tree_size != declared:
         problems.add(
@@ -193,6 +199,13 @@ def audit(
     return report
 
 
+def _checkpoint_pages(session: Session) -> Iterator[list[Any]]:
+    after = -1
+    while page := store.list_checkpoints(session, after=after, limit=5000):
+        yield page
+        after = page[-1].tree_size
+
+
 def _root(edge: list[tuple[bytes, bool]]) -> bytes:
     if not edge:
         return EMPTY_ROOT
@@ -202,16 +215,15 @@ def _root(edge: list[tuple[bytes, bool]]) -> bytes:
     return acc
 
 
-def _check_checkpoint(cp: Any, root: bytes, log: LogIdentity, problems: _Problems) -> None:
-    index = max(cp.tree_size - 1, 0)
+def _check_checkpoint(cp: tuple[int, bytes, str], root: bytes, log: LogIdentity, problems: _Problems) -> None:
+    tree_size, root_hash, note = cp
+    index = max(tree_size - 1, 0)
     try:
-        signed = open_checkpoint(cp.note.encode("utf-8"), log.verifier, origin=log.origin)
+        signed = open_checkpoint(note.encode("utf-8"), log.verifier, origin=log.origin)
     except LedgerError as exc:
-        problems.add(index, "checkpoint", f"checkpoint of size {cp.tree_size}: {exc.diagnostics()}")
+        problems.add(index, "checkpoint", f"checkpoint of size {tree_size}: {exc.diagnostics()}")
         return
-    if signed.size != cp.tree_size or signed.root != cp.root_hash:
-        problems.add(index, "checkpoint", f"checkpoint of size {cp.tree_size}: its note and its row disagree")
+    if signed.size != tree_size or signed.root != root_hash:
+        problems.add(index, "checkpoint", f"checkpoint of size {tree_size}: its note and its row disagree")
     elif signed.root != root:
-        problems.add(
-            index, "checkpoint", f"checkpoint of size {cp.tree_size}: its root does not match the entries"
-        )
+        problems.add(index, "checkpoint", f"checkpoint of size {tree_size}: its root does not match the entries")
