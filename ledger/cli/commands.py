@@ -229,6 +229,42 @@ def _submit_http(server: str, token: str | None, body: bytes) -> dict[str, Any]:
         raise UnavailableError(f"cannot reach {server}: {getattr(exc, 'reason', exc)}") from exc
 
 
+def _envelopes_from(paths: list[str]) -> Iterator[bytes]:
+    for path in paths:
+        if path.endswith(".jsonl"):
+            try:
+                with open(path, "rb") as f:
+                    for line in f:
+                        if line.strip():
+                            yield line.strip()
+            except OSError as exc:
+                raise MalformedError(f"cannot read {path}: {exc.strerror}") from exc
+        else:
+            yield _read_file(path, "envelope", limit=MAX_ENVELOPE_BYTES + 1)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from ledger.services.bulk import import_envelopes  # noqa: PLC0415
+
+    def progress(summary: Any) -> None:
+        print(
+            f"\rimport: {summary.created} appended, {summary.duplicates} duplicates, {summary.refused} refused",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    with open_store() as st:
+        summary = import_envelopes(
+            st.sessions, _envelopes_from(args.files), st.log, workers=args.workers, batch_size=args.batch, progress=progress
+        )
+    print(file=sys.stderr)
+    for position, error in summary.errors:
+        print(f"refused envelope {position}: {error.diagnostics()}", file=sys.stderr)
+    _out(f"{summary.created} appended, {summary.duplicates} duplicates, {summary.refused} refused; tree size {summary.tree_size}")
+    return 1 if summary.refused else 0
+
+
 def cmd_receipt(args: argparse.Namespace) -> int:
     with open_store() as st, st.sessions() as session:
         _out(json.dumps(receipts.receipt(session, args.index), indent=2))

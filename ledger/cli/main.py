@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--token", metavar="T", help="bearer token for --server (or PROVLEDGER_TOKEN)")
     s.set_defaults(func=c.cmd_submit)
 
+    s = sub.add_parser("import", help="bulk-append envelopes (files of one envelope, or .jsonl with one per line)")
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.add_argument("--workers", type=int, default=None, help="verification processes (default: one per core)")
+    s.add_argument("--batch", type=int, default=2000, help="entries per transaction and checkpoint")
+    s.set_defaults(func=c.cmd_import)
+
     s = sub.add_parser("receipt", help="the receipt of an entry against the latest checkpoint")
     s.add_argument("index", type=int, metavar="INDEX")
     s.set_defaults(func=c.cmd_receipt)
