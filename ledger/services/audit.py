@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from itertools import chain
+from functools import lru_cache
+from itertools import accumulate, chain, islice
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from ledger.checkpoint import open_checkpoint
 from ledger.db import store
 from ledger.errors import LedgerError
 from ledger.hashing import CHAIN_SEED, EMPTY_ROOT, node_hash
+from ledger.merkle import range_nodes
 from ledger.services.log import LogIdentity
 
 __all__ = ["AuditReport", "Problem", "audit"]
@@ -78,115 +80,213 @@ class _Problems:
             self.report.truncated = True
 
 
-def audit(
-    session: Session,
-    log: LogIdentity,
-    *,
-    progress: Callable[[int, int], None] | None = None,
-    progress_every: int = 100_000,  # noqa: ARG001 - kept for callers; progress is per chunk
-) -> AuditReport:
-    """Re-measure everything in the store; never raises for what it finds, only reports it."""
-    declared = store.current_size(session)
-    report = AuditReport(tree_size=declared)
-    problems = _Problems(report)
-    info = store.log_info(session)
-    if info.origin != log.origin or info.vkey != log.vkey:
-        problems.add(None, "log_identity", f"the store belongs to log {info.vkey}, not to {log.vkey}")
+#: Entries per chunk on the fast path: an aligned complete subtree of 2**CHUNK_LEVEL leaves.
+CHUNK_LEVEL = 13
 
-    sha256 = hashlib.sha256
-    # The right edge of the tree as (stored hash, whether that node was found inconsistent),
-    # one per set bit of the size, lowest level last. Each stored interior hash is checked
-    # against its two STORED children, so damage is named at the node where it is; a parent
-    # whose child is already inconsistent is not reported again.
-    edge: list[tuple[bytes, bool]] = []
-    head = CHAIN_SEED
-    expected = 0
+
+@lru_cache(maxsize=4)
+def _chunk_pattern(k: int) -> tuple[tuple[int, ...], ...]:
+    """For an aligned chunk of 2**k leaves: where, among the interior hashes its appends create
+    (in creation order), each level's nodes are. ``pattern[l]`` lists the offsets of the level-l
+    nodes by node index (level 0 is unused)."""
+    offsets: list[list[int]] = [[] for _ in range(k + 1)]
     position = 0
-    hashes = chain.from_iterable(store.stream_chunks(session, "tree_hashes", ("position", "hash")))
-    pending = next(hashes, None)
-    checkpoints = iter([(c.tree_size, c.root_hash, c.note) for c in page] for page in _checkpoint_pages(session))
-    cps = chain.from_iterable(checkpoints)
-    cp = next(cps, None)
-    next_cp = cp[0] if cp is not None else -1
+    for j in range(1 << k):
+        level = 0
+        while (j >> level) & 1 and level < k:
+            level += 1
+            offsets[level].append(position)
+            position += 1
+    return tuple(tuple(o) for o in offsets)
 
-    def check_checkpoints(size: int) -> None:
-        nonlocal cp, next_cp
-        while cp is not None and cp[0] <= size:
-            if cp[0] == size:
-                _check_checkpoint(cp, _root(edge), log, problems)
+
+class _Auditor:
+    """One streaming pass; state between chunks is the right edge, the chain head and positions."""
+
+    def __init__(self, session: Session, log: LogIdentity, report: AuditReport) -> None:
+        self.session = session
+        self.log = log
+        self.report = report
+        self.problems = _Problems(report)
+        # The right edge of the tree as (stored hash, whether that node was found inconsistent),
+        # one per set bit of the size, lowest level last. Each stored interior hash is checked
+        # against its two STORED children, so damage is named at the node where it is; a parent
+        # whose child is already inconsistent is not reported again.
+        self.edge: list[tuple[bytes, bool]] = []
+        self.head = CHAIN_SEED
+        self.expected = 0
+        self.position = 0
+        self.hashes: Iterator[tuple[int, bytes]] = chain.from_iterable(
+            store.stream_chunks(session, "tree_hashes", ("position", "hash"))
+        )
+        self.cps = chain.from_iterable(
+            [(c.tree_size, c.root_hash, c.note) for c in page] for page in _checkpoint_pages(session)
+        )
+        self.cp = next(self.cps, None)
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def check_checkpoints(self, low: int, size: int, root_at: Callable[[int], bytes]) -> None:
+        """Check every checkpoint of size <= ``size``; ``root_at(s)`` gives the root at size s for
+        low <= s <= size. A checkpoint below ``low`` was skipped over by missing entries."""
+        while self.cp is not None and self.cp[0] <= size:
+            cp = self.cp
+            if cp[0] < low:
+                self.problems.add(max(cp[0] - 1, 0), "checkpoint", f"checkpoint of size {cp[0]} covers missing entries")
             else:
-                problems.add(max(cp[0] - 1, 0), "checkpoint", f"checkpoint of size {cp[0]} covers missing entries")
-            report.checkpoints_checked += 1
-            cp = next(cps, None)
-        next_cp = cp[0] if cp is not None else -1
+                _check_checkpoint(cp, root_at(cp[0]), self.log, self.problems)
+            self.report.checkpoints_checked += 1
+            self.cp = next(self.cps, None)
 
-    check_checkpoints(0)
-    for rows in store.stream_chunks(session, "entries", ("idx", "data", "leaf_hash", "chain_hash")):
+    # ---------------------------------------------------------------- fast path
+
+    def fast_chunk(self, rows: list[tuple[int, bytes, bytes, bytes]]) -> bool:
+        """Check an aligned, complete chunk wholesale (list comprehensions, C-speed compares).
+
+        Returns False — having changed nothing — as soon as anything disagrees; the slow path
+        then re-measures the same chunk entry by entry and names the damage.
+        """
+        k = CHUNK_LEVEL
+        n = 1 << k
+        a = self.expected
+        if len(rows) != n or a % n or rows[0][0] != a or rows[-1][0] != a + n - 1:
+            return False
+        if any(flag for _, flag in self.edge):
+            return False
+        sha256 = hashlib.sha256
+        _, datas, leaves, chains = zip(*rows)
+        if [sha256(b"\x00" + d).digest() for d in datas] != list(leaves):
+            return False
+        links = list(accumulate(leaves, lambda h, leaf: sha256(h + leaf).digest(), initial=self.head))
+        if links[1:] != list(chains):
+            return False
+        # Nodes above level k complete at the chunk's last leaf, one per trailing one of a >> k.
+        extra = ((a >> k) ^ ((a >> k) + 1)).bit_length() - 1
+        need = n - 1 + extra
+        node_rows = list(islice(self.hashes, need))
+        self.hashes = chain(node_rows, self.hashes)  # pushed back unless everything matches
+        if len(node_rows) != need or node_rows[0][0] != self.position or node_rows[-1][0] != self.position + need - 1:
+            return False
+        stored = [h for _, h in node_rows]
+        pattern = _chunk_pattern(k)
+        levels: list[list[bytes]] = [list(leaves)]
+        below = levels[0]
+        for level in range(1, k + 1):
+            mine = [stored[i] for i in pattern[level]]
+            if [sha256(b"\x01" + x + y).digest() for x, y in zip(below[0::2], below[1::2])] != mine:
+                return False
+            levels.append(mine)
+            below = mine
+        acc = below[0]
+        for e in range(extra):
+            left = self.edge[-1 - e][0]
+            if sha256(b"\x01" + left + acc).digest() != stored[n - 1 + e]:
+                return False
+            acc = stored[n - 1 + e]
+        # Everything matches: commit the state, then check the checkpoints inside the chunk.
+        self.hashes = islice(self.hashes, need, None)
+        edge_before = [h for h, _ in self.edge]
+
+        def root_at(size: int) -> bytes:
+            hashes = edge_before + [levels[lv][i - (a >> lv)] for lv, i in range_nodes(a, size)]
+            return _fold(hashes)
+
+        self.check_checkpoints(a, a + n, root_at)
+        del self.edge[len(self.edge) - extra :]
+        self.edge.append((acc, False))
+        self.head = links[-1]
+        self.position += need
+        self.expected = a + n
+        return True
+
+    # ---------------------------------------------------------------- slow path
+
+    def slow_rows(self, rows: list[tuple[int, bytes, bytes, bytes]]) -> None:
+        """Entry by entry, naming each problem where it is."""
+        sha256 = hashlib.sha256
+        problems = self.problems
+        pending = next(self.hashes, None)
         for idx, data, leaf, stored_chain in rows:
-            if idx != expected:
-                problems.add(expected, "missing_entry", f"entries {expected}..{idx - 1} are missing")
-                expected = idx  # re-measure the rest as stored
+            if idx != self.expected:
+                problems.add(self.expected, "missing_entry", f"entries {self.expected}..{idx - 1} are missing")
+                self.expected = idx  # re-measure the rest as stored
             if sha256(b"\x00" + data).digest() != leaf:
                 problems.add(idx, "leaf_hash", f"entry {idx}: its bytes do not hash to its stored leaf hash")
             # The chain and the tree are re-measured from the STORED leaf hashes, so that each
             # kind of damage is named where it is: altered bytes at their entry (above), an
             # altered leaf hash where the chain breaks, an altered interior hash where it is.
-            head = sha256(head + leaf).digest()
-            if head != stored_chain:
+            self.head = sha256(self.head + leaf).digest()
+            if self.head != stored_chain:
                 problems.add(idx, "chain_hash", f"entry {idx}: the hash chain breaks here")
-                head = stored_chain  # re-synchronise so that one break is reported once
-            if idx & 1:
-                acc, flagged, level, node_index = leaf, False, 0, idx
-                while (idx >> level) & 1:
-                    left, left_flagged = edge.pop()
-                    computed = sha256(b"\x01" + left + acc).digest()
-                    level += 1
-                    node_index >>= 1
-                    while pending is not None and pending[0] < position:
-                        pending = next(hashes, None)
-                    if pending is None or pending[0] != position:
-                        stored, bad = computed, True
-                        problems.add(node_index << level, "interior_hash", f"interior hash ({level}, {node_index}) is missing")
-                    else:
-                        stored = pending[1]
-                        bad = stored != computed
-                        if bad and not (flagged or left_flagged):
-                            problems.add(
-                                node_index << level,
-                                "interior_hash",
-                                f"interior hash ({level}, {node_index}) over entries {node_index << level}.."
-                                f"{((node_index + 1) << level) - 1} does not match the hashes below it",
-                            )
-                        pending = next(hashes, None)
-                    acc, flagged = stored, bad
-                    position += 1
-                edge.append((acc, flagged))
-            else:
-                edge.append((leaf, False))
-            expected = idx + 1
-            if expected == next_cp:
-                check_checkpoints(expected)
-        if progress is not None:
-            progress(expected, declared)
-        if cp is not None and next_cp < expected:
-            check_checkpoints(expected)
+                self.head = stored_chain  # re-synchronise so that one break is reported once
+            acc, flagged, level, node_index = leaf, False, 0, idx
+            while (idx >> level) & 1:
+                left, left_flagged = self.edge.pop()
+                computed = sha256(b"\x01" + left + acc).digest()
+                level += 1
+                node_index >>= 1
+                while pending is not None and pending[0] < self.position:
+                    pending = next(self.hashes, None)
+                if pending is None or pending[0] != self.position:
+                    node, bad = computed, True
+                    problems.add(node_index << level, "interior_hash", f"interior hash ({level}, {node_index}) is missing")
+                else:
+                    node = pending[1]
+                    bad = node != computed
+                    if bad and not (flagged or left_flagged):
+                        problems.add(
+                            node_index << level,
+                            "interior_hash",
+                            f"interior hash ({level}, {node_index}) over entries {node_index << level}.."
+                            f"{((node_index + 1) << level) - 1} does not match the hashes below it",
+                        )
+                    pending = next(self.hashes, None)
+                acc, flagged = node, bad
+                self.position += 1
+            self.edge.append((acc, flagged))
+            self.expected = idx + 1
+            if self.cp is not None and self.cp[0] <= self.expected:
+                self.check_checkpoints(self.expected, self.expected, lambda _size: _fold([h for h, _ in self.edge]))
+        if pending is not None:
+            self.hashes = chain([pending], self.hashes)
 
-    entries = expected
+
+def audit(
+    session: Session,
+    log: LogIdentity,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> AuditReport:
+    """Re-measure everything in the store; never raises for what it finds, only reports it."""
+    declared = store.current_size(session)
+    report = AuditReport(tree_size=declared)
+    auditor = _Auditor(session, log, report)
+    problems = auditor.problems
+    info = store.log_info(session)
+    if info.origin != log.origin or info.vkey != log.vkey:
+        problems.add(None, "log_identity", f"the store belongs to log {info.vkey}, not to {log.vkey}")
+
+    auditor.check_checkpoints(0, 0, lambda _size: EMPTY_ROOT)
+    for rows in store.stream_chunks(session, "entries", ("idx", "data", "leaf_hash", "chain_hash"), chunk=1 << CHUNK_LEVEL):
+        if not auditor.fast_chunk(rows):
+            auditor.slow_rows(rows)
+        if progress is not None:
+            progress(auditor.expected, declared)
+
+    entries = auditor.expected
     if entries != declared:
-        first_missing = min(entries, declared)
         problems.add(
-            first_missing if entries < declared else declared,
+            min(entries, declared),
             "size",
             f"the sequencer says {declared} entries but the store holds {entries}",
         )
-    while pending is not None:
-        if pending[0] >= position:
-            problems.add(None, "interior_hash", f"interior hash at position {pending[0]} belongs to no entry")
-            break
-        pending = next(hashes, None)
-    while cp is not None:
+    pending = next(auditor.hashes, None)
+    if pending is not None:
+        problems.add(None, "interior_hash", f"interior hash at position {pending[0]} belongs to no entry")
+    while auditor.cp is not None:
+        cp = auditor.cp
         problems.add(max(cp[0] - 1, 0), "checkpoint", f"checkpoint of size {cp[0]} covers entries the store does not hold")
-        cp = next(cps, None)
+        auditor.cp = next(auditor.cps, None)
     latest = store.latest_checkpoint(session)
     if latest is None or latest.tree_size != declared:
         problems.add(
@@ -194,8 +294,6 @@ def audit(
             "checkpoint",
             f"the latest checkpoint is of size {latest.tree_size if latest else 'none'}, the tree of size {declared}",
         )
-    if progress is not None:
-        progress(entries, declared)
     return report
 
 
@@ -206,11 +304,12 @@ def _checkpoint_pages(session: Session) -> Iterator[list[Any]]:
         after = page[-1].tree_size
 
 
-def _root(edge: list[tuple[bytes, bool]]) -> bytes:
-    if not edge:
+def _fold(hashes: list[bytes]) -> bytes:
+    """The root over complete subtrees, left to right: a right fold of node_hash."""
+    if not hashes:
         return EMPTY_ROOT
-    acc = edge[-1][0]
-    for h, _ in reversed(edge[:-1]):
+    acc = hashes[-1]
+    for h in reversed(hashes[:-1]):
         acc = node_hash(h, acc)
     return acc
 
