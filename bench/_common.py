@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import os
 import platform
 import statistics
@@ -80,8 +81,14 @@ def fresh_store(backend: str) -> Iterator[BenchStore]:
 
 
 def register(store: BenchStore, key: PrivateKey) -> None:
-    with store.sessions() as session, session.begin():
-        registry.add_key(session, "bench-builder", key.public_key, ["https://slsa.dev/*"], now=0)
+    """Register the benchmark's signer (a key event signed by the store's admin key)."""
+    from ledger.provenance.policy import Grant  # noqa: PLC0415
+    from ledger.services.setup import load_admin_key  # noqa: PLC0415
+
+    registry.add_key(
+        store.sessions, store.log, load_admin_key(store.settings), "bench-builder", key.public_key,
+        [Grant(("https://slsa.dev/*",))], now=int(time.time()),
+    )
 
 
 def statement(i: int) -> bytes:

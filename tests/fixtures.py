@@ -38,8 +38,9 @@ from ledger.errors import LedgerError
 from ledger.keys import PrivateKey, generate_private_key
 from ledger.services.append import Appended, append_batch
 from ledger.services.log import LogIdentity
+from ledger.provenance.policy import Grant
 from ledger.services.registry import add_key
-from ledger.services.setup import init_store
+from ledger.services.setup import init_store, load_admin_key
 from ledger.statement import IN_TOTO_PAYLOAD_TYPE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,10 +124,18 @@ class StoreHandle:
         key: PrivateKey | None = None,
     ) -> PrivateKey:
         key = key or generate_private_key(algorithm)
-        with self.sessions() as session, session.begin():
-            add_key(session, name or f"signer-{len(self.keys)}", key.public_key, list(allow), now=self.clock)
+        # Registration is itself a ledger entry (a key event signed by the admin key).
+        add_key(
+            self.sessions, self.log, load_admin_key(self.settings),
+            name or f"signer-{len(self.keys)}", key.public_key, [Grant(tuple(allow))], now=self.clock,
+        )
         self.keys.append(key)
         return key
+
+    @property
+    def admin(self) -> PrivateKey:
+        """The administrator key (the ledger's root of trust) that signs key events."""
+        return load_admin_key(self.settings)
 
     def append(self, raws: Sequence[Any], *, now: int | None = None, limit: int | None = None) -> list[Appended | LedgerError]:
         kwargs = {} if limit is None else {"limit": limit}

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from ledger.config import Settings
 from ledger.db.engine import make_engine, make_session_factory
 from ledger.errors import IntegrityError, LedgerError
+from ledger.services.cosign import CosignLoop, witness_config_from_env
 from ledger.services.log import load_log_identity
 from ledger.services.sequencer import Sequencer
 from web.extension import IntegrityState, LedgerExtension
@@ -42,8 +43,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if isinstance(exc, IntegrityError):
             integrity.flag({"first_bad_index": exc.first_bad_index, "message": str(exc)})
 
-    sequencer = Sequencer(sessions, identity, on_failure=on_failure)
-    app.extensions["provledger"] = LedgerExtension(settings, engine, sessions, identity, sequencer, integrity)
+    witnesses = app.config["WITNESSES"] if "WITNESSES" in app.config else witness_config_from_env()
+    cosign = CosignLoop(sessions, identity, witnesses.witnesses) if witnesses is not None else None
+    sequencer = Sequencer(sessions, identity, on_failure=on_failure, on_commit=cosign.notify if cosign else None)
+    app.extensions["provledger"] = LedgerExtension(
+        settings, engine, sessions, identity, sequencer, integrity, witnesses=witnesses, cosign=cosign
+    )
+    if cosign is not None:
+        cosign.start()
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:
@@ -51,9 +58,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if session is not None:
             session.close()
 
-    from web.api import health, tiles, v1  # noqa: PLC0415
+    from web.api import health, provenance, tiles, v1  # noqa: PLC0415
 
     app.register_blueprint(v1.bp)
+    app.register_blueprint(provenance.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(tiles.bp, url_prefix=app.config.get("TLOG_PREFIX", tiles.DEFAULT_PREFIX))
 
@@ -71,6 +79,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response("internal_error", "the server failed to handle the request", 500)
 
+    # The auditor pages; it wraps the handlers above so that UI routes get HTML errors.
+    from web import ui  # noqa: PLC0415
+
+    ui.init_app(app)
     return app
 
 

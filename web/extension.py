@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.config import Settings
+from ledger.services.cosign import CosignLoop, WitnessConfig
 from ledger.services.log import LogIdentity
 from ledger.services.sequencer import Sequencer
 
@@ -42,6 +43,9 @@ class LedgerExtension:
     log: LogIdentity
     sequencer: Sequencer
     integrity: IntegrityState
+    #: the witnesses the ledger asks to cosign, and the loop that asks them (None: no witnesses)
+    witnesses: WitnessConfig | None = None
+    cosign: CosignLoop | None = None
     started_at: float = field(default_factory=time.time)
     counters: dict[str, int] = field(default_factory=dict)
     _counter_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -110,6 +110,37 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json(_receipt), **_errors(404)},
             }
         },
+        "/artifacts/{digest}/chain": {
+            "get": {
+                "summary": "The chain of trust of an artifact, link by link, with its weakest link",
+                "parameters": [
+                    {"name": "digest", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _int_param("at", required=False),
+                ],
+                "responses": {"200": _json({"type": "object"}), **_errors(400, 404)},
+            }
+        },
+        "/search": {
+            "get": {
+                "summary": "Entries by subject digest, subject name, signer, predicate type or time range (keyset paged)",
+                "parameters": [
+                    *({"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                      for n in ("digest", "name", "signer", "predicate_type", "since", "until")),
+                    _int_param("after", required=False),
+                    _int_param("limit", required=False),
+                ],
+                "responses": {
+                    "200": _json({"type": "object", "properties": {"entries": {"type": "array"}, "next": {}}}),
+                    **_errors(400),
+                },
+            }
+        },
+        "/signers": {
+            "get": {
+                "summary": "Principals, keys, grants, thresholds and the root of trust",
+                "responses": {"200": _json({"type": "object"})},
+            }
+        },
         "/checkpoint": {
             "get": {
                 "summary": "The latest checkpoint (C2SP signed note)",

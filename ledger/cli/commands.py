@@ -32,6 +32,7 @@ from ledger.errors import (
     UnavailableError,
     VerificationError,
 )
+from ledger.services.cosign import cosigned_note, witness_config_from_env
 from ledger.services import append, audit, receipts, registry, setup
 from ledger.services.log import LogIdentity, load_log_identity
 from ledger.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
@@ -124,45 +125,6 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     _out(f"private key: {out}")
     _out(f"public key: {pub}")
     _out(key.key_id)
-    return 0
-
-
-def cmd_keys_add(args: argparse.Namespace) -> int:
-    key = keylib.load_public_key(_read_file(args.public_key, "public key"))
-    with open_store() as st, st.sessions() as session, session.begin():
-        registry.add_key(session, args.name, key, args.allow, now=now())
-    _out(f"registered {args.name}: may sign {', '.join(args.allow)}")
-    _out(key.key_id)
-    return 0
-
-
-def cmd_keys_list(args: argparse.Namespace) -> int:
-    with open_store() as st, st.sessions() as session:
-        rows = store.list_signer_keys(session)
-        listing = [
-            {
-                "key_id": r.key_id,
-                "name": r.name,
-                "algorithm": r.algorithm,
-                "allow": json.loads(r.allow),
-                "revoked_at": r.revoked_at,
-            }
-            for r in rows
-        ]
-    if args.json:
-        _out(json.dumps(listing, indent=2))
-    else:
-        for k in listing:
-            state = f" revoked since {k['revoked_at']}" if k["revoked_at"] is not None else ""
-            _out(f"{k['key_id']}  {k['name']}  {k['algorithm']}  allow={','.join(k['allow'])}{state}")
-    return 0
-
-
-def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    since = parse_time(args.compromised_since) if args.compromised_since else None
-    with open_store() as st, st.sessions() as session, session.begin():
-        row = registry.revoke_key(session, args.key_id, now=now(), compromised_since=since)
-    _out(f"revoked {row.key_id} ({row.name}) from {row.revoked_at}")
     return 0
 
 
@@ -267,7 +229,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_receipt(args: argparse.Namespace) -> int:
     with open_store() as st, st.sessions() as session:
-        _out(json.dumps(receipts.receipt(session, args.index), indent=2))
+        witnesses = witness_config_from_env()
+        policy = witnesses.policy if witnesses is not None else None
+        _out(json.dumps(receipts.receipt(session, args.index, witness_policy=policy), indent=2))
     return 0
 
 
@@ -283,6 +247,8 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
         f"OK: entry {result.index} is in {result.checkpoint.origin} at tree size {result.checkpoint.size}, "
         f"signed by {', '.join(result.signer_key_ids)}{cosigned}"
     )
+    for note in result.notes:  # what was not (and cannot be) checked offline, and how to check it
+        _out(note)
     return 0
 
 
@@ -291,7 +257,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         cp = store.latest_checkpoint(session)
         if cp is None:
             raise UnavailableError("the store has no checkpoint yet: run `provledger init`")
-        sys.stdout.write(cp.note)
+        sys.stdout.write(cosigned_note(session, cp.tree_size, cp.note))
     return 0
 
 

@@ -42,21 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--algorithm", choices=["ed25519", "ecdsa-p256"], default="ed25519")
     s.set_defaults(func=c.cmd_keygen)
 
-    keys = sub.add_parser("keys", help="signer keys and their grants").add_subparsers(
-        dest="keys_command", required=True, metavar="ACTION", parser_class=_Parser
-    )
-    s = keys.add_parser("add", help="register a signer key with the predicate types it may sign")
-    s.add_argument("--name", required=True)
-    s.add_argument("--public-key", required=True, metavar="PEM", help="path to the SPKI PEM public key")
-    s.add_argument("--allow", required=True, nargs="+", metavar="PREDICATE_TYPE_GLOB")
-    s.set_defaults(func=c.cmd_keys_add)
-    s = keys.add_parser("list", help="list registered keys")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=c.cmd_keys_list)
-    s = keys.add_parser("revoke", help="stop trusting a key (records signed from T on)")
-    s.add_argument("key_id", metavar="KEYID")
-    s.add_argument("--compromised-since", metavar="T", help="RFC 3339 time (default: now)")
-    s.set_defaults(func=c.cmd_keys_revoke)
 
     tokens = sub.add_parser("tokens", help="API tokens for the HTTP API").add_subparsers(
         dest="tokens_command", required=True, metavar="ACTION", parser_class=_Parser
@@ -133,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ledger.cli import witness  # noqa: PLC0415
 
     witness.add_parser(sub)
+    from ledger.cli import provenance  # noqa: PLC0415
+
+    provenance.add_parser(sub)
     return p
 
 

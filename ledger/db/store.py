@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ledger.db.engine import WRITE_LOCK, is_sqlite
@@ -83,18 +83,23 @@ def lock_sequencer(session: Session) -> int:
             # A deferred SQLite transaction that has already read cannot safely become a writer
             # (SQLITE_BUSY_SNAPSHOT): the lock must be the transaction's first statement.
             raise RuntimeError("lock_sequencer must be the first statement of its transaction on SQLite")
-        size = session.execute(select(Sequencer.size).where(Sequencer.id == 1)).scalar_one_or_none()
+        row = conn.exec_driver_sql("SELECT size FROM sequencer WHERE id = 1").first()
     else:
-        size = session.execute(
-            select(Sequencer.size).where(Sequencer.id == 1).with_for_update()
-        ).scalar_one_or_none()
+        row = session.connection().exec_driver_sql("SELECT size FROM sequencer WHERE id = 1 FOR UPDATE").first()
+    size = row[0] if row is not None else None
     if size is None:
         raise ConfigurationError("the store is not initialised: run `provledger init`")
     return size
 
 
+def _mark(session: Session) -> str:
+    return "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+
+
 def advance_sequencer(session: Session, size: int) -> None:
-    session.execute(update(Sequencer).where(Sequencer.id == 1).values(size=size))
+    # The append path's statements are plain SQL: SQLAlchemy's per-statement work would be most
+    # of a single-entry batch's cost.
+    session.connection().exec_driver_sql(f"UPDATE sequencer SET size = {_mark(session)} WHERE id = 1", (size,))
 
 
 # ------------------------------------------------------------------------------ tree hashes
@@ -154,7 +159,7 @@ class EntryRow:
 
 def _executemany(session: Session, table: str, columns: Sequence[str], rows: list[tuple[object, ...]]) -> None:
     """A plain DBAPI executemany: the append path's inserts skip SQLAlchemy's per-row work."""
-    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    mark = _mark(session)
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
     session.connection().exec_driver_sql(sql, rows)
 
@@ -187,8 +192,15 @@ def insert_entries(session: Session, rows: Sequence[EntryRow], nodes: Sequence[t
 def entries_by_envelope_hash(session: Session, hashes: Sequence[bytes]) -> dict[bytes, int]:
     if not hashes:
         return {}
-    rows = session.execute(select(Entry.envelope_hash, Entry.idx).where(Entry.envelope_hash.in_(list(hashes))))
-    return {h: idx for h, idx in rows}
+    found: dict[bytes, int] = {}
+    mark = _mark(session)
+    conn = session.connection()
+    wanted = list(dict.fromkeys(hashes))
+    for i in range(0, len(wanted), 900):  # under SQLite's default variable limit
+        chunk = wanted[i : i + 900]
+        sql = f"SELECT envelope_hash, idx FROM entries WHERE envelope_hash IN ({', '.join([mark] * len(chunk))})"
+        found.update((bytes(h), idx) for h, idx in conn.exec_driver_sql(sql, tuple(chunk)))
+    return found
 
 
 def get_entry(session: Session, index: int) -> Entry:
@@ -247,9 +259,7 @@ def iter_tree_hashes(session: Session, start: int = 0, end: int | None = None, c
 
 
 def insert_checkpoint(session: Session, tree_size: int, root_hash: bytes, note: str, issued_at: int) -> None:
-    session.execute(
-        insert(Checkpoint).values(tree_size=tree_size, root_hash=root_hash, note=note, issued_at=issued_at)
-    )
+    _executemany(session, "checkpoints", ("tree_size", "root_hash", "note", "issued_at"), [(tree_size, root_hash, note, issued_at)])
 
 
 def latest_checkpoint(session: Session) -> Checkpoint | None:

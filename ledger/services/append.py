@@ -20,20 +20,36 @@ from sqlalchemy.orm import Session
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.db import store
 from ledger.dsse import MAX_ENVELOPE_BYTES, Envelope, parse_envelope, verify_envelope_result
-from ledger.errors import LedgerError, MalformedError, NotTrustedError, SignatureError, TooLargeError
+from ledger.errors import (
+    ConflictError,
+    LedgerError,
+    MalformedError,
+    NotFoundError,
+    NotTrustedError,
+    SignatureError,
+    TooLargeError,
+)
 from ledger.hashing import chain_hash, leaf_hash
 from ledger.keys import PublicKey
-from ledger.merkle import NodeId, frontier_nodes
-from ledger.records import canonical_strings, encode_leaf_from_canonical
+from ledger.merkle import CompactRange, NodeId, frontier_nodes
+from ledger.records import canonical_strings, encode_bundle_leaf, encode_leaf_from_canonical
+from ledger.services import bundles
 from ledger.services.log import LogIdentity
 from ledger.services.receipts import receipts
-from ledger.services.trust import RegisteredKey, load_keys
+from ledger.provenance.graph import edges_of
+from ledger.provenance.policy import KeyEvent, judge, parse_key_event
+from ledger.provenance.deployment import parse_deployment
+from ledger.provenance.predicates import DEPLOYMENT, KEY_EVENT, validate_predicate
+from ledger.services.deployment import complete_appraisals, insert_appraisals
+from ledger.services.policy import apply_key_events
+from ledger.services.trust import TrustRegistry, load_keys
 from ledger.statement import IN_TOTO_PAYLOAD_TYPE, Statement, parse_statement
 
 __all__ = [
     "Appended",
     "Integration",
     "Prepared",
+    "RightEdge",
     "Signer",
     "append_batch",
     "integrate",
@@ -65,6 +81,16 @@ class Prepared:
     #: (algorithm, lowercase digest, name) of each subject digest
     subjects: tuple[tuple[str, str, str], ...]
     signers: tuple[Signer, ...]
+    #: (kind, algorithm, lowercase digest) of what the record depends on (``ledger.provenance.graph``)
+    edges: tuple[tuple[str, str, str], ...] = ()
+    #: a key event to apply to the trust state when the entry is integrated
+    key_event: KeyEvent | None = None
+    #: a deployment record's TEE appraisal (RFC 8785 JSON), set by ``prepare_batch``
+    #: (``ledger.services.deployment.complete_appraisals``) and stored with the entry
+    appraisal: str | None = None
+    #: a Sigstore bundle submission: the signer record's canonical JSON (``canonical`` is then
+    #: the bundle's), so the leaf is a ``sigstore-bundle`` leaf (``ledger.services.bundles``)
+    bundle_signer: bytes | None = None
 
 
 def _decode(raw: bytes | str | Mapping[str, Any], limit: int) -> Envelope:
@@ -81,8 +107,30 @@ def _decode(raw: bytes | str | Mapping[str, Any], limit: int) -> Envelope:
     return envelope
 
 
-def _judge(envelope: Envelope, statement: Statement, registry: Mapping[str, RegisteredKey], now: int) -> tuple[PublicKey, ...]:
-    """The trusted keys that signed ``envelope``, or the reason there are none."""
+def _judge_key_event(envelope: Envelope, statement: Statement, registry: TrustRegistry) -> tuple[tuple[PublicKey, ...], KeyEvent]:
+    """A key event must be signed by the ledger's administrator key and apply to the current state."""
+    if registry.root is None:
+        raise NotTrustedError("the ledger has no administrator key (root of trust): run `provledger init`")
+    result = verify_envelope_result(envelope, [registry.root])
+    if not result.keys:
+        raise NotTrustedError(
+            f"a key event must be signed by the ledger's administrator key {registry.root.key_id}; this one is not"
+        )
+    event = parse_key_event(statement.predicate, [(s.name, s.digest) for s in statement.subjects])
+    problem = registry.state().check(event)
+    if problem is not None:
+        raise (NotFoundError if problem.startswith("no key") else ConflictError)(problem)
+    return (registry.root,), event
+
+
+def _judge(envelope: Envelope, statement: Statement, registry: TrustRegistry, now: int) -> tuple[PublicKey, ...]:
+    """The keys whose signatures make ``envelope`` trusted at ``now``, or the reason there are none.
+
+    Signatures are checked first (a registered key whose signature does not verify is a 422),
+    then the policy (``ledger.provenance.policy.judge``: grants, windows, review-by,
+    revocation, threshold of distinct principals), which refuses with a 403 naming the grant a
+    key lacks.
+    """
     hinted = [registry[s.keyid] for s in envelope.signatures if s.keyid in registry]
     candidates = hinted or list(registry.values())
     result = verify_envelope_result(envelope, [r.key for r in candidates])
@@ -95,30 +143,26 @@ def _judge(envelope: Envelope, statement: Statement, registry: Mapping[str, Regi
     for position, hint in result.unverified:
         if hint in registry:
             raise SignatureError(f"envelope signature {position} does not verify with key {hint} ({registry[hint].name})")
-    trusted, refusals = [], []
-    for key in result.keys:
-        reg = registry[key.key_id]
-        if not reg.active_at(now):
-            refusals.append(f"key {key.key_id} ({reg.name}) is revoked")
-        elif not reg.allows(statement.predicate_type):
-            refusals.append(
-                f"key {key.key_id} ({reg.name}) has no grant for predicate type {statement.predicate_type!r}"
-                f" (it may sign: {', '.join(reg.allow) or 'nothing'})"
-            )
-        else:
-            trusted.append(key)
-    if not trusted:
-        raise NotTrustedError("; ".join(refusals))
-    return tuple(trusted)
+    verdict = judge(
+        registry.state(),
+        predicate_type=statement.predicate_type,
+        subject_names=[s.name for s in statement.subjects],
+        key_ids=[k.key_id for k in result.keys],
+        time=now,
+    )
+    if not verdict.trusted:
+        raise NotTrustedError(verdict.message())
+    counted = set(verdict.key_ids)
+    return tuple(k for k in result.keys if k.key_id in counted)
 
 
 def prepare_envelopes(
     raws: Sequence[bytes | str | Mapping[str, Any]],
-    registry: Mapping[str, RegisteredKey],
+    registry: TrustRegistry,
     *,
     now: int,
     limit: int = MAX_ENVELOPE_BYTES,
-    everything: Callable[[], Mapping[str, RegisteredKey]] | None = None,
+    everything: Callable[[], TrustRegistry] | None = None,
 ) -> list[Prepared | LedgerError]:
     """Parse, verify and judge each submission against ``registry`` (pure: no database).
 
@@ -126,15 +170,36 @@ def prepare_envelopes(
     signatures' keyid hints name; ``everything`` supplies all registered keys for envelopes
     without a usable hint (keyid is only a hint).
     """
+    if not isinstance(registry, TrustRegistry):
+        raise RuntimeError("prepare_envelopes needs a TrustRegistry (ledger.services.trust.load_keys / registry_from_rows)")
     out: list[Prepared | LedgerError] = []
     for raw in raws:
+        if bundles.is_bundle(raw):  # a JSON object with a mediaType: a Sigstore bundle
+            try:
+                out.append(bundles.prepare_bundle(raw, everything() if everything is not None else registry, now=now, limit=limit))
+            except LedgerError as exc:
+                out.append(exc)
+            continue
         try:
             envelope = _decode(raw, limit)
             statement = parse_statement(envelope.payload)
-            keys = registry
-            if everything is not None and not any(s.keyid in registry for s in envelope.signatures):
-                keys = everything()
-            signers = _judge(envelope, statement, keys, now)
+            validate_predicate(statement.predicate_type, statement.predicate)
+            subjects = tuple((alg, value, s.name) for s in statement.subjects for alg, value in s.digests())
+            event = None
+            if statement.predicate_type == KEY_EVENT:
+                # the whole state: a key event is checked against every key, not only hinted ones
+                keys = everything() if everything is not None else registry
+                signers, event = _judge_key_event(envelope, statement, keys)  # type: ignore[arg-type]
+                edges: tuple[tuple[str, str, str], ...] = ()
+            else:
+                keys = registry
+                if everything is not None and not any(s.keyid in registry for s in envelope.signatures):
+                    keys = everything()  # type: ignore[assignment]
+                signers = _judge(envelope, statement, keys, now)
+                edges = edges_of(statement.predicate_type, statement.predicate, [(a, v) for a, v, _ in subjects])
+                if statement.predicate_type == DEPLOYMENT:
+                    # decodes the evidence and checks the subject; the appraisal needs the store
+                    parse_deployment(statement.predicate, subjects)
             canonical = canonical_strings(envelope.document)
         except LedgerError as exc:
             out.append(exc)
@@ -144,8 +209,10 @@ def prepare_envelopes(
                 canonical=canonical,
                 envelope_hash=hashlib.sha256(canonical).digest(),
                 predicate_type=statement.predicate_type,
-                subjects=tuple((alg, value, s.name) for s in statement.subjects for alg, value in s.digests()),
+                subjects=subjects,
                 signers=tuple(Signer(k.key_id, k.spki_der) for k in signers),
+                edges=edges,
+                key_event=event,
             )
         )
     return out
@@ -172,16 +239,18 @@ def prepare_batch(
     now: int,
     limit: int = MAX_ENVELOPE_BYTES,
 ) -> list[Prepared | LedgerError]:
-    """Load the keys the submissions name, then ``prepare_envelopes``."""
+    """Load the keys the submissions name, then ``prepare_envelopes``, then appraise the
+    deployment records' TEE evidence against the store (``ledger.services.deployment``)."""
     registry = load_keys(session, _hints(raws))
-    cache: list[Mapping[str, RegisteredKey]] = []
+    cache: list[TrustRegistry] = []
 
-    def everything() -> Mapping[str, RegisteredKey]:
+    def everything() -> TrustRegistry:
         if not cache:
             cache.append(load_keys(session))
         return cache[0]
 
-    return prepare_envelopes(raws, registry, now=now, limit=limit, everything=everything)
+    prepared = prepare_envelopes(raws, registry, now=now, limit=limit, everything=everything)
+    return complete_appraisals(session, prepared, now=now)
 
 
 def prepare(session: Session, raw: bytes | str | Mapping[str, Any], *, now: int, limit: int = MAX_ENVELOPE_BYTES) -> Prepared:
@@ -204,28 +273,53 @@ class Integration:
     #: enough to build the new entries' inclusion proofs without reading the store
     known_nodes: dict[NodeId, bytes] = field(default_factory=dict)
     new_data: dict[int, bytes] = field(default_factory=dict)
+    #: the log's end after this batch (valid once the caller has committed)
+    edge: RightEdge | None = None
 
 
-def integrate(session: Session, batch: Sequence[Prepared], log: LogIdentity, *, now: int) -> Integration:
-    """Sequence a batch under the sequencer lock; the caller commits (or rolls back) once."""
+@dataclass(frozen=True)
+class RightEdge:
+    """Where the log ends: its size, the hashes of its right-edge subtrees and its chain head."""
+
+    size: int
+    frontier: tuple[bytes, ...]
+    head: bytes
+
+
+def integrate(
+    session: Session, batch: Sequence[Prepared], log: LogIdentity, *, now: int, edge: RightEdge | None = None
+) -> Integration:
+    """Sequence a batch under the sequencer lock; the caller commits (or rolls back) once.
+
+    ``edge`` is what this process committed last; it is used only when the locked size proves
+    that nobody appended since (sizes only grow), and saves reading the right edge back.
+    """
     size = store.lock_sequencer(session)
     existing = store.entries_by_envelope_hash(session, [p.envelope_hash for p in batch])
-    tree = store.read_frontier(session, size)
+    if edge is not None and edge.size == size:
+        tree = CompactRange(size, edge.frontier)
+        head = edge.head
+    else:
+        tree = store.read_frontier(session, size)
+        head = store.chain_head(session, size)
     known: dict[NodeId, bytes] = dict(zip(frontier_nodes(size), tree.hashes, strict=True))
-    head = store.chain_head(session, size)
 
     rows: list[store.EntryRow] = []
     nodes: list[tuple[int, bytes]] = []
     new_data: dict[int, bytes] = {}
     indexes: list[int] = []
     created: list[bool] = []
+    provenance: list[tuple[int, Prepared]] = []
     for p in batch:
         if p.envelope_hash in existing:
             indexes.append(existing[p.envelope_hash])
             created.append(False)
             continue
         index = size + len(rows)
-        data = encode_leaf_from_canonical(p.canonical, now, p.signers)
+        if p.bundle_signer is None:
+            data = encode_leaf_from_canonical(p.canonical, now, p.signers)
+        else:
+            data = encode_bundle_leaf(p.canonical, now, p.bundle_signer)
         leaf = leaf_hash(data)
         head = chain_hash(head, leaf)
         known[(0, index)] = leaf
@@ -246,6 +340,7 @@ def integrate(session: Session, batch: Sequence[Prepared], log: LogIdentity, *, 
             )
         )
         existing[p.envelope_hash] = index  # a duplicate later in the same batch
+        provenance.append((index, p))
         new_data[index] = data
         indexes.append(index)
         created.append(True)
@@ -254,13 +349,31 @@ def integrate(session: Session, batch: Sequence[Prepared], log: LogIdentity, *, 
     if rows:
         new_size = size + len(rows)
         store.insert_entries(session, rows, nodes)
+        _insert_provenance(session, provenance)
+        apply_key_events(session, [(i, now, p.key_event) for i, p in provenance if p.key_event is not None])
         store.advance_sequencer(session, new_size)
         root = tree.root()
         note = sign_checkpoint(Checkpoint(origin=log.origin, size=new_size, root=root), log.signer).decode("utf-8")
         store.insert_checkpoint(session, new_size, root, note, now)
         size = new_size
     session.flush()
-    return Integration(indexes, created, size, note, known, new_data)
+    return Integration(indexes, created, size, note, known, new_data, RightEdge(size, tuple(tree.hashes), head))
+
+
+def _insert_provenance(session: Session, created: Sequence[tuple[int, Prepared]]) -> None:
+    """Each new entry's edges and signer keys, in the entry's transaction (append-only tables)."""
+    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    conn = session.connection()
+    signers = [(i, key_id) for i, p in created for key_id in dict.fromkeys(s.key_id for s in p.signers)]
+    if signers:
+        conn.exec_driver_sql(f"INSERT INTO entry_signers (entry_idx, key_id) VALUES ({mark}, {mark})", signers)
+    edges = [(i, position, *edge) for i, p in created for position, edge in enumerate(p.edges)]
+    if edges:
+        conn.exec_driver_sql(
+            f"INSERT INTO entry_edges (entry_idx, position, kind, algorithm, digest) VALUES ({mark}, {mark}, {mark}, {mark}, {mark})",
+            edges,
+        )
+    insert_appraisals(session, created)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ One pass over two ordered streams (entries and interior hashes), memory flat in 
 3. every stored interior hash is recomputed from the leaf hashes below it;
 4. every stored checkpoint's signature is verified with the log key, and its root is compared
    with the root recomputed at its size;
-5. the sequencer's size, the entry count and the latest checkpoint must agree.
+5. the sequencer's size, the entry count and the latest checkpoint must agree;
+6. the trust state (keys, grants, thresholds) is recomputed from the key-event entries and
+   compared with the tables the policy reads.
 
 ``first_bad_index`` is the lowest entry index whose bytes, chain hash, covering interior hash
 or covering checkpoint is wrong (a wrong checkpoint of size s names s - 1).
@@ -294,6 +296,11 @@ def audit(
             "checkpoint",
             f"the latest checkpoint is of size {latest.tree_size if latest else 'none'}, the tree of size {declared}",
         )
+    # 6. The trust state (keys, grants, thresholds) recomputed from the key-event entries.
+    from ledger.services.policy import verify_trust_state  # noqa: PLC0415 - policy imports audit's neighbours
+
+    for p in verify_trust_state(session, log):
+        problems.add(p.index, p.kind, p.message)
     return report
 
 

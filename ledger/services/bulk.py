@@ -22,23 +22,29 @@ from sqlalchemy.orm import Session
 from ledger.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import LedgerError
 from ledger.services.append import Prepared, integrate, prepare_envelopes
+from ledger.provenance.predicates import DEPLOYMENT
+from ledger.services.deployment import complete_appraisals
 from ledger.services.log import LogIdentity
-from ledger.services.trust import KeyRow, RegisteredKey, key_rows, registry_from_rows
+from ledger.services.trust import TrustRegistry, TrustRows, key_rows, registry_from_rows
 
 __all__ = ["ImportSummary", "import_envelopes"]
 
 #: Errors kept in the summary (the counts cover all of them).
 MAX_REPORTED_ERRORS = 100
 
-_registry: dict[str, RegisteredKey] = {}
+#: The trust registry of a pool process (keys, thresholds and the root), set once at start.
+_registry: TrustRegistry | None = None
 
 
-def _init_worker(rows: list[KeyRow]) -> None:
-    _registry.update(registry_from_rows(rows))
+def _init_worker(rows: TrustRows) -> None:
+    global _registry  # noqa: PLW0603 - one registry per pool process
+    _registry = registry_from_rows(rows)
 
 
 def _prepare_chunk(raws: Sequence[bytes], now: int, limit: int) -> list[Prepared | LedgerError]:
-    return prepare_envelopes(raws, _registry, now=now, limit=limit, everything=lambda: _registry)
+    assert _registry is not None, "bulk: the pool process was not initialised"
+    registry = _registry
+    return prepare_envelopes(raws, registry, now=now, limit=limit, everything=lambda: registry)
 
 
 @dataclass
@@ -79,6 +85,10 @@ def import_envelopes(
 
     def integrate_batch(prepared: Sequence[Prepared | LedgerError], now: int) -> None:
         nonlocal position
+        if any(isinstance(p, Prepared) and p.predicate_type == DEPLOYMENT for p in prepared):
+            # Deployments need the store (firmware measurements, trust) to be appraised.
+            with sessions() as session:
+                prepared = complete_appraisals(session, prepared, now=now)
         ready = []
         for item in prepared:
             if isinstance(item, LedgerError):

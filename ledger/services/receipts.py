@@ -18,7 +18,9 @@ from ledger.db import store
 from ledger.db.models import Entry
 from ledger.errors import ConfigurationError, MalformedError, NotFoundError
 from ledger.merkle import NodeId
+from ledger.services.cosign import cosigned_note, latest_witnessed_checkpoint
 from ledger.tlog_proof import format_tlog_proofs
+from ledger.witness_policy import WitnessPolicy
 
 __all__ = ["consistency_proof", "inclusion_proof", "receipt", "receipts"]
 
@@ -71,6 +73,7 @@ def receipts(
     for i in range(0, len(missing), _READ_CHUNK):
         chunk = missing[i : i + _READ_CHUNK]
         data.update((i, d) for i, d in session.execute(select(Entry.idx, Entry.data).where(Entry.idx.in_(chunk))))
+    checkpoint_note = cosigned_note(session, tree_size, checkpoint_note)
     texts = format_tlog_proofs(
         [(index, merkle.proof_from_plan(plans[index], hashes)) for index in indexes],
         checkpoint_note.encode("utf-8"),
@@ -86,7 +89,15 @@ def receipts(
     ]
 
 
-def receipt(session: Session, index: int, *, tree_size: int | None = None) -> dict[str, Any]:
+def receipt(
+    session: Session, index: int, *, tree_size: int | None = None, witness_policy: WitnessPolicy | None = None
+) -> dict[str, Any]:
+    """A receipt against ``tree_size``; by default the latest checkpoint that ``witness_policy``'s
+    witnesses cosigned if it covers ``index``, else the latest checkpoint."""
+    if tree_size is None and witness_policy is not None:
+        witnessed = latest_witnessed_checkpoint(session, witness_policy)
+        if witnessed is not None and index < witnessed[0]:
+            return receipts(session, [index], tree_size=witnessed[0], checkpoint_note=witnessed[1])[0]
     return receipts(session, [index], tree_size=tree_size)[0]
 
 

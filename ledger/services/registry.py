@@ -1,4 +1,12 @@
-"""Signer keys and API tokens: registration, revocation, authentication."""
+"""Signer keys and API tokens.
+
+Key registration, re-affirmation, rotation, revocation and thresholds are key events: in-toto
+statements (``key-event/v1``) signed by the administrator key and appended through the normal
+append path, which applies them to the trust state in the entry's own transaction. The ledger
+therefore holds the whole key history, and the trust state at any index can be recomputed.
+Keyless signers (Sigstore certificate identities) are registered the same way
+(``register-identity``), so they are in that history too.
+"""
 
 from __future__ import annotations
 
@@ -6,51 +14,144 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session
 
 from ledger.db import store
-from ledger.db.models import ApiToken, SignerKey
-from ledger.errors import ConflictError, MalformedError, NotFoundError
-from ledger.keys import PublicKey
+from ledger.db.models import ApiToken
+from ledger.dsse import sign_envelope
+from ledger.errors import LedgerError, MalformedError
+from ledger.keys import PrivateKey, PublicKey
+from ledger.provenance.policy import Grant, Identity, KeyEvent, key_event_subject
+from ledger.provenance.predicates import KEY_EVENT
+from ledger.services.append import Appended, append_batch
+from ledger.services.log import LogIdentity
+from ledger.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
 
-__all__ = ["TOKEN_SCOPES", "add_key", "authenticate", "create_token", "revoke_key"]
+__all__ = [
+    "TOKEN_SCOPES",
+    "add_identity",
+    "add_key",
+    "authenticate",
+    "create_token",
+    "key_event_envelope",
+    "key_event_statement",
+    "reaffirm_key",
+    "revoke_key",
+    "rotate_key",
+    "set_threshold",
+    "submit_key_event",
+]
 
 TOKEN_SCOPES = ("submit", "admin")
 
+Sessions = Callable[[], Session]
 
-def add_key(session: Session, name: str, key: PublicKey, allow: Sequence[str], *, now: int) -> SignerKey:
-    """Register a signer key with the predicate types it may sign. No grant, no trust."""
-    if not name.strip():
-        raise MalformedError("a key needs a non-empty --name")
-    patterns = [p for p in allow if p.strip()]
-    if not patterns:
+
+def key_event_statement(event: KeyEvent) -> bytes:
+    """The in-toto Statement v1 of a key event (JSON bytes)."""
+    doc = {
+        "_type": STATEMENT_V1,
+        "subject": [key_event_subject(event)],
+        "predicateType": KEY_EVENT,
+        "predicate": event.to_predicate(),
+    }
+    return json.dumps(doc, indent=2, sort_keys=True).encode("utf-8")
+
+
+def key_event_envelope(admin: PrivateKey, event: KeyEvent) -> dict:  # type: ignore[type-arg]
+    """A key event signed by the administrator key, as a DSSE envelope (JSON object)."""
+    return sign_envelope(key_event_statement(event), IN_TOTO_PAYLOAD_TYPE, [admin])
+
+
+def submit_key_event(sessions: Sessions, log: LogIdentity, admin: PrivateKey, event: KeyEvent, *, now: int) -> Appended:
+    """Sign and append a key event; raises its error if the ledger refuses it."""
+    (result,) = append_batch(sessions, [key_event_envelope(admin, event)], log, now=now)
+    if isinstance(result, LedgerError):
+        raise result
+    return result
+
+
+def _key_id(key_id: str) -> str:
+    if len(key_id) != 64 or any(c not in "0123456789abcdef" for c in key_id):
+        raise MalformedError(f"{key_id!r} is not a key id (64 lowercase hex digits: the SHA-256 of the key's DER SPKI)")
+    return key_id
+
+
+def _grants(grants: Sequence[Grant]) -> tuple[Grant, ...]:
+    out = tuple(grants)
+    if not out or any(not g.predicate_types or not all(p.strip() for p in g.predicate_types) for g in out):
         raise MalformedError("a key needs at least one --allow predicate-type pattern (fail closed)")
-    existing = store.get_signer_key(session, key.key_id)
-    if existing is not None:
-        raise ConflictError(f"key {key.key_id} is already registered as {existing.name!r}")
-    row = SignerKey(
-        key_id=key.key_id,
-        name=name,
-        algorithm=key.algorithm,
-        public_key=key.spki_der,
-        allow=json.dumps(patterns),
-        created_at=now,
-        revoked_at=None,
+    return out
+
+
+def add_key(
+    sessions: Sessions, log: LogIdentity, admin: PrivateKey, name: str, key: PublicKey, grants: Sequence[Grant], *, now: int
+) -> Appended:
+    """Register a signer key for principal ``name`` with its grants (no grant, no trust)."""
+    if not name.strip():
+        raise MalformedError("a key needs a non-empty --name (its principal)")
+    event = KeyEvent(
+        action="register", key_id=key.key_id, principal=name, public_key=key.spki_der, grants=_grants(grants), issued_at=now
     )
-    session.add(row)
-    session.flush()
-    return row
+    return submit_key_event(sessions, log, admin, event, now=now)
 
 
-def revoke_key(session: Session, key_id: str, *, now: int, compromised_since: int | None = None) -> SignerKey:
-    row = store.get_signer_key(session, key_id)
-    if row is None:
-        raise NotFoundError(f"no key {key_id} is registered")
-    row.revoked_at = compromised_since if compromised_since is not None else now
-    session.flush()
-    return row
+def add_identity(
+    sessions: Sessions, log: LogIdentity, admin: PrivateKey, name: str, identity: Identity, grants: Sequence[Grant], *, now: int
+) -> Appended:
+    """Register a keyless (Sigstore certificate) signer for principal ``name`` with its grants.
+
+    ``identity`` pins the certificate SAN (glob per ``/`` segment), the exact OIDC issuer and,
+    for CI workflows, the exact source repository. Its principal id is ``identity.id``; revoke,
+    re-affirm and thresholds treat it like a key id.
+    """
+    if not name.strip():
+        raise MalformedError("an identity needs a non-empty --name (its principal)")
+    event = KeyEvent(
+        action="register-identity", key_id=identity.id, principal=name, grants=_grants(grants), identity=identity,
+        issued_at=now,
+    )
+    return submit_key_event(sessions, log, admin, event, now=now)
+
+
+def reaffirm_key(sessions: Sessions, log: LogIdentity, admin: PrivateKey, key_id: str, *, review_by: int, now: int) -> Appended:
+    """Re-affirm every grant of a key until ``review_by``."""
+    return submit_key_event(sessions, log, admin, KeyEvent(action="reaffirm", key_id=_key_id(key_id), review_by=review_by, issued_at=now), now=now)
+
+
+def rotate_key(
+    sessions: Sessions, log: LogIdentity, admin: PrivateKey, key_id: str, new_key: PublicKey, *, now: int,
+    grants: Sequence[Grant] | None = None,
+) -> Appended:
+    """Replace ``key_id`` by ``new_key`` (same principal; its grants unless new ones are given).
+    Records of the old key integrated before the rotation stay trusted."""
+    event = KeyEvent(
+        action="rotate", key_id=new_key.key_id, public_key=new_key.spki_der, replaces=_key_id(key_id),
+        grants=_grants(grants) if grants is not None else None, issued_at=now,
+    )
+    return submit_key_event(sessions, log, admin, event, now=now)
+
+
+def revoke_key(
+    sessions: Sessions, log: LogIdentity, admin: PrivateKey, key_id: str, *, now: int,
+    compromised_since: int | None = None, reason: str | None = None,
+) -> Appended:
+    """Revoke a key: records integrated at or after ``compromised_since`` (default: now) stop
+    being trusted, and so does everything downstream of them."""
+    event = KeyEvent(action="revoke", key_id=_key_id(key_id), compromised_since=compromised_since, reason=reason, issued_at=now)
+    return submit_key_event(sessions, log, admin, event, now=now)
+
+
+def set_threshold(
+    sessions: Sessions, log: LogIdentity, admin: PrivateKey, predicate_type: str, threshold: int, *, now: int
+) -> Appended:
+    """Records whose predicate type matches the glob need ``threshold`` distinct principals."""
+    if not predicate_type.strip():
+        raise MalformedError("a threshold needs a predicate-type pattern")
+    event = KeyEvent(action="threshold", predicate_type=predicate_type, threshold=threshold, issued_at=now)
+    return submit_key_event(sessions, log, admin, event, now=now)
 
 
 def _token_hash(token: str) -> bytes:

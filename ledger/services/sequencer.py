@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from ledger.errors import LedgerError, UnavailableError
-from ledger.services.append import Appended, Prepared, integrate
+from ledger.services.append import Appended, Prepared, RightEdge, integrate
 from ledger.services.log import LogIdentity
 from ledger.services.receipts import receipts
 
@@ -45,17 +45,20 @@ class Sequencer:
         max_batch: int = 2000,
         clock: Callable[[], float] = time.time,
         on_failure: Callable[[BaseException], None] | None = None,
+        on_commit: Callable[[int], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._identity = identity
         self._max_batch = max_batch
         self._clock = clock
         self._on_failure = on_failure
+        self._on_commit = on_commit
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.batches = 0
         self.entries = 0
+        self._edge: RightEdge | None = None
 
     def submit(self, batch: Sequence[Prepared], *, timeout: float = 120.0) -> list[Appended]:
         """Queue prepared records; block until they are committed (or the batch failed)."""
@@ -123,8 +126,15 @@ class Sequencer:
     def _integrate(self, batch: list[Prepared]) -> list[Appended]:
         now = int(self._clock())
         with self._sessions() as session:
-            with session.begin():
-                integration = integrate(session, batch, self._identity, now=now)
+            try:
+                with session.begin():
+                    integration = integrate(session, batch, self._identity, now=now, edge=self._edge)
+            except BaseException:
+                self._edge = None  # re-read the right edge from the store next time
+                raise
+            self._edge = integration.edge
+            if integration.checkpoint_note is not None and self._on_commit is not None:
+                self._on_commit(integration.tree_size)  # committed: a new checkpoint to cosign
             self.batches += 1
             self.entries += sum(integration.created)
             issued = receipts(

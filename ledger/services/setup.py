@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -12,21 +14,57 @@ from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.config import Settings
 from ledger.db import migrate, store
 from ledger.db.engine import make_engine
-from ledger.db.models import LogInfo
-from ledger.errors import ConfigurationError, UnavailableError
+from ledger.db.models import LogInfo, TrustRoot
+from ledger.errors import ConfigurationError, LedgerError, UnavailableError
 from ledger.hashing import EMPTY_ROOT
+from ledger.keys import PrivateKey, generate_private_key, load_private_key
 from ledger.services.log import LogIdentity, create_log_key, load_log_identity
 
-__all__ = ["check_initialised", "init_store"]
+__all__ = ["admin_key_path", "check_initialised", "create_admin_key", "init_store", "load_admin_key"]
+
+ADMIN_KEY_FILE = "admin.key"
+
+
+def admin_key_path(settings: Settings) -> Path:
+    """The administrator key (the root of trust that signs key events): ``admin.key`` in PROVLEDGER_HOME."""
+    return settings.home / ADMIN_KEY_FILE
+
+
+def create_admin_key(path: Path) -> PrivateKey:
+    """Write a new Ed25519 administrator key (PKCS#8 PEM, mode 0600); never overwrite."""
+    key = generate_private_key("ed25519")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.to_pem())
+    return key
+
+
+def load_admin_key(settings: Settings) -> PrivateKey:
+    path = admin_key_path(settings)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigurationError(f"the administrator key {path} does not exist: run `provledger init`") from None
+    except OSError as exc:
+        raise ConfigurationError(f"the administrator key {path} cannot be read: {exc.strerror}") from exc
+    try:
+        return load_private_key(data)
+    except LedgerError as exc:
+        raise ConfigurationError(f"the administrator key {path} is not a PKCS#8 PEM Ed25519 or ECDSA P-256 key") from exc
 
 
 def init_store(settings: Settings, engine: Engine | None = None) -> LogIdentity:
-    """Create the home folder, the log key (if absent) and the schema (Alembic), then record the
-    log's identity and its first (empty) checkpoint. Running it again changes nothing."""
+    """Create the home folder, the log key and the administrator key (if absent) and the schema
+    (Alembic), then record the log's identity, its root of trust (the administrator key id) and
+    its first (empty) checkpoint. Running it again changes nothing."""
     settings.home.mkdir(parents=True, exist_ok=True)
     if not settings.log_key_path.exists():
         create_log_key(settings.log_key_path, settings.origin)
     log = load_log_identity(settings)
+    if not admin_key_path(settings).exists():
+        create_admin_key(admin_key_path(settings))
+    admin = load_admin_key(settings)
     own_engine = engine is None
     engine = engine or make_engine(settings.database_url)
     try:
@@ -41,6 +79,14 @@ def init_store(settings: Settings, engine: Engine | None = None) -> LogIdentity:
             elif info.vkey != log.vkey:
                 raise ConfigurationError(
                     f"the database belongs to log {info.vkey}, but the key in {settings.log_key_path} is {log.vkey}"
+                )
+            root = session.get(TrustRoot, 1)
+            if root is None:
+                session.add(TrustRoot(id=1, key_id=admin.key_id, public_key=admin.public_key.spki_der, created_at=int(time.time())))
+            elif root.key_id != admin.key_id:
+                raise ConfigurationError(
+                    f"the database's root of trust is administrator key {root.key_id}, "
+                    f"but the key in {admin_key_path(settings)} is {admin.key_id}"
                 )
             if store.latest_checkpoint(session) is None:
                 note = sign_checkpoint(Checkpoint(log.origin, 0, EMPTY_ROOT), log.signer).decode()

@@ -15,12 +15,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from ledger import merkle
 from ledger.cli.main import main
 from ledger.db import store as dbstore
+from ledger.db.models import Entry
 from ledger.keys import load_private_key, load_public_key
 from ledger.note import generate_signer
+from ledger.provenance.predicates import KEY_EVENT
 from ledger.services.registry import authenticate
 from ledger.verify import verify_receipt
 from tests.fixtures import PROVLEDGER, make_statement
@@ -51,14 +54,24 @@ def _last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
 
 
+def _key_events(cli) -> int:
+    """How many key-event entries the store holds: registering a key is a ledger entry (signed
+    by the admin key), and in these tests they all come before the first record."""
+    with cli.store.sessions() as session:
+        return session.execute(select(func.count()).select_from(Entry).where(Entry.predicate_type == KEY_EVENT)).scalar_one()
+
+
 @pytest.fixture
 def signer(cli, tmp_path):
     """A registered signer: (private key path, key id)."""
     path = tmp_path / "keys" / "builder.pem"
     code, out, _ = cli("keygen", "--out", str(path))
     assert code == 0
+    before = cli.store.size()
     code, out, _ = cli("keys", "add", "--name", "builder", "--public-key", f"{path}.pub", "--allow", "https://slsa.dev/*")
     assert code == 0
+    # the registration is a key event: one entry, named in the output
+    assert f"key event at entry {before}" in out and cli.store.size() == before + 1
     return path, _last_line(out)
 
 
@@ -144,18 +157,26 @@ def test_keys_add_list_revoke(cli, signer, tmp_path):
     code, out, _ = cli("keys", "list", "--json")
     assert code == 0
     (listed,) = json.loads(out)
-    assert listed["key_id"] == key_id and listed["allow"] == ["https://slsa.dev/*"] and listed["revoked_at"] is None
+    assert listed["key_id"] == key_id and listed["principal"] == "builder"
+    assert [g["predicate_types"] for g in listed["grants"]] == [["https://slsa.dev/*"]]
+    assert listed["status"] == "active" and listed["revoked_at"] is None and listed["compromised_since"] is None
     # registering the same key again is a conflict
+    before = cli.store.state()
     code, _, err = cli("keys", "add", "--name", "again", "--public-key", f"{signer[0]}.pub", "--allow", "*")
     assert code == 1 and key_id in err
+    assert cli.store.state() == before
     code, out, _ = cli("keys", "revoke", key_id, "--compromised-since", "2025-01-01T00:00:00Z")
     assert code == 0
     code, out, _ = cli("keys", "list", "--json")
-    assert json.loads(out)[0]["revoked_at"] == 1735689600
+    (listed,) = json.loads(out)
+    assert listed["status"] == "revoked" and listed["revoked_at"] is not None
+    assert listed["compromised_since"] == "2025-01-01T00:00:00Z"  # 1735689600
+    before = cli.store.state()
     code, _, err = cli("keys", "revoke", "0" * 64)
     assert code == 2 and "0" * 64 in err
     code, _, err = cli("keys", "revoke", key_id, "--compromised-since", "yesterday")
     assert code == 2
+    assert cli.store.state() == before
 
 
 def test_keys_add_bad_input(cli, tmp_path):
@@ -204,13 +225,15 @@ def test_sign_refuses_invalid_statement(cli, signer, tmp_path, content):
 
 
 def test_submit_and_duplicate(cli, envelope_file, receipt_file):
+    base = _key_events(cli)
+    assert base == 1
     receipt = json.loads(receipt_file.read_text())
-    assert receipt["index"] == 0 and receipt["tree_size"] == 1
+    assert receipt["index"] == base and receipt["tree_size"] == base + 1
     verify_receipt(receipt, cli.store.log.vkey)
     code, out, err = cli("submit", str(envelope_file))
     assert code == 0 and "duplicate" in err
-    assert json.loads(out)["index"] == 0
-    assert cli.store.size() == 1
+    assert json.loads(out)["index"] == base
+    assert cli.store.size() == base + 1
 
 
 def test_submit_refusals(cli, envelope_file, tmp_path):
@@ -237,17 +260,18 @@ def test_submit_refusals(cli, envelope_file, tmp_path):
     forged.write_text(json.dumps(env))
     code, _, err = cli("submit", str(forged))
     assert code == 1 and "does not verify" in err
-    assert cli.store.size() == 0
+    assert cli.store.size() == _key_events(cli) == 1  # only the signer's key event
     code, _, _ = cli("submit", str(tmp_path / "missing.json"))
     assert code == 2
 
 
 def test_receipt_command(cli, receipt_file, envelope_file):
-    code, out, _ = cli("receipt", "0")
+    index = _key_events(cli)  # the record comes after the signer's key event
+    code, out, _ = cli("receipt", str(index))
     assert code == 0
     assert json.loads(out) == json.loads(receipt_file.read_text())
-    code, _, err = cli("receipt", "1")
-    assert code == 2 and "1" in err
+    code, _, err = cli("receipt", str(index + 1))
+    assert code == 2 and str(index + 1) in err
 
 
 def _verify(cli, tmp_path, receipt, *extra: str) -> tuple[int, str, str]:
@@ -267,10 +291,12 @@ def test_verify_receipt_ok_and_flips(cli, signer, tmp_path):
     key = load_private_key(Path(signer[0]).read_bytes())
     from tests.fixtures import sign  # noqa: PLC0415
 
+    base = cli.store.size()  # the signer's key event
     results = cli.store.append_ok([sign(key, make_statement(f"a{i}")) for i in range(3)])
     receipt = results[0].receipt
+    assert receipt["index"] == base
     code, out, _ = _verify(cli, tmp_path, receipt)
-    assert code == 0 and out.startswith("OK: entry 0")
+    assert code == 0 and out.startswith(f"OK: entry {base} ")
     code, _, _ = _verify(cli, tmp_path, receipt, "--public-key", f"{signer[0]}.pub")
     assert code == 0
 
@@ -295,7 +321,7 @@ def test_verify_receipt_ok_and_flips(cli, signer, tmp_path):
     assert code == 1
 
     # a receipt for another index than its proof
-    assert _verify(cli, tmp_path, dict(receipt, index=1))[0] in (1, 2)
+    assert _verify(cli, tmp_path, dict(receipt, index=base + 1))[0] in (1, 2)
     # expected public key that did not sign
     other = tmp_path / "other.pem"
     cli("keygen", "--out", str(other))
@@ -323,32 +349,36 @@ def test_checkpoint_and_prove_consistency(cli, signer):
     key = load_private_key(Path(signer[0]).read_bytes())
     from tests.fixtures import sign  # noqa: PLC0415
 
+    base = cli.store.size()  # the signer's key event
+    mid, new = base + 3, base + 7
     cli.store.append_ok([sign(key) for _ in range(3)])
     cli.store.append_ok([sign(key) for _ in range(4)])
     code, out, _ = cli("checkpoint")
     assert code == 0
     with cli.store.sessions() as session:
         latest = dbstore.latest_checkpoint(session)
-        old = dbstore.checkpoint_of_size(session, 3)
+        old = dbstore.checkpoint_of_size(session, mid)
     assert out == latest.note
-    assert out.splitlines()[1] == "7"
-    code, out, _ = cli("prove-consistency", "--old", "3")
+    assert out.splitlines()[1] == str(new)
+    code, out, _ = cli("prove-consistency", "--old", str(mid))
     assert code == 0
     doc = json.loads(out)
-    assert set(doc) == {"old_size", "new_size", "hashes"} and doc["old_size"] == 3 and doc["new_size"] == 7
-    merkle.verify_consistency(3, 7, [base64.b64decode(h) for h in doc["hashes"]], old.root_hash, latest.root_hash)
-    code, out, _ = cli("prove-consistency", "--old", "0", "--new", "3")
+    assert set(doc) == {"old_size", "new_size", "hashes"} and doc["old_size"] == mid and doc["new_size"] == new
+    merkle.verify_consistency(mid, new, [base64.b64decode(h) for h in doc["hashes"]], old.root_hash, latest.root_hash)
+    code, out, _ = cli("prove-consistency", "--old", "0", "--new", str(mid))
     assert code == 0 and json.loads(out)["hashes"] == []
-    assert cli("prove-consistency", "--old", "5", "--new", "3")[0] == 2
-    assert cli("prove-consistency", "--old", "1", "--new", "8")[0] == 2
+    assert cli("prove-consistency", "--old", str(mid + 2), "--new", str(mid))[0] == 2
+    assert cli("prove-consistency", "--old", "1", "--new", str(new + 1))[0] == 2
 
 
 def test_audit_json_shape(cli, receipt_file):
+    size = _key_events(cli) + 1  # the signer's key event and the record
+    assert size == cli.store.size() == 2
     code, out, _ = cli("audit", "--json")
     assert code == 0
-    assert json.loads(out) == {"ok": True, "tree_size": 1, "first_bad_index": None, "problems": []}
+    assert json.loads(out) == {"ok": True, "tree_size": size, "first_bad_index": None, "problems": []}
     code, out, _ = cli("audit")
-    assert code == 0 and out.startswith("OK: 1 entries")
+    assert code == 0 and out.startswith(f"OK: {size} entries")
 
 
 # ------------------------------------------------------------------------------ exit code 3
@@ -424,7 +454,8 @@ def test_console_script_end_to_end(sqlite_store, tmp_path):
     receipt.write_text(submitted.stdout)
     verified = run("verify-receipt", str(receipt), "--log-key", sqlite_store.log.vkey)
     assert verified.returncode == 0, verified.stderr
+    assert json.loads(submitted.stdout)["index"] == 1  # after the key's registration (a key event, entry 0)
     audit = run("audit", "--json")
-    assert audit.returncode == 0 and json.loads(audit.stdout)["tree_size"] == 1
+    assert audit.returncode == 0 and json.loads(audit.stdout)["tree_size"] == 2
     bad = run("verify-receipt", str(tmp_path / "missing.json"), "--log-key", sqlite_store.log.vkey)
     assert bad.returncode == 2 and bad.stderr.startswith("provledger:")

@@ -33,33 +33,38 @@ from tests.fixtures import PREDICATE, envelope_bytes, make_statement, sign
 
 def test_append_receipts_verify_offline(store):
     key = store.add_signer()
+    base = store.size()  # the signer's key event is an entry too
+    assert base == 1
     statements = [make_statement(f"build-{i}.tar") for i in range(5)]
     results = store.append_ok([sign(key, s) for s in statements])
-    assert [r.receipt["index"] for r in results] == [0, 1, 2, 3, 4]
+    assert [r.receipt["index"] for r in results] == [base + i for i in range(5)]
     assert all(r.created for r in results)
     for r, statement in zip(results, statements, strict=True):
         verified = verify_receipt(json.dumps(r.receipt), store.log.vkey, public_keys=[key.public_key])
         assert verified.index == r.receipt["index"]
-        assert verified.checkpoint.size == 5
+        assert verified.checkpoint.size == base + 5
         assert verified.signer_key_ids == (key.key_id,)
         # the statement bytes are in the leaf unchanged
         assert verified.leaf.envelope.payload == statement
-    assert store.size() == 5
+    assert store.size() == base + 5
     # a later batch: its receipts are against its own checkpoint and still verify
     later = store.fill([3])
-    assert [r.receipt["tree_size"] for r in later] == [8, 8, 8]
+    assert [r.receipt["tree_size"] for r in later] == [base + 8] * 3
     for r in later:
         verify_receipt(r.receipt, store.log.vkey)
 
 
 def test_receipt_of_old_entry_against_latest_checkpoint(store):
+    store.add_signer()
+    base = store.size()
     store.fill([4, 6])
     with store.sessions() as session:
-        receipt = receipts.receipt(session, 2)
-    assert receipt["tree_size"] == 10
+        receipt = receipts.receipt(session, base + 2)
+    assert receipt["index"] == base + 2
+    assert receipt["tree_size"] == base + 10
     verify_receipt(receipt, store.log.vkey)
     with store.sessions() as session, pytest.raises(NotFoundError):
-        receipts.receipt(session, 10)
+        receipts.receipt(session, base + 10)
 
 
 def test_ecdsa_signer_is_accepted(store):
@@ -70,14 +75,16 @@ def test_ecdsa_signer_is_accepted(store):
 
 def test_duplicate_returns_same_index_against_latest_checkpoint(store):
     key = store.add_signer()
+    base = store.size()
     env = sign(key)
     (first,) = store.append_ok([env])
     store.fill([3])
     before = store.state()
     (again,) = store.append_ok([envelope_bytes(env)])
     assert not again.created
-    assert again.receipt["index"] == first.receipt["index"] == 0
-    assert again.receipt["tree_size"] == 4  # the latest checkpoint, not the first one
+    assert again.receipt["index"] == first.receipt["index"] == base
+    assert first.receipt["tree_size"] == base + 1
+    assert again.receipt["tree_size"] == base + 4  # the latest checkpoint, not the first one
     assert again.receipt["entry"] == first.receipt["entry"]
     verify_receipt(again.receipt, store.log.vkey)
     assert store.state() == before  # no new entry, no new checkpoint
@@ -85,11 +92,12 @@ def test_duplicate_returns_same_index_against_latest_checkpoint(store):
 
 def test_duplicate_within_one_batch(store):
     key = store.add_signer()
+    base = store.size()
     env = sign(key)
     a, b = store.append_ok([env, env])
     assert a.created and not b.created
-    assert a.receipt["index"] == b.receipt["index"] == 0
-    assert store.size() == 1
+    assert a.receipt["index"] == b.receipt["index"] == base
+    assert store.size() == base + 1
 
 
 def _unchanged(store, before, results, error):
@@ -213,8 +221,9 @@ def test_allow_list_globs(store):
 
 def test_revoked_key(populated):
     key = populated.keys[0]
-    with populated.sessions() as session, session.begin():
-        revoke_key(session, key.key_id, now=populated.clock + 1)
+    # the revocation is a key event (an entry signed by the admin key), compromised since its time
+    revocation = revoke_key(populated.sessions, populated.log, populated.admin, key.key_id, now=populated.clock + 1)
+    assert revocation.created
     before = populated.state()
     (r,) = populated.append([sign(key)], now=populated.clock + 5)
     _unchanged(populated, before, [r], NotTrustedError)
@@ -226,13 +235,15 @@ def test_revoked_key(populated):
 
 def test_mixed_batch_keeps_order_and_stores_only_the_good(populated):
     key = populated.keys[0]
+    base = populated.size()  # the key event and 3 records
+    assert base == 4
     good1, good2 = sign(key), sign(key)
     results = populated.append([good1, b"{bad", sign(generate_private_key()), good2])
-    assert isinstance(results[0], Appended) and results[0].receipt["index"] == 3
+    assert isinstance(results[0], Appended) and results[0].receipt["index"] == base
     assert isinstance(results[1], MalformedError)
     assert isinstance(results[2], NotTrustedError)
-    assert isinstance(results[3], Appended) and results[3].receipt["index"] == 4
-    assert populated.size() == 5
+    assert isinstance(results[3], Appended) and results[3].receipt["index"] == base + 1
+    assert populated.size() == base + 2
 
 
 def test_all_bad_batch_issues_no_checkpoint(populated):
@@ -243,10 +254,10 @@ def test_all_bad_batch_issues_no_checkpoint(populated):
 
 
 def test_proofs_from_store_equal_list_api(store):
-    store.fill([1, 2, 5, 8, 3, 13, 7, 1])  # 40 entries, 8 batches
+    store.fill([1, 2, 5, 8, 3, 13, 7, 1])  # 40 records in 8 batches, after the signer's key event
     leaves = store.leaf_hashes()
     n = len(leaves)
-    assert n == 40
+    assert n == 1 + 40
     with store.sessions() as session:
         for size in range(1, n + 1):
             for index in range(size):
@@ -278,24 +289,29 @@ def test_proofs_from_store_verify_against_checkpoints(store):
 
 def test_proof_bad_parameters(store):
     store.fill([4])
+    size = store.size()  # the key event and 4 records
+    assert size == 5
     with store.sessions() as session:
         with pytest.raises(MalformedError):
-            receipts.inclusion_proof(session, 4, 4)
+            receipts.inclusion_proof(session, size, size)
         with pytest.raises(MalformedError):
-            receipts.inclusion_proof(session, -1, 4)
+            receipts.inclusion_proof(session, -1, size)
         with pytest.raises(NotFoundError):
-            receipts.inclusion_proof(session, 0, 5)
+            receipts.inclusion_proof(session, 0, size + 1)
         with pytest.raises(MalformedError):
             receipts.consistency_proof(session, 3, 2)
         with pytest.raises(NotFoundError):
-            receipts.consistency_proof(session, 2, 5)
+            receipts.consistency_proof(session, 2, size + 1)
 
 
 def test_every_checkpoint_is_kept(store):
+    store.add_signer()  # its key event gets a checkpoint of its own
+    base = store.size()
+    assert base == 1
     store.fill([2, 3, 1, 4])
     with store.sessions() as session:
         cps = dbstore.list_checkpoints(session)
-    assert [c.tree_size for c in cps] == [0, 2, 5, 6, 10]
+    assert [c.tree_size for c in cps] == [0, base] + [base + n for n in (2, 5, 6, 10)]
     leaves = store.leaf_hashes()
     for c in cps:
         signed = open_checkpoint(c.note.encode(), store.log.verifier, origin=store.log.origin)
@@ -304,12 +320,15 @@ def test_every_checkpoint_is_kept(store):
 
 
 def test_stored_entries_are_consistent(store):
+    store.add_signer()
+    base = store.size()  # the key event, signed by the administrator key
     store.fill([3, 4])
     with store.sessions() as session:
         for idx, data, leaf, _chain in dbstore.iter_entries(session):
             assert leaf == leaf_hash(data)
             decoded = decode_leaf(data)
-            assert decoded.signers[0].key_id == store.keys[0].key_id
+            signer = store.admin if idx < base else store.keys[0]
+            assert decoded.signers[0].key_id == signer.key_id
         report = audit(session, store.log)
     assert report.ok, report.problems
-    assert report.tree_size == 7
+    assert report.tree_size == base + 7

@@ -28,6 +28,8 @@ def _corrupt_signature(env: dict) -> dict:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_import_appends_in_order_and_lists_refusals(store, workers):
     key = store.add_signer()
+    base = store.size()  # the signer's key event
+    assert base == 1
     stranger = generate_private_key()
     good = [sign(key, make_statement(f"pkg/{i}")) for i in range(25)]
     raws = [envelope_bytes(e) for e in good[:10]]
@@ -43,18 +45,20 @@ def test_import_appends_in_order_and_lists_refusals(store, workers):
     assert [p for p, _ in summary.errors] == [10, 11, 12]
     kinds = [type(e) for _, e in summary.errors]
     assert kinds == [MalformedError, NotTrustedError, SignatureError]
-    assert summary.tree_size == 25 and store.size() == 25
+    assert summary.tree_size == base + 25 and store.size() == base + 25
     with store.sessions() as session:
         assert audit(session, store.log).ok
-        # input order is kept: good[i] is entry i
+        # input order is kept: good[i] is entry base + i
         for i in (0, 9, 10, 24):
-            r = receipt(session, i)
+            r = receipt(session, base + i)
             verified = verify_receipt(r, store.log.vkey)
             assert verified.leaf.envelope.document == good[i]
 
 
 def test_import_command(sqlite_store, tmp_path):
     key = sqlite_store.add_signer()
+    base = sqlite_store.size()  # the signer's key event
+    assert base == 1
     lines = [json.dumps(sign(key, make_statement(f"cli/{i}"))) for i in range(12)]
     (tmp_path / "many.jsonl").write_text("\n".join(lines) + "\n")
     (tmp_path / "one.json").write_text(json.dumps(sign(key, make_statement("cli/single"))))
@@ -63,7 +67,7 @@ def test_import_command(sqlite_store, tmp_path):
         env=sqlite_store.env, capture_output=True, text=True,
     )
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.strip().endswith("tree size 13")
+    assert ok.stdout.strip().endswith(f"tree size {base + 13}")
     (tmp_path / "bad.jsonl").write_text(lines[0] + "\n" + "garbage\n")
     bad = subprocess.run([PROVLEDGER, "import", str(tmp_path / "bad.jsonl")], env=sqlite_store.env, capture_output=True, text=True)
     assert bad.returncode == 1

@@ -21,25 +21,41 @@ from ledger.services.audit import audit
 from web.server import check_at_start
 from tests.fixtures import PROVLEDGER
 
-BATCHES = [7, 13, 20]  # 40 entries; checkpoints at 0, 7, 20, 40
+BATCHES = [7, 13, 20]  # 40 records after the signer's key event (entry 0): checkpoints at 0, 1, 8, 21, 41
 SIZE = sum(BATCHES)
+LAST = -1  # edit_byte(LAST): the store's last entry, whatever its size
+
+
+def delete_entry_rows(conn, k):
+    """Everything that hangs off entry ``k`` (foreign keys), then the entry itself."""
+    for table in ("entry_subjects", "entry_signers", "entry_edges"):
+        conn.execute(text(f"DELETE FROM {table} WHERE entry_idx = :k"), {"k": k})
+    conn.execute(text("DELETE FROM entries WHERE idx = :k"), {"k": k})
+
+
+def delete_checkpoint_rows(conn, tree_size):
+    """A checkpoint row and the witness cosignatures that hang off it (foreign key)."""
+    conn.execute(text("DELETE FROM checkpoint_cosignatures WHERE tree_size = :s"), {"s": tree_size})
+    deleted = conn.execute(text("DELETE FROM checkpoints WHERE tree_size = :s"), {"s": tree_size}).rowcount
+    assert deleted == 1, f"no checkpoint of size {tree_size} to replace"
 
 
 def edit_byte(k):
     def run(st):
+        idx = st.size() - 1 if k == LAST else k
         with st.tamper() as conn:
-            data = bytearray(conn.execute(text("SELECT data FROM entries WHERE idx = :k"), {"k": k}).scalar_one())
+            data = bytearray(conn.execute(text("SELECT data FROM entries WHERE idx = :k"), {"k": idx}).scalar_one())
             data[len(data) // 2] ^= 0x01
-            conn.execute(text("UPDATE entries SET data = :d WHERE idx = :k"), {"d": bytes(data), "k": k})
-        return k
+            conn.execute(text("UPDATE entries SET data = :d WHERE idx = :k"), {"d": bytes(data), "k": idx})
+        return idx
     return run
 
 
 def delete_last(st):
+    last = st.size() - 1
     with st.tamper() as conn:
-        conn.execute(text("DELETE FROM entry_subjects WHERE entry_idx = :k"), {"k": SIZE - 1})
-        conn.execute(text("DELETE FROM entries WHERE idx = :k"), {"k": SIZE - 1})
-    return SIZE - 1
+        delete_entry_rows(conn, last)
+    return last
 
 
 def swap(i, j):
@@ -74,35 +90,42 @@ def edit_interior(level, index):
 
 def replace_latest_checkpoint(st):
     """A checkpoint of the same size, for another root, signed by the attacker's key."""
+    size = st.size()
     forger = generate_signer(st.log.origin)
     fake_root = merkle.leaf_hash(b"attacker")
-    note = sign_checkpoint(Checkpoint(st.log.origin, SIZE, fake_root), forger).decode()
+    note = sign_checkpoint(Checkpoint(st.log.origin, size, fake_root), forger).decode()
     with st.tamper() as conn:
-        conn.execute(text("DELETE FROM checkpoints WHERE tree_size = :s"), {"s": SIZE})
+        delete_checkpoint_rows(conn, size)
         conn.execute(
             text("INSERT INTO checkpoints (tree_size, root_hash, note, issued_at) VALUES (:s, :r, :n, 0)"),
-            {"s": SIZE, "r": fake_root, "n": note},
+            {"s": size, "r": fake_root, "n": note},
         )
-    return SIZE - 1
+    return size - 1
 
 
 def replay_old_checkpoint_as_latest(st):
     """The latest checkpoint row replaced by a genuine, older signed note (a rollback)."""
+    size = st.size()
     with st.tamper() as conn:
-        old = conn.execute(text("SELECT note, root_hash FROM checkpoints WHERE tree_size = 20")).one()
-        conn.execute(text("DELETE FROM checkpoints WHERE tree_size = :s"), {"s": SIZE})
+        # the checkpoint before the latest one (after the second batch)
+        old = conn.execute(
+            text("SELECT tree_size, note, root_hash FROM checkpoints WHERE tree_size < :s ORDER BY tree_size DESC LIMIT 1"),
+            {"s": size},
+        ).one()
+        assert old.tree_size == size - BATCHES[-1]
+        delete_checkpoint_rows(conn, size)
         conn.execute(
             text("INSERT INTO checkpoints (tree_size, root_hash, note, issued_at) VALUES (:s, :r, :n, 0)"),
-            {"s": SIZE, "r": old.root_hash, "n": old.note},
+            {"s": size, "r": old.root_hash, "n": old.note},
         )
-    return SIZE - 1
+    return size - 1
 
 
 CASES = {
     "edit-byte-entry-0": edit_byte(0),
     "edit-byte-entry-5": edit_byte(5),
     "edit-byte-entry-22": edit_byte(22),
-    "edit-byte-last-entry": edit_byte(SIZE - 1),
+    "edit-byte-last-entry": edit_byte(LAST),
     "delete-last-entry": delete_last,
     "swap-entries-10-25": swap(10, 25),
     "swap-adjacent-entries-32-33": swap(32, 33),
@@ -116,7 +139,9 @@ CASES = {
 
 @pytest.fixture
 def ledger40(store):
+    store.add_signer()  # its key event is entry 0
     store.fill(BATCHES)
+    assert store.size() == 1 + SIZE
     with store.sessions() as session:
         assert audit(session, store.log).ok
     return store

@@ -79,8 +79,12 @@ class TileClient:
 
 @pytest.fixture
 def ledger_300(store: StoreHandle) -> StoreHandle:
-    """300 entries in three batches (three checkpoints), crossing the first full tile."""
-    store.fill([100, 156, 44])
+    """300 entries: the signer's key event (entry 0, its own checkpoint) and three batches of
+    records (three checkpoints, at 100, 256 and 300), crossing the first full tile."""
+    store.add_signer()
+    assert store.size() == 1
+    store.fill([99, 156, 44])
+    assert store.size() == 300
     return store
 
 
@@ -185,15 +189,18 @@ def test_a_partial_tile_narrower_than_the_tree_is_a_prefix(ledger_300: StoreHand
 
 def test_only_checkpointed_entries_are_served(sqlite_store: StoreHandle) -> None:
     store = sqlite_store
+    store.add_signer()  # its key event is entry 0
     store.fill([3])
+    n = store.size()
+    assert n == 4
     with store.sessions() as session:
-        assert tile_service.served_size(session) == 3
-        assert len(tile_service.read_tile(session, TileRef(0, 0, 3))) == 96
+        assert tile_service.served_size(session) == n
+        assert len(tile_service.read_tile(session, TileRef(0, 0, n))) == 32 * n
         with pytest.raises(NotFoundError, match="beyond the tree"):
-            tile_service.read_tile(session, TileRef(0, 0, 4))
+            tile_service.read_tile(session, TileRef(0, 0, n + 1))
         # As of an older tree size, the newer entries are not served.
         with pytest.raises(NotFoundError):
-            tile_service.read_tile(session, TileRef(0, 0, 3), size=2)
+            tile_service.read_tile(session, TileRef(0, 0, n), size=n - 1)
 
 
 def test_empty_ledger_serves_its_checkpoint_and_no_tile(sqlite_store: StoreHandle) -> None:
@@ -205,6 +212,8 @@ def test_empty_ledger_serves_its_checkpoint_and_no_tile(sqlite_store: StoreHandl
 
 def test_prefix_is_configurable(sqlite_store: StoreHandle) -> None:
     sqlite_store.fill([2])
+    n = sqlite_store.size()  # the signer's key event and 2 records
+    assert n == 3
     app = create_app(
         {"SETTINGS": sqlite_store.settings, "TESTING": True, "TLOG_PREFIX": "/logs/main"}
     )
@@ -212,9 +221,9 @@ def test_prefix_is_configurable(sqlite_store: StoreHandle) -> None:
     if "tlog_tiles" not in app.blueprints:  # until web/app.py registers it at TLOG_PREFIX
         app.register_blueprint(tiles_api.bp, url_prefix="/logs/main")
     with app.test_client() as http:
-        data = http.get("/logs/main/tile/0/000.p/2").get_data()
-        assert parse_tile(data, 2) == sqlite_store.leaf_hashes()
-        assert http.get("/tlog/tile/0/000.p/2").status_code == 404
+        data = http.get(f"/logs/main/tile/0/000.p/{n}").get_data()
+        assert parse_tile(data, n) == sqlite_store.leaf_hashes()
+        assert http.get(f"/tlog/tile/0/000.p/{n}").status_code == 404
 
 
 def test_an_entry_over_the_bundle_limit_is_refused_clearly(sqlite_store: StoreHandle) -> None:
@@ -223,21 +232,29 @@ def test_an_entry_over_the_bundle_limit_is_refused_clearly(sqlite_store: StoreHa
     key = store.add_signer()
     statement = json.loads(make_statement())
     statement["predicate"]["padding"] = "x" * 70_000
+    base = store.size()  # the signer's key event: a bundle of it alone is fine
     store.append_ok([sign(key, json.dumps(statement).encode())])
+    n = store.size()
+    assert n == base + 1
     with store.sessions() as session:
-        assert len(tile_service.read_tile(session, TileRef(0, 0, 1))) == 32
+        assert len(tile_service.read_tile(session, TileRef(0, 0, n))) == 32 * n
+        tile_service.read_tile(session, TileRef(0, 0, base, entries=True))
         with pytest.raises(TooLargeError, match="65535"):
-            tile_service.read_tile(session, TileRef(0, 0, 1, entries=True))
+            tile_service.read_tile(session, TileRef(0, 0, n, entries=True))
 
 
 def test_a_store_missing_an_entry_serves_no_tile(store: StoreHandle) -> None:
     """Tiles come from the store as it is: a deleted row is an integrity failure, never a short tile."""
     store.fill([5])
+    n = store.size()  # the signer's key event and 5 records
+    assert n == 6
     with store.tamper() as conn:
-        conn.execute(text("DELETE FROM entry_subjects WHERE entry_idx = 3"))
+        # the attacker also removes the rows that reference the entry (foreign keys)
+        for table in ("entry_subjects", "entry_signers", "entry_edges"):
+            conn.execute(text(f"DELETE FROM {table} WHERE entry_idx = 3"))
         conn.execute(text("DELETE FROM entries WHERE idx = 3"))
     with store.sessions() as session:
-        for ref in (TileRef(0, 0, 5), TileRef(0, 0, 5, entries=True)):
+        for ref in (TileRef(0, 0, n), TileRef(0, 0, n, entries=True)):
             with pytest.raises(IntegrityError, match="missing entry 3") as info:
                 tile_service.read_tile(session, ref)
             assert info.value.first_bad_index == 3

@@ -8,11 +8,14 @@ import json
 import re
 
 import pytest
+from sqlalchemy import func, select
 
 from ledger import merkle
 from ledger.db import store as dbstore
 from ledger.dsse import sign_envelope
+from ledger.db.models import Entry
 from ledger.keys import generate_private_key
+from ledger.provenance.predicates import KEY_EVENT
 from ledger.services.registry import create_token
 from ledger.statement import IN_TOTO_PAYLOAD_TYPE
 from ledger.verify import verify_receipt
@@ -53,6 +56,13 @@ def auth(app):
 @pytest.fixture
 def key(app):
     return app.store.add_signer(allow=[PREDICATE])
+
+
+def _key_events(store) -> int:
+    """How many key-event entries the store holds: registering a key is a ledger entry (signed by
+    the admin key), and in these tests they all come before the first record. Records start there."""
+    with store.sessions() as session:
+        return session.execute(select(func.count()).select_from(Entry).where(Entry.predicate_type == KEY_EVENT)).scalar_one()
 
 
 def _error(response, status: int, code: str) -> str:
@@ -116,10 +126,12 @@ def test_post_created_then_duplicate(client, auth, key, app):
     receipt = first.get_json()
     assert set(receipt) == {"index", "tree_size", "entry", "proof"}
     verify_receipt(receipt, app.store.log.vkey, public_keys=[key.public_key])
+    base = _key_events(app.store)
+    assert receipt["index"] == base and receipt["tree_size"] == base + 1
     again = client.post("/api/v1/entries", data=envelope_bytes(env), headers=auth, content_type="application/json")
     assert again.status_code == 200
     assert again.get_json()["index"] == receipt["index"]
-    assert app.store.size() == 1
+    assert app.store.size() == base + 1
 
 
 def test_admin_token_may_submit(client, key, app):
@@ -137,7 +149,7 @@ def test_post_oversized_envelope_is_413_naming_the_limit(client, auth, key, app)
         "/api/v1/entries", input_stream=ExplodingStream(ENVELOPE_LIMIT + 1), headers=auth
     )
     assert str(ENVELOPE_LIMIT) in _error(response, 413, "too_large")
-    assert app.store.size() == 0
+    assert app.store.size() == _key_events(app.store)  # nothing but the signer's key event
 
 
 @pytest.mark.parametrize(
@@ -147,7 +159,7 @@ def test_post_oversized_envelope_is_413_naming_the_limit(client, auth, key, app)
 )
 def test_post_malformed_is_400(client, auth, key, body, app):
     _error(client.post("/api/v1/entries", data=body, headers=auth), 400, "malformed")
-    assert app.store.size() == 0
+    assert app.store.size() == _key_events(app.store)  # nothing but the signer's key event
 
 
 def test_post_wrong_payload_type_and_non_statement_are_400(client, auth, key):
@@ -163,14 +175,14 @@ def test_post_bad_signature_is_422(client, auth, key, app):
     sig[-1] ^= 1
     env["signatures"][0]["sig"] = base64.b64encode(sig).decode()
     _error(client.post("/api/v1/entries", json=env, headers=auth), 422, "verification_failed")
-    assert app.store.size() == 0
+    assert app.store.size() == _key_events(app.store)  # nothing but the signer's key event
 
 
 def test_post_unknown_key_or_outside_grant_is_403(client, auth, key, app):
     _error(client.post("/api/v1/entries", json=sign(generate_private_key()), headers=auth), 403, "not_trusted")
     outside = sign(key, make_statement(predicate_type="https://example.com/vsa/v1"))
     assert "https://example.com/vsa/v1" in _error(client.post("/api/v1/entries", json=outside, headers=auth), 403, "not_trusted")
-    assert app.store.size() == 0
+    assert app.store.size() == _key_events(app.store)  # nothing but the signer's key event
 
 
 # ------------------------------------------------------------------------------ POST /entries/batch
@@ -188,19 +200,21 @@ def test_batch_mixed_results_in_order(client, auth, key, app):
             good,
         ]
     }
+    base = _key_events(app.store)
+    assert base == 1
     response = client.post("/api/v1/entries/batch", json=batch, headers=auth)
     assert response.status_code == 200
     results = response.get_json()["results"]
     assert len(results) == 6
-    assert results[0]["index"] == 0
+    assert results[0]["index"] == base
     assert results[1]["error"]["code"] == "malformed"
     assert results[2]["error"]["code"] == "not_trusted"
     assert results[3]["error"]["code"] == "not_trusted"
-    assert results[4]["index"] == 1
-    assert results[5]["index"] == 0
+    assert results[4]["index"] == base + 1
+    assert results[5]["index"] == base
     for r in (results[0], results[4], results[5]):
         verify_receipt(r, app.store.log.vkey)
-    assert app.store.size() == 2
+    assert app.store.size() == base + 2
 
 
 def test_batch_refusals(client, auth, key, app):
@@ -215,8 +229,10 @@ def test_batch_refusals(client, auth, key, app):
         headers=auth,
     ).get_json()["results"]
     assert results[0]["error"]["code"] == "too_large" and str(ENVELOPE_LIMIT) in results[0]["error"]["message"]
-    assert results[1]["index"] == 0
-    assert app.store.size() == 1
+    base = _key_events(app.store)
+    assert base == 1
+    assert results[1]["index"] == base
+    assert app.store.size() == base + 1
 
 
 # ------------------------------------------------------------------------------ reads
@@ -224,8 +240,11 @@ def test_batch_refusals(client, auth, key, app):
 
 @pytest.fixture
 def filled(app, key):
-    """Three batches: 3 + 4 + 2 entries; entry 4 is about the artifact digest ``SUBJECT``."""
+    """After the signer's key event (entry 0), three batches: 3 + 4 + 2 records; records 4 and 7
+    (entries ``base + 4`` and ``base + 7``, ``base`` = ``st.base``) are about the artifact digest ``SUBJECT``."""
     st = app.store
+    st.base = _key_events(st)
+    assert st.base == st.size() == 1
     st.append_ok([sign(key) for _ in range(3)])
     st.append_ok([sign(key) for _ in range(1)] + [sign(key, make_statement("special.tar", digest=SUBJECT))]
                  + [sign(key) for _ in range(2)])
@@ -237,25 +256,27 @@ SUBJECT = "ab" * 32
 
 
 def test_get_entry(client, filled):
-    body = client.get("/api/v1/entries/4").get_json()
+    base = filled.base
+    body = client.get(f"/api/v1/entries/{base + 4}").get_json()
     assert set(body) == {"index", "leaf_hash", "chain_hash", "integrated_time", "envelope", "statement"}
-    assert body["index"] == 4
+    assert body["index"] == base + 4
     assert body["statement"]["subject"][0]["name"] == "special.tar"
     leaves = filled.leaf_hashes()
-    assert body["leaf_hash"] == leaves[4].hex()
+    assert body["leaf_hash"] == leaves[base + 4].hex()
     assert re.fullmatch(r"[0-9a-f]{64}", body["chain_hash"])
     assert json.loads(base64.b64decode(body["envelope"]["payload"])) == body["statement"]
-    _error(client.get("/api/v1/entries/9"), 404, "not_found")
+    _error(client.get(f"/api/v1/entries/{base + 9}"), 404, "not_found")
 
 
 def test_get_entries_by_subject(client, filled):
+    base = filled.base
     body = client.get(f"/api/v1/entries?subject=sha256:{SUBJECT.upper()}").get_json()
-    assert [e["index"] for e in body["entries"]] == [4, 7]
+    assert [e["index"] for e in body["entries"]] == [base + 4, base + 7]
     assert body["next"] is None
     page = client.get(f"/api/v1/entries?subject=sha256:{SUBJECT}&limit=1").get_json()
-    assert [e["index"] for e in page["entries"]] == [4] and page["next"] == 4
-    rest = client.get(f"/api/v1/entries?subject=sha256:{SUBJECT}&limit=1&after=4").get_json()
-    assert [e["index"] for e in rest["entries"]] == [7]
+    assert [e["index"] for e in page["entries"]] == [base + 4] and page["next"] == base + 4
+    rest = client.get(f"/api/v1/entries?subject=sha256:{SUBJECT}&limit=1&after={base + 4}").get_json()
+    assert [e["index"] for e in rest["entries"]] == [base + 7]
     assert client.get("/api/v1/entries?subject=sha256:" + "00" * 32).get_json()["entries"] == []
     _error(client.get("/api/v1/entries"), 400, "malformed")
     _error(client.get("/api/v1/entries?subject=nocolon"), 400, "malformed")
@@ -263,10 +284,11 @@ def test_get_entries_by_subject(client, filled):
 
 
 def test_get_receipt(client, filled):
-    receipt = client.get("/api/v1/receipt/2").get_json()
-    assert receipt["index"] == 2 and receipt["tree_size"] == 9
+    base = filled.base
+    receipt = client.get(f"/api/v1/receipt/{base + 2}").get_json()
+    assert receipt["index"] == base + 2 and receipt["tree_size"] == base + 9
     verify_receipt(receipt, filled.log.vkey)
-    _error(client.get("/api/v1/receipt/9"), 404, "not_found")
+    _error(client.get(f"/api/v1/receipt/{base + 9}"), 404, "not_found")
 
 
 def test_get_checkpoint(client, filled):
@@ -275,7 +297,7 @@ def test_get_checkpoint(client, filled):
     assert response.mimetype == "text/plain"
     with filled.sessions() as session:
         assert response.get_data(as_text=True) == dbstore.latest_checkpoint(session).note
-    assert response.get_data(as_text=True).splitlines()[:2] == [filled.log.origin, "9"]
+    assert response.get_data(as_text=True).splitlines()[:2] == [filled.log.origin, str(filled.base + 9)]
 
 
 def test_get_checkpoints_pages_through_all(client, filled):
@@ -289,18 +311,22 @@ def test_get_checkpoints_pages_through_all(client, filled):
         after = body["next"]
         if after is None:
             break
-    assert sizes == [0, 3, 7, 9]
-    assert [c["tree_size"] for c in client.get("/api/v1/checkpoints").get_json()["checkpoints"]] == [0, 3, 7, 9]
+    # the empty tree's, the key event's, then one per batch
+    expected = [0, filled.base] + [filled.base + n for n in (3, 7, 9)]
+    assert sizes == expected
+    assert [c["tree_size"] for c in client.get("/api/v1/checkpoints").get_json()["checkpoints"]] == expected
 
 
 def test_proofs(client, filled):
     leaves = filled.leaf_hashes()
-    for size in range(1, 10):
+    n = len(leaves)
+    assert n == filled.base + 9
+    for size in range(1, n + 1):
         for index in range(size):
             body = client.get(f"/api/v1/proof/inclusion?index={index}&tree_size={size}").get_json()
             assert body["index"] == index and body["tree_size"] == size
             assert [base64.b64decode(h) for h in body["hashes"]] == merkle.inclusion_proof(index, leaves[:size])
-    for new in range(0, 10):
+    for new in range(0, n + 1):
         for old in range(0, new + 1):
             body = client.get(f"/api/v1/proof/consistency?old={old}&new={new}").get_json()
             assert body["old_size"] == old and body["new_size"] == new
@@ -319,9 +345,11 @@ def test_proof_bad_parameters_are_400(client, filled, query):
     _error(client.get(f"/api/v1/proof/{query}"), 400, "malformed")
 
 
-@pytest.mark.parametrize("query", ["inclusion?index=0&tree_size=10", "consistency?old=1&new=10"])
+@pytest.mark.parametrize("query", ["inclusion?index=0&tree_size={beyond}", "consistency?old=1&new={beyond}"])
 def test_proof_beyond_the_tree_is_404(client, filled, query):
-    _error(client.get(f"/api/v1/proof/{query}"), 404, "not_found")
+    beyond = filled.size() + 1
+    assert beyond == filled.base + 10
+    _error(client.get(f"/api/v1/proof/{query.format(beyond=beyond)}"), 404, "not_found")
 
 
 def test_unknown_route_and_method_use_the_error_shape(client):
@@ -333,9 +361,11 @@ def test_unknown_route_and_method_use_the_error_shape(client):
 
 
 def test_healthz_and_metrics(client, auth, key, app):
+    base = _key_events(app.store)  # the signer's key event, appended before the app counted anything
+    assert base == 1
     health = client.get("/healthz")
     assert health.status_code == 200
-    assert health.get_json()["status"] == "ok" and health.get_json()["tree_size"] == 0
+    assert health.get_json()["status"] == "ok" and health.get_json()["tree_size"] == base
     env = sign(key)
     client.post("/api/v1/entries", json=env, headers=auth)
     client.post("/api/v1/entries", json=env, headers=auth)
@@ -344,12 +374,12 @@ def test_healthz_and_metrics(client, auth, key, app):
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and metrics.mimetype == "text/plain"
     text = metrics.get_data(as_text=True)
-    assert "provledger_tree_size 1\n" in text
+    assert f"provledger_tree_size {base + 1}\n" in text
     assert "provledger_compromised 0\n" in text
     assert 'provledger_entries_total{outcome="created"} 1\n' in text
     assert 'provledger_entries_total{outcome="duplicate"} 1\n' in text
     assert 'provledger_entries_total{outcome="refused"} 1\n' in text
-    assert client.get("/healthz").get_json()["tree_size"] == 1
+    assert client.get("/healthz").get_json()["tree_size"] == base + 1
 
 
 def test_integrity_flag_stops_writes_and_shows_on_healthz(client, auth, key, app):
@@ -358,7 +388,7 @@ def test_integrity_flag_stops_writes_and_shows_on_healthz(client, auth, key, app
     response = client.post("/api/v1/entries", json=sign(key), headers=auth)
     assert "first bad index 0" in _error(response, 503, "unavailable")
     _error(client.post("/api/v1/entries/batch", json={"envelopes": [sign(key)]}, headers=auth), 503, "unavailable")
-    assert app.store.size() == 1
+    assert app.store.size() == _key_events(app.store) + 1  # the key event and the one record
     health = client.get("/healthz")
     assert health.status_code == 503
     assert health.get_json()["status"] == "compromised" and health.get_json()["first_bad_index"] == 0

@@ -91,21 +91,25 @@ def _witnesses(store: StoreHandle, count: int) -> list[Witness]:
 def _cosigned_receipt(store: StoreHandle, witnesses: list[Witness]) -> dict[str, Any]:
     """A ledger receipt whose checkpoint carries the witnesses' cosignatures, obtained over the
     witness protocol with real consistency proofs from the store."""
+    store.add_signer()  # its key event is an entry (and a checkpoint) of its own
+    base = store.size()
+    old, new = base + 3, base + 7
     store.fill([3])
     store.fill([4])
     with store.sessions() as session:
-        receipt = receipts.receipt(session, 5)
+        receipt = receipts.receipt(session, base + 5)
+        assert receipt["index"] == base + 5 and receipt["tree_size"] == new
         proof = parse_tlog_proof(receipt["proof"])
         note = proof.checkpoint
         for witness in witnesses:
-            # Catch up from size 3 (seen earlier) to 7, as a log would.
-            early = receipts.receipt(session, 0, tree_size=3)
+            # Catch up from the checkpoint of the first batch (seen earlier) to the latest, as a log would.
+            early = receipts.receipt(session, base, tree_size=old)
             first = witness.add_checkpoint(
                 format_add_checkpoint(0, [], parse_tlog_proof(early["proof"]).checkpoint), now=NOW
             )
             assert first.status == 200
-            consistency = receipts.consistency_proof(session, 3, 7)
-            reply = witness.add_checkpoint(format_add_checkpoint(3, consistency, note), now=NOW)
+            consistency = receipts.consistency_proof(session, old, new)
+            reply = witness.add_checkpoint(format_add_checkpoint(old, consistency, note), now=NOW)
             assert reply.status == 200, reply.body
             note = merge_cosignatures(note, reply.body, [witness.cosigner.verifier()])
     proof.checkpoint = note
@@ -119,7 +123,7 @@ def test_verify_receipt_with_a_k_of_n_policy(sqlite_store: StoreHandle) -> None:
         receipt, store.log.vkey, witness_vkeys=VKEYS, threshold=2
     )
     assert sorted(result.witnesses) == ["witness0.example", "witness1.example"]
-    assert result.receipt.index == 5
+    assert result.receipt.index == receipt["index"] == store.size() - 2  # the 6th of 7 records
     # No policy: only the log's signature.
     assert verify_receipt_with_witnesses(receipt, store.log.vkey).witnesses == ()
     # 3 of 3 required, 2 cosigned.
@@ -127,7 +131,7 @@ def test_verify_receipt_with_a_k_of_n_policy(sqlite_store: StoreHandle) -> None:
         verify_receipt_with_witnesses(receipt, store.log.vkey, witness_vkeys=VKEYS)
     # A receipt without cosignatures fails any policy.
     with store.sessions() as session:
-        plain = receipts.receipt(session, 5)
+        plain = receipts.receipt(session, receipt["index"])
     with pytest.raises(VerificationError, match="0 of the required 1"):
         verify_receipt_with_witnesses(plain, store.log.vkey, witness_vkeys=VKEYS, threshold=1)
     with pytest.raises(MalformedError):

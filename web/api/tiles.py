@@ -12,6 +12,7 @@ import gzip
 from flask import Blueprint, Response, request
 
 from ledger.services import tiles as tile_service
+from ledger.services.cosign import latest_cosigned_note
 from ledger.tiles import parse_tile_path
 from web.extension import get_session
 
@@ -30,7 +31,7 @@ CHECKPOINT = "public, max-age=5"
 
 @bp.get("/checkpoint")
 def checkpoint() -> Response:
-    note = tile_service.latest_checkpoint_note(get_session())
+    note = latest_cosigned_note(get_session())
     response = Response(note.encode("utf-8"), content_type="text/plain; charset=utf-8")
     response.headers["Cache-Control"] = CHECKPOINT
     return response

@@ -15,9 +15,11 @@ from flask import Blueprint, Response, jsonify, request
 
 from ledger.db import store
 from ledger.dsse import MAX_ENVELOPE_BYTES
-from ledger.errors import LedgerError, MalformedError, NotFoundError, TooLargeError, UnavailableError
+from ledger.errors import LedgerError, MalformedError, TooLargeError, UnavailableError
 from ledger.records import decode_leaf
 from ledger.services import append, receipts
+from ledger.services.deployment import appraisal_of
+from ledger.services.cosign import cosigned_notes, latest_cosigned_note
 from ledger.services.registry import authenticate
 from web.extension import get_session, ledger
 from web.openapi import OPENAPI
@@ -122,15 +124,22 @@ def post_batch() -> tuple[Response, int]:
 def _entry_json(session: Any, index: int) -> dict[str, Any]:
     row = store.get_entry(session, index)
     leaf = decode_leaf(row.data)
-    statement = json.loads(leaf.envelope.payload)
-    return {
+    out: dict[str, Any] = {
         "index": row.idx,
         "leaf_hash": row.leaf_hash.hex(),
         "chain_hash": row.chain_hash.hex(),
         "integrated_time": row.integrated_time,
-        "envelope": leaf.envelope.document,
-        "statement": statement,
+        # a Sigstore bundle with a message signature carries no envelope (and no statement)
+        "envelope": leaf.envelope.document if leaf.envelope is not None else None,
+        "statement": json.loads(leaf.envelope.payload) if leaf.envelope is not None else None,
     }
+    if leaf.bundle is not None:
+        out["bundle"] = leaf.bundle
+        out["signer"] = leaf.signer
+    appraisal = appraisal_of(session, index)  # deployments: the stored TEE appraisal
+    if appraisal is not None:
+        out["appraisal"] = appraisal
+    return out
 
 
 @bp.get("/entries/<int:index>")
@@ -169,25 +178,27 @@ def list_entries() -> Response:
 
 @bp.get("/receipt/<int:index>")
 def get_receipt(index: int) -> Response:
-    return jsonify(receipts.receipt(get_session(), index))
+    witnesses = ledger().witnesses
+    policy = witnesses.policy if witnesses is not None else None
+    return jsonify(receipts.receipt(get_session(), index, witness_policy=policy))
 
 
 @bp.get("/checkpoint")
 def get_checkpoint() -> Response:
-    cp = store.latest_checkpoint(get_session())
-    if cp is None:
-        raise NotFoundError("the log has no checkpoint yet")
-    return Response(cp.note, mimetype="text/plain", headers={"Cache-Control": "no-cache"})
+    note = latest_cosigned_note(get_session())
+    return Response(note, mimetype="text/plain", headers={"Cache-Control": "no-cache"})
 
 
 @bp.get("/checkpoints")
 def get_checkpoints() -> Response:
     after = _int_arg("after") if "after" in request.args else -1
     limit = min(_int_arg("limit", 100, minimum=1), MAX_PAGE)
-    page = store.list_checkpoints(get_session(), after=after, limit=limit)
+    session = get_session()
+    page = store.list_checkpoints(session, after=after, limit=limit)
+    notes = cosigned_notes(session, [(c.tree_size, c.note) for c in page])
     return jsonify(
         {
-            "checkpoints": [{"tree_size": c.tree_size, "note": c.note} for c in page],
+            "checkpoints": [{"tree_size": c.tree_size, "note": n} for c, n in zip(page, notes, strict=True)],
             "next": page[-1].tree_size if len(page) == limit else None,
         }
     )

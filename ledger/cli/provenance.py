@@ -1,0 +1,288 @@
+"""``provledger keys …``, ``identities …``, ``chain`` and ``search``: the trust policy and the chain of trust.
+
+Key commands sign a key event with the administrator key (``admin.key`` in PROVLEDGER_HOME)
+and append it to the local store: the key history is in the ledger. ``chain`` exits 0 when the
+chain is trusted and 1 otherwise (stale, missing or untrusted links), like every policy check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ledger.cli.commands import _out, _read_file, now, open_store, parse_time
+from ledger.keys import load_public_key
+from ledger.provenance.policy import IDENTITY_ALGORITHM, Grant, Identity, format_time
+from ledger.provenance.predicates import KEY_EVENT
+from ledger.services import chain as chain_service
+from ledger.services import registry, setup
+from ledger.services.trust import load_state
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``keys``, ``identities``, ``chain`` and ``search`` on an argparse subparsers object."""
+    parser_class = getattr(sub, "_parser_class", argparse.ArgumentParser)  # the caller's (exit 2 on bad usage)
+    keys = sub.add_parser("keys", help="signer keys, their grants and thresholds (key events in the ledger)").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION", parser_class=parser_class
+    )
+    s = keys.add_parser("add", help="register a signer key with its grants (fail closed: no grant, no trust)")
+    s.add_argument("--name", required=True, help="the principal the key belongs to (thresholds count principals)")
+    s.add_argument("--public-key", required=True, metavar="PEM", help="path to the SPKI PEM public key")
+    _grant_options(s, required=True)
+    s.set_defaults(func=cmd_keys_add)
+
+    s = keys.add_parser("list", help="list registered keys")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_keys_list)
+
+    s = keys.add_parser("show", help="one key: grants, status and its key-event history")
+    s.add_argument("key_id", metavar="KEYID")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_keys_show)
+
+    s = keys.add_parser("revoke", help="stop trusting a key's records from T on (and everything downstream)")
+    s.add_argument("key_id", metavar="KEYID")
+    s.add_argument("--compromised-since", metavar="T", help="RFC 3339 time (default: now)")
+    s.add_argument("--reason", help="why (kept in the key event)")
+    s.set_defaults(func=cmd_keys_revoke)
+
+    s = keys.add_parser("reaffirm", help="re-affirm a key's grants until a new review-by date")
+    s.add_argument("key_id", metavar="KEYID")
+    s.add_argument("--review-by", required=True, metavar="T", help="RFC 3339 time")
+    s.set_defaults(func=cmd_keys_reaffirm)
+
+    s = keys.add_parser("rotate", help="replace a key by a new one (same principal and grants unless --allow)")
+    s.add_argument("key_id", metavar="KEYID")
+    s.add_argument("--public-key", required=True, metavar="PEM", help="the new key's SPKI PEM")
+    _grant_options(s, required=False)
+    s.set_defaults(func=cmd_keys_rotate)
+
+    s = keys.add_parser("threshold", help="require N distinct principals for a predicate type")
+    s.add_argument("--predicate-type", required=True, metavar="GLOB")
+    s.add_argument("--count", required=True, type=int, metavar="N")
+    s.set_defaults(func=cmd_keys_threshold)
+
+    identities = sub.add_parser(
+        "identities", help="keyless (Sigstore certificate) signers and their grants (key events in the ledger)"
+    ).add_subparsers(dest="identities_command", required=True, metavar="ACTION", parser_class=parser_class)
+    s = identities.add_parser(
+        "add",
+        help="register a keyless signer: certificate SAN glob, OIDC issuer and (for CI) source repository",
+        description="A GitHub reusable workflow's SAN is the same for every repository that calls it: "
+        "pin --source-repo as well to trust one repository's builds only.",
+    )
+    s.add_argument("--name", required=True, help="the principal (thresholds count principals)")
+    s.add_argument("--san", required=True, metavar="SAN_GLOB", help="certificate SAN; * matches within one / segment")
+    s.add_argument("--issuer", required=True, metavar="URL", help="exact OIDC issuer, e.g. https://token.actions.githubusercontent.com")
+    s.add_argument("--source-repo", metavar="URL", help="exact source repository (Fulcio extension .1.12), e.g. https://github.com/acme/widget")
+    _grant_options(s, required=True)
+    s.set_defaults(func=cmd_identities_add)
+
+    s = identities.add_parser("list", help="list registered identities (revoke / reaffirm them with `keys` by their id)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_identities_list)
+
+    s = sub.add_parser("chain", help="the chain of trust of an artifact, link by link")
+    s.add_argument("digest", metavar="DIGEST", help="sha256:<hex>")
+    s.add_argument("--at", type=int, metavar="INDEX", help="as the ledger stood at this entry index")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_chain)
+
+    s = sub.add_parser("search", help="find entries by digest, subject name, signer, predicate type, time")
+    s.add_argument("--digest", metavar="sha256:HEX")
+    s.add_argument("--name", metavar="PREFIX_OR_GLOB")
+    s.add_argument("--signer", metavar="KEYID_OR_PRINCIPAL")
+    s.add_argument("--predicate-type", metavar="URI_OR_GLOB")
+    s.add_argument("--since", metavar="T")
+    s.add_argument("--until", metavar="T")
+    s.add_argument("--after", type=int, default=-1, metavar="INDEX", help="keyset page: entries after this index")
+    s.add_argument("--limit", type=int, default=100)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_search)
+
+
+def _grant_options(s: argparse.ArgumentParser, *, required: bool) -> None:
+    s.add_argument("--allow", required=required, nargs="+", metavar="PREDICATE_TYPE_GLOB")
+    s.add_argument("--subject", nargs="+", metavar="NAME_GLOB", help="subject-name globs, per / segment (default: any)")
+    s.add_argument("--not-before", metavar="T")
+    s.add_argument("--not-after", metavar="T")
+    s.add_argument("--review-by", metavar="T")
+
+
+def _grant(args: argparse.Namespace) -> Grant:
+    def t(value: str | None) -> int | None:
+        return parse_time(value) if value else None
+
+    return Grant(
+        predicate_types=tuple(args.allow),
+        subjects=tuple(args.subject) if args.subject else None,
+        not_before=t(args.not_before),
+        not_after=t(args.not_after),
+        review_by=t(args.review_by),
+    )
+
+
+def cmd_keys_add(args: argparse.Namespace) -> int:
+    key = load_public_key(_read_file(args.public_key, "public key"))
+    grant = _grant(args)
+    with open_store() as st:
+        admin = setup.load_admin_key(st.settings)
+        result = registry.add_key(st.sessions, st.log, admin, args.name, key, [grant], now=now())
+    _out(f"registered {args.name} (key event at entry {result.receipt['index']}): may sign {grant.describe()}")
+    _out(key.key_id)
+    return 0
+
+
+def cmd_identities_add(args: argparse.Namespace) -> int:
+    identity = Identity(san=args.san, issuer=args.issuer, source_repository=args.source_repo or None)
+    grant = _grant(args)
+    with open_store() as st:
+        admin = setup.load_admin_key(st.settings)
+        result = registry.add_identity(st.sessions, st.log, admin, args.name, identity, [grant], now=now())
+    _out(f"registered {args.name} (key event at entry {result.receipt['index']}): {identity.describe()} may sign {grant.describe()}")
+    _out(identity.id)
+    return 0
+
+
+def cmd_identities_list(args: argparse.Namespace) -> int:
+    with open_store() as st:
+        listing = [k for k in _listing(st) if k["algorithm"] == IDENTITY_ALGORITHM]
+    if args.json:
+        _out(json.dumps(listing, indent=2))
+        return 0
+    for k in listing:
+        ident = k["identity"]
+        repo = ident.get("source_repository", "any repository")
+        allow = " | ".join(",".join(g["predicate_types"]) for g in k["grants"])
+        _out(f"{k['key_id']}  {k['principal']}  {k['status']}  {ident['san']}  {ident['issuer']}  {repo}  {allow}")
+    return 0
+
+
+def _listing(st: Any) -> list[dict[str, Any]]:
+    with st.sessions() as session:
+        state = load_state(session)
+    return [k.to_json() for k in sorted(state.keys.values(), key=lambda k: (k.registered_index, k.key_id))]
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    with open_store() as st:
+        listing = _listing(st)
+    if args.json:
+        _out(json.dumps(listing, indent=2))
+        return 0
+    for k in listing:
+        grants = " | ".join(
+            ",".join(g["predicate_types"]) + (f" for {','.join(g['subjects'])}" if g["subjects"] else "")
+            + (f" review-by {g['review_by']}" if g["review_by"] else "")
+            for g in k["grants"]
+        )
+        _out(f"{k['key_id']}  {k['principal']}  {k['algorithm']}  {k['status']}  {grants}")
+    return 0
+
+
+def cmd_keys_show(args: argparse.Namespace) -> int:
+    with open_store() as st:
+        with st.sessions() as session:
+            state = load_state(session)
+            key = state.keys.get(args.key_id)
+            if key is None:
+                from ledger.errors import NotFoundError  # noqa: PLC0415
+
+                raise NotFoundError(f"no key {args.key_id} is registered")
+            history, _ = chain_service.search(session, digest=f"sha256:{args.key_id}", predicate_type=KEY_EVENT, limit=1000)
+    doc = {**key.to_json(), "history": [{"index": h["index"], "integrated_time": format_time(h["integrated_time"])} for h in history]}
+    if args.json:
+        _out(json.dumps(doc, indent=2))
+    else:
+        for name, value in doc.items():
+            _out(f"{name}: {json.dumps(value) if isinstance(value, list | dict) else value}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    since = parse_time(args.compromised_since) if args.compromised_since else None
+    with open_store() as st:
+        admin = setup.load_admin_key(st.settings)
+        result = registry.revoke_key(st.sessions, st.log, admin, args.key_id, now=now(), compromised_since=since, reason=args.reason)
+    _out(f"revoked {args.key_id} (key event at entry {result.receipt['index']}); records from {format_time(since) or 'now'} on are not trusted")
+    return 0
+
+
+def cmd_keys_reaffirm(args: argparse.Namespace) -> int:
+    review_by = parse_time(args.review_by)
+    with open_store() as st:
+        admin = setup.load_admin_key(st.settings)
+        result = registry.reaffirm_key(st.sessions, st.log, admin, args.key_id, review_by=review_by, now=now())
+    _out(f"re-affirmed {args.key_id} until {format_time(review_by)} (key event at entry {result.receipt['index']})")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    key = load_public_key(_read_file(args.public_key, "public key"))
+    grants = [_grant(args)] if args.allow else None
+    with open_store() as st:
+        admin = setup.load_admin_key(st.settings)
+        result = registry.rotate_key(st.sessions, st.log, admin, args.key_id, key, now=now(), grants=grants)
+    _out(f"rotated {args.key_id} to {key.key_id} (key event at entry {result.receipt['index']})")
+    _out(key.key_id)
+    return 0
+
+
+def cmd_keys_threshold(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        from ledger.errors import MalformedError  # noqa: PLC0415
+
+        raise MalformedError("--count must be at least 1")
+    with open_store() as st:
+        admin = setup.load_admin_key(st.settings)
+        result = registry.set_threshold(st.sessions, st.log, admin, args.predicate_type, args.count, now=now())
+    _out(f"{args.predicate_type} now needs {args.count} distinct principals (key event at entry {result.receipt['index']})")
+    return 0
+
+
+def cmd_chain(args: argparse.Namespace) -> int:
+    with open_store() as st, st.sessions() as session:
+        doc = chain_service.chain(session, args.digest, at=args.at)
+    if args.json:
+        _out(json.dumps(doc, indent=2))
+    else:
+        _out(f"{doc['artifact']}: {doc['verdict']}")
+        for link in doc["links"]:
+            where = f"entry {link['index']}" if link["index"] is not None else "no entry"
+            signer = f" signed by {link['signer']}" if link["signer"] else ""
+            deps = f" ← {link['depends_on']}" if link["depends_on"] else ""
+            _out(f"  [{link['verdict']:>9}] {where} {link['kind']} {link['subject']}{signer}{deps}")
+            for reason in link["reasons"]:
+                _out(f"              {reason}")
+        w, r = doc["weakest_link"], doc["root"]
+        _out(f"weakest link: {'entry ' + str(w['index']) if w['index'] is not None else w['subject']} ({w['verdict']})")
+        _out(f"root: {'entry ' + str(r['index']) if r['index'] is not None else r['subject']} ({r['kind']})")
+    return 0 if doc["verdict"] == "trusted" else 1
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    with open_store() as st, st.sessions() as session:
+        entries, after = chain_service.search(
+            session,
+            digest=args.digest,
+            name=args.name,
+            signer=args.signer,
+            predicate_type=args.predicate_type,
+            since=parse_time(args.since) if args.since else None,
+            until=parse_time(args.until) if args.until else None,
+            after=args.after,
+            limit=args.limit,
+        )
+    if args.json:
+        _out(json.dumps({"entries": entries, "next": after}, indent=2))
+        return 0
+    for e in entries:
+        names = ", ".join(s["name"] or s["digest"] for s in e["subjects"])
+        signers = ", ".join(s["principal"] or s["key_id"][:12] for s in e["signers"])
+        _out(f"{e['index']}  {format_time(e['integrated_time'])}  {e['kind']}  {names}  by {signers}")
+    if after is not None:
+        _out(f"more: --after {after}")
+    return 0

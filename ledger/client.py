@@ -1,0 +1,132 @@
+"""A small client for build pipelines: sign a statement, submit it, keep and check the receipt.
+
+Standard library HTTP only (``urllib``), so a pipeline needs nothing beyond this package::
+
+    from ledger.client import LedgerClient, sign_statement
+    from ledger.keys import load_private_key
+
+    key = load_private_key(open("ci.pem", "rb").read())
+    envelope = sign_statement(statement_bytes, [key])
+    client = LedgerClient("https://ledger.example", token=os.environ["PROVLEDGER_TOKEN"])
+    receipt = client.submit(envelope)                  # 201 or 200 (duplicate): a receipt
+    client.verify(receipt, log_vkey, public_keys=[key.public_key])   # offline check
+    print(client.chain("sha256:" + digest)["verdict"])
+
+Errors are the ledger's own (``ledger.errors``): 400 → MalformedError, 401 → ConfigurationError,
+403 → NotTrustedError, 404 → NotFoundError, 413 → TooLargeError, 422 → VerificationError, and
+anything unreachable → UnavailableError.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ledger.dsse import sign_envelope
+from ledger.errors import (
+    ConfigurationError,
+    LedgerError,
+    MalformedError,
+    NotFoundError,
+    NotTrustedError,
+    TooLargeError,
+    UnavailableError,
+    VerificationError,
+)
+from ledger.keys import PrivateKey, PublicKey
+from ledger.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
+from ledger.verify import VerifiedReceipt, verify_receipt
+
+__all__ = ["LedgerClient", "sign_statement", "statement"]
+
+_ERRORS: dict[int, type[LedgerError]] = {
+    400: MalformedError,
+    401: ConfigurationError,
+    403: NotTrustedError,
+    404: NotFoundError,
+    413: TooLargeError,
+    422: VerificationError,
+}
+
+
+def statement(subjects: Sequence[tuple[str, str]], predicate_type: str, predicate: Mapping[str, Any]) -> bytes:
+    """An in-toto Statement v1 (JSON bytes) about (name, sha256 hex) subjects."""
+    doc = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": name, "digest": {"sha256": digest}} for name, digest in subjects],
+        "predicateType": predicate_type,
+        "predicate": dict(predicate),
+    }
+    return json.dumps(doc, indent=2).encode("utf-8")
+
+
+def sign_statement(statement_bytes: bytes, keys: Sequence[PrivateKey]) -> dict[str, Any]:
+    """A DSSE envelope over the statement's bytes (unchanged), signed by each key."""
+    parse_statement(statement_bytes)
+    return sign_envelope(statement_bytes, IN_TOTO_PAYLOAD_TYPE, list(keys))
+
+
+class LedgerClient:
+    """The ledger's HTTP API (``/api/v1``) for one server and token."""
+
+    def __init__(self, server: str, *, token: str | None = None, timeout: float = 60.0) -> None:
+        self.server = server.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(self.server + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - the caller's URL
+                raw = resp.read()
+                return raw.decode("utf-8") if resp.headers.get_content_type() == "text/plain" else json.loads(raw)
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read())["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = str(exc.reason)
+            raise _ERRORS.get(exc.code, UnavailableError)(f"{method} {path} failed ({exc.code}): {message}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise UnavailableError(f"cannot reach {self.server}: {getattr(exc, 'reason', exc)}") from exc
+
+    def submit(self, envelope: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one envelope; its receipt (the existing one for a duplicate)."""
+        return self._request("POST", "/api/v1/entries", envelope)
+
+    def submit_batch(self, envelopes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Append many; per envelope, a receipt or ``{"error": {...}}``, in order."""
+        return self._request("POST", "/api/v1/entries/batch", {"envelopes": list(envelopes)})["results"]
+
+    def receipt(self, index: int) -> dict[str, Any]:
+        return self._request("GET", f"/api/v1/receipt/{int(index)}")
+
+    def checkpoint(self) -> str:
+        return self._request("GET", "/api/v1/checkpoint")
+
+    def entries(self, digest: str) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/v1/entries?" + urllib.parse.urlencode({"subject": digest}))["entries"]
+
+    def chain(self, digest: str, *, at: int | None = None) -> dict[str, Any]:
+        query = f"?at={int(at)}" if at is not None else ""
+        return self._request("GET", f"/api/v1/artifacts/{urllib.parse.quote(digest, safe=':')}/chain{query}")
+
+    def search(self, **filters: Any) -> dict[str, Any]:
+        query = urllib.parse.urlencode({k: v for k, v in filters.items() if v is not None})
+        return self._request("GET", "/api/v1/search?" + query)
+
+    @staticmethod
+    def verify(receipt: Mapping[str, Any], log_vkey: str, *, public_keys: Sequence[PublicKey] = ()) -> VerifiedReceipt:
+        """Offline: the receipt's inclusion proof and checkpoint against the log key (and,
+        if given, that the record is signed by these keys). Raises VerificationError."""
+        return verify_receipt(receipt, log_vkey, public_keys=public_keys)

@@ -1,0 +1,317 @@
+"""Deployment records at submission: appraise the TEE evidence, match the firmware, store the result.
+
+``complete_appraisals`` runs after ``ledger.services.append.prepare_envelopes`` (which checked the
+envelope, the signer's grant and the predicate's schema) and before integration, in the caller's
+read transaction:
+
+1. the evidence is appraised by ``ledger.provenance.deployment.appraise_deployment`` at the
+   submission time, to the vendor roots pinned in code or, for TPM quotes, to the CA certificates
+   of the trust folder (``PROVLEDGER_TEE_TRUST_DIR``, default ``$PROVLEDGER_HOME/tee-trust/``:
+   every ``*.pem``/``*.crt`` file in it);
+2. ``firmware_measurement_matches``: the evidence's measurement must equal that of a
+   firmware-image entry already in the ledger whose signers are trusted for it now
+   (``ledger.provenance.policy.judge``);
+3. any failed check refuses the record (``NotTrustedError``, 403, naming every failed check);
+   a passing one carries its appraisal document and a ``firmware`` edge to the matched image
+   into integration, where ``insert_appraisals`` stores the document in ``appraisals``.
+
+Certificate-chain signature checks are cached by ``ledger.attestation``; the trust folder is read
+again only when its listing changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy.orm import Session
+
+from ledger.config import Settings
+from ledger.errors import ConfigurationError, LedgerError, MalformedError, NotTrustedError
+from ledger.provenance import deployment as pure
+from ledger.provenance.policy import judge
+from ledger.provenance.predicates import DEPLOYMENT, FIRMWARE_IMAGE
+from ledger.records import canonical_json
+from ledger.services.trust import load_keys
+
+if TYPE_CHECKING:
+    from ledger.services.append import Prepared
+
+__all__ = [
+    "TRUST_DIR_VARIABLE",
+    "appraisal_of",
+    "appraisals_of",
+    "complete_appraisals",
+    "insert_appraisals",
+    "load_tpm_roots",
+    "trust_dir",
+]
+
+TRUST_DIR_VARIABLE = "PROVLEDGER_TEE_TRUST_DIR"
+#: certificate files read from the trust folder
+TRUST_SUFFIXES = (".pem", ".crt")
+#: firmware-image entries whose data is read per query at most
+CHUNK = 500
+#: firmware-image measurements kept in memory at most (then the cache starts over)
+MAX_CACHED_FIRMWARE = 100_000
+
+#: (folder, its listing) → the DER certificates it held
+_ROOTS_CACHE: dict[str, tuple[tuple[Any, ...], tuple[bytes, ...]]] = {}
+#: leaf hash → the firmware-image predicate's measurements (entries never change)
+_MEASUREMENTS: dict[bytes, tuple[dict[str, Any], str]] = {}
+
+
+def trust_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The TPM trust folder: ``PROVLEDGER_TEE_TRUST_DIR``, else ``$PROVLEDGER_HOME/tee-trust``."""
+    env = os.environ if environ is None else environ
+    configured = env.get(TRUST_DIR_VARIABLE)
+    if configured:
+        return Path(configured).expanduser()
+    return Settings.from_env(dict(env)).home / "tee-trust"
+
+
+def load_tpm_roots(directory: Path) -> tuple[bytes, ...]:
+    """DER of every certificate in the folder's PEM/DER files (none when the folder is absent).
+
+    Raises:
+        ConfigurationError: a file in the folder is not a certificate.
+    """
+    try:
+        files = sorted(p for p in directory.iterdir() if p.suffix.lower() in TRUST_SUFFIXES and p.is_file())
+    except FileNotFoundError:
+        return ()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the TEE trust folder {directory}: {exc.strerror or exc}") from exc
+    listing = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    key = str(directory.resolve())
+    cached = _ROOTS_CACHE.get(key)
+    if cached is not None and cached[0] == listing:
+        return cached[1]
+    roots: list[bytes] = []
+    for path in files:
+        blob = path.read_bytes()
+        try:
+            if b"-----BEGIN" in blob:
+                certs = x509.load_pem_x509_certificates(blob)
+            else:
+                certs = [x509.load_der_x509_certificate(blob)]
+        except ValueError as exc:
+            raise ConfigurationError(f"{path} in the TEE trust folder is not a certificate: {exc}") from exc
+        roots.extend(c.public_bytes(Encoding.DER) for c in certs)
+    found = tuple(dict.fromkeys(roots))
+    _ROOTS_CACHE[key] = (listing, found)
+    return found
+
+
+def _statement_of(canonical: bytes) -> dict[str, Any]:
+    """The statement of a prepared submission: a DSSE envelope, or a Sigstore bundle's."""
+    try:
+        doc = json.loads(canonical)
+        envelope = doc["dsseEnvelope"] if "dsseEnvelope" in doc else doc
+        statement = json.loads(base64.b64decode(envelope["payload"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MalformedError("a deployment record must be an in-toto statement in a DSSE envelope") from exc
+    if not isinstance(statement, dict) or not isinstance(statement.get("predicate"), dict):
+        raise MalformedError("a deployment record must be an in-toto statement with a predicate object")
+    return statement
+
+
+def _mark(session: Session) -> str:
+    return "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+
+
+def _firmware_matches(
+    session: Session, kind: str, claims: Mapping[str, Any]
+) -> list[tuple[int, int, str, dict[str, Any]]]:
+    """(index, integrated time, subject name, measurements) of the firmware-image entries whose
+    measurement for ``kind`` equals the claims."""
+    conn = session.connection()
+    mark = _mark(session)
+    rows = conn.exec_driver_sql(
+        f"SELECT idx, integrated_time, leaf_hash FROM entries WHERE predicate_type = {mark} ORDER BY idx",
+        (FIRMWARE_IMAGE,),
+    ).fetchall()
+    if len(_MEASUREMENTS) > MAX_CACHED_FIRMWARE:
+        _MEASUREMENTS.clear()
+    unknown = [idx for idx, _, leaf in rows if bytes(leaf) not in _MEASUREMENTS]
+    for start in range(0, len(unknown), CHUNK):
+        chunk = unknown[start : start + CHUNK]
+        marks = ", ".join([mark] * len(chunk))
+        for leaf, data in conn.exec_driver_sql(
+            f"SELECT leaf_hash, data FROM entries WHERE idx IN ({marks})", tuple(chunk)
+        ).fetchall():
+            try:
+                leaf_doc = json.loads(bytes(data))
+                envelope = leaf_doc["envelope"] if "envelope" in leaf_doc else leaf_doc["bundle"]["dsseEnvelope"]
+                statement = json.loads(base64.b64decode(envelope["payload"]))
+                measurements = pure.firmware_measurements(statement.get("predicate"))
+                name = str((statement.get("subject") or [{}])[0].get("name", ""))
+            except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+                measurements, name = {}, ""  # not a DSSE leaf we can read: it measures nothing
+            _MEASUREMENTS[bytes(leaf)] = (measurements, name)
+    out = []
+    for idx, integrated_time, leaf in rows:
+        measurements, name = _MEASUREMENTS[bytes(leaf)]
+        if kind in measurements and pure.measurement_matches(kind, measurements[kind], claims):
+            out.append((idx, integrated_time, name, measurements))
+    return out
+
+
+def _candidates(session: Session, kind: str, claims: Mapping[str, Any], now: int) -> list[pure.FirmwareCandidate]:
+    """The matching firmware records, each judged (as of ``now``) for the firmware-image grant."""
+    matches = _firmware_matches(session, kind, claims)
+    if not matches:
+        return []
+    conn = session.connection()
+    mark = _mark(session)
+    indexes = tuple(m[0] for m in matches)
+    marks = ", ".join([mark] * len(indexes))
+    names: dict[int, list[str]] = {}
+    for idx, name in conn.exec_driver_sql(
+        f"SELECT entry_idx, name FROM entry_subjects WHERE entry_idx IN ({marks}) ORDER BY entry_idx, position", indexes
+    ).fetchall():
+        names.setdefault(idx, []).append(name)
+    signers: dict[int, list[str]] = {}
+    for idx, key_id in conn.exec_driver_sql(
+        f"SELECT entry_idx, key_id FROM entry_signers WHERE entry_idx IN ({marks})", indexes
+    ).fetchall():
+        signers.setdefault(idx, []).append(key_id)
+    state = load_keys(session).state()
+    out = []
+    for idx, integrated_time, name, measurements in matches:
+        verdict = judge(
+            state,
+            predicate_type=FIRMWARE_IMAGE,
+            subject_names=names.get(idx, []),
+            key_ids=sorted(signers.get(idx, [])),
+            time=integrated_time,
+            as_of=now,
+        )
+        because = None if verdict.trusted else f"{verdict.verdict}: {verdict.message() or 'no trusted signer'}"
+        out.append(pure.FirmwareCandidate(idx, name, measurements, because))
+    return out
+
+
+def _subject_digests(session: Session, index: int) -> list[tuple[str, str]]:
+    mark = _mark(session)
+    rows = session.connection().exec_driver_sql(
+        f"SELECT algorithm, digest FROM entry_subjects WHERE entry_idx = {mark} ORDER BY position", (index,)
+    ).fetchall()
+    return list(dict.fromkeys((alg, digest) for alg, digest in rows))
+
+
+def complete_appraisals(
+    session: Session,
+    prepared: Sequence[Prepared | LedgerError],
+    *,
+    now: int,
+    tpm_roots: Sequence[bytes] | None = None,
+) -> list[Prepared | LedgerError]:
+    """Appraise every prepared deployment record; the others pass through unchanged.
+
+    Args:
+        session: a session for reading the firmware records and the trust state.
+        prepared: what ``prepare_envelopes`` returned.
+        now: the submission time (epoch seconds): certificates must be valid then.
+        tpm_roots: DER of the trusted TPM CAs (default: the trust folder's).
+
+    Returns:
+        The list in the same order: a deployment that passed carries its appraisal and its
+        ``firmware`` edge; one that did not is replaced by its error (MalformedError for
+        evidence that does not parse, NotTrustedError naming every failed check).
+    """
+    out: list[Prepared | LedgerError] = []
+    roots: Sequence[bytes] | None = tpm_roots
+    at = datetime.fromtimestamp(now, UTC)
+    for item in prepared:
+        if isinstance(item, LedgerError) or item.predicate_type != DEPLOYMENT or item.appraisal is not None:
+            out.append(item)
+            continue
+        try:
+            statement = _statement_of(item.canonical)
+            record = pure.parse_deployment(statement["predicate"], item.subjects)
+            if record.evidence_type == "tpm" and roots is None:
+                roots = load_tpm_roots(trust_dir())
+            try:
+                appraisal, root = pure.appraise_deployment(record, now=at, tpm_roots=roots or ())
+            except MalformedError as exc:
+                raise MalformedError(
+                    f"predicate.evidence.data is not valid {record.evidence_type} evidence: {exc.diagnostics()}"
+                ) from exc
+            candidates = _candidates(session, record.evidence_type, appraisal.claims, now)
+            ok, reason, firmware = pure.match_firmware(record.evidence_type, appraisal.claims, candidates)
+            appraisal.add(pure.FIRMWARE_CHECK, ok, reason)
+            document = pure.appraisal_document(record, appraisal, root, appraised_at=now, firmware=firmware)
+            if document["verdict"] != "accept":
+                raise NotTrustedError(pure.refusal_message(document))
+        except LedgerError as exc:
+            out.append(exc)
+            continue
+        assert firmware is not None  # an accepted appraisal passed the firmware check
+        edges = tuple(item.edges) + tuple(
+            ("firmware", alg, digest) for alg, digest in _subject_digests(session, firmware.index)
+        )
+        out.append(replace(item, appraisal=canonical_json(document).decode("utf-8"), edges=edges))
+    return out
+
+
+def insert_appraisals(session: Session, created: Sequence[tuple[int, Prepared]]) -> None:
+    """Store the appraisal of each new deployment entry, in the entry's transaction.
+
+    Raises:
+        NotTrustedError: a deployment reached integration without an appraisal (a submission
+            path that skipped ``complete_appraisals``): fail closed, the batch is rolled back.
+    """
+    rows = []
+    for index, item in created:
+        if item.predicate_type != DEPLOYMENT:
+            continue
+        if item.appraisal is None:
+            raise NotTrustedError(
+                "a deployment record reached integration without its TEE appraisal "
+                "(ledger.services.deployment.complete_appraisals was not run): refused"
+            )
+        doc = json.loads(item.appraisal)
+        root = doc.get("root") or {}
+        rows.append(
+            (index, doc["evidence_type"], doc["verdict"], root.get("fingerprint"), doc.get("firmware_entry"), item.appraisal)
+        )
+    if rows:
+        mark = _mark(session)
+        session.connection().exec_driver_sql(
+            "INSERT INTO appraisals (entry_idx, evidence_type, verdict, root_fingerprint, firmware_idx, document) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark})",
+            rows,
+        )
+
+
+def appraisal_of(session: Session, index: int) -> dict[str, Any] | None:
+    """The stored appraisal document of entry ``index`` (None: not a deployment entry)."""
+    mark = _mark(session)
+    row = session.connection().exec_driver_sql(
+        f"SELECT document FROM appraisals WHERE entry_idx = {mark}", (index,)
+    ).first()
+    return None if row is None else json.loads(row[0])
+
+
+def appraisals_of(session: Session, indexes: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The stored appraisal documents of the given entries that have one."""
+    out: dict[int, dict[str, Any]] = {}
+    mark = _mark(session)
+    conn = session.connection()
+    for start in range(0, len(indexes), CHUNK):
+        chunk = tuple(indexes[start : start + CHUNK])
+        marks = ", ".join([mark] * len(chunk))
+        for idx, document in conn.exec_driver_sql(
+            f"SELECT entry_idx, document FROM appraisals WHERE entry_idx IN ({marks})", chunk
+        ).fetchall():
+            out[idx] = json.loads(document)
+    return out

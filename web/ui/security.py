@@ -1,0 +1,112 @@
+"""The UI's defences: the session secret, CSRF tokens, security headers, and error pages that
+never show a stack trace.
+
+- Content-Security-Policy: everything from this origin only, no inline script or style, no
+  framing. Templates therefore carry no ``style=`` and no inline ``<script>``.
+- CSRF: a random token per session, in a hidden field of every POST form, compared in constant
+  time before any UI POST handler runs.
+- The session cookie is signed with PROVLEDGER_SECRET_KEY, or with a key generated once and kept
+  (mode 0600) in PROVLEDGER_HOME/secret.key so that every server process shares it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask, Response, request, session
+
+from ledger.errors import MalformedError
+
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "CsrfError",
+    "check_csrf",
+    "csrf_token",
+    "load_secret_key",
+    "security_headers",
+]
+
+log = logging.getLogger(__name__)
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+SECRET_KEY_FILE = "secret.key"
+
+
+class CsrfError(MalformedError):
+    """A POST form without this session's CSRF token (400)."""
+
+
+def load_secret_key(home: Path, environ: os._Environ[str] | dict[str, str] | None = None) -> str:
+    """PROVLEDGER_SECRET_KEY, or the key in ``home``/secret.key (created 0600 if absent)."""
+    env = os.environ if environ is None else environ
+    if env.get("PROVLEDGER_SECRET_KEY"):
+        return env["PROVLEDGER_SECRET_KEY"]
+    path = home / SECRET_KEY_FILE
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        # A read-only home: sessions (admin logins) last as long as this process.
+        log.warning("cannot create %s (%s); admin sessions will not survive a restart", path, exc)
+        return secrets.token_hex(32)
+    else:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    key = path.read_text(encoding="ascii").strip()
+    if len(key) < 32:
+        raise RuntimeError(f"the session secret in {path} is too short; delete it to make a new one")
+    return key
+
+
+def csrf_token() -> str:
+    """This session's CSRF token (made on first use)."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf() -> None:
+    """Refuse a state-changing request whose form lacks this session's CSRF token."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    expected = session.get("csrf")
+    given = request.form.get("csrf_token", "")
+    if not isinstance(expected, str) or not hmac.compare_digest(expected.encode(), given.encode()):
+        raise CsrfError("the form expired or did not come from this site (CSRF check failed); reload the page and try again")
+
+
+def security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.blueprint == "ui" and not request.path.startswith("/ui/static/"):
+        # Pages may show an admin's one-time token or the signer list: never cache them.
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def configure(app: Flask, home: Path) -> None:
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = load_secret_key(home)
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
+    app.config.setdefault("SESSION_COOKIE_NAME", "provledger_session")
+    app.after_request(security_headers)

@@ -1,0 +1,553 @@
+"""The auditor pages: server-rendered, read-only for everyone, admin actions behind a login.
+
+Every value that came from a submitter reaches the browser through Jinja's autoescaping (or
+``markupsafe.escape`` in the SVG drawing); nothing here marks submitter data safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, abort, redirect, render_template, request, session as cookie, url_for
+
+from ledger.db import store
+from ledger.db.models import ApiToken
+from ledger.errors import IntegrityError, LedgerError, MalformedError, NotFoundError
+from ledger.records import decode_leaf
+from ledger.services import receipts, registry
+from ledger.provenance.graph import normalise_algorithm
+from ledger.provenance.policy import KeyState
+from ledger.services import setup as ledger_setup
+from ledger.services.trust import key_rows, load_keys
+from web.extension import get_session, ledger
+from ledger.db import browse as queries
+from web.ui import chains, graph
+from web.ui.security import check_csrf, csrf_token
+
+__all__ = ["bp"]
+
+bp = Blueprint(
+    "ui",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/ui/static",
+)
+
+PAGE = 25
+RECENT = 10
+MAX_QUERY_CHARS = 1024
+#: Indexes and sizes are 63-bit in the store; larger numbers are refused, not overflowed.
+MAX_INT = 2**63 - 1
+#: A statement larger than this is shown cut, with a link to the full JSON.
+MAX_STATEMENT_CHARS = 200_000
+HOUR, DAY = 3600, 86400
+
+_DIGEST = re.compile(r"([A-Za-z][A-Za-z0-9_-]{0,31}):([0-9A-Fa-f]{8,128})")
+_BARE_SHA256 = re.compile(r"[0-9A-Fa-f]{64}")
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _int_arg(name: str, *, minimum: int = 0) -> int | None:
+    raw = request.args.get(name, "").strip()
+    if raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 19 or not minimum <= int(raw) <= MAX_INT:
+        raise MalformedError(f"{name} must be a whole number of at least {minimum}")
+    return int(raw)
+
+
+def _utc(ts: int | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_rfc3339(value: str) -> int:
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MalformedError(f"{value!r} is not an RFC 3339 time (e.g. 2026-01-31T12:00:00Z)") from exc
+    if parsed.tzinfo is None:
+        raise MalformedError(f"{value!r} has no time zone (add Z for UTC)")
+    return int(parsed.timestamp())
+
+
+def _shell_quote(text: str) -> str:
+    """Single-quoted for a POSIX shell, whatever the text holds."""
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def _normalise_digest(text: str) -> tuple[str, str] | None:
+    """(algorithm, lowercase hex) of ``alg:hex`` or a bare 64-hex SHA-256, else None."""
+    text = text.strip()
+    if _BARE_SHA256.fullmatch(text):
+        return "sha256", text.lower()
+    m = _DIGEST.fullmatch(text)
+    algorithm = normalise_algorithm(m.group(1)) if m is not None else None
+    if m is None or algorithm is None:  # e.g. "key:<key id>", a key event's subject name
+        return None
+    return algorithm, m.group(2).lower()
+
+
+@bp.app_template_filter("utc")
+def utc_filter(ts: int | None) -> str:
+    return _utc(ts)
+
+
+@bp.app_context_processor
+def _page_context() -> dict[str, Any]:
+    """What every page (error pages included) needs: the integrity state and the login."""
+    try:
+        ext = ledger()
+        integrity = ext.integrity
+        origin = ext.log.origin
+    except (KeyError, RuntimeError):
+        integrity, origin = None, ""
+    return {
+        "integrity": integrity,
+        "compromised": integrity.compromised if integrity is not None else None,
+        "origin": origin,
+        "admin_name": cookie.get("admin_name"),
+        "csrf_token": csrf_token,
+    }
+
+
+@bp.before_request
+def _csrf() -> None:
+    check_csrf()
+
+
+# ------------------------------------------------------------------------------ overview
+
+
+@bp.get("/")
+def overview() -> str:
+    session = get_session()
+    ext = ledger()
+    size = store.current_size(session)
+    checkpoint = store.latest_checkpoint(session)
+    now = int(time.time())
+    rate = {
+        "hour": size - queries.first_index_at_or_after(session, size, now - HOUR),
+        "day": size - queries.first_index_at_or_after(session, size, now - DAY),
+    }
+    return render_template(
+        "overview.html",
+        size=size,
+        checkpoint=checkpoint,
+        vkey=ext.log.vkey,
+        rate=rate,
+        recent=queries.recent_entries(session, RECENT),
+        running_audits=_running_audits(session),
+    )
+
+
+def _running_audits(session: Any) -> list[dict[str, Any]]:
+    runs = queries.audit_runs(session, limit=5)
+    return [r for r in runs or [] if r["state"] in ("queued", "running")]
+
+
+# ------------------------------------------------------------------------------ search
+
+
+def _search_sources(session: Any, q: str) -> tuple[list[Callable[[int, int], list[int]]], list[str], tuple[str, str] | None]:
+    """The page sources a query stands for, a description of each, and its digest if it is one."""
+    sources: list[Callable[[int, int], list[int]]] = []
+    meaning: list[str] = []
+    if q.lower().startswith("signer:"):
+        who = q[len("signer:") :].strip()
+        key_ids = [who.lower()] if _BARE_SHA256.fullmatch(who) else queries.key_ids_named(session, who)
+        sources.append(lambda a, n: queries.entries_by_key_ids(session, key_ids, a, n))
+        meaning.append(f"records signed by {who!r}")
+        return sources, meaning, None
+    digest = _normalise_digest(q)
+    if digest is not None:
+        algorithm, value = digest
+        sources.append(lambda a, n: queries.entries_by_subject_digest(session, algorithm, value, a, n))
+        meaning.append(f"subject digest {algorithm}:{value}")
+        if algorithm == "sha256" and len(value) == 64:  # a key id has the same shape
+            sources.append(lambda a, n: queries.entries_by_key_ids(session, [value], a, n))
+            meaning.append(f"signer key id {value}")
+        return sources, meaning, digest
+    sources.append(lambda a, n: queries.entries_by_subject_name(session, q, a, n))
+    meaning.append(f"subject name {q!r}")
+    sources.append(lambda a, n: queries.entries_by_predicate_type(session, q, a, n))
+    meaning.append(f"predicate type {q!r}")
+    key_ids = queries.key_ids_named(session, q)
+    if key_ids:
+        sources.append(lambda a, n: queries.entries_by_key_ids(session, key_ids, a, n))
+        meaning.append(f"signer {q!r}")
+    return sources, meaning, None
+
+
+@bp.get("/search")
+def search() -> str:
+    q = request.args.get("q", "").strip()
+    if len(q) > MAX_QUERY_CHARS:
+        raise MalformedError(f"a search is at most {MAX_QUERY_CHARS} characters")
+    after = _int_arg("after")
+    results: list[queries.EntrySummary] = []
+    next_after = None
+    meaning: list[str] = []
+    digest = None
+    if q:
+        session = get_session()
+        sources, meaning, digest = _search_sources(session, q)
+        page, next_after = queries.merge_pages(sources, -1 if after is None else after, PAGE)
+        results = queries.summaries(session, page)
+    return render_template(
+        "search.html", q=q, after=after, results=results, next_after=next_after, meaning=meaning, digest=digest
+    )
+
+
+# ------------------------------------------------------------------------------ entries
+
+
+def _check_index(index: int) -> None:
+    if index > MAX_INT:
+        raise NotFoundError(f"there is no entry at index {index}")
+
+
+@bp.get("/entries/<int:index>")
+def entry(index: int) -> str:
+    _check_index(index)
+    session = get_session()
+    row = store.get_entry(session, index)
+    try:
+        leaf = decode_leaf(row.data)
+    except MalformedError as exc:
+        raise IntegrityError(f"entry {index} does not decode: {exc}", first_bad_index=index) from exc
+    if leaf.envelope is None:  # a Sigstore bundle with a message signature: show the bundle
+        statement_text = json.dumps(leaf.bundle, indent=2, ensure_ascii=False)
+    else:
+        payload = leaf.envelope.payload
+        try:
+            statement_text = json.dumps(json.loads(payload), indent=2, ensure_ascii=False)
+        except (UnicodeDecodeError, ValueError):
+            statement_text = payload.decode("utf-8", errors="replace")
+    cut = len(statement_text) > MAX_STATEMENT_CHARS
+    if cut:
+        statement_text = statement_text[:MAX_STATEMENT_CHARS]
+    (summary,) = queries.summaries(session, [index]) or [None]
+    registered = load_keys(session, [k.key_id for k in leaf.signers])
+    signers = [_signer_view(k.key_id, k.algorithm, registered.get(k.key_id), row.predicate_type) for k in leaf.signers]
+    signatures = [
+        {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode("ascii")}
+        for s in (leaf.envelope.signatures if leaf.envelope is not None else ())
+    ]
+    vkey = ledger().log.vkey
+    size = store.current_size(session)
+    return render_template(
+        "entry.html",
+        index=index,
+        row=row,
+        summary=summary,
+        leaf=leaf,
+        statement_text=statement_text,
+        statement_cut=cut,
+        signers=signers,
+        signatures=signatures,
+        size=size,
+        vkey=vkey,
+        receipt_name=f"receipt-{index}.json",
+        verify_command=f"provledger verify-receipt receipt-{index}.json --log-key {_shell_quote(vkey)}",
+    )
+
+
+@bp.get("/entries/<int:index>/receipt.json")
+def entry_receipt(index: int) -> Response:
+    _check_index(index)
+    receipt = receipts.receipt(get_session(), index)
+    body = json.dumps(receipt, indent=2) + "\n"
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="receipt-{index}.json"'},
+    )
+
+
+# ------------------------------------------------------------------------------ artifacts
+
+
+@bp.get("/artifacts/<string:digest>")
+def artifact(digest: str) -> str | Response:
+    parsed = _normalise_digest(digest)
+    if parsed is None:
+        raise MalformedError("an artifact is named by its digest: sha256:<64 hex digits> (or another algorithm:hex)")
+    algorithm, value = parsed
+    canonical = f"{algorithm}:{value}"
+    if canonical != digest:
+        query = request.query_string.decode("ascii", errors="replace")
+        return redirect(url_for("ui.artifact", digest=canonical) + (f"?{query}" if query else ""), code=301)
+    session = get_session()
+    size = store.current_size(session)
+    at = _int_arg("at")
+    if at is not None and at >= size:
+        raise NotFoundError(f"there is no index {at}: the ledger has {size} entries (0 to {size - 1})")
+    chain, provisional = chains.chain_for(session, algorithm, value, at=at)
+    links = [l for l in chain.get("links") or [] if isinstance(l, dict)]
+    for link in links:
+        link.setdefault("reasons", [])
+        link.setdefault("depends_on", [])
+    return render_template(
+        "artifact.html",
+        digest=canonical,
+        chain=chain,
+        links=links,
+        verdict=graph.verdict_of(chain),
+        svg=graph.render_svg(chain),
+        kind_name=graph.kind_name,
+        verdict_of=graph.verdict_of,
+        at=at,
+        size=size,
+        provisional=provisional,
+        truncated=max(len(links) - graph.MAX_NODES, 0),
+    )
+
+
+# ------------------------------------------------------------------------------ signers
+
+
+def _grant_view(grant: Any, now: int) -> dict[str, Any]:
+    state = "active"
+    if grant.not_after is not None and grant.not_after < now:
+        state = "expired"
+    elif grant.not_before is not None and now < grant.not_before:
+        state = "not yet valid"
+    elif grant.stale_at(now):
+        state = "stale"
+    return {
+        "predicate_types": list(grant.predicate_types),
+        "subjects": list(grant.subjects) if grant.subjects is not None else None,
+        "not_before": grant.not_before,
+        "not_after": grant.not_after,
+        "review_by": grant.review_by,
+        "state": state,
+    }
+
+
+def _key_view(key: KeyState, now: int) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "principal": key.principal,
+        "algorithm": key.algorithm,
+        "status": key.status,
+        "grants": [_grant_view(g, now) for g in key.grants],
+        "registered_index": key.registered_index,
+        "registered_at": key.registered_at,
+        "last_event_index": key.last_event_index,
+        "revoked_index": key.revoked_index,
+        "revoked_at": key.revoked_at,
+        "compromised_since": key.compromised_since,
+        "replaced_by": key.replaced_by,
+        "replaces": key.replaces,
+        "retired_at": key.retired_at,
+    }
+
+
+def _signer_view(key_id: str, algorithm: str, registered: Any, predicate_type: str) -> dict[str, Any]:
+    if registered is None:
+        return {"key_id": key_id, "algorithm": algorithm, "key": None, "covers": False}
+    key = _key_view(registered.state, int(time.time()))
+    covers = any(g.covers_type(predicate_type) for g in registered.state.grants)
+    return {"key_id": key_id, "algorithm": algorithm, "key": key, "covers": covers}
+
+
+@bp.get("/signers")
+def signers() -> str:
+    session = get_session()
+    now = int(time.time())
+    rows = key_rows(session)
+    keys = sorted((_key_view(k, now) for k in rows.keys), key=lambda k: (k["principal"], k["registered_index"]))
+    principals: dict[str, list[dict[str, Any]]] = {}
+    for k in keys:
+        principals.setdefault(k["principal"], []).append(k)
+    root_key_id = None
+    if rows.root is not None:
+        from ledger.keys import public_key_from_der  # noqa: PLC0415
+
+        root_key_id = public_key_from_der(rows.root).key_id
+    thresholds = [{"pattern": p, "threshold": n, "index": i} for p, n, i in rows.thresholds]
+    return render_template("signers.html", principals=principals, keys=keys, root_key_id=root_key_id, thresholds=thresholds, now=now)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+@bp.get("/checkpoints")
+def checkpoints() -> str:
+    session = get_session()
+    after = _int_arg("after")
+    old, new = _int_arg("old"), _int_arg("new")
+    page = store.list_checkpoints(session, after=-1 if after is None else after, limit=PAGE + 1)
+    next_after = page[PAGE - 1].tree_size if len(page) > PAGE else None
+    size = store.current_size(session)
+    proof = None
+    if old is not None or new is not None:
+        if old is None or new is None:
+            raise MalformedError("a consistency proof needs both sizes: old and new")
+        if old > new:
+            raise MalformedError(f"the old size ({old}) must not be larger than the new size ({new})")
+        if new > size:
+            raise NotFoundError(f"tree size {new} is larger than the ledger ({size} entries)")
+        hashes = receipts.consistency_proof(session, old, new)
+        roots = queries.checkpoint_roots(session, [old, new])
+        proof = {
+            "old_size": old,
+            "new_size": new,
+            "hashes": [base64.b64encode(h).decode("ascii") for h in hashes],
+            "old_root": base64.b64encode(roots[old]).decode("ascii") if old in roots else None,
+            "new_root": base64.b64encode(roots[new]).decode("ascii") if new in roots else None,
+            "json": json.dumps(
+                {"old_size": old, "new_size": new, "hashes": [base64.b64encode(h).decode("ascii") for h in hashes]},
+                indent=2,
+            ),
+        }
+    return render_template(
+        "checkpoints.html",
+        checkpoints=page[:PAGE],
+        after=after,
+        next_after=next_after,
+        size=size,
+        old=old,
+        new=new,
+        proof=proof,
+    )
+
+
+# ------------------------------------------------------------------------------ audits
+
+
+@bp.get("/audits")
+def audits() -> str:
+    session = get_session()
+    before = _int_arg("before", minimum=1)
+    runs = queries.audit_runs(session, before=before, limit=PAGE + 1)
+    next_before = None
+    if runs is not None and len(runs) > PAGE:
+        runs = runs[:PAGE]
+        next_before = runs[-1]["id"]
+    return render_template("audits.html", runs=runs, next_before=next_before, size=store.current_size(session))
+
+
+# ------------------------------------------------------------------------------ admin
+
+
+def _admin() -> ApiToken | None:
+    """The admin token row behind this session, re-checked on every request."""
+    token_id = cookie.get("admin")
+    if not isinstance(token_id, int):
+        return None
+    row = get_session().get(ApiToken, token_id)
+    if row is None or row.scope != "admin":
+        cookie.pop("admin", None)
+        cookie.pop("admin_name", None)
+        return None
+    return row
+
+
+def _require_admin() -> ApiToken:
+    row = _admin()
+    if row is None:
+        abort(redirect(url_for("ui.login", next=request.path)))
+    return row  # type: ignore[return-value]
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> str | Response | tuple[str, int]:
+    if request.method == "POST":
+        token = request.form.get("token", "").strip()
+        row = registry.authenticate(get_session(), token, "admin") if 0 < len(token) <= 256 else None
+        if row is None or row.scope != "admin":
+            return render_template("login.html", failed=True), 403
+        cookie.clear()
+        cookie["admin"] = row.id
+        cookie["admin_name"] = row.name
+        csrf_token()  # a new session: a new CSRF token
+        return redirect(url_for("ui.admin"))
+    return render_template("login.html", failed=False)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    cookie.clear()
+    return redirect(url_for("ui.overview"))
+
+
+def _admin_page(**extra: Any) -> str:
+    session = get_session()
+    keys = [k for k in key_rows(session).keys if k.status != "revoked"]
+    keys.sort(key=lambda k: (k.principal, k.key_id))
+    context = {"keys": keys, "created": None, "message": None, "admin_key": _admin_key_available()}
+    context.update(extra)
+    return render_template("admin.html", **context)
+
+
+def _admin_key_available() -> bool:
+    return ledger_setup.admin_key_path(ledger().settings).is_file()
+
+
+def _key_event(action: Callable[..., Any]) -> int:
+    """Sign a key event with the administrator key on this server and append it; its index."""
+    ext = ledger()
+    admin_key = ledger_setup.load_admin_key(ext.settings)
+    appended = action(ext.sessions, ext.log, admin_key)
+    return int(appended.receipt["index"])
+
+
+@bp.get("/admin")
+def admin() -> str:
+    _require_admin()
+    return _admin_page()
+
+
+@bp.post("/admin/tokens")
+def admin_create_token() -> str:
+    _require_admin()
+    name = request.form.get("name", "").strip()
+    scope = request.form.get("scope", "")
+    if not name or len(name) > 255:
+        raise MalformedError("a token needs a name of 1 to 255 characters")
+    session = get_session()
+    token = registry.create_token(session, name, scope, now=int(time.time()))
+    session.commit()
+    return _admin_page(created={"name": name, "scope": scope, "token": token})
+
+
+def _form_key_id() -> str:
+    key_id = request.form.get("key_id", "").strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", key_id):
+        raise MalformedError("choose a key (its id is 64 hex digits)")
+    return key_id
+
+
+@bp.post("/admin/keys/revoke")
+def admin_revoke_key() -> str:
+    _require_admin()
+    key_id = _form_key_id()
+    since_text = request.form.get("compromised_since", "").strip()
+    since = _parse_rfc3339(since_text) if since_text else None
+    reason = request.form.get("reason", "").strip()[:500] or None
+    now = int(time.time())
+    index = _key_event(lambda s, log, key: registry.revoke_key(s, log, key, key_id, now=now, compromised_since=since, reason=reason))
+    message = f"key {key_id} is revoked (ledger entry {index})" + (f"; compromised since {_utc(since)}" if since is not None else "")
+    return _admin_page(message=message, message_index=index)
+
+
+@bp.post("/admin/keys/reaffirm")
+def admin_reaffirm_key() -> str:
+    _require_admin()
+    key_id = _form_key_id()
+    review_by = _parse_rfc3339(request.form.get("review_by", ""))
+    now = int(time.time())
+    index = _key_event(lambda s, log, key: registry.reaffirm_key(s, log, key, key_id, review_by=review_by, now=now))
+    return _admin_page(message=f"key {key_id} is re-affirmed until {_utc(review_by)} (ledger entry {index})", message_index=index)

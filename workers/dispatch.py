@@ -1,0 +1,75 @@
+"""Enqueueing: what the web app and the command line call, always after their commit.
+
+Only ids and ranges travel: the shard tasks of an audit are a chord whose callback combines
+the shard rows into the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis
+from celery import Celery, chord
+from kombu.exceptions import OperationalError as KombuOperationalError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ledger.db.models import AuditShard
+from ledger.errors import UnavailableError
+from ledger.services import shards
+from workers.app import is_embedded
+from workers.context import redis_client
+
+__all__ = ["check_broker", "close", "enqueue_audit"]
+
+
+def check_broker(app: Celery) -> None:
+    """Raise UnavailableError (HTTP 503, exit 3) unless the broker answers; a no-op when embedded."""
+    if is_embedded(app):
+        return
+    client = redis_client(app)
+    try:
+        client.ping()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise UnavailableError(f"the task queue (Redis) cannot be reached: {exc}") from exc
+    finally:
+        client.close()
+
+
+def enqueue_audit(app: Celery, sessions: Callable[[], Session], audit_id: int) -> None:
+    """Send a committed audit's shards to the workers, with the combiner as the chord's callback.
+
+    If the broker refuses, the audit is marked failed (so nothing waits on it) and
+    UnavailableError is raised.
+    """
+    with sessions() as session:
+        rows = session.execute(
+            select(AuditShard.shard, AuditShard.start_index, AuditShard.end_index)
+            .where(AuditShard.audit_id == audit_id)
+            .order_by(AuditShard.shard)
+        ).all()
+    header = [app.signature("provledger.audit_shard", args=(audit_id, n, start, end)) for n, start, end in rows]
+    body = app.signature("provledger.audit_combine", kwargs={"audit_id": audit_id})
+    try:
+        if header:
+            chord(header, app=app)(body)
+        else:
+            body.apply_async(args=([],))
+    except (KombuOperationalError, redis.exceptions.RedisError, OSError) as exc:
+        shards.fail_audit(sessions, audit_id, f"the task queue refused the audit: {exc}")
+        raise UnavailableError(f"the task queue (Redis) cannot be reached: {exc}") from exc
+
+
+def close(app: Celery) -> None:
+    """Close the app's broker and result-backend connections (an enqueuer that is done)."""
+    backend = app._backend  # only if this thread made one: never create it to close it
+    app.close()
+    if backend is None:
+        return
+    consumer = getattr(backend, "result_consumer", None)
+    if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
+        consumer.stop()  # the subscription Celery opens for each task it sends
+    client = getattr(backend, "client", None)
+    if isinstance(client, redis.Redis):
+        client.close()
+        client.connection_pool.disconnect()

@@ -1,0 +1,152 @@
+"""The tasks: thin, idempotent, JSON-only; they take ids and ranges and call ``ledger.services``.
+
+Failure policy: a transient failure (the database or Redis unreachable) is retried with
+exponential backoff, at most ``MAX_RETRIES`` times; anything else — bad arguments, a missing
+audit, a store that is not initialised — fails at once, and the audit it belongs to is marked
+failed with the reason (``ProvledgerTask.on_failure``). A shard that keeps killing its worker
+is refused after ``MAX_SHARD_ATTEMPTS`` starts, so no task is retried forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis.exceptions
+from celery import Task, shared_task
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from ledger.errors import LedgerError, UnavailableError
+from ledger.services import shards
+from ledger.services.log import load_log_identity
+from workers.app import MAX_RETRIES, MAX_RETRY_DELAY, settings_of
+from workers.context import redis_lock, sessions_for
+
+__all__ = [
+    "MAX_SHARD_ATTEMPTS",
+    "TRANSIENT",
+    "audit_combine",
+    "audit_shard",
+    "publish_checkpoint",
+    "reevaluate_chain_verdicts",
+    "scheduled_audit",
+]
+
+log = logging.getLogger(__name__)
+
+#: Failures worth another try: the database or Redis is (for now) out of reach.
+TRANSIENT = (OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, UnavailableError)
+#: A shard started this many times without finishing is poisoned (it kills its worker).
+MAX_SHARD_ATTEMPTS = 5
+#: The combiner waits this long at most for straggling shard rows.
+COMBINE_RETRY_DELAY = 2
+#: An audit queued or running for longer than this no longer blocks the scheduled one.
+STALE_AUDIT = 6 * 3600
+#: Lock lifetimes (ms): longer than the work they guard, short enough to recover from a crash.
+CHECKPOINT_LOCK_MS = 60_000
+SCHEDULE_LOCK_MS = 300_000
+
+
+class ProvledgerTask(Task):
+    """Records a final failure in the audit the task belongs to (retries are not failures)."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: Any) -> None:
+        audit_id = kwargs.get("audit_id", args[0] if args and self.name == "provledger.audit_shard" else None)
+        if type(audit_id) is not int:
+            log.error("task %s (%s) failed: %s", self.name, task_id, exc)
+            return
+        reason = exc.diagnostics() if isinstance(exc, LedgerError) else f"{type(exc).__name__}: {exc}"
+        try:
+            shards.fail_audit(sessions_for(self.app), audit_id, f"{self.name} failed: {reason}")
+        except (DBAPIError, LedgerError):
+            log.exception("could not record the failure of audit %s", audit_id)
+
+
+_COMMON: dict[str, Any] = {
+    "base": ProvledgerTask,
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 2,
+    "retry_backoff_max": MAX_RETRY_DELAY,
+    "retry_jitter": True,
+    "max_retries": MAX_RETRIES,
+}
+
+
+@shared_task(name="provledger.audit_shard", **_COMMON)
+def audit_shard(self: Task, audit_id: int, shard: int, start: int, end: int) -> dict[str, Any]:
+    """Re-measure one shard of an audit (a complete subtree, leaves [start, end))."""
+    return shards.run_shard(sessions_for(self.app), audit_id, shard, start, end, max_attempts=MAX_SHARD_ATTEMPTS)
+
+
+@shared_task(name="provledger.audit_combine", **_COMMON)
+def audit_combine(self: Task, results: list[Any], *, audit_id: int) -> dict[str, Any]:
+    """The chord's callback: combine the shards (read from the database) into the report."""
+    report = shards.finish_audit(sessions_for(self.app), audit_id)
+    if report is None:
+        # The chord fired before every shard row was committed (cannot happen with a result
+        # backend that deduplicates chord parts; cheap to guard against).
+        raise self.retry(countdown=COMBINE_RETRY_DELAY, max_retries=30)
+    return {"audit": audit_id, "ok": report["ok"], "first_bad_index": report["first_bad_index"]}
+
+
+@shared_task(name="provledger.publish_checkpoint", **_COMMON)
+def publish_checkpoint(self: Task) -> dict[str, Any]:
+    """Sign a checkpoint if the tree grew past the latest one (a no-op otherwise).
+
+    Two guards: a Redis lock (SET NX PX) so that concurrent publishers do not even queue on the
+    database, and the sequencer's row lock, which is the one that makes it correct (and the only
+    one in the embedded mode).
+    """
+    settings = settings_of(self.app)
+    identity = load_log_identity(settings)
+    with redis_lock(self.app, "lock:publish-checkpoint", CHECKPOINT_LOCK_MS) as held:
+        if not held:
+            return {"published": None, "skipped": "another worker holds the lock"}
+        with sessions_for(self.app)() as session, session.begin():
+            size = shards.publish_checkpoint(session, identity, now=int(time.time()))
+    return {"published": size}
+
+
+@shared_task(name="provledger.scheduled_audit", **_COMMON)
+def scheduled_audit(self: Task) -> dict[str, Any]:
+    """Start a full audit unless one is already under way."""
+    from workers.dispatch import enqueue_audit  # noqa: PLC0415 - dispatch imports this module
+
+    settings = settings_of(self.app)
+    identity = load_log_identity(settings)
+    sessions = sessions_for(self.app)
+    with redis_lock(self.app, "lock:scheduled-audit", SCHEDULE_LOCK_MS) as held:
+        if not held:
+            return {"audit": None, "skipped": "another worker holds the lock"}
+        now = int(time.time())
+        with sessions() as session, session.begin():
+            if shards.has_active_audit(session, now=now, stale_after=STALE_AUDIT):
+                return {"audit": None, "skipped": "an audit is already under way"}
+            run = shards.create_audit(session, identity, now=now, source="schedule")
+            audit_id = run.id
+        # enqueued only once the audit is committed
+        enqueue_audit(self.app, sessions, audit_id)
+    return {"audit": audit_id}
+
+
+class NotImplementedYetError(LedgerError):
+    """A duty whose service does not exist yet (never retried)."""
+
+    code = "not_implemented"
+    http_status = 501
+    exit_code = 3
+
+
+@shared_task(name="provledger.reevaluate_chain_verdicts", **{**_COMMON, "autoretry_for": ()})
+def reevaluate_chain_verdicts(self: Task) -> None:
+    """Re-evaluate chain-of-trust verdicts when grants reach review_by or keys are revoked.
+
+    Not scheduled: it needs the trust policy of issue 3, which does not exist yet.
+    """
+    raise NotImplementedYetError(
+        "re-evaluating chain verdicts needs the trust policy (issue 3), which is not implemented yet"
+    )
