@@ -216,7 +216,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=3, help="concurrent batch clients")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each single-entry phase")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="server processes for the batch phase")
+    ap.add_argument("--single-workers", type=int, default=1,
+                    help="server processes for the single-entry phases (one sequencer: no lock hand-offs)")
     ap.add_argument("--threads", type=int, default=16)
     args = ap.parse_args()
     print(f"machine: {machine()}")
@@ -249,6 +251,10 @@ def main() -> int:
         print(f"\n1. POST /entries/batch ({args.batch} per batch, {args.clients} clients): {created} entries, "
               f"{rate:,.0f} entries/s (target >= 5,000: {'met' if rate >= 5000 else 'NOT met'})")
 
+        if args.single_workers != args.workers:
+            server.stop()
+            server = Server(home, args.single_workers, args.threads)
+            print(f"\nserver restarted: provledger serve --workers {args.single_workers} --threads {args.threads}")
         r = single_open_loop(server.port, token, singles, 500.0, 50, args.seconds)
         print(f"\n2. POST /entries at 500 req/s offered, 50 clients, {args.seconds:.0f} s: {r['sent']} requests, "
               f"{r['achieved']:.0f} req/s achieved, {r['errors']} errors")

@@ -292,3 +292,22 @@ def test_a_bundle_whose_signature_was_altered_is_422(bundle_store: Any, provenan
     (result,) = bundle_store.append([(provenance / HAPPY_DSSE).read_bytes()], now=1_600_000_000)
     assert isinstance(result, VerificationError) and "after now" in str(result)
 
+
+
+def test_bundle_entries_are_served_by_the_api_and_the_ui(bundle_store: Any, provenance: Path) -> None:
+    """A message-signature bundle has no envelope: its entry is still served (bundle + signer),
+    as JSON and as the auditor's page, instead of failing."""
+    policy = Policy(bundle_store)
+    case = next(c for c in all_cases() if c.id == "managed-key-happy-path")
+    key_id = policy.key("release-key", (provenance / case.public_key).read_bytes())  # type: ignore[operator]
+    (result,) = bundle_store.append([(provenance / case.bundle).read_bytes()], now=bundle_store.tick())
+    index = ok(result)["index"]
+    client, _ = _client(bundle_store)
+    got = client.get(f"/api/v1/entries/{index}")
+    assert got.status_code == 200
+    doc = got.get_json()
+    assert doc["envelope"] is None and doc["statement"] is None
+    assert doc["bundle"]["messageSignature"] and doc["signer"]["key_id"] == key_id
+    page = client.get(f"/entries/{index}")
+    assert page.status_code == 200
+    assert b"messageSignature" in page.data and b"message signature" in page.data
