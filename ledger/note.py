@@ -132,8 +132,11 @@ class Note:
 # Small strict codecs
 
 
-def _b64decode(value: str, what: str) -> bytes:
-    """Standard base64 with padding, in its one canonical form."""
+def b64decode_canonical(value: str, what: str) -> bytes:
+    """Standard base64 with padding, in its one canonical form (MalformedError otherwise).
+
+    The one strict decoder for the text formats: notes, tlog-proof, witness requests.
+    """
     try:
         decoded = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -230,7 +233,7 @@ def _parse_signature_line(line: str) -> Signature:
         raise MalformedError("note signature line has no signature after the key name")
     if not is_valid_key_name(name):
         raise MalformedError(f"note signature line has an invalid key name {name!r}")
-    raw = _b64decode(encoded, f"signature of {name}")
+    raw = b64decode_canonical(encoded, f"signature of {name}")
     if len(raw) < _MIN_SIGNATURE_BYTES:
         raise MalformedError(f"signature of {name} is {len(raw)} bytes, shorter than 5")
     return Signature(name=name, key_id=int.from_bytes(raw[:4], "big"), signature=raw[4:])
@@ -498,7 +501,7 @@ class RFC6962Verifier:
         if not _DECIMAL.fullmatch(lines[1]) or int(lines[1]) > _MAX_UINT64:
             return None
         try:
-            root = _b64decode(lines[2], "root")
+            root = b64decode_canonical(lines[2], "root")
         except MalformedError:
             return None
         if len(root) != 32:  # noqa: PLR2004
@@ -542,7 +545,7 @@ def parse_vkey(vkey: str) -> Verifier:
         raise MalformedError(f"verifier key has an invalid name {name!r}")
     if not _KEY_ID_HEX.fullmatch(key_id_hex):
         raise MalformedError(f"verifier key id {key_id_hex!r} is not 8 lowercase hex digits")
-    key = _b64decode(encoded, "verifier key")
+    key = b64decode_canonical(encoded, "verifier key")
     if not key:
         raise MalformedError("verifier key is empty")
     sig_type, material = key[0], key[1:]
@@ -707,7 +710,7 @@ def parse_skey(skey: str) -> Ed25519NoteSigner:
         raise MalformedError(f"signer key has an invalid name {name!r}")
     if not _KEY_ID_HEX.fullmatch(key_id_hex):
         raise MalformedError("signer key id is not 8 lowercase hex digits")
-    key = _b64decode(encoded, "signer key")
+    key = b64decode_canonical(encoded, "signer key")
     if not key or key[0] != SIG_ED25519:
         raise MalformedError("signer key is not an Ed25519 (type 0x01) key")
     if len(key) != 1 + _ED25519_KEY_SIZE:

@@ -15,7 +15,6 @@ The extra data is not authenticated: nothing may trust it implicitly.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from ledger.checkpoint import (
 )
 from ledger.errors import MalformedError, TooLargeError
 from ledger.hashing import HASH_SIZE, check_hash
-from ledger.note import MAX_NOTE_BYTES, Verifier, parse_note
+from ledger.note import MAX_NOTE_BYTES, Verifier, b64decode_canonical, parse_note
 
 __all__ = [
     "MAX_PROOF_HASHES",
@@ -62,16 +61,6 @@ class TlogProof:
     checkpoint: bytes = b""
     #: opaque, unauthenticated application data
     extra: bytes | None = None
-
-
-def _b64decode(value: str, what: str) -> bytes:
-    try:
-        decoded = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedError(f"{what} is not valid standard base64") from exc
-    if base64.b64encode(decoded).decode("ascii") != value:
-        raise MalformedError(f"{what} is not canonical base64")
-    return decoded
 
 
 def format_tlog_proof(p: TlogProof) -> str:
@@ -145,7 +134,7 @@ def parse_tlog_proof(text: str | bytes) -> TlogProof:
     extra: bytes | None = None
     line, pos = next_line(pos, "index line")
     if line.startswith("extra "):
-        extra = _b64decode(line[len("extra ") :], "proof extra data")
+        extra = b64decode_canonical(line[len("extra ") :], "proof extra data")
         if not extra:
             raise MalformedError("proof extra line carries no data")
         line, pos = next_line(pos, "index line")
@@ -163,7 +152,7 @@ def parse_tlog_proof(text: str | bytes) -> TlogProof:
             break
         if len(hashes) == MAX_PROOF_HASHES:
             raise MalformedError(f"proof has more than {MAX_PROOF_HASHES} hashes")
-        value = _b64decode(line, f"proof hash {len(hashes)}")
+        value = b64decode_canonical(line, f"proof hash {len(hashes)}")
         if len(value) != HASH_SIZE:
             raise MalformedError(f"proof hash {len(hashes)} is {len(value)} bytes, not {HASH_SIZE}")
         hashes.append(value)

@@ -64,6 +64,7 @@ from ledger.note import (
     Ed25519CosignatureSigner,
     Signature,
     Verifier,
+    b64decode_canonical,
     parse_note,
     parse_skey,
     parse_vkey,
@@ -112,16 +113,6 @@ class AddCheckpointRequest:
     checkpoint: bytes
 
 
-def _b64decode(value: str, what: str) -> bytes:
-    try:
-        decoded = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedError(f"{what} is not valid standard base64") from exc
-    if base64.b64encode(decoded).decode("ascii") != value:
-        raise MalformedError(f"{what} is not canonical base64")
-    return decoded
-
-
 def parse_add_checkpoint(body: bytes) -> AddCheckpointRequest:
     """Parse an ``add-checkpoint`` body (the checkpoint note is parsed, not verified).
 
@@ -160,7 +151,7 @@ def parse_add_checkpoint(body: bytes) -> AddCheckpointRequest:
             raise MalformedError(
                 f"the request has more than {MAX_PROOF_LINES} consistency proof lines"
             )
-        value = _b64decode(line, f"consistency proof line {len(proof) + 1}")
+        value = b64decode_canonical(line, f"consistency proof line {len(proof) + 1}")
         if len(value) != HASH_SIZE:
             raise MalformedError(
                 f"consistency proof line {len(proof) + 1} is {len(value)} bytes, not 32"

@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from ledger.errors import (
 from ledger.services.cosign import cosigned_note, witness_config_from_env
 from ledger.services import append, audit, receipts, registry, setup
 from ledger.services.log import LogIdentity, load_log_identity
+from ledger.provenance.policy import parse_time
 from ledger.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
 from ledger.witness_policy import verify_receipt_with_witnesses
 
@@ -53,17 +54,6 @@ def _read_file(path: str, what: str, limit: int = MAX_ENVELOPE_BYTES) -> bytes:
         raise MalformedError(f"{what} {path} does not exist") from None
     except OSError as exc:
         raise MalformedError(f"cannot read {what} {path}: {exc.strerror}") from exc
-
-
-def parse_time(text: str) -> int:
-    """RFC 3339 → seconds since the epoch."""
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise MalformedError(f"{text!r} is not an RFC 3339 time") from exc
-    if t.tzinfo is None:
-        raise MalformedError(f"{text!r} has no time zone (use Z or +00:00)")
-    return int(t.timestamp())
 
 
 def now() -> int:
