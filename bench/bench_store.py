@@ -63,6 +63,27 @@ def audit_in_child(n: int) -> tuple[float, float, bool]:
     return float(rate), float(rss), ok == "True"
 
 
+def hashing_floor(n: int) -> float:
+    """Entries/s of the bare hashing an audit cannot avoid — per entry one leaf hash over its
+    stored bytes, one chain link and (on average) one interior node — in a plain loop over data
+    already in memory: no database, no comparisons."""
+    import hashlib  # noqa: PLC0415
+
+    with persistent_sqlite_ledger(n) as bs, bs.sessions() as session:
+        rows = [r for chunk in db.stream_chunks(session, "entries", ("idx", "data", "leaf_hash")) for r in chunk][:n]
+    sha256 = hashlib.sha256
+    runs = []
+    for _ in range(3):
+        head = bytes(32)
+        t = time.perf_counter()
+        for _, data, leaf in rows:
+            sha256(b"\x00" + data).digest()
+            head = sha256(head + leaf).digest()
+            sha256(b"\x01" + leaf + head).digest()
+        runs.append(len(rows) / (time.perf_counter() - t))
+    return median(runs)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=1_000_000)
@@ -83,6 +104,8 @@ def main() -> int:
     print(f"  inclusion proof   {inc:.3f} ms   {'PASS' if inc <= 1 else 'FAIL'} (<= 1 ms)")
     print(f"  consistency proof {con:.3f} ms   {'PASS' if con <= 1 else 'FAIL'} (<= 1 ms)")
     print(f"  full receipt      {rec:.3f} ms   (proof + entry + signed checkpoint)")
+    floor = hashing_floor(args.small)
+    print(f"\nhashing floor (3 SHA-256 per entry over the same stored bytes, plain loop, no I/O): {floor:,.0f} entries/s")
     print(f"\nhash-level audit, one process (median of {args.runs} runs, each in a fresh process):")
     for n in (args.small, args.entries):
         runs = [audit_in_child(n) for _ in range(args.runs)]
@@ -90,7 +113,7 @@ def main() -> int:
         rss = max(r[1] for r in runs)
         ok = all(r[2] for r in runs)
         print(f"  {n:>9,} entries: {rate:>10,.0f} entries/s  peak RSS {rss:6.1f} MiB  audit {'ok' if ok else 'FAILED'}"
-              f"  {'PASS' if rate >= 300_000 else 'FAIL'} (>= 300,000/s)")
+              f"  {rate / floor:.2f}x the hashing floor  {'PASS' if rate >= 300_000 else 'FAIL'} (>= 300,000/s)")
     return 0
 
 

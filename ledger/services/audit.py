@@ -18,6 +18,7 @@ or covering checkpoint is wrong (a wrong checkpoint of size s names s - 1).
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from itertools import accumulate, chain, islice
@@ -102,6 +103,26 @@ def _chunk_pattern(k: int) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(o) for o in offsets)
 
 
+class _PushBack:
+    """The stream of stored interior hashes, with a flat push-back buffer (so a chunk the fast
+    path gives back costs nothing later, and memory stays flat in n)."""
+
+    def __init__(self, rows: Iterator[tuple[int, bytes]]) -> None:
+        self._rows = rows
+        self._back: deque[tuple[int, bytes]] = deque()
+
+    def take(self, n: int) -> list[tuple[int, bytes]]:
+        out = [self._back.popleft() for _ in range(min(n, len(self._back)))]
+        out.extend(islice(self._rows, n - len(out)))
+        return out
+
+    def push_back(self, rows: list[tuple[int, bytes]]) -> None:
+        self._back.extendleft(reversed(rows))
+
+    def next(self) -> tuple[int, bytes] | None:
+        return self._back.popleft() if self._back else next(self._rows, None)
+
+
 class _Auditor:
     """One streaming pass; state between chunks is the right edge, the chain head and positions."""
 
@@ -118,9 +139,7 @@ class _Auditor:
         self.head = CHAIN_SEED
         self.expected = 0
         self.position = 0
-        self.hashes: Iterator[tuple[int, bytes]] = chain.from_iterable(
-            store.stream_chunks(session, "tree_hashes", ("position", "hash"))
-        )
+        self.hashes = _PushBack(chain.from_iterable(store.stream_chunks(session, "tree_hashes", ("position", "hash"))))
         self.cps = chain.from_iterable(
             [(c.tree_size, c.root_hash, c.note) for c in page] for page in _checkpoint_pages(session)
         )
@@ -165,10 +184,34 @@ class _Auditor:
         # Nodes above level k complete at the chunk's last leaf, one per trailing one of a >> k.
         extra = ((a >> k) ^ ((a >> k) + 1)).bit_length() - 1
         need = n - 1 + extra
-        node_rows = list(islice(self.hashes, need))
-        self.hashes = chain(node_rows, self.hashes)  # pushed back unless everything matches
+        node_rows = self.hashes.take(need)
         if len(node_rows) != need or node_rows[0][0] != self.position or node_rows[-1][0] != self.position + need - 1:
+            self.hashes.push_back(node_rows)
             return False
+        if not self._nodes_match(node_rows, leaves, k, n, extra):
+            self.hashes.push_back(node_rows)
+            return False
+        stored = [h for _, h in node_rows]
+        levels = self._levels
+        acc = stored[-1] if extra else levels[k][0]
+        # Everything matches: commit the state, then check the checkpoints inside the chunk.
+        edge_before = [h for h, _ in self.edge]
+
+        def root_at(size: int) -> bytes:
+            hashes = edge_before + [levels[lv][i - (a >> lv)] for lv, i in range_nodes(a, size)]
+            return _fold(hashes)
+
+        self.check_checkpoints(a, a + n, root_at)
+        del self.edge[len(self.edge) - extra :]
+        self.edge.append((acc, False))
+        self.head = links[-1]
+        self.position += need
+        self.expected = a + n
+        return True
+
+    def _nodes_match(self, node_rows: list[tuple[int, bytes]], leaves: tuple[bytes, ...], k: int, n: int, extra: int) -> bool:
+        """Every interior hash of the chunk against its stored children; keeps the levels."""
+        sha256 = hashlib.sha256
         stored = [h for _, h in node_rows]
         pattern = _chunk_pattern(k)
         levels: list[list[bytes]] = [list(leaves)]
@@ -185,20 +228,7 @@ class _Auditor:
             if sha256(b"\x01" + left + acc).digest() != stored[n - 1 + e]:
                 return False
             acc = stored[n - 1 + e]
-        # Everything matches: commit the state, then check the checkpoints inside the chunk.
-        self.hashes = islice(self.hashes, need, None)
-        edge_before = [h for h, _ in self.edge]
-
-        def root_at(size: int) -> bytes:
-            hashes = edge_before + [levels[lv][i - (a >> lv)] for lv, i in range_nodes(a, size)]
-            return _fold(hashes)
-
-        self.check_checkpoints(a, a + n, root_at)
-        del self.edge[len(self.edge) - extra :]
-        self.edge.append((acc, False))
-        self.head = links[-1]
-        self.position += need
-        self.expected = a + n
+        self._levels = levels
         return True
 
     # ---------------------------------------------------------------- slow path
@@ -207,7 +237,7 @@ class _Auditor:
         """Entry by entry, naming each problem where it is."""
         sha256 = hashlib.sha256
         problems = self.problems
-        pending = next(self.hashes, None)
+        pending = self.hashes.next()
         for idx, data, leaf, stored_chain in rows:
             if idx != self.expected:
                 problems.add(self.expected, "missing_entry", f"entries {self.expected}..{idx - 1} are missing")
@@ -228,7 +258,7 @@ class _Auditor:
                 level += 1
                 node_index >>= 1
                 while pending is not None and pending[0] < self.position:
-                    pending = next(self.hashes, None)
+                    pending = self.hashes.next()
                 if pending is None or pending[0] != self.position:
                     node, bad = computed, True
                     problems.add(node_index << level, "interior_hash", f"interior hash ({level}, {node_index}) is missing")
@@ -242,7 +272,7 @@ class _Auditor:
                             f"interior hash ({level}, {node_index}) over entries {node_index << level}.."
                             f"{((node_index + 1) << level) - 1} does not match the hashes below it",
                         )
-                    pending = next(self.hashes, None)
+                    pending = self.hashes.next()
                 acc, flagged = node, bad
                 self.position += 1
             self.edge.append((acc, flagged))
@@ -250,7 +280,7 @@ class _Auditor:
             if self.cp is not None and self.cp[0] <= self.expected:
                 self.check_checkpoints(self.expected, self.expected, lambda _size: _fold([h for h, _ in self.edge]))
         if pending is not None:
-            self.hashes = chain([pending], self.hashes)
+            self.hashes.push_back([pending])
 
 
 def audit(
@@ -282,7 +312,7 @@ def audit(
             "size",
             f"the sequencer says {declared} entries but the store holds {entries}",
         )
-    pending = next(auditor.hashes, None)
+    pending = auditor.hashes.next()
     if pending is not None:
         problems.add(None, "interior_hash", f"interior hash at position {pending[0]} belongs to no entry")
     while auditor.cp is not None:
