@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
-from bench._common import machine, persistent_sqlite_ledger, statement  # noqa: F401 - statement documents the fill
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import machine, persistent_sqlite_ledger, statement  # noqa: F401,E402 - statement documents the fill
 from web.app import create_app
-from web.ui import init_app
 
 TARGET_P95_MS = 150.0
 
@@ -35,7 +37,6 @@ def main() -> int:
     n = args.entries
     with persistent_sqlite_ledger(n) as ledger:
         app = create_app({"SETTINGS": ledger.settings, "SECRET_KEY": "bench" * 8})
-        init_app(app)
         client = app.test_client()
         # Entries across the whole log, so that caches do not flatter one hot row.
         picks = [(i * 7919) % n for i in range(args.rounds)]

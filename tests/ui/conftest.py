@@ -15,7 +15,7 @@ from web.ui import init_app
 
 def make_app(store: Any, **config: Any) -> Flask:
     app = create_app({"SETTINGS": store.settings, "SECRET_KEY": "test-secret-" + "x" * 32, **config})
-    init_app(app)  # a no-op once web.app registers the UI itself
+    init_app(app)  # a no-op: web.app registers the UI itself
     return app
 
 
