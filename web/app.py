@@ -62,6 +62,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(v1.bp)
     app.register_blueprint(provenance.bp)
+    from web.api import audits  # noqa: PLC0415
+
+    app.register_blueprint(audits.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(tiles.bp, url_prefix=app.config.get("TLOG_PREFIX", tiles.DEFAULT_PREFIX))
 

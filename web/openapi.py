@@ -135,6 +135,24 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/audits": {
+            "post": {
+                "summary": "Start a distributed audit on the Celery workers (admin token)",
+                "security": [{"bearer": []}],
+                "responses": {"202": _json({"type": "object"}, "accepted"), **_errors(400, 401, 503)},
+            },
+            "get": {
+                "summary": "Recent audit runs",
+                "responses": {"200": _json({"type": "object"})},
+            },
+        },
+        "/audits/{audit_id}": {
+            "get": {
+                "summary": "An audit run: state, progress and result",
+                "parameters": [{"name": "audit_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {"200": _json({"type": "object"}), **_errors(404)},
+            }
+        },
         "/signers": {
             "get": {
                 "summary": "Principals, keys, grants, thresholds and the root of trust",

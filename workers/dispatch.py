@@ -68,7 +68,12 @@ def close(app: Celery) -> None:
         return
     consumer = getattr(backend, "result_consumer", None)
     if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
-        consumer.stop()  # the subscription Celery opens for each task it sends
+        # Celery subscribes to the result of each task it sends; we read results from the
+        # database, so drop the subscription, and forget it, or a result object collected
+        # later would reconnect to unsubscribe
+        consumer.stop()
+        consumer._pubsub = None
+        consumer.subscribed_to.clear()
     client = getattr(backend, "client", None)
     if isinstance(client, redis.Redis):
         client.close()

@@ -262,14 +262,15 @@ def cmd_prove_consistency(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from ledger.cli.worker import audit_with_workers, progress_bar  # noqa: PLC0415
+
+    progress = progress_bar() if not args.json and sys.stderr.isatty() else None
     if args.workers:
-        raise UnavailableError("audit --workers needs the Celery workers, which are not implemented yet (issue 4)")
-    with open_store() as st, st.sessions() as session:
-        progress = None
-        if not args.json and sys.stderr.isatty():
-            def progress(done: int, total: int) -> None:
-                print(f"\raudit: {done}/{total} entries", end="", file=sys.stderr, flush=True)
-        report = audit.audit(session, st.log, progress=progress)
+        # Shards on the Celery workers (Redis), or on an embedded worker when no Redis is set.
+        report = audit_with_workers(Settings.from_env(), progress)
+    else:
+        with open_store() as st, st.sessions() as session:
+            report = audit.audit(session, st.log, progress=progress)
     if args.json:
         _out(json.dumps(report.to_json(), indent=2))
     elif report.ok:
@@ -291,7 +292,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    raise UnavailableError("the Celery worker is not implemented yet (issue 4)")
+    from ledger.cli.worker import run_worker  # noqa: PLC0415
+
+    return run_worker(args.celery_args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -251,10 +251,17 @@ def run_demo(home: Path, *, port: int = 8000, serve_it: bool = True) -> int:
         trust_problems = verify_trust_state(session, log)
         chain = chain_service.chain(session, artifact)
     engine.dispose()
+    # The same audit again, sharded on Celery workers: with no PROVLEDGER_REDIS_URL they run
+    # embedded, in this process, through Celery itself.
+    from ledger.cli.worker import audit_with_workers  # noqa: PLC0415
+
+    sharded = audit_with_workers(settings, None)
     first = results[0].receipt["index"]  # type: ignore[union-attr]
     print(f"registered {len(signers)} signer keys and a firmware threshold as key events (entries 0..{first - 1})")
     print(f"appended {len(results)} signed records; audit: {'OK' if report.ok and not trust_problems else 'FAILED'} "
           f"({report.tree_size} entries, {report.checkpoints_checked} checkpoints)")
+    print(f"audit on the (embedded) Celery workers, every signature re-verified: {'OK' if sharded.ok else 'FAILED'} "
+          f"({sharded.tree_size} entries)")
     print(f"chain of {artifact}: {chain['verdict']} over {len(chain['links'])} links, "
           f"root entry {chain['root']['index']} ({chain['root']['kind']})")
     print(f"deployed on {DEMO_HOST}: entry {results[-1].receipt['index']}, its vTPM quote appraised "  # type: ignore[union-attr]

@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=c.cmd_serve)
 
     s = sub.add_parser("worker", help="a Celery worker for this ledger")
+    s.add_argument("celery_args", nargs=argparse.REMAINDER, help="options for celery worker, e.g. --concurrency 2 --beat")
     s.set_defaults(func=c.cmd_worker)
 
     s = sub.add_parser("demo", help="a fresh demo ledger with a realistic supply chain, served")

@@ -7,6 +7,7 @@ see each other's queues, results or locks.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -36,6 +37,14 @@ class RedisNamespace:
 
     def keys(self) -> list[bytes]:
         return list(self.client.scan_iter(match=self.prefix + "*", count=1000))
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect after each test, so that a connection left open is reported by the test that
+    left it (not by whichever test the garbage collector happens to run in)."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture
