@@ -17,7 +17,6 @@ from ledger.db.models import (
     EntrySubject,
     LogInfo,
     Sequencer,
-    SignerKey,
     TreeHash,
 )
 from ledger.errors import ConfigurationError, IntegrityError, NotFoundError
@@ -288,15 +287,7 @@ def iter_checkpoints(session: Session) -> Iterator[Checkpoint]:
         after = page[-1].tree_size
 
 
-# ------------------------------------------------------------------------------ keys and tokens
-
-
-def get_signer_key(session: Session, key_id: str) -> SignerKey | None:
-    return session.get(SignerKey, key_id)
-
-
-def list_signer_keys(session: Session) -> list[SignerKey]:
-    return list(session.execute(select(SignerKey).order_by(SignerKey.created_at, SignerKey.key_id)).scalars())
+# ------------------------------------------------------------------------------ tokens
 
 
 def add_token(session: Session, name: str, scope: str, token_hash: bytes, created_at: int) -> None:

@@ -329,10 +329,10 @@ def _check_bundle_leaf(leaf: Any) -> tuple[str, str] | None:
     """A Sigstore-bundle leaf: its content signature by its recorded signer, as an offline
     verifier of its receipt checks it (``ledger.verify``). The certificate chain and transparency
     entries inside the bundle are Sigstore's to re-check (the ledger checked them on entry)."""
-    from ledger.verify import _verify_bundle_leaf  # noqa: PLC0415 - ask: a public name for it
+    from ledger.verify import verify_bundle_leaf_signature  # noqa: PLC0415
 
     try:
-        _verify_bundle_leaf(0, None, leaf, ())  # type: ignore[arg-type]
+        verify_bundle_leaf_signature(leaf)
     except LedgerError as exc:
         return "signature", exc.diagnostics()
     return None
