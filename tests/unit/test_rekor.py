@@ -196,3 +196,56 @@ def test_malformed_entries_are_refused(vector: dict[str, Any], change: Any, mess
     change(doc)
     with pytest.raises(MalformedError, match=message):
         parse_rekor_v1_entry(doc)
+
+
+# --------------------------------------------------------------------------------------------
+# Inclusion promised (SET only), proven, both, neither
+
+
+def test_promise_only_entry_verifies_as_promised() -> None:
+    vector = load_vector(FILES["with_set"])
+    for absent in ("missing", "null"):
+        doc = copy.deepcopy(vector["tlogEntry"])
+        if absent == "missing":
+            del doc["inclusionProof"]
+        else:
+            doc["inclusionProof"] = None
+        result = verify_rekor_entry(doc, _key(vector))
+        assert result.inclusion == "promised" and result.set_verified
+        assert result.checkpoint is None and result.tree_id is None
+        with pytest.raises(VerificationError, match="only promised"):
+            verify_rekor_entry(doc, _key(vector), require_proof=True)
+        doc["inclusionPromise"]["signedEntryTimestamp"] = _flip_b64(doc["inclusionPromise"]["signedEntryTimestamp"], 7)
+        with pytest.raises(SignatureError, match="does not verify"):
+            verify_rekor_entry(doc, _key(vector))
+
+
+def test_entry_with_both_is_proven_and_checks_both() -> None:
+    vector = load_vector(FILES["with_set"])
+    result = verify_rekor_entry(vector["tlogEntry"], _key(vector))
+    assert result.inclusion == "proven" and result.set_verified
+    doc = copy.deepcopy(vector["tlogEntry"])
+    doc["inclusionProof"]["rootHash"] = _flip_b64(doc["inclusionProof"]["rootHash"], 3)
+    with pytest.raises(VerificationError):
+        verify_rekor_entry(doc, _key(vector))
+
+
+def test_entry_with_neither_is_refused() -> None:
+    vector = load_vector(FILES["no_set"])
+    doc = copy.deepcopy(vector["tlogEntry"])
+    del doc["inclusionProof"]
+    with pytest.raises(VerificationError, match="neither an inclusion proof nor an inclusion promise"):
+        verify_rekor_entry(doc, _key(vector))
+
+
+def test_rest_entry_without_proof_verifies_by_its_set() -> None:
+    vector = load_vector(FILES["with_set"])
+    e = vector["tlogEntry"]
+    rest = {
+        "body": e["canonicalizedBody"],
+        "integratedTime": int(e["integratedTime"]),
+        "logID": base64.b64decode(e["logId"]["keyId"]).hex(),
+        "logIndex": int(e["logIndex"]),
+        "verification": {"signedEntryTimestamp": e["inclusionPromise"]["signedEntryTimestamp"]},
+    }
+    assert verify_rekor_entry(rest, _key(vector)).inclusion == "promised"
