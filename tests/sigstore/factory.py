@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ledger import merkle
-from ledger.dsse import pae
-from ledger.hashing import leaf_hash
-from ledger.note import Note, Signature, format_note
-from ledger.sigstore import TrustedRoots, parse_trusted_root
+from ledger.records.dsse import pae
+from ledger.tlog.hashing import leaf_hash
+from ledger.tlog.note import Note, Signature, format_note
+from ledger.interop.sigstore import TrustedRoots, parse_trusted_root
 
 #: verification happens at NOW; the entry was integrated at INTEGRATED, inside the leaf's window
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ledger.errors import MalformedError, SignatureError, VerificationError
-from ledger.sigstore import parse_bundle, verify_bundle
+from ledger.interop.sigstore import parse_bundle, verify_bundle
 from tests.sigstore.factory import INTEGRATED, NOW, World, encode
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from ledger.errors import SignatureError, VerificationError
-from ledger.records import decode_leaf
+from ledger.records.leaf import decode_leaf
 from ledger.services import chain
 from ledger.services.chain import PROMISED_INCLUSION
-from ledger.sigstore.trust import ENV_TRUSTED_ROOTS
+from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
 from tests.sigstore.factory import ARTIFACT_SHA256, ISSUER, REPO, SAN, World, encode
 from tests.sigstore_ingest.conftest import Policy, ok
 

@@ -1,6 +1,6 @@
 """Offline verification of Rekor log entries: inclusion proof, checkpoint and inclusion promise.
 
-This is the one Rekor entry verifier of the ledger: ``ledger.sigstore`` verifies the
+This is the one Rekor entry verifier of the ledger: ``ledger.interop.sigstore`` verifies the
 ``tlogEntries`` of a bundle with it, and it verifies a Rekor REST ``LogEntry`` on its own.
 
 A Rekor v1 entry (the ``tlogEntries[]`` item of a Sigstore bundle, or the REST ``LogEntry``)
@@ -49,10 +49,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, parse_checkpoint_text
+from ledger.tlog.checkpoint import Checkpoint, parse_checkpoint_text
 from ledger.errors import MalformedError, RootMismatchError, SignatureError, VerificationError
-from ledger.hashing import HASH_SIZE, leaf_hash
-from ledger.note import ECDSAVerifier, Ed25519Verifier, Verifier, verify_note
+from ledger.tlog.hashing import HASH_SIZE, leaf_hash
+from ledger.tlog.note import ECDSAVerifier, Ed25519Verifier, Verifier, verify_note
 
 __all__ = [
     "REKOR_V1_LOG_NAME",

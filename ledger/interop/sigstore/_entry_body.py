@@ -1,6 +1,6 @@
 """The body of a bundle's Rekor entry records this bundle: its content, signature and signer.
 
-The log side of an entry (inclusion proof, checkpoint, SET) is :mod:`ledger.rekor`; this module
+The log side of an entry (inclusion proof, checkpoint, SET) is :mod:`ledger.interop.rekor`; this module
 checks that what the log recorded is the bundle at hand (no CVE-2022-36056), per entry kind:
 ``hashedrekord`` 0.0.1 and 0.0.2, ``dsse`` 0.0.1 and ``intoto`` 0.0.2.
 """
@@ -19,9 +19,9 @@ import rfc8785
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ledger.dsse import Envelope
 from ledger.errors import VerificationError
-from ledger.sigstore.bundle import Bundle, TlogEntry
+from ledger.interop.sigstore.bundle import Bundle, TlogEntry
+from ledger.records.dsse import Envelope
 
 __all__ = ["SUPPORTED_KINDS", "SignerMaterial", "check_entry_body"]
 
