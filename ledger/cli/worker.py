@@ -42,12 +42,9 @@ EMBEDDED_OPTIONS = "-c/--concurrency N, -B/--beat, -l/--loglevel LEVEL"
 
 def celery_worker_help() -> str:
     """Celery's own worker options, as ``celery worker --help`` lists them."""
-    import click  # noqa: PLC0415 - Celery's command line is click
-    from celery.bin.worker import worker  # noqa: PLC0415 - composition root
+    from workers.app import worker_options_help  # noqa: PLC0415 - composition root
 
-    text = worker.get_help(click.Context(worker, info_name="provledger worker"))
-    at = text.find("Worker Options:")
-    return text[at:] if at >= 0 else text
+    return worker_options_help("provledger worker")
 
 
 def _embedded_options(argv: Sequence[str]) -> tuple[int | None, str]:

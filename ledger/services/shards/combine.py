@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from ledger.db import store
 from ledger.db.models import Entry, TreeHash
 from ledger.db.models import Checkpoint as CheckpointRow
-from ledger.hashing import EMPTY_ROOT, node_hash
-from ledger.note import parse_vkey
+from ledger.tlog.hashing import EMPTY_ROOT, node_hash
+from ledger.tlog.note import parse_vkey
 from ledger.services.shards.plan import Shard
 from ledger.services.shards.results import DistributedReport, ShardResult, _Problems
 from ledger.services.shards.verify import _check_signed_checkpoint, _fold, _stored_interior

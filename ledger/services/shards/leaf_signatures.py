@@ -8,10 +8,10 @@ import json
 import re
 from typing import Any
 
-from ledger.dsse import pae, parse_envelope, verify_envelope_result
+from ledger.records.dsse import pae, parse_envelope, verify_envelope_result
 from ledger.errors import LedgerError, MalformedError
-from ledger.keys import PublicKey, public_key_from_der
-from ledger.records import LEAF_KIND_BUNDLE, LEAF_KIND_DSSE, decode_leaf
+from ledger.records.keys import PublicKey, public_key_from_der
+from ledger.records.leaf import LEAF_KIND_BUNDLE, LEAF_KIND_DSSE, decode_leaf
 
 __all__ = ["check_leaf_signatures"]
 
@@ -48,7 +48,7 @@ class _Signers:
 _SIGNERS = _Signers()
 
 
-#: The shape ``ledger.records.encode_leaf`` writes for one signature by one recorded signer, with
+#: The shape ``ledger.records.leaf.encode_leaf`` writes for one signature by one recorded signer, with
 #: strings that need no escaping: bytes that match are RFC 8785 canonical by construction.
 _COMMON_LEAF = re.compile(
     rb'\{"envelope":\{"payload":"([A-Za-z0-9+/]*={0,2})","payloadType":"([ !#-\[\]-~]+)",'
@@ -67,8 +67,8 @@ def check_leaf_signatures(data: bytes, signers: _Signers = _SIGNERS) -> tuple[st
     matched as bytes: its fields are sliced out without decoding JSON, and since they need no
     escaping the bytes are canonical by construction. Other leaves of the ``encode_leaf`` shape
     are decoded with Python's JSON, which for strings, nulls and small integers under ASCII keys
-    is byte-identical to RFC 8785 (``ledger.records.canonical_strings``). Anything else takes the
-    exact path, ``ledger.records.decode_leaf``. Tests hold the paths to the same verdicts.
+    is byte-identical to RFC 8785 (``ledger.records.leaf.canonical_strings``). Anything else takes the
+    exact path, ``ledger.records.leaf.decode_leaf``. Tests hold the paths to the same verdicts.
     """
     match = _COMMON_LEAF.fullmatch(data)
     if match is not None:

@@ -24,14 +24,14 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledger.checkpoint import open_checkpoint
+from ledger.tlog.checkpoint import open_checkpoint
 from ledger.db import store
 from ledger.db.models import Entry, TreeHash
 from ledger.db.models import Checkpoint as CheckpointRow
 from ledger.errors import LedgerError
-from ledger.hashing import CHAIN_SEED, node_hash
+from ledger.tlog.hashing import CHAIN_SEED, node_hash
 from ledger.merkle import NodeId, frontier_nodes
-from ledger.note import Verifier, parse_vkey
+from ledger.tlog.note import Verifier, parse_vkey
 from ledger.services.shards.leaf_signatures import check_leaf_signatures
 from ledger.services.shards.plan import Shard
 from ledger.services.shards.results import ShardResult, _Problems
