@@ -166,6 +166,8 @@ def test_demo_printout_runs_as_written(tmp_path, redis_ns, background):
     assert exports == {"PROVLEDGER_HOME": str(home)}
     assert any(c.startswith("provledger worker") for c in commands)
     assert any(c.startswith("provledger audit --signatures") for c in commands)
+    assert any(c.startswith("provledger verify-receipt") for c in commands)
+    assert sum(c.startswith("curl ") for c in commands) >= 3 and len(urls) >= 2, (commands, urls)
     env.update(exports)
     env["PROVLEDGER_TEE_TRUST_DIR"] = str(home / "tee-trust")
     # the demo serves what its hints talk to: the same server, on the printed port
