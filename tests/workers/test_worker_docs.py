@@ -55,7 +55,7 @@ def demo_hints(stdout: str) -> tuple[list[str], list[str], dict[str, str]]:
     """(commands, URLs to open, exported variables) from the demo's "Look around" printout."""
     commands, urls, exports = [], [], {}
     for line in stdout.split("Look around:", 1)[1].splitlines():
-        body = re.sub(r"^\s*[a-z -]+:\s+", "", line).strip() if re.match(r"^\s+[a-z -]+:\s", line) else line.strip()
+        body = re.sub(r"^\s*[A-Za-z -]+:\s+", "", line).strip() if re.match(r"^\s+[A-Za-z -]+:\s", line) else line.strip()
         body = re.split(r"\s{2,}\(", body)[0].strip()
         if body.startswith("export "):
             name, value = body[len("export "):].split("=", 1)
