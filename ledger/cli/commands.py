@@ -262,19 +262,32 @@ def cmd_prove_consistency(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from ledger.cli.worker import audit_with_workers, progress_bar  # noqa: PLC0415
+    from ledger.cli.worker import DEFAULT_WAIT, audit_with_workers, progress_bar  # noqa: PLC0415
 
+    if args.processes is not None and (not args.signatures or args.processes < 1):
+        raise MalformedError("--processes takes a positive number and goes with --signatures")
+    if args.wait is not None and not args.workers:
+        raise MalformedError("--wait goes with --workers (how long to wait for a worker to pick the audit up)")
     progress = progress_bar() if not args.json and sys.stderr.isatty() else None
     if args.workers:
         # Shards on the Celery workers (Redis), or on an embedded worker when no Redis is set.
-        report = audit_with_workers(Settings.from_env(), progress)
+        wait = DEFAULT_WAIT if args.wait is None else args.wait
+        report: Any = audit_with_workers(Settings.from_env(), progress, wait=wait)
+    elif args.signatures:
+        from ledger.services.shards import audit_signatures  # noqa: PLC0415
+
+        with open_store() as st:
+            report = audit_signatures(
+                st.sessions, st.log, database_url=st.settings.database_url, processes=args.processes, progress=progress
+            )
     else:
         with open_store() as st, st.sessions() as session:
             report = audit.audit(session, st.log, progress=progress)
     if args.json:
         _out(json.dumps(report.to_json(), indent=2))
     elif report.ok:
-        _out(f"OK: {report.tree_size} entries, {report.checkpoints_checked} checkpoints re-measured")
+        signatures = f", {report.signatures_checked} signatures" if args.workers or args.signatures else ""
+        _out(f"OK: {report.tree_size} entries{signatures}, {report.checkpoints_checked} checkpoints re-measured")
     else:
         for p in report.problems:
             print(f"problem at {p.index}: {p.kind}: {p.message}", file=sys.stderr)

@@ -276,6 +276,10 @@ def run_demo(home: Path, *, port: int = 8000, serve_it: bool = True) -> int:
     print(f"                   curl http://127.0.0.1:{port}/api/v1/artifacts/{artifact}/chain")
     print(f"  API:             curl http://127.0.0.1:{port}/api/v1/checkpoint")
     print(f"                   curl http://127.0.0.1:{port}/api/v1/entries/{first}")
+    print("  audits:          provledger audit                    (hash level: leaves, chain, tree, checkpoints, trust)")
+    print("                   provledger audit --signatures       (all that and every signature, on every core)")
+    print("  workers:         provledger worker --concurrency 2   (with PROVLEDGER_REDIS_URL set; README: Scaling out)")
+    print("                   provledger audit --workers          (the signature audit, sharded on the workers)")
     print(f"  submit token:    {token}")
     print(f"  environment:     export PROVLEDGER_HOME={home}")
     if not serve_it:
