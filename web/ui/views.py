@@ -24,6 +24,8 @@ from ledger.services import receipts, registry
 from ledger.provenance.graph import normalise_algorithm
 from ledger.provenance.policy import KeyState
 from ledger.services import setup as ledger_setup
+from ledger.services.deployment import appraisals_of
+from ledger.services.find import find
 from ledger.services.trust import key_rows, load_keys
 from web.extension import get_session, ledger
 from ledger.db import browse as queries
@@ -126,6 +128,12 @@ def _csrf() -> None:
     check_csrf()
 
 
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page says: the same icon, not a 404."""
+    return redirect(url_for("ui.static", filename="favicon.svg"), code=301)
+
+
 # ------------------------------------------------------------------------------ overview
 
 
@@ -159,36 +167,6 @@ def _running_audits(session: Any) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------ search
 
 
-def _search_sources(session: Any, q: str) -> tuple[list[Callable[[int, int], list[int]]], list[str], tuple[str, str] | None]:
-    """The page sources a query stands for, a description of each, and its digest if it is one."""
-    sources: list[Callable[[int, int], list[int]]] = []
-    meaning: list[str] = []
-    if q.lower().startswith("signer:"):
-        who = q[len("signer:") :].strip()
-        key_ids = [who.lower()] if _BARE_SHA256.fullmatch(who) else queries.key_ids_named(session, who)
-        sources.append(lambda a, n: queries.entries_by_key_ids(session, key_ids, a, n))
-        meaning.append(f"records signed by {who!r}")
-        return sources, meaning, None
-    digest = _normalise_digest(q)
-    if digest is not None:
-        algorithm, value = digest
-        sources.append(lambda a, n: queries.entries_by_subject_digest(session, algorithm, value, a, n))
-        meaning.append(f"subject digest {algorithm}:{value}")
-        if algorithm == "sha256" and len(value) == 64:  # a key id has the same shape
-            sources.append(lambda a, n: queries.entries_by_key_ids(session, [value], a, n))
-            meaning.append(f"signer key id {value}")
-        return sources, meaning, digest
-    sources.append(lambda a, n: queries.entries_by_subject_name(session, q, a, n))
-    meaning.append(f"subject name {q!r}")
-    sources.append(lambda a, n: queries.entries_by_predicate_type(session, q, a, n))
-    meaning.append(f"predicate type {q!r}")
-    key_ids = queries.key_ids_named(session, q)
-    if key_ids:
-        sources.append(lambda a, n: queries.entries_by_key_ids(session, key_ids, a, n))
-        meaning.append(f"signer {q!r}")
-    return sources, meaning, None
-
-
 @bp.get("/search")
 def search() -> str:
     q = request.args.get("q", "").strip()
@@ -201,9 +179,9 @@ def search() -> str:
     digest = None
     if q:
         session = get_session()
-        sources, meaning, digest = _search_sources(session, q)
-        page, next_after = queries.merge_pages(sources, -1 if after is None else after, PAGE)
-        results = queries.summaries(session, page)
+        found = find(session, q, after=-1 if after is None else after, limit=PAGE)
+        meaning, digest, next_after = found.meaning, found.digest, found.next_after
+        results = queries.summaries(session, found.indexes)
     return render_template(
         "search.html", q=q, after=after, results=results, next_after=next_after, meaning=meaning, digest=digest
     )
@@ -246,8 +224,10 @@ def entry(index: int) -> str:
     ]
     vkey = ledger().log.vkey
     size = store.current_size(session)
+    appraisal = appraisals_of(session, [index]).get(index)
     return render_template(
         "entry.html",
+        appraisal=appraisal,
         index=index,
         row=row,
         summary=summary,
@@ -307,6 +287,7 @@ def artifact(digest: str) -> str | Response:
         svg=graph.render_svg(chain),
         kind_name=graph.kind_name,
         verdict_of=graph.verdict_of,
+        default_reason=graph.default_reason,
         at=at,
         size=size,
         provisional=provisional,
@@ -405,8 +386,8 @@ def checkpoints() -> str:
             "old_size": old,
             "new_size": new,
             "hashes": [base64.b64encode(h).decode("ascii") for h in hashes],
-            "old_root": base64.b64encode(roots[old]).decode("ascii") if old in roots else None,
-            "new_root": base64.b64encode(roots[new]).decode("ascii") if new in roots else None,
+            "old_root": roots[old].hex() if old in roots else None,
+            "new_root": roots[new].hex() if new in roots else None,
             "json": json.dumps(
                 {"old_size": old, "new_size": new, "hashes": [base64.b64encode(h).decode("ascii") for h in hashes]},
                 indent=2,
