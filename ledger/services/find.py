@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from ledger.db import browse
 from ledger.errors import MalformedError
-from ledger.provenance.graph import normalise_algorithm
+from ledger.trust.graph import normalise_algorithm
 
 __all__ = ["MAX_QUERY_CHARS", "MIN_DIGEST_PREFIX", "Found", "find", "summaries"]
 

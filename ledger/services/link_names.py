@@ -25,7 +25,7 @@ MAX_NAMED = 500
 
 def _version_of(session: Session, index: int) -> str | None:
     """A record's own version string (firmware and part predicates state one), if any."""
-    from ledger.records import decode_leaf  # noqa: PLC0415 - only when a page asks
+    from ledger.records.leaf import decode_leaf  # noqa: PLC0415 - only when a page asks
 
     try:
         leaf = decode_leaf(store.get_entry(session, index).data)
