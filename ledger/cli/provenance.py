@@ -276,11 +276,13 @@ def cmd_chain(args: argparse.Namespace) -> int:
 
 def _cmd_find(args: argparse.Namespace) -> int:
     """``search QUERY``: the same reading of the query, and so the same entries, as the UI's box."""
-    from ledger.services import find as find_service  # noqa: PLC0415
+    from ledger.services.search import search  # noqa: PLC0415
 
+    if not 1 <= args.limit <= 1000:
+        raise MalformedError("--limit must be between 1 and 1000")
     with open_store() as st, st.sessions() as session:
-        found = find_service.find(session, args.query, after=args.after, limit=args.limit)
-        rows = find_service.summaries(session, found.indexes)
+        found = search(session, args.query, after=args.after, limit=args.limit)
+    rows = found.results
     if args.json:
         _out(json.dumps({"query": args.query, "meaning": found.meaning, "next": found.next_after, "entries": [
             {"index": r.index, "integrated_time": r.integrated_time, "predicate_type": r.predicate_type,
