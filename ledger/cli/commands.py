@@ -105,9 +105,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     pub = Path(str(out) + ".pub")
     for p in (out, pub):
         if p.exists():
-            raise ConflictError(f"{p} already exists; refusing to overwrite a key")
+            raise ConflictError(f"{p} already exists; refusing to overwrite a key (choose another --out)")
     key = keylib.generate_private_key(args.algorithm)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(key.to_pem())
@@ -157,7 +157,7 @@ _HTTP_ERRORS = {400: MalformedError, 413: MalformedError, 422: VerificationError
 
 
 def _submit_http(server: str, token: str | None, body: bytes) -> dict[str, Any]:
-    from ledger.errors import ConfigurationError, NotTrustedError  # noqa: PLC0415
+    from ledger.errors import NotTrustedError  # noqa: PLC0415
 
     if not token:
         raise MalformedError("--server needs --token (or PROVLEDGER_TOKEN)")
@@ -175,7 +175,12 @@ def _submit_http(server: str, token: str | None, body: bytes) -> dict[str, Any]:
             message = json.loads(exc.read())["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = exc.reason
-        error = {401: ConfigurationError, 403: NotTrustedError}.get(exc.code) or _HTTP_ERRORS.get(exc.code, UnavailableError)
+        if exc.code == 401:
+            raise VerificationError(
+                f"the server refused the token (401: {message}): check --token or PROVLEDGER_TOKEN "
+                "(an admin creates one with `provledger tokens create --name NAME --scope submit`)"
+            ) from exc
+        error = {403: NotTrustedError}.get(exc.code) or _HTTP_ERRORS.get(exc.code, UnavailableError)
         raise error(f"the server refused the envelope ({exc.code}): {message}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise UnavailableError(f"cannot reach {server}: {getattr(exc, 'reason', exc)}") from exc
@@ -298,9 +303,28 @@ def cmd_audit(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ server
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, in one sentence and before printing anything, to serve on a port already taken."""
+    import errno  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UnavailableError(
+                    f"port {port} on {host} is already in use (another provledger serve?): stop it or choose another --port"
+                ) from exc
+            raise UnavailableError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from web.server import serve  # noqa: PLC0415 - the composition root imports web lazily
 
+    check_port_free(args.host, args.port)
     return serve(Settings.from_env(), host=args.host, port=args.port, workers=args.workers, threads=args.threads)
 
 
@@ -313,6 +337,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ledger.cli.demo import run_demo  # noqa: PLC0415
 
+    if not args.no_serve:
+        check_port_free("127.0.0.1", args.port)
     return run_demo(Path(args.home), port=args.port, serve_it=not args.no_serve)
 
 

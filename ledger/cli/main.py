@@ -67,9 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("log-key", help="print the log's C2SP verifier key")
     s.set_defaults(func=c.cmd_log_key)
 
-    s = sub.add_parser("keygen", help="write a signing key (PKCS#8 PEM) and its public key (PATH.pub)")
-    s.add_argument("--out", required=True, metavar="PATH")
-    s.add_argument("--algorithm", choices=["ed25519", "ecdsa-p256"], default="ed25519")
+    s = sub.add_parser(
+        "keygen",
+        help="write a signing key (PKCS#8 PEM, mode 0600) and its public key (PATH.pub)",
+        epilog="example:\n  provledger keygen --out \"$PROVLEDGER_HOME/keys/ci.pem\"   # then: keys add --public-key …/ci.pem.pub",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("--out", required=True, metavar="PATH",
+                   help="where to write the private key (mode 0600; refuses to overwrite); the public key goes to "
+                   "PATH.pub. Keep keys out of the working tree: under $PROVLEDGER_HOME/keys/, as README does")
+    s.add_argument("--algorithm", choices=["ed25519", "ecdsa-p256"], default="ed25519",
+                   help="the signature algorithm (default: ed25519)")
     s.set_defaults(func=c.cmd_keygen)
 
 
@@ -194,6 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `provledger search … | head`: the reader has what it wanted
+        import os  # noqa: PLC0415
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

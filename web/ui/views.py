@@ -22,6 +22,7 @@ from ledger.services import receipts, registry
 from ledger.trust.policy import KeyState
 from ledger.services import browse
 from ledger.services import setup as ledger_setup
+from ledger.services.deployment import appraisals_of
 from ledger.services.search import SearchResult, normalise_digest
 from ledger.services.search import search as search_entries
 from ledger.services.tokens import Token, admin_token
@@ -111,6 +112,12 @@ def _csrf() -> None:
     check_csrf()
 
 
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page says: the same icon, not a 404."""
+    return redirect(url_for("ui.static", filename="favicon.svg"), code=301)
+
+
 # ------------------------------------------------------------------------------ overview
 
 
@@ -197,8 +204,10 @@ def entry(index: int) -> str:
     ]
     vkey = ledger().log.vkey
     size = browse.tree_size(session)
+    appraisal = appraisals_of(session, [index]).get(index)
     return render_template(
         "entry.html",
+        appraisal=appraisal,
         index=index,
         row=row,
         summary=summary,
@@ -258,6 +267,7 @@ def artifact(digest: str) -> str | Response:
         svg=graph.render_svg(chain),
         kind_name=graph.kind_name,
         verdict_of=graph.verdict_of,
+        default_reason=graph.default_reason,
         at=at,
         size=size,
         provisional=provisional,
@@ -356,8 +366,8 @@ def checkpoints() -> str:
             "old_size": old,
             "new_size": new,
             "hashes": [base64.b64encode(h).decode("ascii") for h in hashes],
-            "old_root": base64.b64encode(roots[old]).decode("ascii") if old in roots else None,
-            "new_root": base64.b64encode(roots[new]).decode("ascii") if new in roots else None,
+            "old_root": roots[old].hex() if old in roots else None,
+            "new_root": roots[new].hex() if new in roots else None,
             "json": json.dumps(
                 {"old_size": old, "new_size": new, "hashes": [base64.b64encode(h).decode("ascii") for h in hashes]},
                 indent=2,
