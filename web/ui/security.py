@@ -59,7 +59,7 @@ def load_secret_key(home: Path, environ: os._Environ[str] | dict[str, str] | Non
         return env["PROVLEDGER_SECRET_KEY"]
     path = home / SECRET_KEY_FILE
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         pass
