@@ -77,3 +77,24 @@ def test_a_bad_read_timeout_setting_refuses_to_start(sqlite_store):
         )
         assert proc.returncode == 1, proc.stderr
         assert "PROVLEDGER_READ_TIMEOUT" in proc.stderr
+
+
+def test_several_processes_share_the_socket_and_the_sequencer_lock(sqlite_store, tmp_path):
+    token = _token(sqlite_store)
+    key = sqlite_store.add_signer(allow=[PREDICATE])
+    start = sqlite_store.size()
+    with running_server(PROVLEDGER, sqlite_store.env, tmp_path / "serve.log", "--workers", "2", "--threads", "4") as port:
+        auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+        def submit(_: int) -> int:
+            return request(port, "POST", "/api/v1/entries", body=envelope_bytes(sign(key)), headers=auth, timeout=60)[0]
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(submit, range(24)))
+        assert statuses == [201] * 24, statuses
+        # the two processes' sequencers interleave: neither takes the other's appends for a cut store
+        for _ in range(10):  # new connections: both processes answer
+            status, body = request(port, "GET", "/healthz")
+            assert status == 200 and body["integrity"] == "verified"
+    assert sqlite_store.size() == start + 24
+    assert "(waitress, 2 process(es)" in (tmp_path / "serve.log").read_text()
