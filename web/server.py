@@ -17,10 +17,9 @@ import time
 from typing import Any
 
 from ledger.config import Settings
-from ledger.db import store
 from ledger.db.engine import make_engine, make_session_factory
 from ledger.errors import ConfigurationError, IntegrityError
-from ledger.services import audit, integrity, setup
+from ledger.services import audit, browse, integrity, setup
 from ledger.services.log import LogIdentity, load_log_identity
 from web.app import MAX_REQUEST_BYTES, create_app
 from web.extension import IntegrityState
@@ -40,7 +39,7 @@ def check_at_start(settings: Settings) -> tuple[IntegrityState, bool]:
     try:
         setup.check_initialised(engine)
         with make_session_factory(engine)() as session:
-            size = store.current_size(session)
+            size = browse.tree_size(session)
             if size <= integrity.full_check_limit():
                 report = audit.audit(session, identity)
                 if not report.ok:
