@@ -139,7 +139,11 @@ def access_log(app: Any) -> Any:
 def _serve_process(settings: Settings, state: IntegrityState, background: bool, sock: socket.socket, options: dict[str, Any]) -> int:
     import waitress  # noqa: PLC0415
 
-    app = create_app({"SETTINGS": settings, "INTEGRITY": state})
+    try:
+        app = create_app({"SETTINGS": settings, "INTEGRITY": state})
+    except ConfigurationError as exc:
+        print(f"provledger: refusing to start: {exc}", file=sys.stderr, flush=True)
+        return 1
     if background:
         start_background_audit(settings, app.extensions["provledger"].log, state)
     server = waitress.create_server(access_log(app), sockets=[sock], **options)
@@ -179,12 +183,12 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1, threads
     # Several processes accept on the one listening socket; each runs its own sequencer, and
     # they serialise through the database's sequencer lock.
     children: list[int] = []
-    for n in range(workers):
+    for _n in range(workers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             code = 1
             try:
-                code = _serve_process(settings, state, background and n == 0, sock, options)
+                code = _serve_process(settings, state, background, sock, options)  # each its own audit and state
             finally:
                 os._exit(code)
         children.append(pid)

@@ -70,13 +70,16 @@ def test_the_read_timeout_closes_stalled_headers_and_uploads(sqlite_store, tmp_p
 def test_a_bad_read_timeout_setting_refuses_to_start(sqlite_store):
     import subprocess  # noqa: PLC0415
 
-    for bad in ("0", "abc", "١٢"):
+    bad_settings = [("PROVLEDGER_READ_TIMEOUT", bad) for bad in ("0", "abc", "١٢")] + [
+        ("PROVLEDGER_MAX_CONNECTIONS", "-5"), ("PROVLEDGER_SECURE_COOKIES", "maybe"),
+    ]
+    for name, bad in bad_settings:
         proc = subprocess.run(
-            [PROVLEDGER, "serve", "--port", "0"], env={**sqlite_store.env, "PROVLEDGER_READ_TIMEOUT": bad},
+            [PROVLEDGER, "serve", "--port", "0"], env={**sqlite_store.env, name: bad},
             capture_output=True, text=True, timeout=120, check=False,
         )
         assert proc.returncode == 1, proc.stderr
-        assert "PROVLEDGER_READ_TIMEOUT" in proc.stderr
+        assert "refusing to start" in proc.stderr and name in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_several_processes_share_the_socket_and_the_sequencer_lock(sqlite_store, tmp_path):
