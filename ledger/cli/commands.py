@@ -126,6 +126,30 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _utc(ts: int | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts is not None else "never"
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    with open_store() as st, st.sessions() as session:
+        tokens = registry.list_tokens(session)
+    if args.json:
+        _out(json.dumps([t.to_json() for t in tokens], indent=2))
+        return 0
+    _out(f"{'NAME':<24} {'SCOPE':<7} {'CREATED':<20} {'LAST USED':<20} STATUS")
+    for t in tokens:
+        status = f"revoked {_utc(t.revoked_at)}" if t.revoked_at is not None else "live"
+        _out(f"{t.name:<24} {t.scope:<7} {_utc(t.created_at):<20} {_utc(t.last_used_at):<20} {status}")
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    with open_store() as st, st.sessions() as session, session.begin():
+        count = registry.revoke_token(session, args.name, now=now())
+    _out(f"revoked {count} token(s) named {args.name!r}; requests with them now get 401")
+    return 0
+
+
 # ------------------------------------------------------------------------------ records
 
 

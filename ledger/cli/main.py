@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", required=True)
     s.add_argument("--scope", required=True, choices=["submit", "admin"])
     s.set_defaults(func=c.cmd_tokens_create)
+    s = tokens.add_parser("list", help="the tokens: names, scopes, created, last used, revoked (never the secret)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=c.cmd_tokens_list)
+    s = tokens.add_parser("revoke", help="revoke the live tokens named NAME (they get 401; their admin sessions end)")
+    s.add_argument("name", metavar="NAME")
+    s.set_defaults(func=c.cmd_tokens_revoke)
 
     s = sub.add_parser("sign", help="sign an in-toto Statement into a DSSE envelope (stdout)")
     s.add_argument("--key", required=True, metavar="PATH", help="PKCS#8 PEM private key")
