@@ -30,7 +30,7 @@ NODE_W, NODE_H = 250, 96
 GAP_X, GAP_Y = 28, 76
 MARGIN = 16
 #: characters that fit one line of a node box: the name (12 px sans) and the digest (11 px mono)
-NAME_CHARS = 34
+NAME_CHARS = 28
 SUBJECT_CHARS = 32
 #: where an edge's label sits: this far down the gap below its source box, so never over a box
 LABEL_DROP = 0.5
