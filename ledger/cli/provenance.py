@@ -104,7 +104,8 @@ def add_parser(sub: Any) -> None:
                    help="free text, read as the UI's search box reads it: a digest or digest prefix (8+ hex), "
                    "`signer:NAME`, or words matched inside subject names, predicate types, host ids and signer names")
     s.add_argument("--digest", metavar="sha256:HEX")
-    s.add_argument("--name", metavar="PREFIX_OR_GLOB")
+    s.add_argument("--name", metavar="PREFIX_OR_GLOB",
+                   help="a subject-name prefix, or a glob per / segment such as 'acme/*/fw'")
     s.add_argument("--signer", metavar="KEYID_OR_PRINCIPAL")
     s.add_argument("--predicate-type", metavar="URI_OR_GLOB")
     s.add_argument("--since", metavar="T")
