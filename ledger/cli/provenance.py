@@ -260,10 +260,13 @@ def cmd_chain(args: argparse.Namespace) -> int:
         doc = chain_service.chain(session, args.digest, at=args.at)
     if args.json:
         _out(json.dumps(doc, indent=2))
+    elif not any(link.get("index") is not None for link in doc["links"]):
+        _out(f"{doc['artifact']}: missing: no record about it is in the ledger"
+             f"{' as of index ' + str(args.at) if args.at is not None else ''}, so nothing vouches for it")
     else:
         _out(f"{doc['artifact']}: {doc['verdict']}")
         for link in doc["links"]:
-            where = f"entry {link['index']}" if link["index"] is not None else "no entry"
+            where = f"entry {link['index']}" if link["index"] is not None else "(no record)"
             signer = f" signed by {link['signer']}" if link["signer"] else ""
             deps = f" ← {link['depends_on']}" if link["depends_on"] else ""
             _out(f"  [{link['verdict']:>9}] {where} {link['kind']} {link['subject']}{signer}{deps}")
