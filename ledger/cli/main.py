@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="tokens_command", required=True, metavar="ACTION", parser_class=_Parser
     )
     s = tokens.add_parser("create", help="create a bearer token (printed once, stored hashed)")
-    s.add_argument("--name", required=True)
+    s.add_argument("--name", required=True, help="the token's name, unique (used by `tokens revoke`)")
     s.add_argument("--scope", required=True, choices=["submit", "admin"])
     s.set_defaults(func=c.cmd_tokens_create)
     s = tokens.add_parser("list", help="the tokens: names, scopes, created, last used, revoked (never the secret)")
@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ledger.cli import provenance  # noqa: PLC0415
 
     provenance.add_parser(sub)
+    from ledger.cli.help import complete_help  # noqa: PLC0415
+
+    complete_help(p)
     return p
 
 

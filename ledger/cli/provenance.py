@@ -104,7 +104,8 @@ def add_parser(sub: Any) -> None:
                    help="free text, read as the UI's search box reads it: a digest or digest prefix (8+ hex), "
                    "`signer:NAME`, or words matched inside subject names, predicate types, host ids and signer names")
     s.add_argument("--digest", metavar="sha256:HEX")
-    s.add_argument("--name", metavar="PREFIX_OR_GLOB")
+    s.add_argument("--name", metavar="PREFIX_OR_GLOB",
+                   help="a subject-name prefix, or a glob per / segment such as 'acme/*/fw'")
     s.add_argument("--signer", metavar="KEYID_OR_PRINCIPAL")
     s.add_argument("--predicate-type", metavar="URI_OR_GLOB")
     s.add_argument("--since", metavar="T")
@@ -259,10 +260,13 @@ def cmd_chain(args: argparse.Namespace) -> int:
         doc = chain_service.chain(session, args.digest, at=args.at)
     if args.json:
         _out(json.dumps(doc, indent=2))
+    elif not any(link.get("index") is not None for link in doc["links"]):
+        _out(f"{doc['artifact']}: missing: no record about it is in the ledger"
+             f"{' as of index ' + str(args.at) if args.at is not None else ''}, so nothing vouches for it")
     else:
         _out(f"{doc['artifact']}: {doc['verdict']}")
         for link in doc["links"]:
-            where = f"entry {link['index']}" if link["index"] is not None else "no entry"
+            where = f"entry {link['index']}" if link["index"] is not None else "(no record)"
             signer = f" signed by {link['signer']}" if link["signer"] else ""
             deps = f" ← {link['depends_on']}" if link["depends_on"] else ""
             _out(f"  [{link['verdict']:>9}] {where} {link['kind']} {link['subject']}{signer}{deps}")

@@ -187,3 +187,9 @@ def test_submit_with_a_bad_token_is_a_refusal_not_an_outage(store, tmp_path: Pat
     assert done.returncode == 1, done.stderr
     line = _one_sentence(done.stderr)
     assert "401" in line and "PROVLEDGER_TOKEN" in line and "tokens create" in line
+
+
+def test_chain_of_an_unknown_digest_says_so_in_one_line(cli) -> None:
+    code, out, _ = cli("chain", "sha256:" + "ab" * 32)
+    assert code == 1
+    assert out.strip() == f"sha256:{'ab' * 32}: missing: no record about it is in the ledger, so nothing vouches for it"
