@@ -21,8 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_browser_ui import CHROMIUM_FLAGS, SCREENSHOTS, _chromium, _free_port, _wait_for
-from tests.conftest import skip_or_fail
+from tests.browser.test_browser_ui import SCREENSHOTS, _free_port, _wait_for, browser  # noqa: F401 - the shared browser fixture
 from tests.fixtures import PROVLEDGER
 
 pytestmark = pytest.mark.slow
@@ -52,21 +51,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415
-    except ImportError:
-        skip_or_fail("the playwright package is not installed")
-    executable = _chromium()
-    if executable is None:
-        skip_or_fail("no Chromium found (apt-get install chromium, or set PROVLEDGER_CHROMIUM)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(params=WIDTHS, ids=lambda w: f"{w}px")

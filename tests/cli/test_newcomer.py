@@ -88,23 +88,6 @@ def test_generated_keys_and_ledgers_are_ignored_by_git() -> None:
 # ------------------------------------------------------------------------------ errors
 
 
-@pytest.fixture
-def cli(store, monkeypatch, capsys):
-    for name in list(os.environ):
-        if name.startswith("PROVLEDGER_") and name != "PROVLEDGER_REQUIRE_SERVICES":
-            monkeypatch.delenv(name)
-    for name, value in store.env.items():
-        if name.startswith("PROVLEDGER_"):
-            monkeypatch.setenv(name, value)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
 def _one_sentence(err: str) -> str:
     lines = [l for l in err.strip().splitlines() if l.strip()]
     assert len(lines) == 1, err
