@@ -126,6 +126,30 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _utc(ts: int | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts is not None else "never"
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    with open_store() as st, st.sessions() as session:
+        tokens = registry.list_tokens(session)
+    if args.json:
+        _out(json.dumps([t.to_json() for t in tokens], indent=2))
+        return 0
+    _out(f"{'NAME':<24} {'SCOPE':<7} {'CREATED':<20} {'LAST USED':<20} STATUS")
+    for t in tokens:
+        status = f"revoked {_utc(t.revoked_at)}" if t.revoked_at is not None else "live"
+        _out(f"{t.name:<24} {t.scope:<7} {_utc(t.created_at):<20} {_utc(t.last_used_at):<20} {status}")
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    with open_store() as st, st.sessions() as session, session.begin():
+        count = registry.revoke_token(session, args.name, now=now())
+    _out(f"revoked {count} token(s) named {args.name!r}; requests with them now get 401")
+    return 0
+
+
 # ------------------------------------------------------------------------------ records
 
 
@@ -267,19 +291,32 @@ def cmd_prove_consistency(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from ledger.cli.worker import audit_with_workers, progress_bar  # noqa: PLC0415
+    from ledger.cli.worker import DEFAULT_WAIT, audit_with_workers, progress_bar  # noqa: PLC0415
 
+    if args.processes is not None and (not args.signatures or args.processes < 1):
+        raise MalformedError("--processes takes a positive number and goes with --signatures")
+    if args.wait is not None and not args.workers:
+        raise MalformedError("--wait goes with --workers (how long to wait for a worker to pick the audit up)")
     progress = progress_bar() if not args.json and sys.stderr.isatty() else None
     if args.workers:
         # Shards on the Celery workers (Redis), or on an embedded worker when no Redis is set.
-        report = audit_with_workers(Settings.from_env(), progress)
+        wait = DEFAULT_WAIT if args.wait is None else args.wait
+        report: Any = audit_with_workers(Settings.from_env(), progress, wait=wait)
+    elif args.signatures:
+        from ledger.services.shards import audit_signatures  # noqa: PLC0415
+
+        with open_store() as st:
+            report = audit_signatures(
+                st.sessions, st.log, database_url=st.settings.database_url, processes=args.processes, progress=progress
+            )
     else:
         with open_store() as st, st.sessions() as session:
             report = audit.audit(session, st.log, progress=progress)
     if args.json:
         _out(json.dumps(report.to_json(), indent=2))
     elif report.ok:
-        _out(f"OK: {report.tree_size} entries, {report.checkpoints_checked} checkpoints re-measured")
+        signatures = f", {report.signatures_checked} signatures" if args.workers or args.signatures else ""
+        _out(f"OK: {report.tree_size} entries{signatures}, {report.checkpoints_checked} checkpoints re-measured")
     else:
         for p in report.problems:
             print(f"problem at {p.index}: {p.kind}: {p.message}", file=sys.stderr)
