@@ -37,7 +37,8 @@ from ledger.services import bundles
 from ledger.services.log import LogIdentity
 from ledger.services.receipts import receipts
 from ledger.provenance.graph import edges_of
-from ledger.provenance.policy import KeyEvent, judge, parse_key_event
+from ledger.provenance.policy import KeyEvent, parse_key_event
+from ledger.trust.judge import judge
 from ledger.provenance.deployment import parse_deployment
 from ledger.provenance.predicates import DEPLOYMENT, KEY_EVENT, validate_predicate
 from ledger.services.deployment import complete_appraisals, insert_appraisals

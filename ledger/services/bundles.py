@@ -40,7 +40,7 @@ from ledger.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import MalformedError, NotTrustedError, SignatureError, TooLargeError
 from ledger.keys import PublicKey, public_key_from_der
 from ledger.provenance.graph import edges_of
-from ledger.provenance.policy import judge
+from ledger.trust.judge import judge
 from ledger.provenance.predicates import KEY_EVENT, validate_predicate
 from ledger.records import canonical_json
 from ledger.sigstore import Bundle, IdentityPolicy, TrustedRoots, VerifiedBundle, load_trusted_roots, parse_bundle, verify_bundle

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from ledger.config import Settings
 from ledger.errors import ConfigurationError, LedgerError, MalformedError, NotTrustedError
 from ledger.provenance import deployment as pure
-from ledger.provenance.policy import judge
+from ledger.trust.judge import judge
 from ledger.provenance.predicates import DEPLOYMENT, FIRMWARE_IMAGE
 from ledger.records import canonical_json
 from ledger.services.trust import load_keys
