@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.errors import ConflictError, LedgerError, MalformedError, NotFoundError
-from ledger.keys import public_key_from_der
-from ledger.provenance.graph import edges_of
-from ledger.provenance.policy import GENESIS_PREV, KeyEvent, TrustState, parse_key_event
-from ledger.provenance.predicates import KEY_EVENT, validate_predicate
-from ledger.records import LEAF_KIND_BUNDLE, decode_leaf
-from ledger.statement import parse_statement
+from ledger.records.keys import public_key_from_der
+from ledger.trust.graph import edges_of
+from ledger.trust.policy import GENESIS_PREV, KeyEvent, TrustState, parse_key_event
+from ledger.trust.predicates import KEY_EVENT, validate_predicate
+from ledger.records.leaf import LEAF_KIND_BUNDLE, decode_leaf
+from ledger.records.statement import parse_statement
 
 __all__ = [
     "ARTIFACT_SIGNATURE",
@@ -103,7 +103,7 @@ def leaf_facts(index: int, data: bytes) -> LeafFacts:
     leaf_hash = hashlib.sha256(b"\x00" + data).digest()
     if leaf.kind == LEAF_KIND_BUNDLE:
         assert leaf.bundle is not None and leaf.signer is not None
-        from ledger.records import canonical_json  # noqa: PLC0415
+        from ledger.records.leaf import canonical_json  # noqa: PLC0415
 
         canonical = canonical_json(leaf.bundle)
         identity = leaf.signer.get("identity")

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.provenance.policy import IDENTITY_ALGORITHM, KeyState, TrustState, format_time
+from ledger.trust.policy import IDENTITY_ALGORITHM, KeyState, TrustState, format_time
 
 __all__ = ["Judgement", "judge"]
 

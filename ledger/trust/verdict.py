@@ -28,10 +28,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.provenance.chain import MAX_LINKS, RecordInfo, TeeInfo, _cycles, parse_digest
-from ledger.provenance.graph import WALKED_KINDS
-from ledger.provenance.policy import TrustState, format_time, rank, worst
-from ledger.provenance.predicates import kind_of
+from ledger.trust.chain import MAX_LINKS, RecordInfo, TeeInfo, _cycles, parse_digest
+from ledger.trust.graph import WALKED_KINDS
+from ledger.trust.policy import TrustState, format_time, rank, worst
+from ledger.trust.predicates import kind_of
 from ledger.trust.fold import LeafFacts
 from ledger.trust.judge import Judgement, judge
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ledger.keys import generate_private_key
-from ledger.provenance.chain import RecordInfo
+from ledger.records.keys import generate_private_key
+from ledger.trust.chain import RecordInfo
 from ledger.trust.verdict import chain_verdict as evaluate_chain
-from ledger.provenance.policy import Grant, KeyEvent, TrustState
+from ledger.trust.policy import Grant, KeyEvent, TrustState
 
 SLSA = "https://slsa.dev/provenance/v1"
 PART = "https://provenance-ledger.dev/hardware-part/v1"
