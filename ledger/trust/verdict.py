@@ -35,7 +35,7 @@ from ledger.trust.predicates import kind_of
 from ledger.trust.fold import LeafFacts
 from ledger.trust.judge import Judgement, judge
 
-__all__ = ["MAX_LINKS", "chain_verdict", "judge_record", "reachable", "record_info"]
+__all__ = ["MAX_LINKS", "chain_verdict", "judge_record", "parse_artifact", "reachable", "record_info", "records_of"]
 
 Digest = tuple[str, str]
 #: among records of equal verdict about one digest, which holds it up (lower first)
