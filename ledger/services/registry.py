@@ -141,7 +141,8 @@ def add_identity(
 
 
 def add_tee_root(
-    sessions: Sessions, log: LogIdentity, admin: PrivateKey, name: str, certificate_der: bytes, *, now: int, tee: str = "tpm"
+    sessions: Sessions, log: LogIdentity, admin: PrivateKey, name: str, certificate_der: bytes, *, now: int, tee: str = "tpm",
+    review_by: int | None = None,
 ) -> Appended:
     """Register a non-vendor TEE root (a TPM EK/AK CA certificate, DER) in the key history: its
     key id is the certificate's SHA-256 fingerprint; ``revoke_key`` and ``reaffirm_key`` apply to
@@ -150,7 +151,7 @@ def add_tee_root(
         raise MalformedError("a TEE root needs a non-empty --name")
     event = KeyEvent(
         action="register-tee-root", key_id=hashlib.sha256(certificate_der).hexdigest(), principal=name,
-        certificate=certificate_der, tee=tee, issued_at=now,
+        certificate=certificate_der, tee=tee, review_by=review_by, issued_at=now,
     )
     return submit_key_event(sessions, log, admin, event, now=now)
 
