@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from ledger.db import store
 from ledger.db.models import ApiToken
 from ledger.records.dsse import sign_envelope
-from ledger.errors import LedgerError, MalformedError, NotFoundError
+from ledger.errors import ConflictError, LedgerError, MalformedError, NotFoundError
 from ledger.records.keys import PrivateKey, PublicKey
 from ledger.trust.policy import Grant, Identity, KeyEvent, key_event_subject
 from ledger.trust.predicates import KEY_EVENT
@@ -85,16 +85,23 @@ def next_prev(session: Session) -> tuple[int, str]:
 
 
 def submit_key_event(sessions: Sessions, log: LogIdentity, admin: PrivateKey, event: KeyEvent, *, now: int) -> Appended:
-    """Sign and append a key event (committing it to the last key event unless it already names
-    its ``prev``); raises its error if the ledger refuses it (ConflictError: another key event
-    was appended in between)."""
-    if event.prev is None:
-        with sessions() as session:
-            event = replace(event, prev=next_prev(session))
-    (result,) = append_batch(sessions, [key_event_envelope(admin, event)], log, now=now)
-    if isinstance(result, LedgerError):
-        raise result
-    return result
+    """Sign and append a key event, committing it to the last key event unless it already names
+    its ``prev``; raises its error if the ledger refuses it. When this function chose ``prev`` and
+    another administrator's key event landed in between, it re-reads the last key event and
+    signs again (a few times): the event is judged against the state it now follows."""
+    auto = event.prev is None
+    attempts = 5 if auto else 1
+    for attempt in range(attempts):
+        if auto:
+            with sessions() as session:
+                event = replace(event, prev=next_prev(session))
+        (result,) = append_batch(sessions, [key_event_envelope(admin, event)], log, now=now)
+        if isinstance(result, ConflictError) and attempt < attempts - 1 and "forked" in str(result):
+            continue
+        if isinstance(result, LedgerError):
+            raise result
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _key_id(key_id: str) -> str:
