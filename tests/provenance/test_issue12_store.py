@@ -289,3 +289,19 @@ def test_concurrent_administrators_each_follow_the_last_key_event(trust: Trust) 
     assert report.ok, report.problems
     assert len(set(prevs)) == len(prevs)  # a chain, no fork
     assert errors == [] and all(k.key_id in state.keys for k in keys)  # the losers signed again
+
+
+def test_audit_checks_the_cosignature_index_against_its_lines(trust: Trust) -> None:
+    import base64  # noqa: PLC0415
+
+    ci = trust.add("ci", Grant((SLSA_V1,)))
+    trust.ok(build("pkg/app")[0], ci)
+    size = trust.store.size()
+    line = "\u2014 witness.example " + base64.b64encode(bytes.fromhex("0a0b0c0d") + b"\x00" * 64).decode()
+    with trust.store.tamper() as conn:  # an index row that its own line contradicts
+        conn.execute(text("INSERT INTO checkpoint_cosignatures (tree_size, witness, key_id, line, received_at) "
+                          "VALUES (:s, 'witness.example', 'ffffffff', :l, 0)"), {"s": size, "l": line})
+    with trust.store.sessions() as session:
+        report = audit(session, trust.store.log)
+    assert not report.ok and report.first_bad_index == size - 1
+    assert any("cosignature index" in p.message for p in report.problems)
