@@ -19,7 +19,7 @@ from ledger.records.keys import generate_private_key
 from ledger.records.leaf import encode_leaf
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
 from ledger.services.registry import key_event_statement
-from ledger.trust.fold import GENESIS, TrustFold, fold, leaf_facts
+from ledger.trust.fold import GENESIS, fold, leaf_facts
 from ledger.trust.policy import Grant, KeyEvent
 from ledger.trust.verdict import chain_verdict, record_info
 
