@@ -175,6 +175,9 @@ def test_other_pages_fit_and_favicon(page, demo) -> None:
         page.goto(demo["base"] + url)
         _shot(page, f"auditor-{name}")
         _no_sideways_scroll(page)
+    page.goto(demo["base"] + "/signers")
+    states = page.locator(".key-state").evaluate_all("els => els.map(e => e.dataset.state)")
+    assert states and set(states) <= {"active", "stale", "expired", "revoked", "rotated", "not yet valid"}
     page.goto(demo["base"] + "/audits")
     assert "OK" in page.inner_text("main"), "a finished, passing audit shows no result"
     page.goto(demo["base"] + "/checkpoints?old=1&new=5")
