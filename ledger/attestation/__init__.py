@@ -21,6 +21,7 @@ from ledger.attestation.appraisal import ACCEPT, REJECT, Appraisal, Check, Polic
 from ledger.attestation.nitro import AWS_NITRO_ROOT_FINGERPRINTS, appraise_nitro
 from ledger.attestation.sev_snp import AMD_ARK_FINGERPRINTS, appraise_sev_snp
 from ledger.attestation.tdx import INTEL_ROOT_FINGERPRINTS, appraise_tdx
+from ledger.attestation.tdx_tcb import TdxCollateral
 from ledger.attestation.tpm import KNOWN_TPM_ROOTS, appraise_tpm
 from ledger.errors import MalformedError
 
@@ -34,6 +35,7 @@ __all__ = [
     "KNOWN_TPM_ROOTS",
     "REJECT",
     "Appraisal",
+    "TdxCollateral",
     "Check",
     "Policy",
     "appraise",
@@ -58,6 +60,7 @@ def appraise(
     endorsements: Sequence[bytes] = (),
     now: datetime,
     policy: Policy = DEFAULT_POLICY,
+    collateral: TdxCollateral | None = None,
 ) -> Appraisal:
     """Appraise TEE evidence against the pinned vendor roots and ``policy``.
 
@@ -67,6 +70,7 @@ def appraise(
         endorsements: certificate/CRL files (PEM or DER) the evidence does not carry.
         now: the time certificates must be valid at (timezone-aware).
         policy: the appraisal policy.
+        collateral: Intel TCB Info / QE Identity collateral (TDX only; others ignore it).
 
     Returns:
         The :class:`Appraisal`; ``verdict`` is ``"accept"`` only if every check passed.
@@ -80,4 +84,6 @@ def appraise(
     except KeyError:
         msg = f"unknown evidence type {kind!r} (expected one of {', '.join(KINDS)})"
         raise MalformedError(msg) from None
+    if kind == "tdx":
+        return appraise_tdx(evidence, endorsements=endorsements, now=now, policy=policy, collateral=collateral)
     return appraiser(evidence, endorsements=endorsements, now=now, policy=policy)

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_CHAIN_DEPTH",
     "ChainResult",
     "clear_caches",
+    "crl_issuer",
     "describe",
     "fingerprint",
     "load_der",
@@ -303,6 +304,12 @@ def verify_crls(path: Sequence[bytes], crls: Sequence[bytes], now: datetime) -> 
     if used == 0:
         return False, "none of the supplied CRLs is issued by a CA in the chain"
     return True, f"no certificate in the chain is revoked ({used} CRL(s) checked)"
+
+
+def crl_issuer(der: bytes) -> x509.Name:
+    """The issuer name of a DER CRL."""
+    with quiet():
+        return _load_crl(der).issuer
 
 
 def clear_caches() -> None:
