@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cryptography.exceptions import InvalidSignature
@@ -261,6 +261,8 @@ def _check_tcb_status(
     status = result.status
     if status is None:
         appraisal.add("tcb_status", False, "not evaluated: the collateral does not apply (see the failed checks)")
+    elif status == tdx_tcb.NOT_SUPPORTED:
+        appraisal.add("tcb_status", False, "the platform's TCB matches no level of the TCB Info (not supported): refused")
     else:
         advisories = f" (advisories: {', '.join(result.advisory_ids)})" if result.advisory_ids else ""
         ok = status in policy.tdx_allowed_tcb_statuses
@@ -299,6 +301,7 @@ def appraise_tdx(
     extra_certs, crls = _x509.parse_endorsements(endorsements)
     collateral = collateral or tdx_tcb.TdxCollateral()
     crls = list(dict.fromkeys([*crls, *collateral.crls]))
+    collateral = replace(collateral, crls=tuple(crls))
     appraisal = Appraisal(kind="tdx")
 
     # (1) Quote signature by the attestation key.
