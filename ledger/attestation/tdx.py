@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from ledger.attestation import _x509, tdx_tcb
+import ledger.attestation._x509 as _x509
+import ledger.attestation.tdx_tcb as tdx_tcb
 from ledger.attestation._binary import Reader
 from ledger.attestation.appraisal import (
     Appraisal,

@@ -42,7 +42,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import ObjectIdentifier, UnrecognizedExtension
 
-from ledger.attestation import _der, _x509
+import ledger.attestation._der as _der
+import ledger.attestation._x509 as _x509
 from ledger.errors import MalformedError
 
 __all__ = [
