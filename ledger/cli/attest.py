@@ -58,7 +58,68 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     verify.add_argument("--qe-identity", metavar="FILE", help="TDX: Intel QE Identity JSON (PCS qe/identity response)")
     verify.add_argument("--json", action="store_true", help="print the appraisal as JSON")
     verify.set_defaults(func=run)
+    set_policy = actions.add_parser(
+        "set-policy",
+        help="record a TEE appraisal policy document for its environment (an admin key event)",
+    )
+    set_policy.add_argument("file", metavar="FILE", help="policy document (JSON, appraisal-policy v1)")
+    set_policy.set_defaults(func=run_set_policy)
+    add_collateral = actions.add_parser(
+        "add-collateral",
+        help="record Intel TDX collateral (TCB Info, QE Identity, issuer chain, CRLs) as an admin key event",
+    )
+    add_collateral.add_argument("files", metavar="FILE", nargs="*", help="collateral files")
+    add_collateral.add_argument("--collateral", metavar="DIR", help="a folder holding only collateral files")
+    add_collateral.set_defaults(func=run_add_collateral)
     return attest
+
+
+def run_set_policy(args: argparse.Namespace) -> int:
+    """``attest set-policy FILE``: parse strictly, then append the admin-signed ``tee-policy`` event."""
+    from ledger.cli.commands import _out, now, open_store  # noqa: PLC0415 - needs the store
+    from ledger.services import registry, setup  # noqa: PLC0415
+
+    try:
+        document = _read(args.file, "policy")
+    except _UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MALFORMED
+    parsed = parse_policy_document(document)
+    with open_store() as st:
+        admin = setup.load_admin_key(st.settings)
+        result = registry.set_tee_policy(st.sessions, st.log, admin, document, now=now())
+    _out(f"TEE appraisal policy for environment {parsed.environment!r} recorded (key event at entry {result.receipt['index']})")
+    return 0
+
+
+def run_add_collateral(args: argparse.Namespace) -> int:
+    """``attest add-collateral``: append the admin-signed ``tdx-collateral`` event."""
+    from ledger.cli.commands import _out, now, open_store  # noqa: PLC0415 - needs the store
+    from ledger.services import registry, setup  # noqa: PLC0415
+
+    try:
+        paths = list(args.files)
+        if args.collateral:
+            folder = Path(args.collateral)
+            if not folder.is_dir():
+                raise _UsageError(f"--collateral {args.collateral} is not a folder")
+            paths += [str(p) for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")]
+        if not paths or len(paths) > MAX_COLLATERAL_FILES:
+            raise _UsageError(f"give 1 to {MAX_COLLATERAL_FILES} collateral files")
+        blobs = [_read(p, "collateral") for p in paths]
+    except _UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MALFORMED
+    for path, blob in zip(paths, blobs, strict=True):
+        try:
+            TdxCollateral.from_files([blob])
+        except MalformedError as exc:
+            raise MalformedError(f"collateral file {path}: {exc}") from exc
+    with open_store() as st:
+        admin = setup.load_admin_key(st.settings)
+        result = registry.add_tdx_collateral(st.sessions, st.log, admin, blobs, now=now())
+    _out(f"TDX collateral ({len(blobs)} file(s)) recorded (key event at entry {result.receipt['index']})")
+    return 0
 
 
 class _UsageError(Exception):

@@ -22,6 +22,7 @@ again only when its listing changes.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy.orm import Session
 
+from ledger.attestation.policy_document import PolicyDocument
 from ledger.config import Settings
 from ledger.errors import ConfigurationError, LedgerError, MalformedError, NotTrustedError
 from ledger.trust import deployment as pure
@@ -42,6 +44,7 @@ from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE
 from ledger.records.leaf import canonical_json
 from ledger.services.prepared import Prepared
 from ledger.services.trust import load_keys
+from ledger.trust.tee_events import TeeState
 
 
 __all__ = [
@@ -199,6 +202,23 @@ def _candidates(session: Session, kind: str, claims: Mapping[str, Any], now: int
     return out
 
 
+def tee_state(session: Session, at: int | None = None) -> TeeState:
+    """The TEE policies and collateral the admin's key events set (up to index ``at``)."""
+    from ledger.services.policy import state_at  # noqa: PLC0415 - policy imports this module's users
+
+    return state_at(session, at).tee
+
+
+def policy_info(document: PolicyDocument, index: int | None, tee: TeeState) -> dict[str, Any]:
+    """What an appraisal records about the policy it ran under (so a verdict names its inputs)."""
+    return {
+        "environment": document.environment,
+        "index": index,
+        "sha256": hashlib.sha256(document.canonical()).hexdigest(),
+        "tee_index": tee.last_index,
+    }
+
+
 def _subject_digests(session: Session, index: int) -> list[tuple[str, str]]:
     mark = _mark(session)
     rows = session.connection().exec_driver_sql(
@@ -230,6 +250,7 @@ def complete_appraisals(
     out: list[Prepared | LedgerError] = []
     roots: Sequence[bytes] | None = tpm_roots
     at = datetime.fromtimestamp(now, UTC)
+    tee: TeeState | None = None
     for item in prepared:
         if isinstance(item, LedgerError) or item.predicate_type != DEPLOYMENT or item.appraisal is not None:
             out.append(item)
@@ -239,8 +260,14 @@ def complete_appraisals(
             record = pure.parse_deployment(statement["predicate"], item.subjects)
             if record.evidence_type == "tpm" and roots is None:
                 roots = load_tpm_roots(trust_dir())
+            if tee is None:
+                tee = tee_state(session)
+            policy_document, policy_index = tee.policy_document(record.environment)
+            collateral = tee.tdx_collateral() if record.evidence_type == "tdx" else None
             try:
-                appraisal, root = pure.appraise_deployment(record, now=at, tpm_roots=roots or ())
+                appraisal, root = pure.appraise_deployment(
+                    record, now=at, tpm_roots=roots or (), policy_document=policy_document, collateral=collateral
+                )
             except MalformedError as exc:
                 raise MalformedError(
                     f"predicate.evidence.data is not valid {record.evidence_type} evidence: {exc.diagnostics()}"
@@ -248,7 +275,10 @@ def complete_appraisals(
             candidates = _candidates(session, record.evidence_type, appraisal.claims, now)
             ok, reason, firmware = pure.match_firmware(record.evidence_type, appraisal.claims, candidates)
             appraisal.add(pure.FIRMWARE_CHECK, ok, reason)
-            document = pure.appraisal_document(record, appraisal, root, appraised_at=now, firmware=firmware)
+            document = pure.appraisal_document(
+                record, appraisal, root, appraised_at=now, firmware=firmware,
+                policy=policy_info(policy_document, policy_index, tee),
+            )
             if document["verdict"] != "accept":
                 raise NotTrustedError(pure.refusal_message(document))
         except LedgerError as exc:

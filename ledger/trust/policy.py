@@ -46,6 +46,7 @@ import json
 
 from ledger.errors import MalformedError
 from ledger.records.keys import public_key_from_der
+from ledger.trust.tee_events import TEE_ACTIONS, TeeState, collateral_predicate, parse_collateral, parse_policy, tee_event_subject
 
 __all__ = [
     "ACTIONS",
@@ -67,7 +68,7 @@ __all__ = [
     "worst",
 ]
 
-ACTIONS = ("register", "register-identity", "reaffirm", "rotate", "revoke", "threshold")
+ACTIONS = ("register", "register-identity", "reaffirm", "rotate", "revoke", "threshold", *TEE_ACTIONS)
 #: ``KeyState.algorithm`` of a keyless (Sigstore certificate identity) principal
 IDENTITY_ALGORITHM = "sigstore-identity"
 #: verdicts from best to worst
@@ -261,6 +262,10 @@ class KeyEvent:
     issued_at: int | None = None
     #: the keyless signer of a ``register-identity`` event
     identity: Identity | None = None
+    #: ``tee-policy``: the appraisal policy document (``ledger.attestation.policy_document``)
+    appraisal_policy: Any = None
+    #: ``tdx-collateral``: the files by field (``ledger.trust.tee_events``)
+    collateral: Mapping[str, tuple[bytes, ...]] | None = None
 
     def to_predicate(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action}
@@ -288,6 +293,10 @@ class KeyEvent:
             out["issued_at"] = format_time(self.issued_at)
         if self.identity is not None:
             out["identity"] = self.identity.to_json()
+        if self.appraisal_policy is not None:
+            out["appraisal_policy"] = dict(self.appraisal_policy.document)
+        if self.collateral is not None:
+            out["collateral"] = collateral_predicate(self.collateral)
         return out
 
     def subject(self) -> dict[str, Any]:
@@ -297,6 +306,8 @@ class KeyEvent:
 def key_event_subject(event: KeyEvent) -> dict[str, Any]:
     """The statement subject of a key event: ``key:<key_id>`` (digest: the key id itself), or for
     a threshold ``threshold:<predicate type glob>`` (digest: SHA-256 of the glob)."""
+    if event.action in TEE_ACTIONS:
+        return tee_event_subject(event.action, event.appraisal_policy, event.collateral)
     if event.action == "threshold":
         assert event.predicate_type is not None
         return {
@@ -351,7 +362,13 @@ def parse_key_event(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, 
         reason=predicate.get("reason"),
         issued_at=parse_time(predicate["issued_at"]) if "issued_at" in predicate else None,
         identity=Identity.from_json(predicate["identity"]) if "identity" in predicate else None,
+        appraisal_policy=parse_policy(predicate),
+        collateral=parse_collateral(predicate),
     )
+    if (event.action == "tee-policy") != (event.appraisal_policy is not None) or (
+        event.action == "tdx-collateral"
+    ) != (event.collateral is not None):
+        raise MalformedError("predicate.appraisal_policy / predicate.collateral belong to (and only to) tee-policy / tdx-collateral events")
     if (event.action == "register-identity") != (event.identity is not None):
         raise MalformedError("predicate.identity belongs to (and only to) a register-identity event")
     if event.identity is not None and event.identity.id != event.key_id:
@@ -440,6 +457,8 @@ class TrustState:
     #: predicate-type glob → (threshold, index of the event that set it)
     thresholds: dict[str, tuple[int, int]] = field(default_factory=dict)
     last_event_index: int = -1
+    #: TEE appraisal policies and TDX collateral (``tee-policy``, ``tdx-collateral`` events)
+    tee: TeeState = field(default_factory=TeeState)
 
     def threshold_for(self, predicate_type: str) -> int:
         return max((n for p, (n, _) in self.thresholds.items() if fnmatchcase(predicate_type, p)), default=1)
@@ -533,6 +552,8 @@ class TrustState:
         elif event.action == "threshold":
             assert event.predicate_type is not None and event.threshold is not None
             self.thresholds[event.predicate_type] = (event.threshold, index)
+        elif event.action in TEE_ACTIONS:
+            self.tee.apply(event.action, event.appraisal_policy, event.collateral, index)
         return None
 
 
