@@ -167,7 +167,9 @@ def _firmware_matches(
     return out
 
 
-def _candidates(session: Session, kind: str, claims: Mapping[str, Any], now: int) -> list[pure.FirmwareCandidate]:
+def _candidates(
+    session: Session, kind: str, claims: Mapping[str, Any], now: int, state: Any = None
+) -> list[pure.FirmwareCandidate]:
     """The matching firmware records, each judged (as of ``now``) for the firmware-image grant."""
     matches = _firmware_matches(session, kind, claims)
     if not matches:
@@ -186,7 +188,7 @@ def _candidates(session: Session, kind: str, claims: Mapping[str, Any], now: int
         f"SELECT entry_idx, key_id FROM entry_signers WHERE entry_idx IN ({marks})", indexes
     ).fetchall():
         signers.setdefault(idx, []).append(key_id)
-    state = load_keys(session).state()
+    state = state if state is not None else load_keys(session).state()
     out = []
     for idx, integrated_time, name, measurements in matches:
         verdict = judge(
@@ -331,8 +333,9 @@ def appraisal_of(session: Session, index: int) -> dict[str, Any] | None:
     return None if row is None else json.loads(row[0])
 
 
-def appraisals_of(session: Session, indexes: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The stored appraisal documents of the given entries that have one."""
+def appraisals_of(session: Session, indexes: Sequence[int], *, rejudged: bool = True) -> dict[int, dict[str, Any]]:
+    """The appraisal documents of the given entries that have one: the latest re-judged one
+    (``ledger.services.reappraisal``) when there is one and ``rejudged``, else the submission's."""
     out: dict[int, dict[str, Any]] = {}
     mark = _mark(session)
     conn = session.connection()
@@ -343,4 +346,9 @@ def appraisals_of(session: Session, indexes: Sequence[int]) -> dict[int, dict[st
             f"SELECT entry_idx, document FROM appraisals WHERE entry_idx IN ({marks})", chunk
         ).fetchall():
             out[idx] = json.loads(document)
+        if rejudged:
+            for idx, document in conn.exec_driver_sql(
+                f"SELECT entry_idx, document FROM tee_reappraisals WHERE entry_idx IN ({marks}) ORDER BY trust_index", chunk
+            ).fetchall():
+                out[idx] = json.loads(document)  # ascending trust index: the latest wins
     return out
