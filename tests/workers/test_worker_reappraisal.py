@@ -1,0 +1,65 @@
+"""Re-judging deployments on real Celery workers over real Redis (and PostgreSQL): the trust state
+moves (a policy event), reevaluate_chain_verdicts fans out one reappraise_batch per deployment,
+the rows land and a recomputation from the log agrees."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ledger.services import reappraisal, registry, setup
+from tests.deployment import helpers as h
+from tests.unit.attestation.factories import SnpPki
+from tests.workers.test_worker_redis import cluster, wait_for  # noqa: F401 - fixtures
+from workers.app import make_celery
+from workers.dispatch import close
+
+
+@pytest.mark.redis
+def test_rejudging_runs_on_redis_workers(cluster, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from ledger.attestation import sev_snp
+    from tests.unit.attestation.factories import fingerprint
+
+    st, settings, workers = cluster
+    snp_pki = SnpPki()
+    monkeypatch.setitem(sev_snp.AMD_ARK_FINGERPRINTS, fingerprint(snp_pki.ark), "Milan")
+    w = h.world(st)
+    deployed = []
+    for n in range(3):
+        report, endorsements = h.snp_evidence(snp_pki, w.artifact, host=f"vm-{n}")
+        deployed.append(w.trust.ok(h.deployment_statement(w.artifact, "sev-snp", report, endorsements, host=f"vm-{n}"), w.deployer))
+    admin = setup.load_admin_key(st.settings)
+    policy = registry.set_tee_policy(st.sessions, st.log, admin, json.dumps(
+        {"version": 1, "environment": "production", "sev-snp": {"allowed_vmpls": [1]}}).encode(), now=st.tick()).receipt["index"]
+    # the worker processes pin only the vendors' ARKs: the test ARK stays pinned in this process only,
+    # so the workers refuse the chain — and the recomputation here must agree once it is unpinned too
+    monkeypatch.delitem(sev_snp.AMD_ARK_FINGERPRINTS, fingerprint(snp_pki.ark))
+    workers.start(concurrency=2)
+    app = make_celery(settings)
+    try:
+        result = app.signature("provledger.reevaluate_chain_verdicts", kwargs={"batch": 1}).apply_async()
+        summary = result.get(timeout=60)
+    finally:
+        close(app)
+    assert summary == {"trust_index": policy, "deployments": 3, "batches": 3}
+
+    def done() -> bool:
+        with st.sessions() as session:
+            return not reappraisal.pending(session)
+
+    wait_for(done, 60, "the re-judged rows", workers)
+    with st.sessions() as session:
+        rows = session.connection().exec_driver_sql(
+            "SELECT entry_idx, trust_index, verdict, document FROM tee_reappraisals ORDER BY entry_idx").fetchall()
+        assert [(r[0], r[1], r[2]) for r in rows] == [(i, policy, "reject") for i in deployed]
+        failed = {c["name"] for c in json.loads(rows[0][3])["checks"] if not c["ok"]}
+        assert {"vmpl_allowed", "vcek_chain"} <= failed
+        assert reappraisal.verify_reappraisals(session) == []
+    # nothing changed since: a no-op
+    app = make_celery(settings)
+    try:
+        again = app.signature("provledger.reevaluate_chain_verdicts").apply_async().get(timeout=60)
+    finally:
+        close(app)
+    assert again["skipped"]
