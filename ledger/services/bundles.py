@@ -40,13 +40,13 @@ from ledger.records.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import MalformedError, NotTrustedError, SignatureError, TooLargeError
 from ledger.records.keys import PublicKey, public_key_from_der
 from ledger.trust.graph import edges_of
-from ledger.trust.policy import judge
+from ledger.trust.judge import judge
 from ledger.trust.predicates import KEY_EVENT, validate_predicate
 from ledger.records.leaf import canonical_json
-from ledger.services.prepared import Prepared, Signer
 from ledger.interop.sigstore import Bundle, IdentityPolicy, TrustedRoots, VerifiedBundle, load_trusted_roots, parse_bundle, verify_bundle
 from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
+from ledger.services.prepared import Prepared, Signer
 
 __all__ = ["ARTIFACT_SIGNATURE", "is_bundle", "prepare_bundle", "trusted_roots"]
 

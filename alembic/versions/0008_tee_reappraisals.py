@@ -5,16 +5,16 @@ A row is the appraisal of a deployment entry re-run under the trust state after 
 EAR-like document as ``appraisals``. Rows are a function of the log (``audit`` can rebuild and
 compare them); they are only ever added.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-05
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
