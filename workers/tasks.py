@@ -158,7 +158,7 @@ def reevaluate_chain_verdicts(self: Task, batch: int = reappraisal.BATCH) -> dic
             index = reappraisal.trust_index(session)
             if not reappraisal.pending(session):
                 return {"trust_index": index, "skipped": "every deployment is judged under the current trust state"}
-            deployments = reappraisal.deployment_indexes(session)
+            deployments = reappraisal.deployment_indexes(session, before=index)
         batches = [deployments[i : i + batch] for i in range(0, len(deployments), batch)]
         group(self.app.signature("provledger.reappraise_batch", args=(b, index)) for b in batches).apply_async()
     return {"trust_index": index, "deployments": len(deployments), "batches": len(batches)}

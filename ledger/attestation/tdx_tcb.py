@@ -421,6 +421,8 @@ def _platform_level(
         tdx = _int_list(tcb, "tdxtcbcomponents", what)
         if not sgx_found:
             sgx_found = all(p >= s for p, s in zip(pck.sgx_svns, sgx, strict=True)) and pck.pcesvn >= pcesvn
+            if sgx_found and level.get("tcbStatus") == "Revoked":
+                return level, ""  # Intel: a revoked SGX TCB is revoked whatever the TDX components say
         if sgx_found and all(q >= t for q, t in list(zip(tee_tcb_svn, tdx, strict=True))[skip:]):
             return level, ""
     if not sgx_found:

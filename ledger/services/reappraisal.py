@@ -62,9 +62,11 @@ def pure_key_event() -> str:
     return KEY_EVENT
 
 
-def deployment_indexes(session: Session) -> list[int]:
-    """Every deployment entry that has a submission appraisal, in index order."""
-    rows = session.connection().exec_driver_sql("SELECT entry_idx FROM appraisals ORDER BY entry_idx").fetchall()
+def deployment_indexes(session: Session, *, before: int | None = None) -> list[int]:
+    """The deployment entries (with a submission appraisal) before index ``before``, in order.
+    Deployments after the last key event were appraised under the current state already."""
+    limit = "" if before is None else f" WHERE entry_idx < {int(before)}"
+    rows = session.connection().exec_driver_sql(f"SELECT entry_idx FROM appraisals{limit} ORDER BY entry_idx").fetchall()
     return [int(r[0]) for r in rows]
 
 
@@ -77,7 +79,7 @@ def pending(session: Session) -> bool:
     done = session.connection().exec_driver_sql(
         f"SELECT COUNT(*) FROM tee_reappraisals WHERE trust_index = {mark}", (index,)
     ).scalar_one()
-    return int(done) < len(deployment_indexes(session))
+    return int(done) < len(deployment_indexes(session, before=index))
 
 
 def _judge(session: Session, index: int, state: TrustState, at_index: int) -> dict[str, Any]:
@@ -130,7 +132,7 @@ def reappraise(session: Session, indexes: Sequence[int] | None = None, *, at: in
     if index < 0:
         return []
     state = state_at(session, index)
-    wanted = deployment_indexes(session) if indexes is None else sorted(set(indexes))
+    wanted = deployment_indexes(session, before=index) if indexes is None else sorted(set(indexes))
     mark = _mark(session)
     conn = session.connection()
     previous = _latest(session, wanted)

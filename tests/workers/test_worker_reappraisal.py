@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from celery.result import allow_join_result
 
 from ledger.services import reappraisal, registry, setup
 from tests.deployment import helpers as h
@@ -63,3 +64,49 @@ def test_rejudging_runs_on_redis_workers(cluster, monkeypatch) -> None:  # type:
     finally:
         close(app)
     assert again["skipped"]
+
+
+def test_rejudging_in_the_embedded_mode(sqlite_store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """No Redis: the same tasks on the embedded worker thread (in-memory transport, JSON messages);
+    the test ARK is pinned in this process, so the policy change alone flips one verdict."""
+    from ledger.attestation import sev_snp
+    from ledger.services.deployment import appraisal_of, appraisals_of
+    from tests.unit.attestation.factories import fingerprint
+    from workers.app import is_embedded
+    from workers.embedded import EmbeddedWorker
+
+    st = sqlite_store
+    snp_pki = SnpPki()
+    monkeypatch.setitem(sev_snp.AMD_ARK_FINGERPRINTS, fingerprint(snp_pki.ark), "Milan")
+    w = h.world(st)
+    admin = setup.load_admin_key(st.settings)
+    registry.set_tee_policy(st.sessions, st.log, admin, json.dumps(
+        {"version": 1, "environment": "production", "sev-snp": {"allowed_vmpls": [0, 1]}}).encode(), now=st.tick())
+    deployed = {}
+    for vmpl in (0, 1):
+        report, endorsements = h.snp_evidence(snp_pki, w.artifact, host=f"vm-{vmpl}", vmpl=vmpl)
+        deployed[vmpl] = w.trust.ok(h.deployment_statement(w.artifact, "sev-snp", report, endorsements, host=f"vm-{vmpl}"), w.deployer)
+    narrowed = registry.set_tee_policy(st.sessions, st.log, admin, json.dumps(
+        {"version": 1, "environment": "production", "sev-snp": {"allowed_vmpls": [1]}}).encode(), now=st.tick()).receipt["index"]
+    app = make_celery(st.settings)
+    assert is_embedded(app)
+    worker = EmbeddedWorker(app, concurrency=2)
+    worker.start()
+    try:
+        with allow_join_result():  # the embedded worker shares this process
+            summary = app.signature("provledger.reevaluate_chain_verdicts", kwargs={"batch": 1}).apply_async().get(timeout=30)
+        assert summary == {"trust_index": narrowed, "deployments": 2, "batches": 2}
+
+        def done() -> bool:
+            with st.sessions() as session:
+                return not reappraisal.pending(session)
+
+        wait_for(done, 30, "the re-judged rows")
+    finally:
+        worker.stop()
+    with st.sessions() as session:
+        current = appraisals_of(session, [deployed[0], deployed[1]])
+        assert current[deployed[0]]["verdict"] == "reject" and current[deployed[0]]["trust_index"] == narrowed
+        assert current[deployed[1]]["verdict"] == "accept"
+        assert appraisal_of(session, deployed[0])["verdict"] == "accept"  # the submission's, unchanged
+        assert reappraisal.verify_reappraisals(session) == []

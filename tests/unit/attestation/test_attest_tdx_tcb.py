@@ -234,3 +234,11 @@ def test_sample_v5_collateral_signature_is_intels(vectors_dir: Path, sample_coll
                          collateral=sample_collateral)
     assert "expired at 2025-05-21" in appraisal.check("tcb_info").reason
     assert INTEL_ROOT_FINGERPRINTS  # the pinned root, not a test one, judged it
+
+
+def test_revoked_sgx_level_is_revoked_whatever_the_tdx_components(pki: TcbPki) -> None:
+    info = pki.tcb_info([level(SGX_OK, PCESVN, _tdx16(99, 0, 99), "Revoked", ("INTEL-SA-00003",))])
+    appraisal = run(pki, tcb_info=info)
+    assert appraisal.claims["tcb_status"] == "Revoked"
+    assert appraisal.claims["advisory_ids"] == ["INTEL-SA-00003"]
+    assert not appraisal.check("tcb_status").ok
