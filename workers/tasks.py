@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from ledger.errors import LedgerError, UnavailableError
 from ledger.services import reappraisal, shards
 from ledger.services.log import load_log_identity
+from ledger.trust import tee_jobs
 from workers.app import MAX_RETRIES, MAX_RETRY_DELAY, settings_of
 from workers.context import redis_lock, sessions_for
 
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_SHARD_ATTEMPTS",
     "TRANSIENT",
     "audit_combine",
+    "appraise_deployments",
     "audit_shard",
     "reappraise_batch",
     "publish_checkpoint",
@@ -133,6 +135,12 @@ def scheduled_audit(self: Task) -> dict[str, Any]:
         # enqueued only once the audit is committed
         enqueue_audit(self.app, sessions, audit_id)
     return {"audit": audit_id}
+
+
+@shared_task(name="provledger.appraise_deployments", **_COMMON)
+def appraise_deployments(self: Task, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The TEE appraisal of a chunk of a large submission (pure: no database); one result per job."""
+    return [tee_jobs.run_appraisal_job(job) for job in jobs]
 
 
 @shared_task(name="provledger.reappraise_batch", **_COMMON)

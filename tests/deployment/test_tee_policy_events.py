@@ -10,7 +10,7 @@ import pytest
 
 from ledger.errors import MalformedError, NotTrustedError
 from ledger.services import chain as chain_service
-from ledger.services import reappraisal, registry, setup
+from ledger.services import audit, reappraisal, registry, setup
 from ledger.services.deployment import appraisal_of, tee_state
 from tests.deployment import helpers as h
 from tests.unit.attestation.factories import SnpPki
@@ -54,9 +54,13 @@ def test_policy_event_decides_vmpl_and_rejudging_follows_it(store, snp_pki: SnpP
         assert [r.verdict for r in reappraisal.reappraise(session, [plain])] == ["reject"]  # idempotent
         chain = chain_service.chain(session, f"sha256:{w.artifact}")
         assert reappraisal.verify_reappraisals(session) == []
-        # a tampered cache row is found by the recomputation
+        assert audit.audit(session, store.log).ok
+        # a tampered cache row is found by the recomputation, and by the audit
         session.connection().exec_driver_sql("UPDATE tee_reappraisals SET document = REPLACE(document, 'VMPL 0', 'VMPL 9')")
         assert [p[0] for p in reappraisal.verify_reappraisals(session)] == [plain]
+        report = audit.audit(session, store.log)
+        assert [p.kind for p in report.problems] == ["tee_reappraisal"] and report.first_bad_index is None
+        assert f"deployment entry {plain}" in report.problems[0].message
         session.rollback()
     tee = {l["subject"]: l for l in chain["links"] if l["kind"] == "tee-evidence"}
     assert tee[f"sev-snp evidence of host vm-c (deployment entry {plain})"]["verdict"] == "untrusted"

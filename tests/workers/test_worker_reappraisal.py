@@ -110,3 +110,46 @@ def test_rejudging_in_the_embedded_mode(sqlite_store, monkeypatch) -> None:  # t
         assert current[deployed[1]]["verdict"] == "accept"
         assert appraisal_of(session, deployed[0])["verdict"] == "accept"  # the submission's, unchanged
         assert reappraisal.verify_reappraisals(session) == []
+
+
+@pytest.mark.redis
+def test_a_large_batch_is_appraised_on_redis_workers(cluster, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A batch of MIN_WORKER_BATCH deployments: their TEE appraisals run as appraise_deployments
+    tasks on the worker processes (the TPM roots travel in the jobs), the firmware match and the
+    verdict here; one with a wrong nonce binding is refused by name, the others are stored."""
+    from ledger.services.deployment import MIN_WORKER_BATCH, appraisals_of, register_job_runner
+    from tests.provenance.helpers import envelope
+    from tests.unit.attestation.factories import TpmPki, pem
+    from workers.dispatch import appraisal_runner
+
+    st, settings, workers = cluster
+    tpm = TpmPki()
+    folder = tmp_path / "tee-trust"
+    folder.mkdir()
+    (folder / "root.pem").write_bytes(pem(tpm.root))
+    monkeypatch.setenv("PROVLEDGER_TEE_TRUST_DIR", str(folder))
+    w = h.world(st)
+    statements = [
+        h.deployment_statement(w.artifact, "tpm", h.tpm_evidence(tpm, w.artifact, host=f"vm-{n}"), host=f"vm-{n}")
+        for n in range(MIN_WORKER_BATCH)
+    ]
+    statements[3] = h.deployment_statement(w.artifact, "tpm", h.tpm_evidence(tpm, w.artifact, host="elsewhere"), host="vm-3")
+    workers.start(concurrency=2)
+    app = make_celery(settings)
+    with st.sessions() as session:
+        url = session.get_bind().url.render_as_string(hide_password=False)
+    register_job_runner(url, appraisal_runner(app, chunk=4, timeout=60))
+    try:
+        results = st.append([envelope(s, w.deployer) for s in statements])
+    finally:
+        register_job_runner(url, None)
+        close(app)
+    assert "report_data_binding" in str(results[3])
+    indexes = [r.receipt["index"] for n, r in enumerate(results) if n != 3]
+    assert len(indexes) == MIN_WORKER_BATCH - 1
+    with st.sessions() as session:
+        docs = appraisals_of(session, indexes)
+    assert all(d["verdict"] == "accept" and d["firmware_entry"] == w.firmware_index for d in docs.values())
+    log = workers.log_text()
+    # the appraisals ran there (the worker logs each task it received and its result)
+    assert "provledger.appraise_deployments[" in log and "succeeded" in log
