@@ -8,7 +8,9 @@ import json
 
 import pytest
 
+from ledger.attestation.policy_document import parse_policy_document
 from ledger.errors import MalformedError, NotTrustedError
+from ledger.services.append import Appended
 from ledger.services import chain as chain_service
 from ledger.services import audit, reappraisal, registry, setup
 from ledger.services.deployment import appraisal_of, tee_state
@@ -99,3 +101,72 @@ def test_collateral_event_recorded_and_replaced(store) -> None:  # type: ignore[
     assert state.last_index == second.receipt["index"] > first.receipt["index"]
     assert len(collateral.tcb_infos) == 1 and b'"tcbStatus":"UpToDate"' in collateral.tcb_infos[0]
     assert len(collateral.qe_identities) == 1 and collateral.certificates
+
+
+def _submit_raw(store, predicate: dict, subject: dict):  # type: ignore[no-untyped-def]
+    """A hand-made key event (prev filled in), signed by the admin, through the append path."""
+    from ledger.records.dsse import sign_envelope
+    from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
+    from ledger.services.registry import next_prev
+    from ledger.trust.predicates import KEY_EVENT
+
+    with store.sessions() as session:
+        prev = next_prev(session)
+    predicate = {**predicate, "prev": {"index": prev[0], "leaf_hash": prev[1]}}
+    statement = {"_type": STATEMENT_V1, "subject": [subject], "predicateType": KEY_EVENT, "predicate": predicate}
+    admin = setup.load_admin_key(store.settings)
+    (result,) = store.append([sign_envelope(json.dumps(statement).encode(), IN_TOTO_PAYLOAD_TYPE, [admin])])
+    return result
+
+
+def test_hand_made_tee_events_refused_with_reasons(store) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    import rfc8785
+
+    doc = {"version": 1, "environment": "prod", "sev-snp": {"allowed_vmpls": [1]}}
+    good_subject = {"name": "tee-policy:prod", "digest": {"sha256": hashlib.sha256(rfc8785.dumps(doc)).hexdigest()}}
+    wrong_digest = {"name": "tee-policy:prod", "digest": {"sha256": "00" * 32}}
+    wrong_name = {**good_subject, "name": "tee-policy:staging"}
+    cases = [
+        ({"action": "tee-policy", "appraisal_policy": doc}, wrong_digest, "exactly one subject"),
+        ({"action": "tee-policy", "appraisal_policy": doc}, wrong_name, "exactly one subject"),
+        ({"action": "tee-policy"}, good_subject, "appraisal_policy"),
+        ({"action": "tee-policy", "appraisal_policy": {**doc, "sev-snp": {"allowed_vmpls": [8]}}}, good_subject, "allowed_vmpls"),
+        ({"action": "threshold", "predicate_type": "x", "threshold": 1, "appraisal_policy": doc},
+         {"name": "threshold:x", "digest": {"sha256": hashlib.sha256(b"x").hexdigest()}}, "belong to"),
+        ({"action": "tdx-collateral", "collateral": {"tcb_infos": ["bm90IGpzb24="]}},
+         {"name": "tdx-collateral", "digest": {"sha256": "00" * 32}}, "collateral"),
+        ({"action": "tdx-collateral", "collateral": {"crls": ["!!!!"]}},
+         {"name": "tdx-collateral", "digest": {"sha256": "00" * 32}}, "collateral"),
+    ]
+    for predicate, subject, needle in cases:
+        result = _submit_raw(store, predicate, subject)
+        assert isinstance(result, MalformedError), (predicate, result)
+        assert needle in str(result), (needle, str(result))
+    assert isinstance(_submit_raw(store, {"action": "tee-policy", "appraisal_policy": doc}, good_subject), Appended)
+    with store.sessions() as session:
+        assert tee_state(session).policy_document("prod")[0].policy_for("sev-snp").allowed_vmpl == frozenset({1})
+
+
+def test_replayed_tee_event_refused(store) -> None:  # type: ignore[no-untyped-def]
+    from ledger.errors import ConflictError
+    from ledger.records.dsse import sign_envelope
+    from ledger.services.registry import key_event_statement
+    from ledger.services.registry import next_prev
+    from ledger.trust.policy import KeyEvent
+
+    admin = setup.load_admin_key(store.settings)
+    doc = parse_policy_document(b'{"version": 1, "environment": "prod"}')
+    with store.sessions() as session:
+        prev = next_prev(session)
+    event = KeyEvent(action="tee-policy", appraisal_policy=doc, issued_at=1, prev=prev)
+    from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE
+
+    envelope = sign_envelope(key_event_statement(event), IN_TOTO_PAYLOAD_TYPE, [admin])
+    (first,) = store.append([envelope])
+    assert isinstance(first, Appended)
+    other = sign_envelope(key_event_statement(KeyEvent(action="tee-policy", appraisal_policy=doc, issued_at=2, prev=prev)),
+                          IN_TOTO_PAYLOAD_TYPE, [admin])
+    (forked,) = store.append([other])  # same prev: a fork of the key-event chain
+    assert isinstance(forked, ConflictError)
