@@ -271,6 +271,13 @@ def verify_chain(
     )
 
 
+@lru_cache(maxsize=256)
+def _crl_signed_by(crl_der: bytes, issuer_der: bytes) -> bool:
+    """Whether the CRL's signature verifies with the issuer's key (cached: it depends on bytes only)."""
+    with quiet():
+        return bool(_load_crl(crl_der).is_signature_valid(load_der(issuer_der).public_key()))  # type: ignore[arg-type]
+
+
 def verify_crls(path: Sequence[bytes], crls: Sequence[bytes], now: datetime) -> tuple[bool, str]:
     """Check the certificates of a verified ``path`` against the supplied CRLs.
 
@@ -285,8 +292,8 @@ def verify_crls(path: Sequence[bytes], crls: Sequence[bytes], now: datetime) -> 
             with quiet():
                 if crl.issuer != issuer.subject:
                     continue
-                if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-                    return False, f"the CRL of {describe(issuer_der)} has a bad signature"
+            if not _crl_signed_by(crl_der, issuer_der):
+                return False, f"the CRL of {describe(issuer_der)} has a bad signature"
             if crl.last_update_utc > now or (
                 crl.next_update_utc is not None and crl.next_update_utc < now
             ):
@@ -314,5 +321,9 @@ def crl_issuer(der: bytes) -> x509.Name:
 
 def clear_caches() -> None:
     """Forget every parsed certificate and verified signature (for cold benchmarks and tests)."""
-    for cached in (load_der, fingerprint, describe, _parse_blob, _load_crl, _issued_by):
+    for cached in (load_der, fingerprint, describe, _parse_blob, _load_crl, _issued_by, _crl_signed_by):
         cached.cache_clear()
+    from ledger.attestation.tdx_tcb import _signer_of, parse_pck_tcb  # noqa: PLC0415 - tdx_tcb imports this module
+
+    _signer_of.cache_clear()
+    parse_pck_tcb.cache_clear()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from typing import Any
 
@@ -89,6 +90,7 @@ class PckTcb:
     pcesvn: int
 
 
+@lru_cache(maxsize=256)
 def parse_pck_tcb(pck_der: bytes) -> PckTcb:
     """Read FMSPC, PCE-ID, the component SVNs and PCESVN from a PCK certificate.
 
@@ -308,22 +310,27 @@ def _time(value: Any, what: str) -> datetime:
     return out
 
 
-def _verify_signed(
-    signed: SignedJson, pool: Sequence[bytes], crls: Sequence[bytes], roots: Mapping[str, str], now: datetime
-) -> tuple[bool, str]:
-    """The signature by a certificate that chains to a pinned root, the CRLs, the validity window."""
-    der_sig = encode_dss_signature(int.from_bytes(signed.signature[:32], "big"), int.from_bytes(signed.signature[32:], "big"))
-    signer = None
+@lru_cache(maxsize=256)
+def _signer_of(signed_bytes: bytes, signature: bytes, pool: tuple[bytes, ...]) -> bytes | None:
+    """The certificate among ``pool`` whose P-256 key made ``signature`` (cached: bytes only)."""
+    der_sig = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
     for der in pool:
         key = _x509.load_der(der).public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
             continue
         try:
-            key.verify(der_sig, signed.signed_bytes, ec.ECDSA(hashes.SHA256()))
+            key.verify(der_sig, signed_bytes, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             continue
-        signer = der
-        break
+        return der
+    return None
+
+
+def _verify_signed(
+    signed: SignedJson, pool: Sequence[bytes], crls: Sequence[bytes], roots: Mapping[str, str], now: datetime
+) -> tuple[bool, str]:
+    """The signature by a certificate that chains to a pinned root, the CRLs, the validity window."""
+    signer = _signer_of(signed.signed_bytes, signed.signature, tuple(pool))
     if signer is None:
         return False, "the signature does not verify with any supplied certificate (bad signature or no TCB Signing certificate)"
     chain = _x509.verify_chain(signer, pool, roots, now)
