@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -323,7 +324,15 @@ def clear_caches() -> None:
     """Forget every parsed certificate and verified signature (for cold benchmarks and tests)."""
     for cached in (load_der, fingerprint, describe, _parse_blob, _load_crl, _issued_by, _crl_signed_by):
         cached.cache_clear()
-    from ledger.attestation.tdx_tcb import _signer_of, parse_pck_tcb  # noqa: PLC0415 - tdx_tcb imports this module
+    for cached in _OTHER_CACHES:
+        cached.cache_clear()
 
-    _signer_of.cache_clear()
-    parse_pck_tcb.cache_clear()
+
+#: caches of other attestation modules that hold bytes-only results (``register_cache``)
+_OTHER_CACHES: list[Any] = []
+
+
+def register_cache(cached: Any) -> Any:
+    """Have :func:`clear_caches` clear ``cached`` too (an ``lru_cache`` function); returns it."""
+    _OTHER_CACHES.append(cached)
+    return cached

@@ -90,6 +90,7 @@ class PckTcb:
     pcesvn: int
 
 
+@_x509.register_cache
 @lru_cache(maxsize=256)
 def parse_pck_tcb(pck_der: bytes) -> PckTcb:
     """Read FMSPC, PCE-ID, the component SVNs and PCESVN from a PCK certificate.
@@ -310,6 +311,7 @@ def _time(value: Any, what: str) -> datetime:
     return out
 
 
+@_x509.register_cache
 @lru_cache(maxsize=256)
 def _signer_of(signed_bytes: bytes, signature: bytes, pool: tuple[bytes, ...]) -> bytes | None:
     """The certificate among ``pool`` whose P-256 key made ``signature`` (cached: bytes only)."""
