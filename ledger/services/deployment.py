@@ -114,6 +114,20 @@ def load_tpm_roots(directory: Path) -> tuple[bytes, ...]:
     return found
 
 
+def tpm_roots_of(session: Session) -> tuple[bytes, ...]:
+    """The TPM roots that count: the ``tee-root:tpm`` roots in the key history that are not
+    revoked, then the trust folder's (an import path: register them with
+    ``provledger keys add-tee-root``), less any the key history revoked."""
+    from ledger.services.trust import load_state  # noqa: PLC0415
+
+    state = load_state(session)
+    registered = [k for k in state.keys.values() if k.algorithm == "tee-root:tpm"]
+    revoked = {k.key_id for k in registered if k.revoked_index is not None}
+    active = [k.public_key for k in registered if k.revoked_index is None]
+    folder = [der for der in load_tpm_roots(trust_dir()) if hashlib.sha256(der).hexdigest() not in revoked]
+    return tuple(dict.fromkeys([*active, *folder]))
+
+
 def _statement_of(canonical: bytes) -> dict[str, Any]:
     """The statement of a prepared submission: a DSSE envelope, or a Sigstore bundle's."""
     try:
@@ -266,7 +280,7 @@ def complete_appraisals(
             results[position] = exc
             continue
         if record.evidence_type == "tpm" and roots is None:
-            roots = load_tpm_roots(trust_dir())
+            roots = tpm_roots_of(session)
         if tee is None:
             tee = tee_state(session)
         policy_document, policy_index = tee.policy_document(record.environment)

@@ -101,7 +101,7 @@ def _judge(session: Session, index: int, state: TrustState, at_index: int) -> di
     record = pure.parse_deployment(statement["predicate"], subjects)
     document_policy, policy_index = state.tee.policy_document(record.environment)
     collateral = state.tee.tdx_collateral() if record.evidence_type == "tdx" else None
-    roots = tee.load_tpm_roots(tee.trust_dir()) if record.evidence_type == "tpm" else ()
+    roots = _tpm_roots(state) if record.evidence_type == "tpm" else ()
     appraisal, root = pure.appraise_deployment(
         record, now=datetime.fromtimestamp(integrated_time, UTC), tpm_roots=roots,
         policy_document=document_policy, collateral=collateral,
@@ -115,6 +115,18 @@ def _judge(session: Session, index: int, state: TrustState, at_index: int) -> di
     )
     doc["trust_index"] = at_index
     return doc
+
+
+def _tpm_roots(state: TrustState) -> tuple[bytes, ...]:
+    """The TPM roots in force in ``state`` (``tee-root:tpm`` key events, then the trust folder's,
+    less any the key history revoked): ``services.deployment.tpm_roots_of`` at that state."""
+    import hashlib  # noqa: PLC0415
+
+    registered = [k for k in state.keys.values() if k.algorithm == "tee-root:tpm"]
+    revoked = {k.key_id for k in registered if k.revoked_index is not None}
+    active = [k.public_key for k in registered if k.revoked_index is None]
+    folder = [der for der in tee.load_tpm_roots(tee.trust_dir()) if hashlib.sha256(der).hexdigest() not in revoked]
+    return tuple(dict.fromkeys([*active, *folder]))
 
 
 def _latest(session: Session, indexes: Sequence[int]) -> dict[int, str]:

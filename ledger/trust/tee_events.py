@@ -144,30 +144,34 @@ def _collateral_keys(collateral: Mapping[str, tuple[bytes, ...]]) -> list[tuple[
 class TeeState:
     """Policies by environment and the current TDX collateral, with the index that set each."""
 
-    policies: dict[str, tuple[dict[str, Any], int]] = field(default_factory=dict)
+    policies: dict[str, tuple[PolicyDocument, int]] = field(default_factory=dict)
     collateral: dict[str, tuple[str, bytes, int]] = field(default_factory=dict)
     #: the index of the last TEE event applied (-1: none): re-judging keys on it
     last_index: int = -1
+    _parsed: TdxCollateral | None = field(default=None, repr=False, compare=False)
 
     def apply(self, action: str, policy: PolicyDocument | None, collateral: Mapping[str, tuple[bytes, ...]] | None, index: int) -> None:
         if action == "tee-policy" and policy is not None:
-            self.policies[policy.environment] = (dict(policy.document), index)
+            self.policies[policy.environment] = (policy, index)
         elif action == "tdx-collateral" and collateral is not None:
             for key, name, blob in _collateral_keys(collateral):
                 self.collateral[key] = (name, blob, index)
+            self._parsed = None
         self.last_index = max(self.last_index, index)
 
     def copy(self) -> TeeState:
-        return TeeState(dict(self.policies), dict(self.collateral), self.last_index)
+        return TeeState(dict(self.policies), dict(self.collateral), self.last_index, self._parsed)
 
     def policy_document(self, environment: str) -> tuple[PolicyDocument, int | None]:
         """The policy of ``environment`` (else of ``default``, else built in) and its event index."""
         for env in (environment, DEFAULT_ENVIRONMENT):
             if env in self.policies:
-                doc, index = self.policies[env]
-                return parse_policy_document(doc), index
+                return self.policies[env]
         return default_document(environment), None
 
     def tdx_collateral(self) -> TdxCollateral:
-        files = [blob for _, blob, _ in self.collateral.values()]
-        return TdxCollateral.from_files(files) if files else TdxCollateral()
+        """The current collateral (parsed once per state)."""
+        if self._parsed is None:
+            files = [blob for _, blob, _ in self.collateral.values()]
+            self._parsed = TdxCollateral.from_files(files) if files else TdxCollateral()
+        return self._parsed
