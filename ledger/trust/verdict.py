@@ -168,7 +168,7 @@ def chain_verdict(
             return False
         r = records[i]
         j = judge_record(state, r, as_of=as_of_time)
-        node = _Node(r, j.verdict, list(j.reasons), j)
+        node = _Node(r, j.verdict, [*j.reasons, *getattr(r, "notes", ())], j)
         nodes[i] = node
         for kind, alg, value in r.edges:
             if kind not in WALKED_KINDS:

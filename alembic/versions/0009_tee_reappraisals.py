@@ -5,16 +5,16 @@ A row is the appraisal of a deployment entry re-run under the trust state after 
 EAR-like document as ``appraisals``. Rows are a function of the log (``audit`` can rebuild and
 compare them); they are only ever added.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-05
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
