@@ -40,7 +40,7 @@ def test_rejudging_runs_on_redis_workers(cluster, monkeypatch) -> None:  # type:
     app = make_celery(settings)
     try:
         result = app.signature("provledger.reevaluate_chain_verdicts", kwargs={"batch": 1}).apply_async()
-        summary = result.get(timeout=60)
+        summary = result.get(timeout=120)
     finally:
         close(app)
     assert summary == {"trust_index": policy, "deployments": 3, "batches": 3}
@@ -49,7 +49,7 @@ def test_rejudging_runs_on_redis_workers(cluster, monkeypatch) -> None:  # type:
         with st.sessions() as session:
             return not reappraisal.pending(session)
 
-    wait_for(done, 60, "the re-judged rows", workers)
+    wait_for(done, 120, "the re-judged rows", workers)
     with st.sessions() as session:
         rows = session.connection().exec_driver_sql(
             "SELECT entry_idx, trust_index, verdict, document FROM tee_reappraisals ORDER BY entry_idx").fetchall()
@@ -60,7 +60,7 @@ def test_rejudging_runs_on_redis_workers(cluster, monkeypatch) -> None:  # type:
     # nothing changed since: a no-op
     app = make_celery(settings)
     try:
-        again = app.signature("provledger.reevaluate_chain_verdicts").apply_async().get(timeout=60)
+        again = app.signature("provledger.reevaluate_chain_verdicts").apply_async().get(timeout=120)
     finally:
         close(app)
     assert again["skipped"]
