@@ -26,6 +26,9 @@ The evaluation follows Intel's quote verification library (TcbLevelCheck, TdxMod
 
 The result is one of :data:`STATUSES` plus the union of the advisory IDs of the levels used; a
 platform below every level is :data:`NOT_SUPPORTED` (refused whatever the policy says).
+
+Not done: a TD 1.5 (v5, body type 3) quote is judged by its TEE_TCB_SVN; its TEE_TCB_SVN2 (the
+module after a TD-preserving update) is reported in the body but not matched against the levels.
 """
 
 from __future__ import annotations
