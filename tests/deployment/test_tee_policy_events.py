@@ -170,3 +170,20 @@ def test_replayed_tee_event_refused(store) -> None:  # type: ignore[no-untyped-d
                           IN_TOTO_PAYLOAD_TYPE, [admin])
     (forked,) = store.append([other])  # same prev: a fork of the key-event chain
     assert isinstance(forked, ConflictError)
+
+
+@pytest.mark.usefixtures("pinned", "tee_trust")
+def test_revocation_of_the_firmware_signer_rejudges_the_deployment(store, snp_pki: SnpPki) -> None:  # type: ignore[no-untyped-def]
+    w = h.world(store)
+    deployed = _deploy(w, snp_pki, "vm-r", 0).receipt["index"]
+    with store.sessions() as session, session.begin():
+        assert not reappraisal.pending(session)  # no key event since: nothing to re-judge
+    revoked = w.trust.revoke(w.fw, compromised_since=0).receipt["index"]  # the firmware vendor's key, from the start
+    with store.sessions() as session, session.begin():
+        (row,) = reappraisal.reappraise(session)
+        assert (row.index, row.trust_index, row.verdict, row.previous) == (deployed, revoked, "reject", "accept")
+        doc = json.loads(session.connection().exec_driver_sql(
+            "SELECT document FROM tee_reappraisals WHERE entry_idx = " + ("?" if store.backend == "sqlite" else "%s"),
+            (deployed,)).scalar_one())
+    failed = {c["name"]: c["reason"] for c in doc["checks"] if not c["ok"]}
+    assert list(failed) == ["firmware_measurement_matches"] and "not trusted" in failed["firmware_measurement_matches"]
