@@ -118,15 +118,9 @@ def _judge(session: Session, index: int, state: TrustState, at_index: int) -> di
 
 
 def _tpm_roots(state: TrustState) -> tuple[bytes, ...]:
-    """The TPM roots in force in ``state`` (``tee-root:tpm`` key events, then the trust folder's,
-    less any the key history revoked): ``services.deployment.tpm_roots_of`` at that state."""
-    import hashlib  # noqa: PLC0415
-
-    registered = [k for k in state.keys.values() if k.algorithm == "tee-root:tpm"]
-    revoked = {k.key_id for k in registered if k.revoked_index is not None}
-    active = [k.public_key for k in registered if k.revoked_index is None]
-    folder = [der for der in tee.load_tpm_roots(tee.trust_dir()) if hashlib.sha256(der).hexdigest() not in revoked]
-    return tuple(dict.fromkeys([*active, *folder]))
+    """The TPM roots in force in ``state``: its ``tee-root:tpm`` keys that are not revoked
+    (``services.deployment.tpm_roots_of`` at that state)."""
+    return tuple(k.public_key for k in state.keys.values() if k.algorithm == "tee-root:tpm" and k.revoked_index is None)
 
 
 def _latest(session: Session, indexes: Sequence[int]) -> dict[int, str]:
