@@ -46,6 +46,7 @@ import json
 
 from ledger.errors import MalformedError
 from ledger.records.keys import public_key_from_der
+from ledger.trust.tee_events import TEE_ACTIONS, TeeState, collateral_predicate, parse_collateral, parse_policy, tee_event_subject
 
 __all__ = [
     "ACTIONS",
@@ -68,7 +69,7 @@ __all__ = [
     "worst",
 ]
 
-ACTIONS = ("register", "register-identity", "register-tee-root", "reaffirm", "rotate", "revoke", "threshold")
+ACTIONS = ("register", "register-identity", "register-tee-root", "reaffirm", "rotate", "revoke", "threshold", *TEE_ACTIONS)
 #: ``KeyState.algorithm`` of a keyless (Sigstore certificate identity) principal
 IDENTITY_ALGORITHM = "sigstore-identity"
 #: ``KeyState.algorithm`` prefix of a non-vendor TEE root (``tee-root:tpm``); its public_key is the
@@ -288,6 +289,10 @@ class KeyEvent:
     #: ``register-tee-root``: the root certificate (DER) and the evidence type it anchors
     certificate: bytes | None = None
     tee: str | None = None
+    #: ``tee-policy``: the appraisal policy document (``ledger.attestation.policy_document``)
+    appraisal_policy: Any = None
+    #: ``tdx-collateral``: the files by field (``ledger.trust.tee_events``)
+    collateral: Mapping[str, tuple[bytes, ...]] | None = None
 
     def to_predicate(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action}
@@ -321,6 +326,10 @@ class KeyEvent:
             out["certificate"] = base64.b64encode(self.certificate).decode("ascii")
         if self.tee is not None:
             out["tee"] = self.tee
+        if self.appraisal_policy is not None:
+            out["appraisal_policy"] = dict(self.appraisal_policy.document)
+        if self.collateral is not None:
+            out["collateral"] = collateral_predicate(self.collateral)
         return out
 
     def subject(self) -> dict[str, Any]:
@@ -330,6 +339,8 @@ class KeyEvent:
 def key_event_subject(event: KeyEvent) -> dict[str, Any]:
     """The statement subject of a key event: ``key:<key_id>`` (digest: the key id itself), or for
     a threshold ``threshold:<predicate type glob>`` (digest: SHA-256 of the glob)."""
+    if event.action in TEE_ACTIONS:
+        return tee_event_subject(event.action, event.appraisal_policy, event.collateral)
     if event.action == "threshold":
         assert event.predicate_type is not None
         return {
@@ -399,7 +410,13 @@ def parse_key_event(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, 
         reason=predicate.get("reason"),
         issued_at=parse_time(predicate["issued_at"]) if "issued_at" in predicate else None,
         identity=Identity.from_json(predicate["identity"]) if "identity" in predicate else None,
+        appraisal_policy=parse_policy(predicate),
+        collateral=parse_collateral(predicate),
     )
+    if (event.action == "tee-policy") != (event.appraisal_policy is not None) or (
+        event.action == "tdx-collateral"
+    ) != (event.collateral is not None):
+        raise MalformedError("predicate.appraisal_policy / predicate.collateral belong to (and only to) tee-policy / tdx-collateral events")
     if (event.action == "register-identity") != (event.identity is not None):
         raise MalformedError("predicate.identity belongs to (and only to) a register-identity event")
     if event.identity is not None and event.identity.id != event.key_id:
@@ -538,9 +555,14 @@ class TrustState:
     last_event_index: int = -1
     #: (index, predicate-type glob, threshold) of every threshold event applied, in index order
     threshold_history: list[tuple[int, str, int]] = field(default_factory=list)
+    #: TEE appraisal policies and TDX collateral (``tee-policy``, ``tdx-collateral`` events)
+    tee: TeeState = field(default_factory=TeeState)
 
     def copy(self) -> TrustState:
-        return TrustState(self.root_key_id, dict(self.keys), dict(self.thresholds), self.last_event_index, list(self.threshold_history))
+        return TrustState(
+            self.root_key_id, dict(self.keys), dict(self.thresholds), self.last_event_index, list(self.threshold_history),
+            self.tee.copy(),
+        )
 
     def threshold_for(self, predicate_type: str, at: int | None = None) -> int:
         """The threshold for a record of ``predicate_type`` at index ``at`` (set by events before
@@ -681,4 +703,6 @@ class TrustState:
             assert event.predicate_type is not None and event.threshold is not None
             self.thresholds[event.predicate_type] = (event.threshold, index)
             self.threshold_history.append((index, event.predicate_type, event.threshold))
+        elif event.action in TEE_ACTIONS:
+            self.tee.apply(event.action, event.appraisal_policy, event.collateral, index)
         return None
