@@ -98,7 +98,7 @@ def test_artifact_page_names_reasons_tee_and_layout(page, demo) -> None:
     for kind in ("build", "firmware", "hardware part", "deployment", "TEE evidence"):
         assert kind in table
     rows = page.locator("#links-table tbody tr")
-    assert rows.count() >= 7
+    assert rows.count() >= 6  # deployment, build, firmware, TEE evidence, board, chip (the SBOM rests beside the build)
     for i in range(rows.count()):
         assert rows.nth(i).locator(".reasons li").count() >= 1, f"row {i} gives no reason"
     geometry = page.evaluate(_GEOMETRY)
@@ -175,6 +175,9 @@ def test_other_pages_fit_and_favicon(page, demo) -> None:
         page.goto(demo["base"] + url)
         _shot(page, f"auditor-{name}")
         _no_sideways_scroll(page)
+    page.goto(demo["base"] + "/signers")
+    states = page.locator(".key-state").evaluate_all("els => els.map(e => e.dataset.state)")
+    assert states and set(states) <= {"active", "stale", "expired", "revoked", "rotated", "not yet valid"}
     page.goto(demo["base"] + "/audits")
     assert "OK" in page.inner_text("main"), "a finished, passing audit shows no result"
     page.goto(demo["base"] + "/checkpoints?old=1&new=5")
