@@ -27,6 +27,7 @@ from ledger.db import store
 from ledger.db.models import Entry, TrustKey, TrustRoot, TrustThreshold
 from ledger.errors import LedgerError
 from ledger.records.keys import PublicKey, public_key_from_der
+from ledger.trust.states import grant_state, key_state
 from ledger.trust.policy import IDENTITY_ALGORITHM, TEE_ROOT_ALGORITHM, Grant, KeyState, TrustState
 from ledger.trust.fold import TrustFold
 from ledger.trust.predicates import KEY_EVENT
@@ -313,8 +314,8 @@ def signer_listing(session: Session, *, now: int) -> list[dict[str, Any]]:
     keys = sorted(state.keys.values(), key=lambda k: (k.registered_index, k.key_id))
     out = []
     for k in keys:
-        doc = {**k.to_json(), **k.freshness(now), "state": k.state(now)}
+        doc = {**k.to_json(), **k.freshness(now), "state": key_state(k, now)}
         for grant_doc, grant in zip(doc["grants"], k.grants, strict=True):
-            grant_doc["state"] = grant.state(now, k.status)
+            grant_doc["state"] = grant_state(grant, now, k.status)
         out.append(doc)
     return out

@@ -55,7 +55,6 @@ __all__ = [
     "Identity",
     "KeyEvent",
     "KeyState",
-    "STATES",
     "TrustState",
     "GENESIS_PREV",
     "TEE_ROOT_ALGORITHM",
@@ -125,10 +124,6 @@ def _segment_regexes(pattern: str) -> tuple[re.Pattern[str], ...]:
     return tuple(re.compile(fnmatch.translate(segment)) for segment in pattern.split("/"))
 
 
-#: The one vocabulary for keys and grants, in the UI, the API and ``keys list`` alike.
-STATES = ("active", "stale", "expired", "revoked", "rotated", "not yet valid")
-
-
 @dataclass(frozen=True)
 class Grant:
     """What a key may sign: predicate-type globs, subject-name globs (None: any subject), and when."""
@@ -150,18 +145,6 @@ class Grant:
 
     def stale_at(self, t: int) -> bool:
         return self.review_by is not None and t > self.review_by
-
-    def state(self, as_of: int, key_status: str = "active") -> str:
-        """This grant's word in the one vocabulary (:data:`STATES`) as of ``as_of``: its key's
-        ``revoked``/``rotated`` first, then ``expired`` (past not-after), ``not yet valid``,
-        ``stale`` (past review-by), else ``active``."""
-        if key_status in ("revoked", "rotated"):
-            return key_status
-        if self.not_after is not None and as_of > self.not_after:
-            return "expired"
-        if self.not_before is not None and as_of < self.not_before:
-            return "not yet valid"
-        return "stale" if self.stale_at(as_of) else "active"
 
     def describe(self) -> str:
         parts = [f"predicate types {', '.join(self.predicate_types)}"]
@@ -485,20 +468,6 @@ class KeyState:
         if self.replaced_by is not None:
             return "rotated"
         return "active"
-
-    def state(self, as_of: int) -> str:
-        """The key's word in the one vocabulary (:data:`STATES`) as of ``as_of``, the same in
-        ``keys list``, ``GET /api/v1/signers`` and the UI: ``revoked``, ``rotated``, ``expired``
-        (every grant past its not-after), ``stale`` (no grant active, one past its review-by),
-        else ``active``."""
-        if self.status != "active":
-            return self.status
-        grant_states = [g.state(as_of) for g in self.grants]
-        if "active" in grant_states or not grant_states:
-            return "active"
-        if all(s == "expired" for s in grant_states):
-            return "expired"
-        return "stale" if "stale" in grant_states else grant_states[0]
 
     def freshness(self, as_of: int) -> dict[str, Any]:
         """Decay as of ``as_of``: ``stale`` when every grant with a review-by is past it (its

@@ -14,7 +14,8 @@ import pytest
 from ledger.records.keys import generate_private_key
 from ledger.services import registry
 from ledger.services.setup import load_admin_key
-from ledger.trust.policy import STATES, Grant
+from ledger.trust.policy import Grant
+from ledger.trust.states import STATES
 from tests.fixtures import PREDICATE, make_statement, sign
 from tests.cli.conftest import cli  # noqa: F401 - provledger in-process on the test store
 from tests.ui.conftest import close_app, make_app

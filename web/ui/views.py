@@ -22,6 +22,7 @@ from ledger.records.leaf import decode_leaf
 from ledger.services import receipts, registry
 from ledger.services import sessions as admin_sessions
 from ledger.services.sessions import AdminLogin
+from ledger.trust.states import grant_state, key_state
 from ledger.trust.policy import KeyState
 from ledger.services import browse
 from ledger.services import setup as ledger_setup
@@ -300,7 +301,7 @@ def _grant_view(grant: Any, now: int, key_status: str) -> dict[str, Any]:
         "not_before": grant.not_before,
         "not_after": grant.not_after,
         "review_by": grant.review_by,
-        "state": grant.state(now, key_status),  # the core's vocabulary, as keys list and the API say
+        "state": grant_state(grant, now, key_status),  # the core's vocabulary, as keys list and the API say
     }
 
 
@@ -310,7 +311,7 @@ def _key_view(key: KeyState, now: int) -> dict[str, Any]:
         "principal": key.principal,
         "algorithm": key.algorithm,
         "status": key.status,
-        "state": key.state(now),
+        "state": key_state(key, now),
         "grants": [_grant_view(g, now, key.status) for g in key.grants],
         "registered_index": key.registered_index,
         "registered_at": key.registered_at,
