@@ -37,6 +37,7 @@ from ledger.services import append, audit, receipts, registry, setup
 from ledger.services.log import LogIdentity, load_log_identity
 from ledger.provenance.policy import parse_time
 from ledger.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
+from ledger.strict_json import parse_json
 from ledger.witness_policy import verify_receipt_with_witnesses
 
 
@@ -169,11 +170,11 @@ def _submit_http(server: str, token: str | None, body: bytes) -> dict[str, Any]:
     )
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - the operator's URL
-            return json.loads(resp.read())
+            return parse_json(resp.read(), what="the server's answer")
     except urllib.error.HTTPError as exc:
         try:
-            message = json.loads(exc.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
+            message = parse_json(exc.read(), what="the error")["error"]["message"]
+        except (MalformedError, KeyError, TypeError):
             message = exc.reason
         error = {401: ConfigurationError, 403: NotTrustedError}.get(exc.code) or _HTTP_ERRORS.get(exc.code, UnavailableError)
         raise error(f"the server refused the envelope ({exc.code}): {message}") from exc

@@ -46,6 +46,7 @@ import json
 
 from ledger.errors import MalformedError
 from ledger.keys import public_key_from_der
+from ledger.strict_json import parse_json
 
 __all__ = [
     "ACTIONS",
@@ -217,10 +218,7 @@ class Identity:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Identity:
-        try:
-            doc = json.loads(data)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise MalformedError("identity is not JSON") from exc
+        doc = parse_json(data, what="identity")
         if not isinstance(doc, dict):
             raise MalformedError("identity must be a JSON object")
         return cls.from_json(doc)

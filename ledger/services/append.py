@@ -44,6 +44,7 @@ from ledger.services.deployment import complete_appraisals, insert_appraisals
 from ledger.services.policy import apply_key_events
 from ledger.services.trust import TrustRegistry, load_keys
 from ledger.statement import IN_TOTO_PAYLOAD_TYPE, Statement, parse_statement
+from ledger.strict_json import parse_json
 
 __all__ = [
     "Appended",
@@ -183,6 +184,8 @@ def prepare_envelopes(
         try:
             envelope = _decode(raw, limit)
             statement = parse_statement(envelope.payload)
+            if statement.predicate_type != KEY_EVENT:
+                statement.check_names()
             validate_predicate(statement.predicate_type, statement.predicate)
             subjects = tuple((alg, value, s.name) for s in statement.subjects for alg, value in s.digests())
             event = None
@@ -223,12 +226,13 @@ def _hints(raws: Sequence[bytes | str | Mapping[str, Any]]) -> set[str]:
     hints: set[str] = set()
     for raw in raws:
         try:
-            doc = json.loads(raw) if isinstance(raw, bytes | str) else raw
-            for sig in doc.get("signatures") or ():
-                if isinstance(sig, dict) and isinstance(sig.get("keyid"), str):
-                    hints.add(sig["keyid"])
-        except (ValueError, TypeError, AttributeError):
-            continue
+            doc = parse_json(raw, what="envelope") if isinstance(raw, bytes | str) else raw
+        except MalformedError:
+            continue  # refused with its reason when it is prepared
+        sigs = doc.get("signatures") if isinstance(doc, Mapping) else None
+        for sig in sigs if isinstance(sigs, list) else ():
+            if isinstance(sig, dict) and isinstance(sig.get("keyid"), str):
+                hints.add(sig["keyid"])
     return hints
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from ledger.hashing import leaf_hash
 from ledger.note import ECDSAVerifier, Ed25519Verifier, Verifier, verify_note
 from ledger.sigstore.bundle import Bundle, TlogEntry
 from ledger.sigstore.trust import TransparencyLog, rekor_v2_log_id
+from ledger.strict_json import parse_json
 
 __all__ = ["SUPPORTED_KINDS", "check_entry_body", "verify_inclusion_proof", "verify_set"]
 
@@ -125,9 +125,9 @@ def verify_set(entry: TlogEntry, log: TransparencyLog) -> None:
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise VerificationError("tlog entry body is not JSON") from exc
+        return parse_json(body, what="tlog entry body")
+    except MalformedError as exc:
+        raise VerificationError(str(exc)) from exc
 
 
 def _get(doc: Any, *path: str) -> Any:

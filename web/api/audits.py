@@ -12,7 +12,6 @@ The web layer touches ``workers`` only to enqueue.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any
@@ -22,6 +21,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, url
 from ledger.errors import LedgerError, MalformedError
 from ledger.services import shards
 from ledger.services.registry import authenticate
+from ledger.strict_json import parse_json
 from web.extension import get_session, ledger
 
 __all__ = ["bp"]
@@ -71,10 +71,7 @@ def _shard_level() -> int | None:
         raise MalformedError(f"an audit request is a small JSON object (at most {MAX_AUDIT_REQUEST_BYTES} bytes)")
     if not body.strip():
         return None
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedError(f"the audit request is not valid JSON: {exc}") from exc
+    doc = parse_json(body, what="the audit request")
     if not isinstance(doc, dict) or set(doc) - {"shard_size"}:
         raise MalformedError('an audit request is {} or {"shard_size": <a power of two>}')
     size = doc.get("shard_size")

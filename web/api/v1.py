@@ -21,6 +21,7 @@ from ledger.services import append, receipts
 from ledger.services.deployment import appraisal_of
 from ledger.services.cosign import cosigned_notes, latest_cosigned_note
 from ledger.services.registry import authenticate
+from ledger.strict_json import parse_json
 from web.extension import get_session, ledger
 from web.openapi import OPENAPI
 
@@ -94,10 +95,7 @@ def post_batch() -> tuple[Response, int]:
     envelope_limit, request_limit = _limits()
     body = _read_body(request_limit)
     _writes_allowed()
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedError(f"the batch is not valid JSON: {exc}") from exc
+    doc = parse_json(body, what="the batch")
     envelopes = doc.get("envelopes") if isinstance(doc, dict) else None
     if not isinstance(envelopes, list):
         raise MalformedError('a batch is {"envelopes": [...]}')
