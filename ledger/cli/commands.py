@@ -212,7 +212,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             st.sessions, _envelopes_from(args.files), st.log, workers=args.workers, batch_size=args.batch, progress=progress
         )
     print(file=sys.stderr)
-    for position, error in summary.errors:
+    for position, error in sorted(summary.errors, key=lambda e: e[0]):
         print(f"refused envelope {position}: {error.diagnostics()}", file=sys.stderr)
     _out(f"{summary.created} appended, {summary.duplicates} duplicates, {summary.refused} refused; tree size {summary.tree_size}")
     return 1 if summary.refused else 0

@@ -175,6 +175,9 @@ def prepare_envelopes(
         raise RuntimeError("prepare_envelopes needs a TrustRegistry (ledger.services.trust.load_keys / registry_from_rows)")
     out: list[Prepared | LedgerError] = []
     for raw in raws:
+        if not isinstance(raw, bytes | str | Mapping):
+            out.append(MalformedError(f"a submission is a JSON object (a DSSE envelope or a Sigstore bundle), not {type(raw).__name__}"))
+            continue
         if bundles.is_bundle(raw):  # a JSON object with a mediaType: a Sigstore bundle
             try:
                 out.append(bundles.prepare_bundle(raw, everything() if everything is not None else registry, now=now, limit=limit))
@@ -404,24 +407,34 @@ def append_batch(
     with sessions() as session:
         prepared = prepare_batch(session, raws, now=now, limit=limit)
         session.rollback()
+    from ledger.services.isolate import commit_isolating, dry_run  # noqa: PLC0415 - isolate builds on this module
+
     ready = [p for p in prepared if isinstance(p, Prepared)]
     results: list[Any] = [p if isinstance(p, LedgerError) else None for p in prepared]
     if not ready:
         return results
-    with sessions() as session:
-        with session.begin():
-            integration = integrate(session, ready, log, now=now)
-        issued = receipts(
-            session,
-            integration.indexes,
-            tree_size=integration.tree_size if integration.checkpoint_note else None,
-            checkpoint_note=integration.checkpoint_note,
-            known=integration.known_nodes,
-            data=integration.new_data,
-        )
-    it = iter(zip(issued, integration.created, strict=True))
+
+    def commit(batch: Sequence[Prepared]) -> list[Appended]:
+        with sessions() as session:
+            with session.begin():
+                integration = integrate(session, batch, log, now=now)
+            issued = receipts(
+                session,
+                integration.indexes,
+                tree_size=integration.tree_size if integration.checkpoint_note else None,
+                checkpoint_note=integration.checkpoint_note,
+                known=integration.known_nodes,
+                data=integration.new_data,
+            )
+        return [Appended(r, c) for r, c in zip(issued, integration.created, strict=True)]
+
+    # a record the store refuses is refused alone (``ledger.services.isolate``)
+    committed, kept, refused = commit_isolating(ready, commit, dry_run(sessions, log, now=now))
+    outcome: list[Appended | LedgerError] = [refused.get(i) for i in range(len(ready))]  # type: ignore[misc]
+    for position, appended in zip(kept, committed or (), strict=True):
+        outcome[position] = appended
+    it = iter(outcome)
     for position, item in enumerate(prepared):
         if isinstance(item, Prepared):
-            receipt, created = next(it)
-            results[position] = Appended(receipt, created)
+            results[position] = next(it)
     return results

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from ledger.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import LedgerError
-from ledger.services.append import Prepared, integrate, prepare_envelopes
+from ledger.services.append import Integration, Prepared, integrate, prepare_envelopes
+from ledger.services.isolate import commit_isolating, dry_run
 from ledger.provenance.predicates import DEPLOYMENT
 from ledger.services.deployment import complete_appraisals
 from ledger.services.log import LogIdentity
@@ -83,29 +84,42 @@ def import_envelopes(
     summary = ImportSummary()
     position = 0
 
+    def refuse(at: int, error: LedgerError) -> None:
+        summary.refused += 1
+        if len(summary.errors) < MAX_REPORTED_ERRORS:
+            summary.errors.append((at, error))
+
     def integrate_batch(prepared: Sequence[Prepared | LedgerError], now: int) -> None:
         nonlocal position
         if any(isinstance(p, Prepared) and p.predicate_type == DEPLOYMENT for p in prepared):
             # Deployments need the store (firmware measurements, trust) to be appraised.
             with sessions() as session:
                 prepared = complete_appraisals(session, prepared, now=now)
-        ready = []
+        ready: list[Prepared] = []
+        where: list[int] = []  # each ready record's position in the input
         for item in prepared:
             if isinstance(item, LedgerError):
-                summary.refused += 1
-                if len(summary.errors) < MAX_REPORTED_ERRORS:
-                    summary.errors.append((position, item))
+                refuse(position, item)
             else:
                 ready.append(item)
+                where.append(position)
             position += 1
         if ready:
-            with sessions() as session, session.begin():
-                result = integrate(session, ready, log, now=now)
-            created = sum(result.created)
-            summary.created += created
-            summary.duplicates += len(ready) - created
-            summary.tree_size = result.tree_size
-            summary.batches += 1
+
+            def commit(batch: Sequence[Prepared]) -> Integration:
+                with sessions() as session, session.begin():
+                    return integrate(session, batch, log, now=now)
+
+            # a record the store refuses is listed as refused; the rest of its batch goes on
+            result, kept, failed = commit_isolating(ready, commit, dry_run(sessions, log, now=now))
+            for i in sorted(failed):
+                refuse(where[i], failed[i])
+            if result is not None:
+                created = sum(result.created)
+                summary.created += created
+                summary.duplicates += len(kept) - created
+                summary.tree_size = result.tree_size
+                summary.batches += 1
         if progress is not None:
             progress(summary)
 

@@ -85,6 +85,9 @@ def post_entry() -> tuple[Response, int]:
     prepared = append.prepare(session, body, now=int(time.time()), limit=envelope_limit)
     session.rollback()
     (result,) = ext.sequencer.submit([prepared])
+    if isinstance(result, LedgerError):  # refused at integration; its neighbours were not
+        ext.count("entries_refused")
+        raise result
     ext.count("entries_created" if result.created else "entries_duplicate")
     return jsonify(result.receipt), 201 if result.created else 200
 
@@ -103,17 +106,24 @@ def post_batch() -> tuple[Response, int]:
         raise TooLargeError(f"a batch holds at most {MAX_BATCH_ENVELOPES} envelopes, got {len(envelopes)}")
     ext = ledger()
     session = get_session()
-    prepared = append.prepare_batch(session, envelopes, now=int(time.time()), limit=envelope_limit)
+    # Each item must be a JSON object (an envelope or a bundle); any other item is refused alone.
+    objects = iter(append.prepare_batch(session, [e for e in envelopes if isinstance(e, dict)], now=int(time.time()), limit=envelope_limit))
     session.rollback()
+    prepared = [
+        next(objects) if isinstance(e, dict) else MalformedError(f"batch item {i} is not a JSON object (a DSSE envelope or a Sigstore bundle)")
+        for i, e in enumerate(envelopes)
+    ]
     ready = [p for p in prepared if isinstance(p, append.Prepared)]
     done = iter(ext.sequencer.submit(ready))
     results: list[Any] = []
     for item in prepared:
+        if isinstance(item, append.Prepared):
+            item = next(done)
         if isinstance(item, LedgerError):
             ext.count("entries_refused")
             results.append({"error": {"code": item.code, "message": item.diagnostics()}})
         else:
-            appended = next(done)
+            appended = item
             ext.count("entries_created" if appended.created else "entries_duplicate")
             results.append(appended.receipt)
     return jsonify({"results": results}), 200
