@@ -1,4 +1,5 @@
-"""The one JSON loader for untrusted bytes: strict, bounded, and judged completely before use.
+"""The one JSON loader for untrusted bytes (and the one decimal parser for untrusted text):
+strict, bounded, and judged completely before use.
 
 Envelopes, statements (and so predicates), batch bodies, Sigstore bundles, receipts, evidence
 and every file the command line reads go through ``parse_json``. Beyond RFC 8259 it refuses,
@@ -21,7 +22,15 @@ from typing import Any
 
 from ledger.errors import MalformedError
 
-__all__ = ["MAX_JSON_DEPTH", "MAX_JSON_INTEGER", "MAX_JSON_NUMBER_CHARS", "check_json", "parse_json"]
+__all__ = [
+    "MAX_DECIMAL",
+    "MAX_JSON_DEPTH",
+    "MAX_JSON_INTEGER",
+    "MAX_JSON_NUMBER_CHARS",
+    "check_json",
+    "parse_decimal",
+    "parse_json",
+]
 
 #: Arrays and objects nest at most this deep (the outermost one is level 1).
 MAX_JSON_DEPTH = 64
@@ -140,3 +149,19 @@ def check_json(doc: Any, *, what: str = "the input", max_depth: int = MAX_JSON_D
                 raise MalformedError(f"{what} holds a number that is not finite")
         else:
             raise MalformedError(f"{what} holds a {type(value).__name__}, which is not a JSON value")
+
+
+#: An index or size in a path or query: at most this (the database's 64-bit signed integers).
+MAX_DECIMAL = 2**63 - 1
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")
+
+
+def parse_decimal(text: str, *, what: str, minimum: int = 0, maximum: int = MAX_DECIMAL) -> int:
+    """An untrusted decimal integer: ASCII digits only (no ``%D9%A1``, no ``+``, no spaces,
+    no ``_``), within [minimum, maximum]; MalformedError naming ``what`` and the range."""
+    if not _DECIMAL.fullmatch(text) or text.startswith("-") and minimum >= 0:
+        raise MalformedError(f"{what} must be a decimal integer of ASCII digits between {minimum} and {maximum}")
+    value = int(text)
+    if not minimum <= value <= maximum:
+        raise MalformedError(f"{what} must be a decimal integer of ASCII digits between {minimum} and {maximum}")
+    return value

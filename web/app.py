@@ -59,6 +59,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             session.close()
 
     from web.api import health, provenance, tiles, v1  # noqa: PLC0415
+    from web.api.strict import IndexConverter  # noqa: PLC0415
+
+    app.url_map.converters["int"] = IndexConverter  # before any route: ASCII digits only, bounded
 
     app.register_blueprint(v1.bp)
     app.register_blueprint(provenance.bp)
@@ -74,7 +77,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.code or 500, "http_error")
+        code = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}.get(
+            exc.code or 500, "http_error"
+        )
         return error_response(code, exc.description or exc.name, exc.code or 500)
 
     @app.errorhandler(Exception)

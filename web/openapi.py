@@ -18,15 +18,34 @@ def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _int_param(name: str, required: bool = True) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "schema": {"type": "integer", "minimum": 0}}
+#: numbers in paths and queries: ASCII digits only, at most 2**63 - 1 (anything else: 400)
+_index = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+
+
+def _int_param(name: str, required: bool = True, minimum: int = 0) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": {**_index, "minimum": minimum}}
+
+
+def _path_index(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _index}
 
 
 _hashes = {"type": "array", "items": {"type": "string", "format": "byte"}}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "provenance-ledger", "version": "1"},
+    "info": {
+        "title": "provenance-ledger",
+        "version": "1",
+        "description": (
+            "Input is judged strictly before anything is stored. POST bodies must be application/json "
+            "(UTF-8), else 415. JSON bodies (and the statements inside envelopes) are refused with 400 "
+            "for duplicate object keys, strings that are not Unicode scalar values (lone surrogates), "
+            "nesting deeper than 64 levels, integers beyond ±(2**64 - 1), non-finite numbers. Numbers in "
+            "paths and queries are ASCII digits up to 2**63 - 1, else 400. Subject names follow the "
+            "grammar in the README (no empty, '.' or '..' segments, no control characters)."
+        ),
+    },
     "servers": [{"url": "/api/v1"}],
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -75,15 +94,15 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "201": _json(_receipt, "appended"),
                     "200": _json(_receipt, "a duplicate: the existing entry's receipt"),
-                    **_errors(400, 401, 403, 413, 422, 503),
+                    **_errors(400, 401, 403, 413, 415, 422, 503),
                 },
             },
             "get": {
                 "summary": "Entries with a subject digest (keyset paged)",
                 "parameters": [
                     {"name": "subject", "in": "query", "required": True, "schema": {"type": "string"}},
-                    {"name": "after", "in": "query", "required": False, "schema": {"type": "integer"}},
-                    _int_param("limit", required=False),
+                    _int_param("after", required=False),
+                    _int_param("limit", required=False, minimum=1),
                 ],
                 "responses": {"200": _json({"type": "object"}), **_errors(400)},
             },
@@ -93,21 +112,21 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Append many envelopes; a receipt or an error per envelope, in order",
                 "security": [{"bearer": []}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
-                "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 413, 503)},
+                "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 413, 415, 503)},
             }
         },
         "/entries/{index}": {
             "get": {
                 "summary": "An entry with its decoded statement",
-                "parameters": [{"name": "index", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                "responses": {"200": _json({"type": "object"}), **_errors(404)},
+                "parameters": [_path_index("index")],
+                "responses": {"200": _json({"type": "object"}), **_errors(400, 404)},
             }
         },
         "/receipt/{index}": {
             "get": {
                 "summary": "The receipt of an entry against the latest checkpoint",
-                "parameters": [{"name": "index", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                "responses": {"200": _json(_receipt), **_errors(404)},
+                "parameters": [_path_index("index")],
+                "responses": {"200": _json(_receipt), **_errors(400, 404)},
             }
         },
         "/artifacts/{digest}/chain": {
@@ -126,8 +145,8 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [
                     *({"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
                       for n in ("digest", "name", "signer", "predicate_type", "since", "until")),
-                    _int_param("after", required=False),
-                    _int_param("limit", required=False),
+                    _int_param("after", required=False, minimum=-1),
+                    _int_param("limit", required=False, minimum=1),
                 ],
                 "responses": {
                     "200": _json({"type": "object", "properties": {"entries": {"type": "array"}, "next": {}}}),
@@ -139,7 +158,15 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Start a distributed audit on the Celery workers (admin token)",
                 "security": [{"bearer": []}],
-                "responses": {"202": _json({"type": "object"}, "accepted"), **_errors(400, 401, 503)},
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "object", "properties": {"shard_size": {"type": "integer"}}, "additionalProperties": False}
+                        }
+                    },
+                },
+                "responses": {"202": _json({"type": "object"}, "accepted"), **_errors(400, 401, 415, 503)},
             },
             "get": {
                 "summary": "Recent audit runs",
@@ -149,8 +176,8 @@ OPENAPI: dict[str, Any] = {
         "/audits/{audit_id}": {
             "get": {
                 "summary": "An audit run: state, progress and result",
-                "parameters": [{"name": "audit_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                "responses": {"200": _json({"type": "object"}), **_errors(404)},
+                "parameters": [_path_index("audit_id")],
+                "responses": {"200": _json({"type": "object"}), **_errors(400, 404)},
             }
         },
         "/signers": {
@@ -168,14 +195,14 @@ OPENAPI: dict[str, Any] = {
         "/checkpoints": {
             "get": {
                 "summary": "Every checkpoint ever issued (keyset paged)",
-                "parameters": [_int_param("after", required=False), _int_param("limit", required=False)],
-                "responses": {"200": _json({"type": "object"})},
+                "parameters": [_int_param("after", required=False), _int_param("limit", required=False, minimum=1)],
+                "responses": {"200": _json({"type": "object"}), **_errors(400)},
             }
         },
         "/proof/inclusion": {
             "get": {
                 "summary": "An inclusion proof",
-                "parameters": [_int_param("index"), _int_param("tree_size")],
+                "parameters": [_int_param("index"), _int_param("tree_size", minimum=1)],
                 "responses": {"200": _json({"type": "object", "properties": {"hashes": _hashes}}), **_errors(400, 404)},
             }
         },

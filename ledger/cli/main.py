@@ -17,6 +17,21 @@ from ledger.errors import LedgerError
 __all__ = ["build_parser", "main"]
 
 
+def index(text: str) -> int:
+    """An argparse type: a non-negative integer of ASCII digits within the store's 64 bits."""
+    from ledger.strict_json import parse_decimal  # noqa: PLC0415
+
+    try:
+        return parse_decimal(text, what="the number")
+    except LedgerError as exc:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: {exc}") from None
+
+
+def index_or_minus_one(text: str) -> int:
+    """``index``, or -1 (a keyset page's start)."""
+    return -1 if text == "-1" else index(text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # bad usage is exit 2, one sentence on stderr
         self.print_usage(sys.stderr)
@@ -69,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=c.cmd_import)
 
     s = sub.add_parser("receipt", help="the receipt of an entry against the latest checkpoint")
-    s.add_argument("index", type=int, metavar="INDEX")
+    s.add_argument("index", type=index, metavar="INDEX")
     s.set_defaults(func=c.cmd_receipt)
 
     s = sub.add_parser("verify-receipt", help="verify a receipt offline (no database, no network)")
@@ -87,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=c.cmd_checkpoint)
 
     s = sub.add_parser("prove-consistency", help="a consistency proof between two tree sizes (JSON)")
-    s.add_argument("--old", type=int, required=True, metavar="M")
-    s.add_argument("--new", type=int, metavar="N", help="default: the latest tree size")
+    s.add_argument("--old", type=index, required=True, metavar="M")
+    s.add_argument("--new", type=index, metavar="N", help="default: the latest tree size")
     s.set_defaults(func=c.cmd_prove_consistency)
 
     s = sub.add_parser("audit", help="re-measure the whole ledger; exit 1 on any problem")

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from ledger.cli.commands import _out, _read_file, now, open_store, parse_time
+from ledger.cli.main import index, index_or_minus_one
 from ledger.keys import load_public_key
 from ledger.provenance.policy import IDENTITY_ALGORITHM, Grant, Identity, format_time
 from ledger.provenance.predicates import KEY_EVENT
@@ -87,7 +88,7 @@ def add_parser(sub: Any) -> None:
 
     s = sub.add_parser("chain", help="the chain of trust of an artifact, link by link")
     s.add_argument("digest", metavar="DIGEST", help="sha256:<hex>")
-    s.add_argument("--at", type=int, metavar="INDEX", help="as the ledger stood at this entry index")
+    s.add_argument("--at", type=index, metavar="INDEX", help="as the ledger stood at this entry index")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_chain)
 
@@ -98,8 +99,8 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--predicate-type", metavar="URI_OR_GLOB")
     s.add_argument("--since", metavar="T")
     s.add_argument("--until", metavar="T")
-    s.add_argument("--after", type=int, default=-1, metavar="INDEX", help="keyset page: entries after this index")
-    s.add_argument("--limit", type=int, default=100)
+    s.add_argument("--after", type=index_or_minus_one, default=-1, metavar="INDEX", help="keyset page: entries after this index")
+    s.add_argument("--limit", type=index, default=100)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_search)
 

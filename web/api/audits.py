@@ -22,6 +22,7 @@ from ledger.errors import LedgerError, MalformedError
 from ledger.services import shards
 from ledger.services.registry import authenticate
 from ledger.strict_json import parse_json
+from web.api.strict import require_json
 from web.extension import get_session, ledger
 
 __all__ = ["bp"]
@@ -87,6 +88,7 @@ def post_audit() -> tuple[Response, int, dict[str, str]]:
     from workers.dispatch import check_broker, enqueue_audit  # noqa: PLC0415
 
     _require_admin()
+    require_json(optional=True)
     level = _shard_level()
     celery_app = _celery(current_app._get_current_object())  # type: ignore[attr-defined]
     check_broker(celery_app)  # 503 before anything is recorded

@@ -1,7 +1,8 @@
 """/api/v1: the JSON API (see ../shared/GUIDE.md, Contracts: HTTP API).
 
-Order of checks on writes: authentication (401) before the body is read, then size (413), then
-parsing (400), then verification (422), then trust (403).
+Order of checks on writes: authentication (401) before the body is read, then the media type
+(415, from the headers), then size (413), then parsing (400), then verification (422), then
+trust (403).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from ledger.services import append, receipts
 from ledger.services.deployment import appraisal_of
 from ledger.services.cosign import cosigned_notes, latest_cosigned_note
 from ledger.services.registry import authenticate
+from ledger.provenance.chain import parse_digest
 from ledger.strict_json import parse_json
 from web.extension import get_session, ledger
+from web.api.strict import int_arg, require_json
 from web.openapi import OPENAPI
 
 __all__ = ["bp"]
@@ -77,6 +80,7 @@ def _limits() -> tuple[int, int]:
 @bp.post("/entries")
 def post_entry() -> tuple[Response, int]:
     _require_token()
+    require_json()
     envelope_limit, request_limit = _limits()
     body = _read_body(min(envelope_limit, request_limit))
     _writes_allowed()
@@ -95,6 +99,7 @@ def post_entry() -> tuple[Response, int]:
 @bp.post("/entries/batch")
 def post_batch() -> tuple[Response, int]:
     _require_token()
+    require_json()
     envelope_limit, request_limit = _limits()
     body = _read_body(request_limit)
     _writes_allowed()
@@ -155,27 +160,16 @@ def get_entry(index: int) -> Response:
     return jsonify(_entry_json(get_session(), index))
 
 
-def _int_arg(name: str, default: int | None = None, *, minimum: int = 0) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        if default is None:
-            raise MalformedError(f"the query parameter {name} is required")
-        return default
-    if not raw.isdigit() or int(raw) < minimum:
-        raise MalformedError(f"the query parameter {name} must be an integer >= {minimum}")
-    return int(raw)
-
-
 @bp.get("/entries")
 def list_entries() -> Response:
     subject = request.args.get("subject")
     if not subject or ":" not in subject:
         raise MalformedError("give ?subject=<algorithm>:<hex digest>, e.g. sha256:…")
-    algorithm, digest = subject.split(":", 1)
-    after = _int_arg("after") if "after" in request.args else -1
-    limit = min(_int_arg("limit", 100, minimum=1), MAX_PAGE)
+    algorithm, digest = parse_digest(subject)
+    after = int_arg("after") if "after" in request.args else -1
+    limit = min(int_arg("limit", 100, minimum=1), MAX_PAGE)
     session = get_session()
-    indexes = store.entry_indexes_by_subject(session, algorithm, digest.lower(), after=after, limit=limit)
+    indexes = store.entry_indexes_by_subject(session, algorithm, digest, after=after, limit=limit)
     return jsonify(
         {
             "entries": [_entry_json(session, i) for i in indexes],
@@ -199,8 +193,8 @@ def get_checkpoint() -> Response:
 
 @bp.get("/checkpoints")
 def get_checkpoints() -> Response:
-    after = _int_arg("after") if "after" in request.args else -1
-    limit = min(_int_arg("limit", 100, minimum=1), MAX_PAGE)
+    after = int_arg("after") if "after" in request.args else -1
+    limit = min(int_arg("limit", 100, minimum=1), MAX_PAGE)
     session = get_session()
     page = store.list_checkpoints(session, after=after, limit=limit)
     notes = cosigned_notes(session, [(c.tree_size, c.note) for c in page])
@@ -218,14 +212,14 @@ def _b64(hashes: list[bytes]) -> list[str]:
 
 @bp.get("/proof/inclusion")
 def get_inclusion_proof() -> Response:
-    index, tree_size = _int_arg("index"), _int_arg("tree_size", minimum=1)
+    index, tree_size = int_arg("index"), int_arg("tree_size", minimum=1)
     proof = receipts.inclusion_proof(get_session(), index, tree_size)
     return jsonify({"index": index, "tree_size": tree_size, "hashes": _b64(proof)})
 
 
 @bp.get("/proof/consistency")
 def get_consistency_proof() -> Response:
-    old, new = _int_arg("old"), _int_arg("new")
+    old, new = int_arg("old"), int_arg("new")
     proof = receipts.consistency_proof(get_session(), old, new)
     return jsonify({"old_size": old, "new_size": new, "hashes": _b64(proof)})
 
