@@ -14,6 +14,7 @@ __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",
     "STATEMENT_TYPES",
     "Statement",
+    "MAX_PREDICATE_TYPE_CHARS",
     "MAX_SUBJECT_NAME_CHARS",
     "Subject",
     "check_subject_name",
@@ -30,6 +31,11 @@ MAX_SUBJECTS = 1024
 _HEX = re.compile(r"[0-9a-f]+")
 #: a subject name is at most this many characters
 MAX_SUBJECT_NAME_CHARS = 1024
+#: a predicate type is at most this many characters (the store's column)
+MAX_PREDICATE_TYPE_CHARS = 512
+#: a digest algorithm name, and a digest value of an algorithm the ledger does not know as hex
+_ALGORITHM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}")
+_DIGEST_VALUE = re.compile(r"[\x21-\x7e]{1,256}")
 #: control characters (C0, DEL, C1), Unicode format characters such as bidi overrides and
 #: zero-width marks, line/paragraph separators and surrogates: never part of a name
 _NAME_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
@@ -96,6 +102,10 @@ def parse_statement(payload: bytes) -> Statement:
     predicate_type = doc.get("predicateType")
     if not isinstance(predicate_type, str) or not predicate_type:
         raise MalformedError("statement predicateType must be a non-empty string")
+    if len(predicate_type) > MAX_PREDICATE_TYPE_CHARS or _NAME_FORBIDDEN.search(predicate_type):
+        raise MalformedError(
+            f"statement predicateType must be at most {MAX_PREDICATE_TYPE_CHARS} characters, none of them control characters"
+        )
     raw_subjects = doc.get("subject")
     if not isinstance(raw_subjects, list) or not raw_subjects:
         raise MalformedError("statement subject must be a non-empty list")
@@ -112,8 +122,14 @@ def parse_statement(payload: bytes) -> Statement:
         if not isinstance(digest, dict) or not digest:
             raise MalformedError(f"statement subject {i} must have a non-empty digest object")
         for alg, value in digest.items():
+            if not _ALGORITHM.fullmatch(alg):
+                raise MalformedError(
+                    f"statement subject {i} digest algorithm {json.dumps(alg[:40])} is not 1 to 32 letters, digits, '_', '-', '.' or '+'"
+                )
             if not isinstance(value, str) or not value:
                 raise MalformedError(f"statement subject {i} digest {alg!r} must be a non-empty string")
+            if not _DIGEST_VALUE.fullmatch(value):
+                raise MalformedError(f"statement subject {i} digest {alg} must be 1 to 256 printable ASCII characters")
             if alg in _HEX_ALGORITHMS:
                 size = _HEX_ALGORITHMS[alg]
                 if not _HEX.fullmatch(value) or (size is not None and len(value) != size):
