@@ -128,7 +128,7 @@ def parse_statement(payload: bytes) -> Statement:
                 )
             if not isinstance(value, str) or not value:
                 raise MalformedError(f"statement subject {i} digest {alg!r} must be a non-empty string")
-            if not _DIGEST_VALUE.fullmatch(value):
+            if alg not in _HEX_ALGORITHMS and not _DIGEST_VALUE.fullmatch(value):
                 raise MalformedError(f"statement subject {i} digest {alg} must be 1 to 256 printable ASCII characters")
             if alg in _HEX_ALGORITHMS:
                 size = _HEX_ALGORITHMS[alg]

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from ledger.config import Settings
 from ledger.db.engine import make_engine, make_session_factory
-from ledger.errors import IntegrityError, LedgerError
+from ledger.errors import IntegrityError, LedgerError, MalformedError
 from ledger.services.cosign import CosignLoop, witness_config_from_env
 from ledger.services.log import load_log_identity
 from ledger.services.sequencer import Sequencer
@@ -51,6 +51,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     if cosign is not None:
         cosign.start()
+
+    @app.before_request
+    def _no_nul_in_path_or_query() -> None:
+        # No name, digest or number holds NUL, and PostgreSQL text cannot: a 400, never a 500.
+        if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+            raise MalformedError("the request's path or query holds a NUL character")
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:
