@@ -3,7 +3,7 @@
 Standard library HTTP only (``urllib``), so a pipeline needs nothing beyond this package::
 
     from ledger.client import LedgerClient, sign_statement
-    from ledger.keys import load_private_key
+    from ledger.records.keys import load_private_key
 
     key = load_private_key(open("ci.pem", "rb").read())
     envelope = sign_statement(statement_bytes, [key])
@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ledger.dsse import sign_envelope
+from ledger.records.dsse import sign_envelope
 from ledger.errors import (
     ConfigurationError,
     LedgerError,
@@ -37,9 +37,9 @@ from ledger.errors import (
     UnavailableError,
     VerificationError,
 )
-from ledger.keys import PrivateKey, PublicKey
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
-from ledger.strict_json import parse_json
+from ledger.records.keys import PrivateKey, PublicKey
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
+from ledger.records.json import parse_json
 from ledger.verify import VerifiedReceipt, verify_receipt
 
 __all__ = ["LedgerClient", "sign_statement", "statement"]

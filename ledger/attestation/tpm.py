@@ -54,7 +54,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from ledger.attestation import _protobuf, _x509
+import ledger.attestation._protobuf as _protobuf
+import ledger.attestation._x509 as _x509
 from ledger.attestation._binary import Reader
 from ledger.attestation.appraisal import (
     Appraisal,
@@ -65,7 +66,7 @@ from ledger.attestation.appraisal import (
     require_aware,
 )
 from ledger.errors import MalformedError
-from ledger.strict_json import parse_json
+from ledger.records.json import parse_json
 
 __all__ = [
     "KNOWN_TPM_ROOTS",

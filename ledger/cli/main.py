@@ -12,24 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from ledger import __version__
+from ledger.cli.args import index
 from ledger.errors import LedgerError
 
 __all__ = ["build_parser", "main"]
-
-
-def index(text: str) -> int:
-    """An argparse type: a non-negative integer of ASCII digits within the store's 64 bits."""
-    from ledger.strict_json import parse_decimal  # noqa: PLC0415
-
-    try:
-        return parse_decimal(text, what="the number")
-    except LedgerError as exc:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r}: {exc}") from None
-
-
-def index_or_minus_one(text: str) -> int:
-    """``index``, or -1 (a keyset page's start)."""
-    return -1 if text == "-1" else index(text)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -19,11 +19,11 @@ from itertools import islice
 
 from sqlalchemy.orm import Session
 
-from ledger.dsse import MAX_ENVELOPE_BYTES
+from ledger.records.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import LedgerError
-from ledger.services.append import Integration, Prepared, integrate, prepare_envelopes
-from ledger.services.isolate import commit_isolating, dry_run
-from ledger.provenance.predicates import DEPLOYMENT
+from ledger.services.append import Integration, Prepared, dry_run, integrate, prepare_envelopes
+from ledger.trust.predicates import DEPLOYMENT
+from ledger.services.isolate import commit_isolating
 from ledger.services.deployment import complete_appraisals
 from ledger.services.log import LogIdentity
 from ledger.services.trust import TrustRegistry, TrustRows, key_rows, registry_from_rows

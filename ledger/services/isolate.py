@@ -3,7 +3,7 @@
 A batch is integrated in one transaction. When that transaction fails because of something in
 the records themselves (the database refuses a value, a record cannot be encoded), the batch is
 probed in rolled-back transactions, halving until each failing record stands alone, and then
-committed again without those records. Only their submitters get an error: a 4xx
+committed again without those records (the probe is ``ledger.services.append.dry_run``). Only their submitters get an error: a 4xx
 (``record_fault``). A failure that is not a record's fault (the database is unreachable, the
 store disagrees with itself) still fails the whole batch, as before.
 """
@@ -15,8 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session
-
 from ledger.errors import (
     ConfigurationError,
     IntegrityError,
@@ -24,10 +22,9 @@ from ledger.errors import (
     MalformedError,
     UnavailableError,
 )
-from ledger.services.append import Prepared, integrate
-from ledger.services.log import LogIdentity
+from ledger.services.prepared import Prepared
 
-__all__ = ["MAX_ISOLATION_ROUNDS", "commit_isolating", "dry_run", "record_fault"]
+__all__ = ["MAX_ISOLATION_ROUNDS", "commit_isolating", "record_fault"]
 
 log = logging.getLogger(__name__)
 
@@ -58,28 +55,6 @@ def record_fault(exc: BaseException) -> LedgerError | None:
     if isinstance(exc, _DATA_ERRORS):
         return MalformedError(f"this record cannot be stored: {_first_line(exc)}")
     return None
-
-
-class _DryRun(Exception):
-    """Raised to roll a probe back after it succeeded."""
-
-
-def dry_run(sessions: Callable[[], Session], log_identity: LogIdentity, *, now: int) -> Callable[[Sequence[Prepared]], BaseException | None]:
-    """A probe: integrate ``batch`` in a transaction that is always rolled back; its error or None."""
-
-    def probe(batch: Sequence[Prepared]) -> BaseException | None:
-        with sessions() as session:
-            try:
-                with session.begin():
-                    integrate(session, batch, log_identity, now=now)
-                    session.flush()
-                    raise _DryRun
-            except _DryRun:
-                return None
-            except Exception as exc:  # noqa: BLE001 - the probe reports it
-                return exc
-
-    return probe
 
 
 def _culprits(

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from ledger.errors import LedgerError, UnavailableError
-from ledger.services.append import Appended, Prepared, RightEdge, integrate
-from ledger.services.isolate import commit_isolating, dry_run
+from ledger.services.append import Appended, Prepared, RightEdge, dry_run, integrate
+from ledger.services.isolate import commit_isolating
 from ledger.services.log import LogIdentity
 from ledger.services.receipts import receipts
 

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.dsse import parse_envelope
+from ledger.records.dsse import parse_envelope
 from ledger.errors import MalformedError
-from ledger.provenance.chain import parse_digest
-from ledger.records import decode_leaf
-from ledger.statement import MAX_SUBJECT_NAME_CHARS, check_subject_name, parse_statement
-from ledger.strict_json import MAX_DECIMAL, MAX_JSON_DEPTH, MAX_JSON_INTEGER, check_json, parse_json, parse_decimal
+from ledger.trust.chain import parse_digest
+from ledger.records.leaf import decode_leaf
+from ledger.records.statement import MAX_SUBJECT_NAME_CHARS, check_subject_name, parse_statement
+from ledger.records.json import MAX_DECIMAL, MAX_JSON_DEPTH, MAX_JSON_INTEGER, check_json, parse_json, parse_decimal
 from ledger.verify import parse_receipt
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.keys import generate_private_key
-from ledger.provenance.policy import Grant
+from ledger.records.keys import generate_private_key
+from ledger.trust.policy import Grant
 from ledger.services.registry import add_key, create_token
 from ledger.services.setup import load_admin_key
 from tests.fixtures import PREDICATE, envelope_bytes, sign

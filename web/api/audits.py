@@ -21,7 +21,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, url
 from ledger.errors import LedgerError, MalformedError
 from ledger.services import shards
 from ledger.services.registry import authenticate
-from ledger.strict_json import parse_json
+from ledger.records.json import parse_json
 from web.api.strict import require_json
 from web.extension import get_session, ledger
 

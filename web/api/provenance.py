@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from ledger.provenance.policy import parse_time
+from ledger.trust.policy import parse_time
 from ledger.services import chain as chain_service
 from ledger.services.trust import load_state
 from web.api.strict import int_arg

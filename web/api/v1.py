@@ -14,16 +14,15 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from ledger.db import store
-from ledger.dsse import MAX_ENVELOPE_BYTES
+from ledger.records.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import LedgerError, MalformedError, TooLargeError, UnavailableError
-from ledger.records import decode_leaf
-from ledger.services import append, receipts
+from ledger.records.leaf import decode_leaf
+from ledger.services import append, browse, receipts
 from ledger.services.deployment import appraisal_of
 from ledger.services.cosign import cosigned_notes, latest_cosigned_note
 from ledger.services.registry import authenticate
-from ledger.provenance.chain import parse_digest
-from ledger.strict_json import parse_json
+from ledger.trust.chain import parse_digest
+from ledger.records.json import parse_json
 from web.extension import get_session, ledger
 from web.api.strict import int_arg, require_json
 from web.openapi import OPENAPI
@@ -135,7 +134,7 @@ def post_batch() -> tuple[Response, int]:
 
 
 def _entry_json(session: Any, index: int) -> dict[str, Any]:
-    row = store.get_entry(session, index)
+    row = browse.get_entry(session, index)
     leaf = decode_leaf(row.data)
     out: dict[str, Any] = {
         "index": row.idx,
@@ -169,7 +168,7 @@ def list_entries() -> Response:
     after = int_arg("after") if "after" in request.args else -1
     limit = min(int_arg("limit", 100, minimum=1), MAX_PAGE)
     session = get_session()
-    indexes = store.entry_indexes_by_subject(session, algorithm, digest, after=after, limit=limit)
+    indexes = browse.entry_indexes_by_subject(session, algorithm, digest, after=after, limit=limit)
     return jsonify(
         {
             "entries": [_entry_json(session, i) for i in indexes],
@@ -196,7 +195,7 @@ def get_checkpoints() -> Response:
     after = int_arg("after") if "after" in request.args else -1
     limit = min(int_arg("limit", 100, minimum=1), MAX_PAGE)
     session = get_session()
-    page = store.list_checkpoints(session, after=after, limit=limit)
+    page = browse.list_checkpoints(session, after=after, limit=limit)
     notes = cosigned_notes(session, [(c.tree_size, c.note) for c in page])
     return jsonify(
         {

@@ -1,0 +1,194 @@
+"""The leaf data: what each ledger entry commits to.
+
+A leaf is canonical JSON (RFC 8785) of::
+
+    {"kind": "dsse",
+     "envelope": <the DSSE envelope as submitted>,
+     "integrated_time": <seconds since the epoch, the ledger's clock>,
+     "signers": [{"key_id": <hex>, "public_key": <base64 DER SPKI>}, ...]}
+
+so a receipt alone lets anyone re-check the record's signature: ``signers`` names the keys that
+the ledger verified it with (the tree commits to them; which of them are *trusted* is policy).
+
+A Sigstore bundle is kept whole, so a receipt lets anyone re-verify it with Sigstore's tools::
+
+    {"bundle": <the Sigstore bundle as submitted (its JSON value, canonicalised)>,
+     "integrated_time": <seconds since the epoch, the ledger's clock>,
+     "kind": "sigstore-bundle",
+     "signer": {"key_id": <hex>, "public_key": <base64 DER SPKI of the key that signed>,
+                "identity": {"san", "san_type", "issuer", "extensions": {...}} (keyless only),
+                "verified_time": <seconds: the log's integrated time or RFC 3161 time at which the
+                                  certificate was checked>, "verified_time_source": "tlog"|"rfc3161"}}
+
+The leaf hash is SHA-256(0x00 || leaf data).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import rfc8785
+
+from ledger.records.dsse import Envelope, parse_envelope
+from ledger.errors import MalformedError
+from ledger.records.keys import PublicKey, public_key_from_der
+from ledger.records.json import parse_json
+
+__all__ = [
+    "LEAF_KIND_BUNDLE",
+    "LEAF_KIND_DSSE",
+    "Leaf",
+    "canonical_json",
+    "canonical_strings",
+    "decode_leaf",
+    "encode_bundle_leaf",
+    "encode_leaf",
+    "encode_leaf_from_canonical",
+    "envelope_hash",
+]
+
+LEAF_KIND_DSSE = "dsse"
+LEAF_KIND_BUNDLE = "sigstore-bundle"
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 canonical JSON of any JSON value."""
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise MalformedError(f"cannot canonicalise as RFC 8785 JSON: {exc}") from exc
+
+
+def canonical_strings(value: Any) -> bytes:
+    """RFC 8785 for a value built only of strings, null, lists and objects with ASCII keys.
+
+    For such values RFC 8785 is exactly Python's JSON encoder with sorted keys, no spaces and
+    ``ensure_ascii=False``: the same escapes (the two-character forms for \\b \\f \\n \\r
+    \\t, ``\\u00xx`` in lower case for other controls, ``\\"`` and ``\\\\``), every other
+    character as itself, and ASCII keys sort the same by code point as by UTF-16 unit. Numbers
+    are where the two differ, so callers pass only number-free values (envelopes after
+    ``parse_envelope``, signer lists); tests hold it equal to ``rfc8785`` on such values.
+    """
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate is not Unicode text
+        raise MalformedError("cannot canonicalise: a string is not valid Unicode") from exc
+
+
+def envelope_hash(document: Mapping[str, Any]) -> bytes:
+    """SHA-256 of the envelope's canonical JSON: the identity used to spot duplicates."""
+    return hashlib.sha256(canonical_strings(document)).digest()
+
+
+def encode_leaf(document: Mapping[str, Any], integrated_time: int, signers: Sequence[PublicKey]) -> bytes:
+    """The canonical leaf; ``document`` is a parsed envelope (strings only, see canonical_strings)."""
+    return encode_leaf_from_canonical(canonical_strings(document), integrated_time, signers)
+
+
+def encode_leaf_from_canonical(envelope: bytes, integrated_time: int, signers: Sequence[PublicKey]) -> bytes:
+    """The leaf from the envelope's canonical bytes. Keys in RFC 8785 order:
+    envelope < integrated_time < kind < signers; each part is itself canonical."""
+    if type(integrated_time) is not int or not 0 <= integrated_time < 2**53:
+        raise ValueError("integrated_time must be a non-negative integer below 2**53")
+    listed = [{"key_id": k.key_id, "public_key": base64.b64encode(k.spki_der).decode("ascii")} for k in signers]
+    return b"".join(
+        (
+            b'{"envelope":',
+            envelope,
+            b',"integrated_time":',
+            str(integrated_time).encode("ascii"),
+            b',"kind":"' + LEAF_KIND_DSSE.encode("ascii") + b'","signers":',
+            canonical_strings(listed),
+            b"}",
+        )
+    )
+
+
+def encode_bundle_leaf(bundle: bytes, integrated_time: int, signer: bytes) -> bytes:
+    """A ``sigstore-bundle`` leaf from the bundle's and the signer's canonical JSON. Keys in
+    RFC 8785 order: bundle < integrated_time < kind < signer; each part is itself canonical."""
+    if type(integrated_time) is not int or not 0 <= integrated_time < 2**53:
+        raise ValueError("integrated_time must be a non-negative integer below 2**53")
+    return b"".join(
+        (
+            b'{"bundle":',
+            bundle,
+            b',"integrated_time":',
+            str(integrated_time).encode("ascii"),
+            b',"kind":"' + LEAF_KIND_BUNDLE.encode("ascii") + b'","signer":',
+            signer,
+            b"}",
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Leaf:
+    kind: str
+    #: the DSSE envelope; for a bundle leaf the bundle's envelope, None for a message signature
+    envelope: Envelope | None
+    integrated_time: int
+    signers: tuple[PublicKey, ...]
+    #: bundle leaves: the Sigstore bundle (JSON value) and the signer record
+    bundle: Mapping[str, Any] | None = None
+    signer: Mapping[str, Any] | None = None
+
+
+def decode_leaf(data: bytes) -> Leaf:
+    """Parse leaf data; it must be exactly the canonical encoding (one accepted encoding)."""
+    doc = parse_json(data, what="leaf data")
+    if not isinstance(doc, dict) or doc.get("kind") not in (LEAF_KIND_DSSE, LEAF_KIND_BUNDLE):
+        raise MalformedError("leaf data is not a dsse or sigstore-bundle leaf")
+    if canonical_json(doc) != data:
+        raise MalformedError("leaf data is not in canonical (RFC 8785) form")
+    t = doc.get("integrated_time")
+    if type(t) is not int or t < 0:
+        raise MalformedError("leaf integrated_time must be a non-negative integer")
+    if doc["kind"] == LEAF_KIND_BUNDLE:
+        return _decode_bundle_leaf(doc, t)
+    if set(doc) != {"envelope", "integrated_time", "kind", "signers"}:
+        raise MalformedError("dsse leaf must hold exactly envelope, integrated_time, kind and signers")
+    signers = doc.get("signers")
+    if not isinstance(signers, list):
+        raise MalformedError("leaf signers must be a list")
+    keys = []
+    for s in signers:
+        if not isinstance(s, dict) or not isinstance(s.get("public_key"), str):
+            raise MalformedError("leaf signer must carry a base64 public_key")
+        try:
+            der = base64.b64decode(s["public_key"], validate=True)
+        except ValueError as exc:
+            raise MalformedError("leaf signer public_key is not base64") from exc
+        key = public_key_from_der(der)
+        if s.get("key_id") != key.key_id:
+            raise MalformedError("leaf signer key_id does not match its public key")
+        keys.append(key)
+    return Leaf(kind=LEAF_KIND_DSSE, envelope=parse_envelope(doc.get("envelope")), integrated_time=t, signers=tuple(keys))
+
+
+def _decode_bundle_leaf(doc: Mapping[str, Any], t: int) -> Leaf:
+    """A ``sigstore-bundle`` leaf (already checked canonical). The bundle itself is parsed only
+    as far as the leaf needs: ``ledger.verify`` parses and re-checks it in full."""
+    if set(doc) != {"bundle", "integrated_time", "kind", "signer"}:
+        raise MalformedError("sigstore-bundle leaf must hold exactly bundle, integrated_time, kind and signer")
+    bundle, signer = doc["bundle"], doc["signer"]
+    if not isinstance(bundle, dict) or not isinstance(bundle.get("mediaType"), str):
+        raise MalformedError("leaf bundle must be a Sigstore bundle (a JSON object with a mediaType)")
+    if not isinstance(signer, dict) or not isinstance(signer.get("public_key"), str):
+        raise MalformedError("leaf signer must carry a base64 public_key")
+    try:
+        der = base64.b64decode(signer["public_key"], validate=True)
+    except ValueError as exc:
+        raise MalformedError("leaf signer public_key is not base64") from exc
+    key = public_key_from_der(der)
+    if signer.get("key_id") != key.key_id:
+        raise MalformedError("leaf signer key_id does not match its public key")
+    envelope = parse_envelope(bundle["dsseEnvelope"]) if "dsseEnvelope" in bundle else None
+    return Leaf(
+        kind=LEAF_KIND_BUNDLE, envelope=envelope, integrated_time=t, signers=(key,), bundle=bundle, signer=signer
+    )

@@ -1,0 +1,637 @@
+"""The trust policy: signer keys, their grants, thresholds, and the state key events build.
+
+Every change to the policy is a ledger entry: an in-toto Statement with predicate type
+``key-event/v1`` signed by the ledger's administrator key (its root of trust). Folding the
+key-event entries in index order gives the trust state at any index (``TrustState.apply``);
+the store keeps the current state materialised, and ``audit`` recomputes it.
+
+Judging a record (``judge``) is contextual, decaying and fail-closed:
+
+1. every signer key must be registered (unknown keys count for nothing);
+2. not revoked as compromised since (or before) the record's integration time, and not rotated
+   out before it;
+3. one of its grants must cover the predicate type (glob on the whole URI) and *every* subject
+   name (glob per ``/`` segment: ``*`` never crosses ``/``, as TUF delegations match paths);
+4. that grant must be valid at the record's time (``not_before`` <= t <= ``not_after``) and not
+   past its ``review_by`` at the time of judging (past it: ``stale`` until re-affirmed);
+5. the keys that pass must come from at least *threshold* distinct principals (the highest
+   threshold whose predicate-type glob matches; 1 by default): two keys of one principal
+   count once.
+
+Times are seconds since the epoch; the ledger's integration time is the trusted clock.
+
+Keyless signers (Sigstore certificates) are principals too: ``register-identity`` names an
+identity (a SAN glob, the exact OIDC issuer and, for CI workflows, the exact source repository)
+instead of a public key. Its id is the SHA-256 of the identity's RFC 8785 JSON and it lives in
+the same state as keys (``KeyState`` with ``algorithm`` ``sigstore-identity`` and the identity
+JSON where a key's SPKI would be), so grants, review-by, revocation and thresholds apply to it
+unchanged, and audit recomputes it like any key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+import fnmatch
+import re
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from typing import Any
+
+import json
+
+from ledger.errors import MalformedError
+from ledger.records.keys import public_key_from_der
+from ledger.records.json import parse_json
+
+__all__ = [
+    "ACTIONS",
+    "IDENTITY_ALGORITHM",
+    "Grant",
+    "Identity",
+    "Judgement",
+    "KeyEvent",
+    "KeyState",
+    "TrustState",
+    "VERDICTS",
+    "format_time",
+    "identity_id",
+    "judge",
+    "key_event_subject",
+    "matches_subject",
+    "parse_key_event",
+    "parse_time",
+    "worst",
+]
+
+ACTIONS = ("register", "register-identity", "reaffirm", "rotate", "revoke", "threshold")
+#: ``KeyState.algorithm`` of a keyless (Sigstore certificate identity) principal
+IDENTITY_ALGORITHM = "sigstore-identity"
+#: verdicts from best to worst
+VERDICTS = ("trusted", "stale", "missing", "untrusted")
+_RANK = {v: i for i, v in enumerate(VERDICTS)}
+
+
+def worst(verdicts: Iterable[str]) -> str:
+    return max(verdicts, key=_RANK.__getitem__, default="trusted")
+
+
+def rank(verdict: str) -> int:
+    return _RANK[verdict]
+
+
+# ------------------------------------------------------------------------------ time
+
+
+def parse_time(text: str) -> int:
+    """RFC 3339 → seconds since the epoch (MalformedError otherwise)."""
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MalformedError(f"{text!r} is not an RFC 3339 time") from exc
+    if t.tzinfo is None:
+        raise MalformedError(f"{text!r} has no time zone (use Z or +00:00)")
+    return int(t.timestamp())
+
+
+def format_time(t: int | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ------------------------------------------------------------------------------ grants
+
+
+def matches_subject(pattern: str, name: str) -> bool:
+    """fnmatch per ``/`` segment: the same number of segments, each matching (``*`` never crosses ``/``)."""
+    segments = _segment_regexes(pattern)
+    parts = name.split("/")
+    return len(parts) == len(segments) and all(r.match(part) for r, part in zip(segments, parts, strict=True))
+
+
+@lru_cache(maxsize=4096)
+def _segment_regexes(pattern: str) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(fnmatch.translate(segment)) for segment in pattern.split("/"))
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a key may sign: predicate-type globs, subject-name globs (None: any subject), and when."""
+
+    predicate_types: tuple[str, ...]
+    subjects: tuple[str, ...] | None = None
+    not_before: int | None = None
+    not_after: int | None = None
+    review_by: int | None = None
+
+    def covers_type(self, predicate_type: str) -> bool:
+        return any(fnmatchcase(predicate_type, p) for p in self.predicate_types)
+
+    def covers_subject(self, name: str) -> bool:
+        return self.subjects is None or any(matches_subject(p, name) for p in self.subjects)
+
+    def valid_at(self, t: int) -> bool:
+        return (self.not_before is None or self.not_before <= t) and (self.not_after is None or t <= self.not_after)
+
+    def stale_at(self, t: int) -> bool:
+        return self.review_by is not None and t > self.review_by
+
+    def describe(self) -> str:
+        parts = [f"predicate types {', '.join(self.predicate_types)}"]
+        parts.append(f"subjects {', '.join(self.subjects)}" if self.subjects is not None else "any subject")
+        for label, value in (("not before", self.not_before), ("not after", self.not_after), ("review by", self.review_by)):
+            if value is not None:
+                parts.append(f"{label} {format_time(value)}")
+        return "[" + "; ".join(parts) + "]"
+
+    def to_json(self) -> dict[str, Any]:
+        """Storage form (epoch seconds)."""
+        return {
+            "predicate_types": list(self.predicate_types),
+            "subjects": list(self.subjects) if self.subjects is not None else None,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+            "review_by": self.review_by,
+        }
+
+    def to_predicate(self) -> dict[str, Any]:
+        """The key-event predicate form (RFC 3339 times, absent fields left out)."""
+        out: dict[str, Any] = {"predicate_types": list(self.predicate_types)}
+        if self.subjects is not None:
+            out["subjects"] = list(self.subjects)
+        for name in ("not_before", "not_after", "review_by"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = format_time(value)
+        return out
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Grant:
+        subjects = doc.get("subjects")
+        return cls(
+            predicate_types=tuple(doc["predicate_types"]),
+            subjects=tuple(subjects) if subjects is not None else None,
+            not_before=doc.get("not_before"),
+            not_after=doc.get("not_after"),
+            review_by=doc.get("review_by"),
+        )
+
+
+# ------------------------------------------------------------------------------ identities
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A keyless signer: the certificate SAN (glob per ``/`` segment), the exact OIDC issuer and,
+    when pinned, the exact source repository (a reusable workflow's SAN is the same for every
+    repository that calls it: pin both to trust one caller)."""
+
+    san: str
+    issuer: str
+    source_repository: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.san.strip() or not self.issuer.strip() or self.source_repository == "":
+            raise MalformedError("an identity needs a SAN pattern and an issuer (and a non-empty source repository, if any)")
+
+    def to_json(self) -> dict[str, str]:
+        out = {"san": self.san, "issuer": self.issuer}
+        if self.source_repository is not None:
+            out["source_repository"] = self.source_repository
+        return out
+
+    def to_bytes(self) -> bytes:
+        """RFC 8785 JSON (strings only: sorted keys, no spaces, UTF-8)."""
+        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Identity:
+        try:
+            return cls(san=doc["san"], issuer=doc["issuer"], source_repository=doc.get("source_repository"))
+        except (KeyError, TypeError) as exc:
+            raise MalformedError("an identity is {\"san\", \"issuer\"[, \"source_repository\"]}") from exc
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Identity:
+        doc = parse_json(data, what="identity")
+        if not isinstance(doc, dict):
+            raise MalformedError("identity must be a JSON object")
+        return cls.from_json(doc)
+
+    @property
+    def id(self) -> str:
+        return identity_id(self)
+
+    def describe(self) -> str:
+        repo = f" for source repository {self.source_repository}" if self.source_repository else " (any source repository)"
+        return f"SAN {self.san} from issuer {self.issuer}{repo}"
+
+
+def identity_id(identity: Identity) -> str:
+    """The principal id of an identity: lowercase hex SHA-256 of its RFC 8785 JSON."""
+    return hashlib.sha256(identity.to_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------ key events
+
+
+@dataclass(frozen=True)
+class KeyEvent:
+    """A parsed key-event predicate (times as epoch seconds)."""
+
+    action: str
+    key_id: str | None = None
+    principal: str | None = None
+    public_key: bytes | None = None
+    grants: tuple[Grant, ...] | None = None
+    replaces: str | None = None
+    review_by: int | None = None
+    compromised_since: int | None = None
+    predicate_type: str | None = None
+    threshold: int | None = None
+    reason: str | None = None
+    #: when the administrator made the event (informational: it makes every event distinct)
+    issued_at: int | None = None
+    #: the keyless signer of a ``register-identity`` event
+    identity: Identity | None = None
+
+    def to_predicate(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"action": self.action}
+        if self.key_id is not None:
+            out["key_id"] = self.key_id
+        if self.principal is not None:
+            out["principal"] = self.principal
+        if self.public_key is not None:
+            out["public_key"] = base64.b64encode(self.public_key).decode("ascii")
+        if self.grants is not None:
+            out["grants"] = [g.to_predicate() for g in self.grants]
+        if self.replaces is not None:
+            out["replaces"] = self.replaces
+        if self.review_by is not None:
+            out["review_by"] = format_time(self.review_by)
+        if self.compromised_since is not None:
+            out["compromised_since"] = format_time(self.compromised_since)
+        if self.predicate_type is not None:
+            out["predicate_type"] = self.predicate_type
+        if self.threshold is not None:
+            out["threshold"] = self.threshold
+        if self.reason:
+            out["reason"] = self.reason
+        if self.issued_at is not None:
+            out["issued_at"] = format_time(self.issued_at)
+        if self.identity is not None:
+            out["identity"] = self.identity.to_json()
+        return out
+
+    def subject(self) -> dict[str, Any]:
+        return key_event_subject(self)
+
+
+def key_event_subject(event: KeyEvent) -> dict[str, Any]:
+    """The statement subject of a key event: ``key:<key_id>`` (digest: the key id itself), or for
+    a threshold ``threshold:<predicate type glob>`` (digest: SHA-256 of the glob)."""
+    if event.action == "threshold":
+        assert event.predicate_type is not None
+        return {
+            "name": f"threshold:{event.predicate_type}",
+            "digest": {"sha256": hashlib.sha256(event.predicate_type.encode("utf-8")).hexdigest()},
+        }
+    assert event.key_id is not None
+    if event.action == "register-identity":
+        return {"name": f"identity:{event.key_id}", "digest": {"sha256": event.key_id}}
+    return {"name": f"key:{event.key_id}", "digest": {"sha256": event.key_id}}
+
+
+def _grant_from_predicate(doc: Mapping[str, Any]) -> Grant:
+    def t(name: str) -> int | None:
+        return parse_time(doc[name]) if name in doc else None
+
+    grant = Grant(
+        predicate_types=tuple(doc["predicate_types"]),
+        subjects=tuple(doc["subjects"]) if "subjects" in doc else None,
+        not_before=t("not_before"),
+        not_after=t("not_after"),
+        review_by=t("review_by"),
+    )
+    if grant.not_before is not None and grant.not_after is not None and grant.not_after < grant.not_before:
+        raise MalformedError("predicate.grants: not_after is before not_before")
+    return grant
+
+
+def parse_key_event(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, Mapping[str, str]]]) -> KeyEvent:
+    """A key event from a predicate that already passed the key-event/v1 schema, and the
+    statement's subjects ((name, digest) pairs), which must name what the event is about."""
+    public_key = None
+    if "public_key" in predicate:
+        try:
+            public_key = base64.b64decode(predicate["public_key"], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise MalformedError("predicate.public_key is not base64") from exc
+        key = public_key_from_der(public_key)
+        if key.key_id != predicate.get("key_id"):
+            raise MalformedError(f"predicate.key_id is not the SHA-256 of predicate.public_key ({key.key_id})")
+    event = KeyEvent(
+        action=predicate["action"],
+        key_id=predicate.get("key_id"),
+        principal=predicate.get("principal"),
+        public_key=public_key,
+        grants=tuple(_grant_from_predicate(g) for g in predicate["grants"]) if "grants" in predicate else None,
+        replaces=predicate.get("replaces"),
+        review_by=parse_time(predicate["review_by"]) if "review_by" in predicate else None,
+        compromised_since=parse_time(predicate["compromised_since"]) if "compromised_since" in predicate else None,
+        predicate_type=predicate.get("predicate_type"),
+        threshold=predicate.get("threshold"),
+        reason=predicate.get("reason"),
+        issued_at=parse_time(predicate["issued_at"]) if "issued_at" in predicate else None,
+        identity=Identity.from_json(predicate["identity"]) if "identity" in predicate else None,
+    )
+    if (event.action == "register-identity") != (event.identity is not None):
+        raise MalformedError("predicate.identity belongs to (and only to) a register-identity event")
+    if event.identity is not None and event.identity.id != event.key_id:
+        raise MalformedError(f"predicate.key_id is not the SHA-256 of predicate.identity ({event.identity.id})")
+    if event.action == "rotate" and event.replaces == event.key_id:
+        raise MalformedError("predicate.replaces names the new key itself")
+    expected = key_event_subject(event)
+    if len(subjects) != 1 or subjects[0][0] != expected["name"] or dict(subjects[0][1]) != expected["digest"]:
+        raise MalformedError(
+            f"a {event.action} key event must have exactly one subject {expected['name']!r} with digest {expected['digest']}"
+        )
+    return event
+
+
+# ------------------------------------------------------------------------------ state
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """A signer key as the key events left it. Every field is derived from key-event entries."""
+
+    key_id: str
+    principal: str
+    algorithm: str
+    public_key: bytes
+    grants: tuple[Grant, ...]
+    registered_index: int
+    registered_at: int
+    last_event_index: int
+    revoked_index: int | None = None
+    revoked_at: int | None = None
+    #: records integrated at or after this time are not trusted (revocation)
+    compromised_since: int | None = None
+    #: rotation: the key that replaced this one, from when
+    replaced_by: str | None = None
+    retired_at: int | None = None
+    replaces: str | None = None
+
+    @property
+    def identity(self) -> Identity | None:
+        """The keyless signer, for an identity principal (None for a key)."""
+        return Identity.from_bytes(self.public_key) if self.algorithm == IDENTITY_ALGORITHM else None
+
+    @property
+    def status(self) -> str:
+        if self.revoked_index is not None:
+            return "revoked"
+        if self.replaced_by is not None:
+            return "rotated"
+        return "active"
+
+    def to_json(self) -> dict[str, Any]:
+        identity = self.identity
+        return {
+            "key_id": self.key_id,
+            "principal": self.principal,
+            "algorithm": self.algorithm,
+            **({"identity": identity.to_json()} if identity is not None else {}),
+            "status": self.status,
+            "grants": [
+                {**g.to_json(), **{k: format_time(getattr(g, k)) for k in ("not_before", "not_after", "review_by")}}
+                for g in self.grants
+            ],
+            "registered_index": self.registered_index,
+            "registered_at": format_time(self.registered_at),
+            "last_event_index": self.last_event_index,
+            "revoked_index": self.revoked_index,
+            "revoked_at": format_time(self.revoked_at),
+            "compromised_since": format_time(self.compromised_since),
+            "replaced_by": self.replaced_by,
+            "retired_at": format_time(self.retired_at),
+            "replaces": self.replaces,
+        }
+
+
+@dataclass
+class TrustState:
+    """The policy as of some index: keys by id and thresholds by predicate-type glob.
+
+    A service may hold a partial state (only the keys it loaded); ``apply`` and ``judge`` only
+    look at the keys an event or a record names.
+    """
+
+    root_key_id: str | None = None
+    keys: dict[str, KeyState] = field(default_factory=dict)
+    #: predicate-type glob → (threshold, index of the event that set it)
+    thresholds: dict[str, tuple[int, int]] = field(default_factory=dict)
+    last_event_index: int = -1
+
+    def threshold_for(self, predicate_type: str) -> int:
+        return max((n for p, (n, _) in self.thresholds.items() if fnmatchcase(predicate_type, p)), default=1)
+
+    def check(self, event: KeyEvent) -> str | None:
+        """Why ``event`` cannot apply to this state, or None if it can."""
+        key = self.keys.get(event.key_id or "")
+        if event.action in ("register", "register-identity"):
+            if key is not None:
+                what = "identity" if key.algorithm == IDENTITY_ALGORITHM else "key"
+                return f"{what} {event.key_id} is already registered (as {key.principal!r}, {key.status})"
+        elif event.action == "rotate":
+            if key is not None:
+                return f"key {event.key_id} is already registered (as {key.principal!r}, {key.status})"
+            old = self.keys.get(event.replaces or "")
+            if old is None:
+                return f"no key {event.replaces} is registered to rotate from"
+            if old.status != "active":
+                return f"key {event.replaces} is {old.status}; only an active key can be rotated"
+            if old.algorithm == IDENTITY_ALGORITHM:
+                return f"{event.replaces} is an identity, not a key: register the new signer and revoke the identity"
+        elif event.action in ("reaffirm", "revoke"):
+            if key is None:
+                return f"no key {event.key_id} is registered"
+            if event.action == "reaffirm" and key.status != "active":
+                return f"key {event.key_id} is {key.status}; only an active key can be re-affirmed"
+        return None
+
+    def apply(self, event: KeyEvent, index: int, time: int) -> str | None:
+        """Apply one key-event entry (at ``index``, integrated at ``time``). Deterministic and
+        total: an event that cannot apply changes nothing and its reason is returned."""
+        problem = self.check(event)
+        self.last_event_index = max(self.last_event_index, index)
+        if problem is not None:
+            return problem
+        if event.action == "register":
+            assert event.key_id and event.principal and event.public_key is not None and event.grants
+            self.keys[event.key_id] = KeyState(
+                key_id=event.key_id,
+                principal=event.principal,
+                algorithm=public_key_from_der(event.public_key).algorithm,
+                public_key=event.public_key,
+                grants=event.grants,
+                registered_index=index,
+                registered_at=time,
+                last_event_index=index,
+            )
+        elif event.action == "register-identity":
+            assert event.key_id and event.principal and event.identity is not None and event.grants
+            self.keys[event.key_id] = KeyState(
+                key_id=event.key_id,
+                principal=event.principal,
+                algorithm=IDENTITY_ALGORITHM,
+                public_key=event.identity.to_bytes(),
+                grants=event.grants,
+                registered_index=index,
+                registered_at=time,
+                last_event_index=index,
+            )
+        elif event.action == "rotate":
+            assert event.key_id and event.public_key is not None and event.replaces
+            old = self.keys[event.replaces]
+            self.keys[event.replaces] = replace(old, replaced_by=event.key_id, retired_at=time, last_event_index=index)
+            self.keys[event.key_id] = KeyState(
+                key_id=event.key_id,
+                principal=event.principal or old.principal,
+                algorithm=public_key_from_der(event.public_key).algorithm,
+                public_key=event.public_key,
+                grants=event.grants or old.grants,
+                registered_index=index,
+                registered_at=time,
+                last_event_index=index,
+                replaces=old.key_id,
+            )
+        elif event.action == "reaffirm":
+            key = self.keys[event.key_id or ""]
+            grants = tuple(replace(g, review_by=event.review_by) for g in key.grants)
+            self.keys[key.key_id] = replace(key, grants=grants, last_event_index=index)
+        elif event.action == "revoke":
+            key = self.keys[event.key_id or ""]
+            since = time if event.compromised_since is None else min(event.compromised_since, time)
+            if key.compromised_since is not None:
+                since = min(since, key.compromised_since)  # a second revocation can only widen it
+            self.keys[key.key_id] = replace(
+                key,
+                revoked_index=key.revoked_index if key.revoked_index is not None else index,
+                revoked_at=key.revoked_at if key.revoked_at is not None else time,
+                compromised_since=since,
+                last_event_index=index,
+            )
+        elif event.action == "threshold":
+            assert event.predicate_type is not None and event.threshold is not None
+            self.thresholds[event.predicate_type] = (event.threshold, index)
+        return None
+
+
+# ------------------------------------------------------------------------------ judging
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A record's verdict under a trust state: trusted, stale or untrusted, with the reasons."""
+
+    verdict: str
+    reasons: tuple[str, ...]
+    #: signer keys that count (trusted or, for a stale verdict, stale)
+    key_ids: tuple[str, ...]
+    principals: tuple[str, ...]
+
+    @property
+    def trusted(self) -> bool:
+        return self.verdict == "trusted"
+
+    def message(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def _key_label(key: KeyState) -> str:
+    if key.algorithm == IDENTITY_ALGORITHM:
+        return f"identity {key.key_id} ({key.principal})"
+    return f"key {key.key_id} ({key.principal})"
+
+
+def judge(
+    state: TrustState,
+    *,
+    predicate_type: str,
+    subject_names: Sequence[str],
+    key_ids: Sequence[str],
+    time: int,
+    as_of: int | None = None,
+) -> Judgement:
+    """Judge a record integrated at ``time``, signed by ``key_ids``, as of ``as_of`` (default: ``time``)."""
+    as_of = time if as_of is None else as_of
+    trusted: dict[str, str] = {}  # key id → principal
+    stale: dict[str, str] = {}
+    reasons: list[str] = []
+    for key_id in dict.fromkeys(key_ids):
+        key = state.keys.get(key_id)
+        if key is None:
+            reasons.append(f"key {key_id} is not registered")
+            continue
+        if key.compromised_since is not None and time >= key.compromised_since:
+            reasons.append(
+                f"{_key_label(key)} was revoked (entry {key.revoked_index}) as compromised since "
+                f"{format_time(key.compromised_since)}, and the record was integrated at {format_time(time)}"
+            )
+            continue
+        if key.retired_at is not None and time >= key.retired_at:
+            reasons.append(f"{_key_label(key)} was rotated out at {format_time(key.retired_at)} (replaced by {key.replaced_by})")
+            continue
+        scoped = [g for g in key.grants if g.covers_type(predicate_type)]
+        if not scoped:
+            reasons.append(
+                f"{_key_label(key)} has no grant for predicate type {predicate_type!r} "
+                f"(its grants: {', '.join(g.describe() for g in key.grants)})"
+            )
+            continue
+        covering = [g for g in scoped if all(g.covers_subject(n) for n in subject_names)]
+        if not covering:
+            outside = [n for n in subject_names if not any(g.covers_subject(n) for g in scoped)] or list(subject_names)
+            reasons.append(
+                f"{_key_label(key)} has no grant for subject {outside[0]!r} with predicate type {predicate_type!r} "
+                f"(its grants: {', '.join(g.describe() for g in scoped)})"
+            )
+            continue
+        in_window = [g for g in covering if g.valid_at(time)]
+        if not in_window:
+            reasons.append(
+                f"{_key_label(key)}'s grant {covering[0].describe()} is not valid at {format_time(time)} (expired or not yet valid)"
+            )
+            continue
+        fresh = [g for g in in_window if not g.stale_at(as_of)]
+        if fresh:
+            trusted[key.key_id] = key.principal
+        else:
+            stale[key.key_id] = key.principal
+            reasons.append(
+                f"{_key_label(key)}'s grant {in_window[0].describe()} is past its review-by date "
+                f"{format_time(in_window[0].review_by)}: re-affirm it (provledger keys reaffirm)"
+            )
+    needed = state.threshold_for(predicate_type)
+    principals = set(trusted.values())
+    if len(principals) >= needed:
+        return Judgement("trusted", (), tuple(trusted), tuple(sorted(principals)))
+    with_stale = principals | set(stale.values())
+    if len(with_stale) >= needed and stale:
+        return Judgement("stale", tuple(reasons), tuple({**trusted, **stale}), tuple(sorted(with_stale)))
+    if needed > 1:
+        have = ", ".join(sorted(principals)) or "none"
+        reasons.append(
+            f"predicate type {predicate_type!r} needs signatures by {needed} distinct principals; "
+            f"trusted signers: {len(principals)} ({have})"
+        )
+    if not key_ids:
+        reasons.append("the record has no verified signature")
+    return Judgement("untrusted", tuple(reasons), tuple(trusted), tuple(sorted(principals)))
