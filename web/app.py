@@ -86,7 +86,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         code = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}.get(
             exc.code or 500, "http_error"
         )
-        return error_response(code, exc.description or exc.name, exc.code or 500)
+        response = error_response(code, exc.description or exc.name, exc.code or 500)
+        for name, value in exc.get_headers():  # e.g. Allow on a 405 (RFC 9110)
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

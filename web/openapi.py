@@ -31,6 +31,16 @@ def _path_index(name: str) -> dict[str, Any]:
 
 
 _hashes = {"type": "array", "items": {"type": "string", "format": "byte"}}
+#: a digest as the API parses it (``ledger.trust.chain.parse_digest``): exactly lowercase hex
+_DIGEST_PATTERN = (
+    "^(sha256:)?[0-9a-f]{64}$|^sha1:[0-9a-f]{40}$|^sha384:[0-9a-f]{96}$|^sha512:[0-9a-f]{128}$|^gitCommit:[0-9a-f]{1,128}$"
+)
+_digest = {"type": "string", "pattern": _DIGEST_PATTERN}
+_subject = {
+    "type": "string",
+    "pattern": "^sha256:[0-9a-f]{64}$|^sha1:[0-9a-f]{40}$|^sha384:[0-9a-f]{96}$|^sha512:[0-9a-f]{128}$|^gitCommit:[0-9a-f]{1,128}$",
+}
+_base64 = {"type": "string", "pattern": "^[A-Za-z0-9+/_-]*={0,2}$"}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -73,13 +83,25 @@ OPENAPI: dict[str, Any] = {
             },
             "Envelope": {
                 "type": "object",
+                "description": (
+                    "A DSSE envelope whose payload is an in-toto Statement (base64); the statement "
+                    "is checked as strictly as the body (400), then the signatures (422), then trust (403)."
+                ),
                 "required": ["payload", "payloadType", "signatures"],
+                "additionalProperties": False,
                 "properties": {
-                    "payload": {"type": "string"},
-                    "payloadType": {"type": "string"},
+                    "payload": {**_base64, "minLength": 4},
+                    "payloadType": {"const": "application/vnd.in-toto+json"},
                     "signatures": {
                         "type": "array",
-                        "items": {"type": "object", "properties": {"keyid": {"type": "string"}, "sig": {"type": "string"}}},
+                        "minItems": 1,
+                        "maxItems": 16,
+                        "items": {
+                            "type": "object",
+                            "required": ["sig"],
+                            "additionalProperties": False,
+                            "properties": {"keyid": {"type": "string"}, "sig": {**_base64, "minLength": 4}},
+                        },
                     },
                 },
             },
@@ -100,7 +122,7 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "Entries with a subject digest (keyset paged)",
                 "parameters": [
-                    {"name": "subject", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "subject", "in": "query", "required": True, "schema": _subject},
                     _int_param("after", required=False),
                     _int_param("limit", required=False, minimum=1),
                 ],
@@ -111,7 +133,26 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Append many envelopes; a receipt or an error per envelope, in order",
                 "security": [{"bearer": []}],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["envelopes"],
+                                "properties": {
+                                    "envelopes": {
+                                        "type": "array",
+                                        "description": (
+                                            "at most 10,000 items (more: 413); each an envelope or a Sigstore bundle, "
+                                            "and an item that is not (not even a JSON object) gets its own error in results"
+                                        ),
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
                 "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 413, 415, 503)},
             }
         },
@@ -133,7 +174,7 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "The chain of trust of an artifact, link by link, with its weakest link",
                 "parameters": [
-                    {"name": "digest", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "digest", "in": "path", "required": True, "schema": _digest},
                     _int_param("at", required=False),
                 ],
                 "responses": {"200": _json({"type": "object"}), **_errors(400, 404)},
@@ -141,10 +182,13 @@ OPENAPI: dict[str, Any] = {
         },
         "/search": {
             "get": {
-                "summary": "Entries by subject digest, subject name, signer, predicate type or time range (keyset paged)",
+                "summary": "Entries by subject digest, subject name, signer, predicate type or time range (keyset paged; at least one of them, else 400)",
                 "parameters": [
-                    *({"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                      for n in ("digest", "name", "signer", "predicate_type", "since", "until")),
+                    {"name": "digest", "in": "query", "required": False, "schema": _digest},
+                    {"name": "name", "in": "query", "required": False, "schema": {"type": "string", "minLength": 1}},
+                    *({"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in ("signer", "predicate_type")),
+                    *({"name": n, "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}}
+                      for n in ("since", "until")),
                     _int_param("after", required=False, minimum=-1),
                     _int_param("limit", required=False, minimum=1),
                 ],
@@ -176,7 +220,7 @@ OPENAPI: dict[str, Any] = {
         "/audits/{audit_id}": {
             "get": {
                 "summary": "An audit run: state, progress and result",
-                "parameters": [_path_index("audit_id")],
+                "parameters": [{**_path_index("audit_id"), "schema": {**_index, "minimum": 1}}],
                 "responses": {"200": _json({"type": "object"}), **_errors(400, 404)},
             }
         },
@@ -201,17 +245,22 @@ OPENAPI: dict[str, Any] = {
         },
         "/proof/inclusion": {
             "get": {
-                "summary": "An inclusion proof",
+                "summary": "An inclusion proof (400 unless index < tree_size <= the log's size)",
                 "parameters": [_int_param("index"), _int_param("tree_size", minimum=1)],
                 "responses": {"200": _json({"type": "object", "properties": {"hashes": _hashes}}), **_errors(400, 404)},
             }
         },
         "/proof/consistency": {
             "get": {
-                "summary": "A consistency proof",
+                "summary": "A consistency proof (400 unless old <= new <= the log's size)",
                 "parameters": [_int_param("old"), _int_param("new")],
                 "responses": {"200": _json({"type": "object", "properties": {"hashes": _hashes}}), **_errors(400, 404)},
             }
         },
     },
 }
+
+# Any GET may meet the WSGI server's own limit on the request line (a URL of more than ~4 KiB).
+for _path_item in OPENAPI["paths"].values():
+    if "get" in _path_item:
+        _path_item["get"]["responses"].setdefault("414", {"description": "the request line is over the server's limit"})
