@@ -330,3 +330,9 @@ def test_generated_paths_and_queries_never_answer_5xx(client, segment, value):
     ):
         response = client.get(url)
         assert response.status_code < 500, (url, response.status_code, response.get_data(as_text=True)[:300])
+
+
+def test_an_undeclared_method_is_405_with_allow(client):
+    response = client.open("/api/v1/signers", method="TRACE")
+    _error(response, 405, "method_not_allowed")
+    assert "GET" in response.headers["Allow"]
