@@ -39,7 +39,7 @@ from ledger.errors import (
 )
 from ledger.records.keys import PrivateKey, PublicKey
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
-from ledger.records.json import parse_json
+from ledger.untrusted.json import parse_json
 from ledger.verify import VerifiedReceipt, verify_receipt
 
 __all__ = ["LedgerClient", "sign_statement", "statement"]

@@ -42,7 +42,7 @@ from ledger.interop.sigstore._x509 import certificate_identity
 from ledger.records.leaf import LEAF_KIND_BUNDLE, Leaf, canonical_json, decode_leaf
 from ledger.records.statement import parse_statement
 from ledger.tlog.proof import parse_tlog_proof, verify_tlog_proof
-from ledger.records.json import parse_json
+from ledger.untrusted.json import parse_json
 
 __all__ = [
     "BUNDLE_NOTE",
@@ -73,8 +73,11 @@ def parse_receipt(data: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         doc = parse_json(data, what="receipt")
     else:
         doc = dict(data)
-    if not isinstance(doc, dict):
-        raise MalformedError("receipt must be a JSON object")
+    if not isinstance(doc, dict) or not {"index", "tree_size", "entry", "proof"} <= set(doc):
+        raise MalformedError(
+            "this is not a receipt: a receipt is a JSON object with index, tree_size, entry and proof, "
+            "as `provledger submit` and `provledger receipt INDEX` print it"
+        )
     for name in ("index", "tree_size"):
         if type(doc.get(name)) is not int or doc[name] < 0:
             raise MalformedError(f"receipt {name} must be a non-negative integer")

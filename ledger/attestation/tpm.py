@@ -66,7 +66,7 @@ from ledger.attestation.appraisal import (
     require_aware,
 )
 from ledger.errors import MalformedError
-from ledger.records.json import parse_json
+from ledger.untrusted.json import parse_json
 
 __all__ = [
     "KNOWN_TPM_ROOTS",

@@ -1,5 +1,5 @@
 """argparse types for numbers on the command line: ASCII digits only, within the store's range
-(``ledger.records.json.parse_decimal``), so a bad number is a usage error (exit 2), never a
+(``ledger.untrusted.json.parse_decimal``), so a bad number is a usage error (exit 2), never a
 traceback from the database."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from ledger.errors import LedgerError
-from ledger.records.json import parse_decimal
+from ledger.untrusted.json import parse_decimal
 
 __all__ = ["index", "index_or_minus_one"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.errors import MalformedError
-from ledger.records.json import parse_json
+from ledger.untrusted.json import parse_json
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",

@@ -47,7 +47,7 @@ from ledger.services.prepared import Prepared, Signer
 from ledger.interop.sigstore import Bundle, IdentityPolicy, TrustedRoots, VerifiedBundle, load_trusted_roots, parse_bundle, verify_bundle
 from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
-from ledger.records.json import parse_json
+from ledger.untrusted.json import parse_json
 
 __all__ = ["ARTIFACT_SIGNATURE", "is_bundle", "prepare_bundle", "trusted_roots"]
 
@@ -290,6 +290,10 @@ def prepare_bundle(
     }
     if verified.identity is not None:
         signer["identity"] = _identity_record(verified)
+    if verified.inclusion == "promised":
+        # A v0.1 bundle whose Rekor entry has a SET but no inclusion proof: the log promised to
+        # include it, nobody proved it did. The chain shows it (``ledger.services.chain``).
+        signer["tlog_inclusion"] = "promised"
     return Prepared(
         canonical=canonical,
         envelope_hash=hashlib.sha256(canonical).digest(),

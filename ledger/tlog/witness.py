@@ -59,7 +59,7 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.tlog.hashing import EMPTY_ROOT, HASH_SIZE
-from ledger.records.json import parse_json
+from ledger.untrusted.json import parse_json
 from ledger.tlog.note import (
     MAX_NOTE_BYTES,
     Ed25519CosignatureSigner,

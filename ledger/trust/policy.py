@@ -46,7 +46,7 @@ import json
 
 from ledger.errors import MalformedError
 from ledger.records.keys import public_key_from_der
-from ledger.records.json import parse_json
+from ledger.untrusted.json import parse_json
 
 __all__ = [
     "ACTIONS",

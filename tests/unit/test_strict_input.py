@@ -17,7 +17,7 @@ from ledger.errors import MalformedError
 from ledger.trust.chain import parse_digest
 from ledger.records.leaf import decode_leaf
 from ledger.records.statement import MAX_SUBJECT_NAME_CHARS, check_subject_name, parse_statement
-from ledger.records.json import MAX_DECIMAL, MAX_JSON_DEPTH, MAX_JSON_INTEGER, check_json, parse_json, parse_decimal
+from ledger.untrusted.json import MAX_DECIMAL, MAX_JSON_DEPTH, MAX_JSON_INTEGER, check_json, parse_json, parse_decimal
 from ledger.verify import parse_receipt
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

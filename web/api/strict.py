@@ -14,7 +14,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.routing import BaseConverter
 
 from ledger.errors import LedgerError, MalformedError
-from ledger.records.json import MAX_DECIMAL, parse_decimal
+from ledger.untrusted.json import MAX_DECIMAL, parse_decimal
 
 __all__ = ["IndexConverter", "UnsupportedMediaTypeError", "int_arg", "require_json"]
 
