@@ -93,7 +93,7 @@ def parse_json(data: bytes | bytearray | memoryview | str, *, what: str = "the i
         try:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise MalformedError(f"{what} is not UTF-8 text (byte {exc.start} is not valid UTF-8)") from exc
+            raise MalformedError(f"{what} is not valid JSON: it must be UTF-8 text, and byte {exc.start} is not") from exc
     elif isinstance(data, str):
         text = data
     else:
