@@ -115,9 +115,11 @@ def import_envelopes(
             for i in sorted(failed):
                 refuse(where[i], failed[i])
             if result is not None:
+                for i, error in sorted(result.errors.items()):  # refused under the lock (a key event's prev)
+                    refuse(where[kept[i]], error)
                 created = sum(result.created)
                 summary.created += created
-                summary.duplicates += len(kept) - created
+                summary.duplicates += len(kept) - created - len(result.errors)
                 summary.tree_size = result.tree_size
                 summary.batches += 1
         if progress is not None:

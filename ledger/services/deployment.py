@@ -21,6 +21,7 @@ again only when its listing changes.
 
 from __future__ import annotations
 
+
 import base64
 import json
 import os
@@ -37,7 +38,7 @@ from sqlalchemy.orm import Session
 from ledger.config import Settings
 from ledger.errors import ConfigurationError, LedgerError, MalformedError, NotTrustedError
 from ledger.trust import deployment as pure
-from ledger.trust.policy import judge
+from ledger.trust.judge import judge
 from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE
 from ledger.records.leaf import canonical_json
 from ledger.services.prepared import Prepared
@@ -108,6 +109,15 @@ def load_tpm_roots(directory: Path) -> tuple[bytes, ...]:
     found = tuple(dict.fromkeys(roots))
     _ROOTS_CACHE[key] = (listing, found)
     return found
+
+
+def tpm_roots_of(session: Session) -> tuple[bytes, ...]:
+    """The TPM roots that count: the ``tee-root:tpm`` roots in the key history that are not
+    revoked. The trust folder is only an import path (``provledger keys import-tee-roots``)."""
+    from ledger.services.trust import load_state  # noqa: PLC0415
+
+    state = load_state(session)
+    return tuple(k.public_key for k in state.keys.values() if k.algorithm == "tee-root:tpm" and k.revoked_index is None)
 
 
 def _statement_of(canonical: bytes) -> dict[str, Any]:
@@ -193,6 +203,7 @@ def _candidates(session: Session, kind: str, claims: Mapping[str, Any], now: int
             key_ids=sorted(signers.get(idx, [])),
             time=integrated_time,
             as_of=now,
+            index=idx,
         )
         because = None if verdict.trusted else f"{verdict.verdict}: {verdict.message() or 'no trusted signer'}"
         out.append(pure.FirmwareCandidate(idx, name, measurements, because))
@@ -238,7 +249,7 @@ def complete_appraisals(
             statement = _statement_of(item.canonical)
             record = pure.parse_deployment(statement["predicate"], item.subjects)
             if record.evidence_type == "tpm" and roots is None:
-                roots = load_tpm_roots(trust_dir())
+                roots = tpm_roots_of(session)
             try:
                 appraisal, root = pure.appraise_deployment(record, now=at, tpm_roots=roots or ())
             except MalformedError as exc:

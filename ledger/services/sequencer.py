@@ -69,8 +69,9 @@ class Sequencer:
 
     def submit(self, batch: Sequence[Prepared], *, timeout: float = 120.0) -> list[Appended | LedgerError]:
         """Queue prepared records; block until they are committed. Per record, in order, its
-        receipt or the error that refused it at integration (``ledger.services.isolate``);
-        raises when the whole batch failed (the database is down, the store is damaged)."""
+        receipt or the error that refused it at integration (under the lock: a key event's prev;
+        or the store refused it, ``ledger.services.isolate``); raises when the whole batch failed
+        (the database is down, the store is damaged)."""
         if not batch:
             return []
         if self.halted is not None:
@@ -144,7 +145,7 @@ class Sequencer:
                 job.done.set_result(results[start : start + len(job.batch)])
                 start += len(job.batch)
 
-    def _integrate(self, batch: Sequence[Prepared], now: int) -> list[Appended]:
+    def _integrate(self, batch: Sequence[Prepared], now: int) -> list[Appended | LedgerError]:
         with self._sessions() as session:
             try:
                 with session.begin():
@@ -159,10 +160,10 @@ class Sequencer:
             self.entries += sum(integration.created)
             issued = receipts(
                 session,
-                integration.indexes,
+                integration.issued_indexes,
                 tree_size=integration.tree_size if integration.checkpoint_note else None,
                 checkpoint_note=integration.checkpoint_note,
                 known=integration.known_nodes,
                 data=integration.new_data,
             )
-        return [Appended(r, c) for r, c in zip(issued, integration.created, strict=True)]
+        return integration.results(issued)

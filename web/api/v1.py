@@ -91,7 +91,7 @@ def post_entry() -> tuple[Response, int]:
     prepared = append.prepare(session, body, now=int(time.time()), limit=envelope_limit)
     session.rollback()
     (result,) = ext.sequencer.submit([prepared])
-    if isinstance(result, LedgerError):  # refused at integration; its neighbours were not
+    if isinstance(result, LedgerError):  # refused at integration (a key event's prev, or the store refused it); its neighbours were not
         ext.count("entries_refused")
         raise result
     ext.count("entries_created" if result.created else "entries_duplicate")
