@@ -39,6 +39,7 @@ from ledger.errors import (
 )
 from ledger.records.keys import PrivateKey, PublicKey
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
+from ledger.untrusted.json import parse_json
 from ledger.verify import VerifiedReceipt, verify_receipt
 
 __all__ = ["LedgerClient", "sign_statement", "statement"]
@@ -90,11 +91,13 @@ class LedgerClient:
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - the caller's URL
                 raw = resp.read()
-                return raw.decode("utf-8") if resp.headers.get_content_type() == "text/plain" else json.loads(raw)
+                if resp.headers.get_content_type() == "text/plain":
+                    return raw.decode("utf-8")
+                return parse_json(raw, what=f"the answer to {method} {path}")
         except urllib.error.HTTPError as exc:
             try:
-                message = json.loads(exc.read())["error"]["message"]
-            except (ValueError, KeyError, TypeError):
+                message = parse_json(exc.read(), what="the error")["error"]["message"]
+            except (MalformedError, KeyError, TypeError):
                 message = str(exc.reason)
             raise _ERRORS.get(exc.code, UnavailableError)(f"{method} {path} failed ({exc.code}): {message}") from exc
         except (urllib.error.URLError, OSError) as exc:

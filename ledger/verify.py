@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +42,7 @@ from ledger.interop.sigstore._x509 import certificate_identity
 from ledger.records.leaf import LEAF_KIND_BUNDLE, Leaf, canonical_json, decode_leaf
 from ledger.records.statement import parse_statement
 from ledger.tlog.proof import parse_tlog_proof, verify_tlog_proof
+from ledger.untrusted.json import parse_json
 
 __all__ = [
     "BUNDLE_NOTE",
@@ -70,10 +70,7 @@ def parse_receipt(data: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(data, bytes | str):
         if len(data) > MAX_RECEIPT_BYTES:
             raise MalformedError(f"receipt is larger than {MAX_RECEIPT_BYTES} bytes")
-        try:
-            doc = json.loads(data)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise MalformedError(f"receipt is not valid JSON: {exc}") from exc
+        doc = parse_json(data, what="receipt")
     else:
         doc = dict(data)
     if not isinstance(doc, dict) or not {"index", "tree_size", "entry", "proof"} <= set(doc):

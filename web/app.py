@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from ledger.config import Settings
 from ledger.db.engine import make_engine, make_session_factory
-from ledger.errors import IntegrityError, LedgerError
+from ledger.errors import IntegrityError, LedgerError, MalformedError
 from ledger.services.cosign import CosignLoop, witness_config_from_env
 from ledger.services.log import load_log_identity
 from ledger.services.sequencer import Sequencer
@@ -61,6 +61,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         register_job_runner(engine.url.render_as_string(hide_password=False), appraisal_runner(make_celery(settings)))
 
+    @app.before_request
+    def _no_nul_in_path_or_query() -> None:
+        # No name, digest or number holds NUL, and PostgreSQL text cannot: a 400, never a 500.
+        if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+            raise MalformedError("the request's path or query holds a NUL character")
+
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:
         session = g.pop("db_session", None)
@@ -68,6 +74,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             session.close()
 
     from web.api import health, provenance, tiles, v1  # noqa: PLC0415
+    from web.api.strict import IndexConverter  # noqa: PLC0415
+
+    app.url_map.converters["int"] = IndexConverter  # before any route: ASCII digits only, bounded
 
     app.register_blueprint(v1.bp)
     app.register_blueprint(provenance.bp)
@@ -83,8 +92,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.code or 500, "http_error")
-        return error_response(code, exc.description or exc.name, exc.code or 500)
+        code = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}.get(
+            exc.code or 500, "http_error"
+        )
+        response = error_response(code, exc.description or exc.name, exc.code or 500)
+        for name, value in exc.get_headers():  # e.g. Allow on a 405 (RFC 9110)
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

@@ -18,15 +18,44 @@ def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _int_param(name: str, required: bool = True) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "schema": {"type": "integer", "minimum": 0}}
+#: numbers in paths and queries: ASCII digits only, at most 2**63 - 1 (anything else: 400)
+_index = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+
+
+def _int_param(name: str, required: bool = True, minimum: int = 0) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": {**_index, "minimum": minimum}}
+
+
+def _path_index(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _index}
 
 
 _hashes = {"type": "array", "items": {"type": "string", "format": "byte"}}
+#: a digest as the API parses it (``ledger.trust.chain.parse_digest``): exactly lowercase hex
+_DIGEST_PATTERN = (
+    "^(sha256:)?[0-9a-f]{64}$|^sha1:[0-9a-f]{40}$|^sha384:[0-9a-f]{96}$|^sha512:[0-9a-f]{128}$|^gitCommit:[0-9a-f]{1,128}$"
+)
+_digest = {"type": "string", "pattern": _DIGEST_PATTERN}
+_subject = {
+    "type": "string",
+    "pattern": "^sha256:[0-9a-f]{64}$|^sha1:[0-9a-f]{40}$|^sha384:[0-9a-f]{96}$|^sha512:[0-9a-f]{128}$|^gitCommit:[0-9a-f]{1,128}$",
+}
+_base64 = {"type": "string", "pattern": "^[A-Za-z0-9+/_-]*={0,2}$"}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "provenance-ledger", "version": "1"},
+    "info": {
+        "title": "provenance-ledger",
+        "version": "1",
+        "description": (
+            "Input is judged strictly before anything is stored. POST bodies must be application/json "
+            "(UTF-8), else 415. JSON bodies (and the statements inside envelopes) are refused with 400 "
+            "for duplicate object keys, strings that are not Unicode scalar values (lone surrogates), "
+            "nesting deeper than 64 levels, integers beyond ±(2**64 - 1), non-finite numbers. Numbers in "
+            "paths and queries are ASCII digits up to 2**63 - 1, else 400. Subject names follow the "
+            "grammar in the README (no empty, '.' or '..' segments, no control characters)."
+        ),
+    },
     "servers": [{"url": "/api/v1"}],
     "components": {
         "securitySchemes": {
@@ -64,13 +93,25 @@ OPENAPI: dict[str, Any] = {
             },
             "Envelope": {
                 "type": "object",
+                "description": (
+                    "A DSSE envelope whose payload is an in-toto Statement (base64); the statement "
+                    "is checked as strictly as the body (400), then the signatures (422), then trust (403)."
+                ),
                 "required": ["payload", "payloadType", "signatures"],
+                "additionalProperties": False,
                 "properties": {
-                    "payload": {"type": "string"},
-                    "payloadType": {"type": "string"},
+                    "payload": {**_base64, "minLength": 4},
+                    "payloadType": {"const": "application/vnd.in-toto+json"},
                     "signatures": {
                         "type": "array",
-                        "items": {"type": "object", "properties": {"keyid": {"type": "string"}, "sig": {"type": "string"}}},
+                        "minItems": 1,
+                        "maxItems": 16,
+                        "items": {
+                            "type": "object",
+                            "required": ["sig"],
+                            "additionalProperties": False,
+                            "properties": {"keyid": {"type": "string"}, "sig": {**_base64, "minLength": 4}},
+                        },
                     },
                 },
             },
@@ -85,7 +126,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "201": _json(_receipt, "appended"),
                     "200": _json(_receipt, "a duplicate (same payload type, payload and verifying keys): the existing entry's receipt"),
-                    **_errors(400, 401, 403, 409, 413, 422),
+                    **_errors(400, 401, 403, 409, 413, 415, 422),
                     "503": {
                         "description": (
                             "writes are stopped: the store failed an integrity check — at start-up, in the "
@@ -100,9 +141,9 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "Entries with a subject digest (keyset paged)",
                 "parameters": [
-                    {"name": "subject", "in": "query", "required": True, "schema": {"type": "string"}},
-                    {"name": "after", "in": "query", "required": False, "schema": {"type": "integer"}},
-                    _int_param("limit", required=False),
+                    {"name": "subject", "in": "query", "required": True, "schema": _subject},
+                    _int_param("after", required=False),
+                    _int_param("limit", required=False, minimum=1),
                 ],
                 "responses": {"200": _json({"type": "object"}), **_errors(400)},
             },
@@ -111,29 +152,48 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Append many envelopes; a receipt or an error per envelope, in order",
                 "security": [{"bearer": []}],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
-                "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 413, 503)},
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["envelopes"],
+                                "properties": {
+                                    "envelopes": {
+                                        "type": "array",
+                                        "description": (
+                                            "at most 10,000 items (more: 413); each an envelope or a Sigstore bundle, "
+                                            "and an item that is not (not even a JSON object) gets its own error in results"
+                                        ),
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 413, 415, 503)},
             }
         },
         "/entries/{index}": {
             "get": {
                 "summary": "An entry with its decoded statement",
-                "parameters": [{"name": "index", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                "responses": {"200": _json({"type": "object"}), **_errors(404)},
+                "parameters": [_path_index("index")],
+                "responses": {"200": _json({"type": "object"}), **_errors(400, 404)},
             }
         },
         "/receipt/{index}": {
             "get": {
                 "summary": "The receipt of an entry against the latest checkpoint",
-                "parameters": [{"name": "index", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                "responses": {"200": _json(_receipt), **_errors(404)},
+                "parameters": [_path_index("index")],
+                "responses": {"200": _json(_receipt), **_errors(400, 404)},
             }
         },
         "/artifacts/{digest}/chain": {
             "get": {
                 "summary": "The chain of trust of an artifact: each link a digest held up by its best record (rests_on, set_aside, why), its weakest link and roots",
                 "parameters": [
-                    {"name": "digest", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "digest", "in": "path", "required": True, "schema": _digest},
                     _int_param("at", required=False),
                 ],
                 "responses": {"200": _json({"type": "object"}), **_errors(400, 404)},
@@ -141,12 +201,15 @@ OPENAPI: dict[str, Any] = {
         },
         "/search": {
             "get": {
-                "summary": "Entries by subject digest, subject name, signer, predicate type or time range (keyset paged)",
+                "summary": "Entries by subject digest, subject name, signer, predicate type or time range (keyset paged; at least one of them, else 400)",
                 "parameters": [
-                    *({"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                      for n in ("digest", "name", "signer", "predicate_type", "since", "until")),
-                    _int_param("after", required=False),
-                    _int_param("limit", required=False),
+                    {"name": "digest", "in": "query", "required": False, "schema": _digest},
+                    {"name": "name", "in": "query", "required": False, "schema": {"type": "string", "minLength": 1}},
+                    *({"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in ("signer", "predicate_type")),
+                    *({"name": n, "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}}
+                      for n in ("since", "until")),
+                    _int_param("after", required=False, minimum=-1),
+                    _int_param("limit", required=False, minimum=1),
                 ],
                 "responses": {
                     "200": _json({"type": "object", "properties": {"entries": {"type": "array"}, "next": {}}}),
@@ -158,7 +221,15 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Start a distributed audit on the Celery workers (admin token)",
                 "security": [{"bearer": []}],
-                "responses": {"202": _json({"type": "object"}, "accepted"), **_errors(400, 401, 503)},
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "object", "properties": {"shard_size": {"type": "integer"}}, "additionalProperties": False}
+                        }
+                    },
+                },
+                "responses": {"202": _json({"type": "object"}, "accepted"), **_errors(400, 401, 415, 503)},
             },
             "get": {
                 "summary": "Recent audit runs",
@@ -168,8 +239,8 @@ OPENAPI: dict[str, Any] = {
         "/audits/{audit_id}": {
             "get": {
                 "summary": "An audit run: state, progress and result",
-                "parameters": [{"name": "audit_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                "responses": {"200": _json({"type": "object"}), **_errors(404)},
+                "parameters": [{**_path_index("audit_id"), "schema": {**_index, "minimum": 1}}],
+                "responses": {"200": _json({"type": "object"}), **_errors(400, 404)},
             }
         },
         "/signers": {
@@ -187,23 +258,28 @@ OPENAPI: dict[str, Any] = {
         "/checkpoints": {
             "get": {
                 "summary": "Every checkpoint ever issued (keyset paged)",
-                "parameters": [_int_param("after", required=False), _int_param("limit", required=False)],
-                "responses": {"200": _json({"type": "object"})},
+                "parameters": [_int_param("after", required=False), _int_param("limit", required=False, minimum=1)],
+                "responses": {"200": _json({"type": "object"}), **_errors(400)},
             }
         },
         "/proof/inclusion": {
             "get": {
-                "summary": "An inclusion proof",
-                "parameters": [_int_param("index"), _int_param("tree_size")],
+                "summary": "An inclusion proof (400 unless index < tree_size <= the log's size)",
+                "parameters": [_int_param("index"), _int_param("tree_size", minimum=1)],
                 "responses": {"200": _json({"type": "object", "properties": {"hashes": _hashes}}), **_errors(400, 404)},
             }
         },
         "/proof/consistency": {
             "get": {
-                "summary": "A consistency proof",
+                "summary": "A consistency proof (400 unless old <= new <= the log's size)",
                 "parameters": [_int_param("old"), _int_param("new")],
                 "responses": {"200": _json({"type": "object", "properties": {"hashes": _hashes}}), **_errors(400, 404)},
             }
         },
     },
 }
+
+# Any GET may meet the WSGI server's own limit on the request line (a URL of more than ~4 KiB).
+for _path_item in OPENAPI["paths"].values():
+    if "get" in _path_item:
+        _path_item["get"]["responses"].setdefault("414", {"description": "the request line is over the server's limit"})

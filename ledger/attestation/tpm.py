@@ -43,7 +43,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,6 +66,7 @@ from ledger.attestation.appraisal import (
     require_aware,
 )
 from ledger.errors import MalformedError
+from ledger.untrusted.json import parse_json
 
 __all__ = [
     "KNOWN_TPM_ROOTS",
@@ -286,11 +286,7 @@ def _only_keys(obj: Any, allowed: set[str], what: str) -> dict[str, Any]:
 
 
 def _parse_json(data: bytes) -> TpmEvidence:
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        msg = f"TPM evidence is not valid JSON: {exc}"
-        raise MalformedError(msg) from exc
+    doc = parse_json(data, what="TPM evidence")
     doc = _only_keys(doc, {"format", "ak_public", "ak_certificate", "intermediates", "quotes"}, "the evidence")
     if doc.get("format") != JSON_FORMAT:
         msg = f"TPM evidence JSON: format must be {JSON_FORMAT!r}"

@@ -38,6 +38,7 @@ from ledger.services.log import LogIdentity, load_log_identity
 from ledger.trust.policy import parse_time
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
 from ledger.tlog.witness_policy import verify_receipt_with_witnesses
+from ledger.untrusted.json import parse_json
 
 
 def _out(text: str) -> None:
@@ -193,11 +194,11 @@ def _submit_http(server: str, token: str | None, body: bytes) -> dict[str, Any]:
     )
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - the operator's URL
-            return json.loads(resp.read())
+            return parse_json(resp.read(), what="the server's answer")
     except urllib.error.HTTPError as exc:
         try:
-            message = json.loads(exc.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
+            message = parse_json(exc.read(), what="the error")["error"]["message"]
+        except (MalformedError, KeyError, TypeError):
             message = exc.reason
         if exc.code == 401:
             raise VerificationError(
@@ -240,7 +241,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             st.sessions, _envelopes_from(args.files), st.log, workers=args.workers, batch_size=args.batch, progress=progress
         )
     print(file=sys.stderr)
-    for position, error in summary.errors:
+    for position, error in sorted(summary.errors, key=lambda e: e[0]):
         print(f"refused envelope {position}: {error.diagnostics()}", file=sys.stderr)
     _out(f"{summary.created} appended, {summary.duplicates} duplicates, {summary.refused} refused; tree size {summary.tree_size}")
     return 1 if summary.refused else 0

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ledger import __version__
+from ledger.cli.args import index
 from ledger.errors import LedgerError
 
 __all__ = ["build_parser", "main"]
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=c.cmd_import)
 
     s = sub.add_parser("receipt", help="the receipt of an entry against the latest checkpoint")
-    s.add_argument("index", type=int, metavar="INDEX")
+    s.add_argument("index", type=index, metavar="INDEX")
     s.set_defaults(func=c.cmd_receipt)
 
     s = sub.add_parser("verify-receipt", help="verify a receipt offline (no database, no network)")
@@ -131,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=c.cmd_checkpoint)
 
     s = sub.add_parser("prove-consistency", help="a consistency proof between two tree sizes (JSON)")
-    s.add_argument("--old", type=int, required=True, metavar="M")
-    s.add_argument("--new", type=int, metavar="N", help="default: the latest tree size")
+    s.add_argument("--old", type=index, required=True, metavar="M")
+    s.add_argument("--new", type=index, metavar="N", help="default: the latest tree size")
     s.set_defaults(func=c.cmd_prove_consistency)
 
     s = sub.add_parser(

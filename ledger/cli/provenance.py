@@ -17,6 +17,7 @@ from ledger.errors import MalformedError
 from ledger.records.keys import load_public_key
 from ledger.trust.policy import IDENTITY_ALGORITHM, Grant, Identity, format_time
 from ledger.trust.predicates import KEY_EVENT
+from ledger.cli.args import index, index_or_minus_one
 from ledger.services import chain as chain_service
 from ledger.services import registry, setup
 from ledger.services.trust import load_state
@@ -100,7 +101,7 @@ def add_parser(sub: Any) -> None:
 
     s = sub.add_parser("chain", help="the chain of trust of an artifact, link by link")
     s.add_argument("digest", metavar="DIGEST", help="sha256:<hex>")
-    s.add_argument("--at", type=int, metavar="INDEX", help="as the ledger stood at this entry index")
+    s.add_argument("--at", type=index, metavar="INDEX", help="as the ledger stood at this entry index")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_chain)
 
@@ -122,8 +123,8 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--predicate-type", metavar="URI_OR_GLOB")
     s.add_argument("--since", metavar="T")
     s.add_argument("--until", metavar="T")
-    s.add_argument("--after", type=int, default=-1, metavar="INDEX", help="keyset page: entries after this index")
-    s.add_argument("--limit", type=int, default=100)
+    s.add_argument("--after", type=index_or_minus_one, default=-1, metavar="INDEX", help="keyset page: entries after this index")
+    s.add_argument("--limit", type=index, default=100)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_search)
 

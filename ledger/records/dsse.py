@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ledger.errors import MalformedError, SignatureError, TooLargeError
 from ledger.records.keys import PrivateKey, PublicKey
+from ledger.untrusted.json import check_json, parse_json
 
 __all__ = [
     "MAX_ENVELOPE_BYTES",
@@ -78,12 +78,10 @@ def parse_envelope(data: bytes | str | Mapping[str, Any], *, limit: int = MAX_EN
         raw = data.encode("utf-8") if isinstance(data, str) else data
         if len(raw) > limit:
             raise TooLargeError(f"envelope is {len(raw)} bytes, over the limit of {limit} bytes")
-        try:
-            doc = json.loads(raw)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise MalformedError(f"envelope is not valid JSON: {exc}") from exc
+        doc = parse_json(raw, what="envelope")
     else:
         doc = data
+        check_json(doc, what="envelope")
     if not isinstance(doc, dict):
         raise MalformedError("envelope must be a JSON object")
     unknown = set(doc) - {"payload", "payloadType", "signatures"}

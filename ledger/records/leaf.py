@@ -39,6 +39,7 @@ import rfc8785
 from ledger.records.dsse import Envelope, parse_envelope
 from ledger.errors import MalformedError
 from ledger.records.keys import PublicKey, public_key_from_der
+from ledger.untrusted.json import parse_json
 
 __all__ = [
     "LEAF_KIND_BUNDLE",
@@ -142,10 +143,7 @@ class Leaf:
 
 def decode_leaf(data: bytes) -> Leaf:
     """Parse leaf data; it must be exactly the canonical encoding (one accepted encoding)."""
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedError(f"leaf data is not JSON: {exc}") from exc
+    doc = parse_json(data, what="leaf data")
     if not isinstance(doc, dict) or doc.get("kind") not in (LEAF_KIND_DSSE, LEAF_KIND_BUNDLE):
         raise MalformedError("leaf data is not a dsse or sigstore-bundle leaf")
     if canonical_json(doc) != data:

@@ -34,6 +34,7 @@ from ledger.records.keys import PublicKey
 from ledger.merkle import CompactRange, NodeId, frontier_nodes
 from ledger.records.leaf import canonical_strings, encode_bundle_leaf, encode_leaf_from_canonical
 from ledger.services import bundles
+from ledger.services.isolate import commit_isolating
 from ledger.services.log import LogIdentity
 from ledger.services.prepared import Prepared, Signer
 from ledger.services.receipts import receipts
@@ -47,6 +48,7 @@ from ledger.services.deployment import complete_appraisals, insert_appraisals
 from ledger.services.policy import apply_key_events
 from ledger.services.trust import TrustRegistry, load_keys
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, Statement, parse_statement
+from ledger.untrusted.json import parse_json
 
 __all__ = [
     "Appended",
@@ -56,6 +58,7 @@ __all__ = [
     "Signer",
     "append_batch",
     "check_right_edge",
+    "dry_run",
     "integrate",
     "prepare",
     "prepare_batch",
@@ -173,6 +176,9 @@ def prepare_envelopes(
         raise RuntimeError("prepare_envelopes needs a TrustRegistry (ledger.services.trust.load_keys / registry_from_rows)")
     out: list[Prepared | LedgerError] = []
     for raw in raws:
+        if not isinstance(raw, bytes | str | Mapping):
+            out.append(MalformedError(f"a submission is a JSON object (a DSSE envelope or a Sigstore bundle), not {type(raw).__name__}"))
+            continue
         if bundles.is_bundle(raw):  # a JSON object with a mediaType: a Sigstore bundle
             try:
                 out.append(bundles.prepare_bundle(raw, everything() if everything is not None else registry, now=now, limit=limit))
@@ -182,6 +188,8 @@ def prepare_envelopes(
         try:
             envelope = _decode(raw, limit)
             statement = parse_statement(envelope.payload)
+            if statement.predicate_type != KEY_EVENT:
+                statement.check_names()
             validate_predicate(statement.predicate_type, statement.predicate)
             subjects = tuple((alg, value, s.name) for s in statement.subjects for alg, value in s.digests())
             event = None
@@ -219,12 +227,13 @@ def _hints(raws: Sequence[bytes | str | Mapping[str, Any]]) -> set[str]:
     hints: set[str] = set()
     for raw in raws:
         try:
-            doc = json.loads(raw) if isinstance(raw, bytes | str) else raw
-            for sig in doc.get("signatures") or ():
-                if isinstance(sig, dict) and isinstance(sig.get("keyid"), str):
-                    hints.add(sig["keyid"])
-        except (ValueError, TypeError, AttributeError):
-            continue
+            doc = parse_json(raw, what="envelope") if isinstance(raw, bytes | str) else raw
+        except MalformedError:
+            continue  # refused with its reason when it is prepared
+        sigs = doc.get("signatures") if isinstance(doc, Mapping) else None
+        for sig in sigs if isinstance(sigs, list) else ():
+            if isinstance(sig, dict) and isinstance(sig.get("keyid"), str):
+                hints.add(sig["keyid"])
     return hints
 
 
@@ -513,19 +522,53 @@ def append_batch(
     results: list[Any] = [p if isinstance(p, LedgerError) else None for p in prepared]
     if not ready:
         return results
-    with sessions() as session:
-        with session.begin():
-            integration = integrate(session, ready, log, now=now)
-        issued = receipts(
-            session,
-            integration.issued_indexes,
-            tree_size=integration.tree_size if integration.checkpoint_note else None,
-            checkpoint_note=integration.checkpoint_note,
-            known=integration.known_nodes,
-            data=integration.new_data,
-        )
-    it = iter(integration.results(issued))
+
+    def commit(batch: Sequence[Prepared]) -> list[Appended | LedgerError]:
+        with sessions() as session:
+            with session.begin():
+                integration = integrate(session, batch, log, now=now)
+            issued = receipts(
+                session,
+                integration.issued_indexes,
+                tree_size=integration.tree_size if integration.checkpoint_note else None,
+                checkpoint_note=integration.checkpoint_note,
+                known=integration.known_nodes,
+                data=integration.new_data,
+            )
+        return integration.results(issued)
+
+    # a record the store refuses is refused alone (``ledger.services.isolate``)
+    committed, kept, refused = commit_isolating(ready, commit, dry_run(sessions, log, now=now))
+    outcome: list[Appended | LedgerError] = [refused.get(i) for i in range(len(ready))]  # type: ignore[misc]
+    for position, appended in zip(kept, committed or (), strict=True):
+        outcome[position] = appended
+    it = iter(outcome)
     for position, item in enumerate(prepared):
         if isinstance(item, Prepared):
             results[position] = next(it)
     return results
+
+
+class _DryRun(Exception):
+    """Raised to roll a probe back after it succeeded."""
+
+
+def dry_run(
+    sessions: Callable[[], Session], log_identity: LogIdentity, *, now: int
+) -> Callable[[Sequence[Prepared]], BaseException | None]:
+    """A probe for ``ledger.services.isolate.commit_isolating``: integrate a batch in a
+    transaction that is always rolled back; its error, or None."""
+
+    def probe(batch: Sequence[Prepared]) -> BaseException | None:
+        with sessions() as session:
+            try:
+                with session.begin():
+                    integrate(session, batch, log_identity, now=now)
+                    session.flush()
+                    raise _DryRun
+            except _DryRun:
+                return None
+            except Exception as exc:  # noqa: BLE001 - the probe reports it
+                return exc
+
+    return probe

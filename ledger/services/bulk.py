@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from ledger.records.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import LedgerError
-from ledger.services.append import Prepared, integrate, prepare_envelopes
+from ledger.services.append import Integration, Prepared, dry_run, integrate, prepare_envelopes
 from ledger.trust.predicates import DEPLOYMENT
+from ledger.services.isolate import commit_isolating
 from ledger.services.deployment import complete_appraisals
 from ledger.services.log import LogIdentity
 from ledger.services.trust import TrustRegistry, TrustRows, key_rows, registry_from_rows
@@ -83,33 +84,44 @@ def import_envelopes(
     summary = ImportSummary()
     position = 0
 
+    def refuse(at: int, error: LedgerError) -> None:
+        summary.refused += 1
+        if len(summary.errors) < MAX_REPORTED_ERRORS:
+            summary.errors.append((at, error))
+
     def integrate_batch(prepared: Sequence[Prepared | LedgerError], now: int) -> None:
         nonlocal position
         if any(isinstance(p, Prepared) and p.predicate_type == DEPLOYMENT for p in prepared):
             # Deployments need the store (firmware measurements, trust) to be appraised.
             with sessions() as session:
                 prepared = complete_appraisals(session, prepared, now=now)
-        ready = []
+        ready: list[Prepared] = []
+        where: list[int] = []  # each ready record's position in the input
         for item in prepared:
             if isinstance(item, LedgerError):
-                summary.refused += 1
-                if len(summary.errors) < MAX_REPORTED_ERRORS:
-                    summary.errors.append((position, item))
+                refuse(position, item)
             else:
                 ready.append(item)
+                where.append(position)
             position += 1
         if ready:
-            with sessions() as session, session.begin():
-                result = integrate(session, ready, log, now=now)
-            created = sum(result.created)
-            summary.created += created
-            summary.duplicates += len(ready) - created - len(result.errors)
-            summary.refused += len(result.errors)
-            for error in result.errors.values():
-                if len(summary.errors) < MAX_REPORTED_ERRORS:
-                    summary.errors.append((position - len(prepared), error))
-            summary.tree_size = result.tree_size
-            summary.batches += 1
+
+            def commit(batch: Sequence[Prepared]) -> Integration:
+                with sessions() as session, session.begin():
+                    return integrate(session, batch, log, now=now)
+
+            # a record the store refuses is listed as refused; the rest of its batch goes on
+            result, kept, failed = commit_isolating(ready, commit, dry_run(sessions, log, now=now))
+            for i in sorted(failed):
+                refuse(where[i], failed[i])
+            if result is not None:
+                for i, error in sorted(result.errors.items()):  # refused under the lock (a key event's prev)
+                    refuse(where[kept[i]], error)
+                created = sum(result.created)
+                summary.created += created
+                summary.duplicates += len(kept) - created - len(result.errors)
+                summary.tree_size = result.tree_size
+                summary.batches += 1
         if progress is not None:
             progress(summary)
 

@@ -47,6 +47,7 @@ from ledger.interop.sigstore import Bundle, IdentityPolicy, TrustedRoots, Verifi
 from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
 from ledger.services.prepared import Prepared, Signer
+from ledger.untrusted.json import parse_json
 
 __all__ = ["ARTIFACT_SIGNATURE", "is_bundle", "prepare_bundle", "trusted_roots"]
 
@@ -81,8 +82,8 @@ def is_bundle(raw: bytes | str | Mapping[str, Any]) -> bool:
     if needle not in raw:  # type: ignore[operator]
         return False
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        doc = parse_json(raw, what="submission")
+    except MalformedError:
         return False
     return isinstance(doc, dict) and "mediaType" in doc
 
@@ -112,9 +113,10 @@ def _content(bundle: Bundle) -> tuple[str, tuple[tuple[str, str, str], ...], tup
                 f"bundle dsseEnvelope payloadType is {envelope.payload_type!r}; the ledger accepts {IN_TOTO_PAYLOAD_TYPE!r}"
             )
         statement = parse_statement(envelope.payload)
-        validate_predicate(statement.predicate_type, statement.predicate)
         if statement.predicate_type == KEY_EVENT:
             raise NotTrustedError("a key event must be a bare DSSE envelope signed by the administrator key, not a Sigstore bundle")
+        statement.check_names()
+        validate_predicate(statement.predicate_type, statement.predicate)
         subjects = tuple((alg, value, s.name) for s in statement.subjects for alg, value in s.digests())
         edges = edges_of(statement.predicate_type, statement.predicate, [(a, v) for a, v, _ in subjects])
         return statement.predicate_type, subjects, tuple(edges)
@@ -257,10 +259,7 @@ def prepare_bundle(
     """
     data = _bytes_of(raw, limit)
     bundle = parse_bundle(data)
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:  # parse_bundle has already refused these
-        raise MalformedError(f"bundle is not valid JSON: {exc}") from exc
+    doc = parse_json(data, what="bundle")  # parse_bundle has already refused what this refuses
     canonical = canonical_json(doc)
     predicate_type, subjects, edges = _content(bundle)
     names = [name for _, _, name in subjects]

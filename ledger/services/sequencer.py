@@ -6,6 +6,10 @@ transaction under the database's sequencer lock — so several processes, on one
 serialise through the database and never through one process's memory — commits once, and only
 then wakes each submitter with its receipt. A crash before the commit acknowledges nothing; a
 crash after it loses nothing.
+
+A record that makes the batch's transaction fail by itself (the database refuses one of its
+values) is found and left out (``ledger.services.isolate``): the rest commit, and only its
+submitter gets the error.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from ledger.errors import IntegrityError, LedgerError, UnavailableError
-from ledger.services.append import Appended, Prepared, RightEdge, integrate
+from ledger.services.append import Appended, Prepared, RightEdge, dry_run, integrate
+from ledger.services.isolate import commit_isolating
 from ledger.services.log import LogIdentity
 from ledger.services.receipts import receipts
 
@@ -63,7 +68,10 @@ class Sequencer:
         self.halted: IntegrityError | None = None
 
     def submit(self, batch: Sequence[Prepared], *, timeout: float = 120.0) -> list[Appended | LedgerError]:
-        """Queue prepared records; block until they are committed (or the batch failed)."""
+        """Queue prepared records; block until they are committed. Per record, in order, its
+        receipt or the error that refused it at integration (under the lock: a key event's prev;
+        or the store refused it, ``ledger.services.isolate``); raises when the whole batch failed
+        (the database is down, the store is damaged)."""
         if not batch:
             return []
         if self.halted is not None:
@@ -112,8 +120,12 @@ class Sequencer:
             jobs = self._take_jobs()
             if jobs is None:
                 return
+            records = [p for job in jobs for p in job.batch]
+            now = int(self._clock())
             try:
-                results = self._integrate([p for job in jobs for p in job.batch])
+                committed, kept, refused = commit_isolating(
+                    records, lambda batch: self._integrate(batch, now), dry_run(self._sessions, self._identity, now=now)
+                )
             except BaseException as exc:  # noqa: BLE001 - every submitter must hear of it
                 if isinstance(exc, IntegrityError):
                     self.halted = exc
@@ -125,13 +137,15 @@ class Sequencer:
                 if self._on_failure is not None:
                     self._on_failure(exc)
                 continue
+            results: list[Appended | LedgerError] = [refused[i] if i in refused else None for i in range(len(records))]  # type: ignore[misc]
+            for position, appended in zip(kept, committed or (), strict=True):
+                results[position] = appended
             start = 0
             for job in jobs:
                 job.done.set_result(results[start : start + len(job.batch)])
                 start += len(job.batch)
 
-    def _integrate(self, batch: list[Prepared]) -> list[Appended | LedgerError]:
-        now = int(self._clock())
+    def _integrate(self, batch: Sequence[Prepared], now: int) -> list[Appended | LedgerError]:
         with self._sessions() as session:
             try:
                 with session.begin():

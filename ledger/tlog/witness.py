@@ -59,6 +59,7 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.tlog.hashing import EMPTY_ROOT, HASH_SIZE
+from ledger.untrusted.json import parse_json
 from ledger.tlog.note import (
     MAX_NOTE_BYTES,
     Ed25519CosignatureSigner,
@@ -229,7 +230,7 @@ def _encode_state(states: Mapping[str, LogState]) -> bytes:
 
 def _decode_state(data: bytes, where: str) -> dict[str, LogState]:
     try:
-        doc = json.loads(data)
+        doc = parse_json(data, what="the state file")
         if doc.get("version") != _STATE_VERSION or not isinstance(doc.get("logs"), dict):
             raise ValueError("not a version-1 witness state")
         states = {}
@@ -240,7 +241,7 @@ def _decode_state(data: bytes, where: str) -> dict[str, LogState]:
             if not isinstance(item.get("checkpoint", ""), str):
                 raise TypeError(f"bad checkpoint for {origin!r}")
             states[origin] = LogState(size, root, item.get("checkpoint", ""))
-    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error) as exc:
+    except (MalformedError, ValueError, TypeError, KeyError, AttributeError, binascii.Error) as exc:
         # Fail closed: a witness that forgot what it cosigned could be rolled back.
         raise ConfigurationError(f"the witness state {where} is damaged: {exc}") from exc
     return states

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,19 +64,23 @@ class RecordInfo:
     notes: tuple[str, ...] = ()
 
 
+_LOWER_HEX = re.compile(r"[0-9a-f]{1,128}")
+
+
 def parse_digest(text: str) -> Digest:
-    """``sha256:<hex>`` (or bare hex, taken as sha256) → (algorithm, lowercase digest)."""
+    """``sha256:<hex>`` (or bare hex, taken as sha256) → (algorithm, digest): exactly the
+    algorithm's number of lowercase hex digits, nothing around them (no spaces, no newline)."""
     from ledger.errors import MalformedError  # noqa: PLC0415
 
-    alg, sep, value = text.strip().partition(":")
+    alg, sep, value = text.partition(":")
     if not sep:
         alg, value = "sha256", alg
-    value = value.lower()
     lengths = {"sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128}
     if alg not in lengths and alg != "gitCommit":
-        raise MalformedError(f"unsupported digest algorithm {alg!r} in {text!r}: use sha256:<hex>")
-    if not value or any(c not in "0123456789abcdef" for c in value) or (alg in lengths and len(value) != lengths[alg]):
-        raise MalformedError(f"{text!r} is not a {alg} digest: give {alg}:<{lengths.get(alg, 'hex')} hex digits>")
+        raise MalformedError(f"unsupported digest algorithm {alg[:40]!r}: use sha256:<64 lowercase hex digits>")
+    if not _LOWER_HEX.fullmatch(value) or (alg in lengths and len(value) != lengths[alg]):
+        shown = text if len(text) <= 140 else text[:140] + "…"
+        raise MalformedError(f"{shown!r} is not a {alg} digest: give {alg}:<{lengths.get(alg, 'some')} lowercase hex digits>")
     return alg, value
 
 

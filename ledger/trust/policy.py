@@ -47,6 +47,7 @@ import json
 from ledger.errors import MalformedError
 from ledger.records.keys import public_key_from_der
 from ledger.trust.tee_events import TEE_ACTIONS, TeeState, collateral_predicate, parse_collateral, parse_policy, tee_event_subject
+from ledger.untrusted.json import parse_json
 
 __all__ = [
     "ACTIONS",
@@ -223,10 +224,7 @@ class Identity:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Identity:
-        try:
-            doc = json.loads(data)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise MalformedError("identity is not JSON") from exc
+        doc = parse_json(data, what="identity")
         if not isinstance(doc, dict):
             raise MalformedError("identity must be a JSON object")
         return cls.from_json(doc)

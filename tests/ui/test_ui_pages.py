@@ -204,7 +204,9 @@ def test_receipt_download_verifies_offline(client, seeded):
 def test_missing_entry_and_receipt_are_html_404(client):
     assert "there is no entry at index 999" in _html(client.get("/entries/999"), 404)
     _html(client.get("/entries/999/receipt.json"), 404)
-    _html(client.get("/entries/99999999999999999999999"), 404)
+    # numbers in paths are ASCII digits within 2**63 - 1 (issue 10): anything else is a 400
+    assert "ASCII digits" in _html(client.get("/entries/99999999999999999999999"), 400)
+    _html(client.get("/entries/%D9%A1"), 400)
     _html(client.get("/entries/abc"), 404)
 
 

@@ -50,7 +50,7 @@ def _token(store, scope: str = "submit") -> str:
 
 @pytest.fixture
 def auth(app):
-    return {"Authorization": f"Bearer {_token(app.store)}"}
+    return {"Authorization": f"Bearer {_token(app.store)}", "Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_post_created_then_duplicate(client, auth, key, app):
 
 
 def test_admin_token_may_submit(client, key, app):
-    headers = {"Authorization": f"Bearer {_token(app.store, 'admin')}"}
+    headers = {"Authorization": f"Bearer {_token(app.store, 'admin')}", "Content-Type": "application/json"}
     response = client.post("/api/v1/entries", data=envelope_bytes(sign(key)), headers=headers)
     assert response.status_code == 201
 
@@ -270,8 +270,11 @@ def test_get_entry(client, filled):
 
 def test_get_entries_by_subject(client, filled):
     base = filled.base
-    body = client.get(f"/api/v1/entries?subject=sha256:{SUBJECT.upper()}").get_json()
+    body = client.get(f"/api/v1/entries?subject=sha256:{SUBJECT}").get_json()
     assert [e["index"] for e in body["entries"]] == [base + 4, base + 7]
+    # digests are exactly 64 lowercase hex digits: upper case or a trailing newline is a 400
+    for bad in (SUBJECT.upper(), SUBJECT[:63] + "%0A", SUBJECT + "%0A"):
+        assert "lowercase hex" in _error(client.get(f"/api/v1/entries?subject=sha256:{bad}"), 400, "malformed")
     assert body["next"] is None
     page = client.get(f"/api/v1/entries?subject=sha256:{SUBJECT}&limit=1").get_json()
     assert [e["index"] for e in page["entries"]] == [base + 4] and page["next"] == base + 4

@@ -130,7 +130,7 @@ def test_post_audits_runs_on_the_workers(cluster):
         submit = create_token(session, "submit", "submit", now=1)
     assert client.post("/api/v1/audits").status_code == 401
     assert client.post("/api/v1/audits", headers={"Authorization": f"Bearer {submit}"}).status_code == 401
-    headers = {"Authorization": f"Bearer {admin}"}
+    headers = {"Authorization": f"Bearer {admin}", "Content-Type": "application/json"}
     for body in (b"[", b'{"shard_size": 3}', b'{"shard_size": "8"}', b'{"other": 1}', b"{" + b" " * 2000 + b"}"):
         response = client.post("/api/v1/audits", data=body, headers=headers)
         assert response.status_code == 400, body
@@ -169,7 +169,7 @@ def test_redis_down_audits_get_503_and_submissions_keep_working(postgres_store):
     client = app.test_client()
     with st.sessions() as session, session.begin():
         admin = create_token(session, "admin", "admin", now=1)
-    headers = {"Authorization": f"Bearer {admin}"}
+    headers = {"Authorization": f"Bearer {admin}", "Content-Type": "application/json"}
     response = client.post("/api/v1/audits", headers=headers)
     assert response.status_code == 503
     error = response.get_json()["error"]

@@ -12,7 +12,6 @@ The web layer touches ``workers`` only to enqueue.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any
@@ -21,7 +20,9 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, url
 
 from ledger.errors import LedgerError, MalformedError
 from ledger.services import shards
+from ledger.untrusted.json import parse_json
 from ledger.services.registry import use_token
+from web.api.strict import require_json
 from web.extension import get_session, ledger
 
 __all__ = ["bp"]
@@ -72,10 +73,7 @@ def _shard_level() -> int | None:
         raise MalformedError(f"an audit request is a small JSON object (at most {MAX_AUDIT_REQUEST_BYTES} bytes)")
     if not body.strip():
         return None
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedError(f"the audit request is not valid JSON: {exc}") from exc
+    doc = parse_json(body, what="the audit request")
     if not isinstance(doc, dict) or set(doc) - {"shard_size"}:
         raise MalformedError('an audit request is {} or {"shard_size": <a power of two>}')
     size = doc.get("shard_size")
@@ -91,6 +89,7 @@ def post_audit() -> tuple[Response, int, dict[str, str]]:
     from workers.dispatch import check_broker, enqueue_audit  # noqa: PLC0415
 
     _require_admin()
+    require_json(optional=True)
     level = _shard_level()
     celery_app = _celery(current_app._get_current_object())  # type: ignore[attr-defined]
     check_broker(celery_app)  # 503 before anything is recorded

@@ -9,10 +9,10 @@ import time
 
 from flask import Blueprint, Response, jsonify, request
 
-from ledger.errors import MalformedError
 from ledger.trust.policy import parse_time
 from ledger.services import chain as chain_service
 from ledger.services.trust import load_state, signer_listing
+from web.api.strict import int_arg
 from web.extension import get_session
 
 __all__ = ["bp"]
@@ -21,12 +21,9 @@ bp = Blueprint("api_provenance", __name__, url_prefix="/api/v1")
 
 
 def _int(name: str, default: int | None = None, *, minimum: int = 0) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
+    if request.args.get(name) is None:
         return default
-    if not raw.lstrip("-").isdigit() or int(raw) < minimum:
-        raise MalformedError(f"the query parameter {name} must be an integer >= {minimum}")
-    return int(raw)
+    return int_arg(name, minimum=minimum)
 
 
 def _time(name: str) -> int | None:

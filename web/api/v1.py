@@ -1,8 +1,9 @@
 """/api/v1: the JSON API (see ../shared/GUIDE.md, Contracts: HTTP API).
 
 Order of checks on writes: authentication (401, in a short session closed before the body is
-read), then size (413), then parsing (400), then verification (422), then trust (403). The
-request's own database session opens only once the body is in hand.
+read), then the media type (415, from the headers), then size (413), then parsing (400), then
+verification (422), then trust (403). The request's own database session opens only once the
+body is in hand.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from ledger.records.leaf import decode_leaf
 from ledger.services import append, browse, receipts
 from ledger.services.deployment import appraisal_of
 from ledger.services.cosign import cosigned_notes, latest_cosigned_note
+from ledger.untrusted.json import parse_json
 from ledger.services.registry import use_token
+from ledger.trust.chain import parse_digest
 from web.extension import get_session, ledger
+from web.api.strict import int_arg, require_json
 from web.openapi import OPENAPI
 
 __all__ = ["bp"]
@@ -78,6 +82,7 @@ def _limits() -> tuple[int, int]:
 @bp.post("/entries")
 def post_entry() -> tuple[Response, int]:
     _require_token()
+    require_json()
     envelope_limit, request_limit = _limits()
     body = _read_body(min(envelope_limit, request_limit))
     _writes_allowed()
@@ -86,7 +91,8 @@ def post_entry() -> tuple[Response, int]:
     prepared = append.prepare(session, body, now=int(time.time()), limit=envelope_limit)
     session.rollback()
     (result,) = ext.sequencer.submit([prepared])
-    if isinstance(result, LedgerError):  # refused under the sequencer lock (a key event's prev)
+    if isinstance(result, LedgerError):  # refused at integration (a key event's prev, or the store refused it); its neighbours were not
+        ext.count("entries_refused")
         raise result
     ext.count("entries_created" if result.created else "entries_duplicate")
     return jsonify(result.receipt), 201 if result.created else 200
@@ -95,13 +101,11 @@ def post_entry() -> tuple[Response, int]:
 @bp.post("/entries/batch")
 def post_batch() -> tuple[Response, int]:
     _require_token()
+    require_json()
     envelope_limit, request_limit = _limits()
     body = _read_body(request_limit)
     _writes_allowed()
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedError(f"the batch is not valid JSON: {exc}") from exc
+    doc = parse_json(body, what="the batch")
     envelopes = doc.get("envelopes") if isinstance(doc, dict) else None
     if not isinstance(envelopes, list):
         raise MalformedError('a batch is {"envelopes": [...]}')
@@ -109,21 +113,24 @@ def post_batch() -> tuple[Response, int]:
         raise TooLargeError(f"a batch holds at most {MAX_BATCH_ENVELOPES} envelopes, got {len(envelopes)}")
     ext = ledger()
     session = get_session()
-    prepared = append.prepare_batch(session, envelopes, now=int(time.time()), limit=envelope_limit)
+    # Each item must be a JSON object (an envelope or a bundle); any other item is refused alone.
+    objects = iter(append.prepare_batch(session, [e for e in envelopes if isinstance(e, dict)], now=int(time.time()), limit=envelope_limit))
     session.rollback()
+    prepared = [
+        next(objects) if isinstance(e, dict) else MalformedError(f"batch item {i} is not a JSON object (a DSSE envelope or a Sigstore bundle)")
+        for i, e in enumerate(envelopes)
+    ]
     ready = [p for p in prepared if isinstance(p, append.Prepared)]
     done = iter(ext.sequencer.submit(ready))
     results: list[Any] = []
     for item in prepared:
+        if isinstance(item, append.Prepared):
+            item = next(done)
         if isinstance(item, LedgerError):
             ext.count("entries_refused")
             results.append({"error": {"code": item.code, "message": item.diagnostics()}})
         else:
-            appended = next(done)
-            if isinstance(appended, LedgerError):
-                ext.count("entries_refused")
-                results.append({"error": {"code": appended.code, "message": appended.diagnostics()}})
-                continue
+            appended = item
             ext.count("entries_created" if appended.created else "entries_duplicate")
             results.append(appended.receipt)
     return jsonify({"results": results}), 200
@@ -155,27 +162,16 @@ def get_entry(index: int) -> Response:
     return jsonify(_entry_json(get_session(), index))
 
 
-def _int_arg(name: str, default: int | None = None, *, minimum: int = 0) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        if default is None:
-            raise MalformedError(f"the query parameter {name} is required")
-        return default
-    if not raw.isdigit() or int(raw) < minimum:
-        raise MalformedError(f"the query parameter {name} must be an integer >= {minimum}")
-    return int(raw)
-
-
 @bp.get("/entries")
 def list_entries() -> Response:
     subject = request.args.get("subject")
     if not subject or ":" not in subject:
         raise MalformedError("give ?subject=<algorithm>:<hex digest>, e.g. sha256:…")
-    algorithm, digest = subject.split(":", 1)
-    after = _int_arg("after") if "after" in request.args else -1
-    limit = min(_int_arg("limit", 100, minimum=1), MAX_PAGE)
+    algorithm, digest = parse_digest(subject)
+    after = int_arg("after") if "after" in request.args else -1
+    limit = min(int_arg("limit", 100, minimum=1), MAX_PAGE)
     session = get_session()
-    indexes = browse.entry_indexes_by_subject(session, algorithm, digest.lower(), after=after, limit=limit)
+    indexes = browse.entry_indexes_by_subject(session, algorithm, digest, after=after, limit=limit)
     return jsonify(
         {
             "entries": [_entry_json(session, i) for i in indexes],
@@ -199,8 +195,8 @@ def get_checkpoint() -> Response:
 
 @bp.get("/checkpoints")
 def get_checkpoints() -> Response:
-    after = _int_arg("after") if "after" in request.args else -1
-    limit = min(_int_arg("limit", 100, minimum=1), MAX_PAGE)
+    after = int_arg("after") if "after" in request.args else -1
+    limit = min(int_arg("limit", 100, minimum=1), MAX_PAGE)
     session = get_session()
     page = browse.list_checkpoints(session, after=after, limit=limit)
     notes = cosigned_notes(session, [(c.tree_size, c.note) for c in page])
@@ -218,14 +214,14 @@ def _b64(hashes: list[bytes]) -> list[str]:
 
 @bp.get("/proof/inclusion")
 def get_inclusion_proof() -> Response:
-    index, tree_size = _int_arg("index"), _int_arg("tree_size", minimum=1)
+    index, tree_size = int_arg("index"), int_arg("tree_size", minimum=1)
     proof = receipts.inclusion_proof(get_session(), index, tree_size)
     return jsonify({"index": index, "tree_size": tree_size, "hashes": _b64(proof)})
 
 
 @bp.get("/proof/consistency")
 def get_consistency_proof() -> Response:
-    old, new = _int_arg("old"), _int_arg("new")
+    old, new = int_arg("old"), int_arg("new")
     proof = receipts.consistency_proof(get_session(), old, new)
     return jsonify({"old_size": old, "new_size": new, "hashes": _b64(proof)})
 

@@ -19,6 +19,7 @@ from flask import Blueprint, Response, abort, current_app, g, redirect, render_t
 
 from ledger.errors import IntegrityError, LedgerError, MalformedError, NotFoundError
 from ledger.records.leaf import decode_leaf
+from ledger.untrusted.json import parse_decimal
 from ledger.services import receipts, registry
 from ledger.services import sessions as admin_sessions
 from ledger.services.sessions import AdminLogin
@@ -63,9 +64,10 @@ def _int_arg(name: str, *, minimum: int = 0) -> int | None:
     raw = request.args.get(name, "").strip()
     if raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 19 or not minimum <= int(raw) <= MAX_INT:
-        raise MalformedError(f"{name} must be a whole number of at least {minimum}")
-    return int(raw)
+    try:
+        return parse_decimal(raw, what=name, minimum=minimum, maximum=MAX_INT)
+    except MalformedError:  # ASCII digits only: "١" is not a number here
+        raise MalformedError(f"{name} must be a whole number of at least {minimum}") from None
 
 
 def _utc(ts: int | None) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,9 +18,10 @@ import rfc8785
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ledger.errors import VerificationError
+from ledger.errors import MalformedError, VerificationError
 from ledger.interop.sigstore.bundle import Bundle, TlogEntry
 from ledger.records.dsse import Envelope
+from ledger.untrusted.json import parse_json
 
 __all__ = ["SUPPORTED_KINDS", "SignerMaterial", "check_entry_body"]
 
@@ -42,9 +42,9 @@ class SignerMaterial:
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise VerificationError("tlog entry body is not JSON") from exc
+        return parse_json(body, what="tlog entry body")
+    except MalformedError as exc:
+        raise VerificationError(str(exc)) from exc
 
 
 def _get(doc: Any, *path: str) -> Any:

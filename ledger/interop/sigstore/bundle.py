@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from rfc3161_client import decode_timestamp_response
 
 from ledger.records.dsse import Envelope, parse_envelope
 from ledger.errors import MalformedError, TooLargeError
+from ledger.untrusted.json import parse_json
 
 __all__ = [
     "BUNDLE_MEDIA_TYPES",
@@ -403,10 +403,7 @@ def parse_bundle(data: bytes) -> Bundle:
     raw = bytes(data)
     if len(raw) > MAX_BUNDLE_BYTES:
         raise TooLargeError(f"bundle is {len(raw)} bytes, over the limit of {MAX_BUNDLE_BYTES} bytes")
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise MalformedError(f"bundle is not valid JSON: {exc}") from exc
+    doc = parse_json(raw, what="bundle")
     obj = _object(
         doc,
         "document",

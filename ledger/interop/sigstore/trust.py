@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from ledger.errors import ConfigurationError
+from ledger.errors import ConfigurationError, MalformedError
+from ledger.untrusted.json import parse_json
 
 __all__ = [
     "ENV_TRUSTED_ROOTS",
@@ -290,9 +290,9 @@ def parse_trusted_root(data: bytes, *, source: str = "<bytes>") -> TrustedRoot:
     if len(data) > MAX_TRUSTED_ROOT_BYTES:
         raise _fail(source, f"is over {MAX_TRUSTED_ROOT_BYTES} bytes")
     try:
-        doc: Any = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _fail(source, f"is not valid JSON: {exc}") from exc
+        doc: Any = parse_json(data, what="the document")
+    except MalformedError as exc:
+        raise _fail(source, str(exc).removeprefix("the document ")) from exc
     if not isinstance(doc, dict):
         raise _fail(source, "must be a JSON object")
     if doc.get("mediaType") != TRUSTED_ROOT_MEDIA_TYPE:

@@ -1,0 +1,21 @@
+"""Untrusted input: the one strict JSON loader and the one decimal parser (see ``json``)."""
+
+from ledger.untrusted.json import (
+    MAX_DECIMAL,
+    MAX_JSON_DEPTH,
+    MAX_JSON_INTEGER,
+    MAX_JSON_NUMBER_CHARS,
+    check_json,
+    parse_decimal,
+    parse_json,
+)
+
+__all__ = [
+    "MAX_DECIMAL",
+    "MAX_JSON_DEPTH",
+    "MAX_JSON_INTEGER",
+    "MAX_JSON_NUMBER_CHARS",
+    "check_json",
+    "parse_decimal",
+    "parse_json",
+]

@@ -1,0 +1,96 @@
+"""Hostile files given to `provledger`: one sentence on stderr and exit 2, never a traceback;
+`import` lists a record the database refuses as refused and goes on."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.cli.main import main
+from tests.fixtures import envelope_bytes, make_statement, sign
+from tests.services.test_isolation import POISON, refuse_poison
+
+HOSTILE_FILES = {
+    "deep": b"[" * 10_000 + b"]" * 10_000,
+    "open": b"[" * 10_000,
+    "duplicate": b'{"payload": "", "payload": "", "payloadType": "x", "signatures": []}',
+    "surrogate": b'{"payload": "\\ud800", "payloadType": "x", "signatures": []}',
+    "nan": b'{"payload": NaN}',
+    "huge": b'{"payload": ' + b"9" * 5000 + b"}",
+    "latin1": '{"payload": "é"}'.encode("latin-1"),
+    "utf16": '{"payload": "x"}'.encode("utf-16"),
+}
+
+
+@pytest.fixture
+def cli(store, monkeypatch, capsys):
+    for name in list(__import__("os").environ):
+        if name.startswith("PROVLEDGER_") and name != "PROVLEDGER_REQUIRE_SERVICES":
+            monkeypatch.delenv(name)
+    for name, value in store.env.items():
+        if name.startswith("PROVLEDGER_"):
+            monkeypatch.setenv(name, value)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    run.store = store  # type: ignore[attr-defined]
+    return run
+
+
+def _one_sentence(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("provledger: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_FILES))
+def test_hostile_files_are_one_sentence_and_exit_2(cli, tmp_path, kind):
+    path = tmp_path / f"{kind}.json"
+    path.write_bytes(HOSTILE_FILES[kind])
+    before = cli.store.state()
+    for args in (("submit", str(path)), ("verify-receipt", str(path), "--log-key", cli.store.log.vkey)):
+        code, _, err = cli(*args)
+        assert code == 2, (args, err)
+        _one_sentence(err)
+    assert cli.store.state() == before
+
+
+def test_sign_refuses_a_hostile_statement_in_one_sentence(cli, tmp_path):
+    code, out, _ = cli("keygen", "--out", str(tmp_path / "k"))
+    assert code == 0
+    for kind in ("deep", "duplicate", "surrogate", "nan"):
+        path = tmp_path / f"{kind}.json"
+        path.write_bytes(HOSTILE_FILES[kind])
+        code, _, err = cli("sign", "--key", str(tmp_path / "k"), str(path))
+        assert code == 2, err
+        _one_sentence(err)
+
+
+def test_numbers_on_the_command_line_are_ascii_and_bounded(cli):
+    for args in (("receipt", "\u0661"), ("receipt", "9" * 30), ("prove-consistency", "--old", "\uff11")):
+        with pytest.raises(SystemExit) as info:
+            cli(*args)
+        assert info.value.code == 2
+
+
+def test_import_lists_a_refused_record_and_goes_on(cli, tmp_path):
+    store = cli.store
+    key = store.add_signer()
+    refuse_poison(store)
+    lines = [envelope_bytes(sign(key, make_statement(POISON if i == 3 else None))) for i in range(8)]
+    lines.insert(5, b"[" * 10_000)  # a hostile line is refused too, not a traceback
+    lines.insert(6, b'{"a": 1, "a": 2}')
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    before = store.size()
+    code, out, err = cli("import", str(path), "--workers", "1", "--batch", "4")
+    assert code == 1, err
+    assert "Traceback" not in err
+    refused = [line for line in err.splitlines() if line.startswith("refused envelope")]
+    assert [line.split(":")[0] for line in refused] == ["refused envelope 3", "refused envelope 5", "refused envelope 6"]
+    assert "database refused this record" in refused[0] and "deeper than" in refused[1] and "repeats the key" in refused[2]
+    assert out.strip().splitlines()[-1].startswith("7 appended, 0 duplicates, 3 refused")
+    assert store.size() == before + 7
