@@ -25,6 +25,7 @@ from typing import Any
 import rfc8785
 
 from ledger.attestation.appraisal import Policy
+from ledger.untrusted.json import parse_json
 from ledger.errors import MalformedError
 
 __all__ = [
@@ -184,6 +185,9 @@ def parse_policy_document(data: bytes | str | Mapping[str, Any]) -> PolicyDocume
         except ValueError as exc:
             msg = f"policy document is not valid JSON: {exc}"
             raise MalformedError(msg) from exc
+        # and what only the one strict loader for untrusted bytes refuses: lone surrogates, depth,
+        # number size (each named)
+        parse_json(raw, what="the policy document")
     if not isinstance(doc, dict):
         msg = "policy document must be a JSON object"
         raise MalformedError(msg)

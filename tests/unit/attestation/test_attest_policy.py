@@ -185,3 +185,20 @@ def test_cli_bad_policy_is_usage_error(tmp_path: Path, pinned: SnpPki, capsys: p
     argv = ["attest", "verify", "--type", "sev-snp", *_files(tmp_path, pinned, pinned.report()), "--policy", str(tmp_path / "p.json")]
     assert main(argv) == 2
     assert "allowed_vmpls[0]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "raw,rule",
+    [
+        (b'{"version": 1, "environment": "\\ud800"}', "lone surrogate"),
+        (b'{"version": 1, "x": ' + b"[" * 100 + b"]" * 100 + b"}", "deeper than 64"),
+        (b'{"version": 1' + b", \"n\": 1" + b"0" * 60 + b"}", "number of 61 characters"),
+    ],
+    ids=["lone-surrogate", "too-deep", "huge-number"],
+)
+def test_policy_documents_go_through_the_strict_loader(raw: bytes, rule: str) -> None:
+    from ledger.attestation.policy_document import parse_policy_document  # noqa: PLC0415
+
+    with pytest.raises(MalformedError) as refused:
+        parse_policy_document(raw)
+    assert rule in str(refused.value)
