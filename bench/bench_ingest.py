@@ -72,12 +72,13 @@ def percentile(values: list[float], p: float) -> float:
 
 
 class Server:
-    def __init__(self, home: str, workers: int, threads: int) -> None:
+    def __init__(self, home: str, workers: int | None, threads: int) -> None:
         self.port = free_port()
         env = {**os.environ, "PROVLEDGER_HOME": home, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
         env.pop("PROVLEDGER_DATABASE_URL", None)
         self.proc = subprocess.Popen(
-            [PROVLEDGER, "serve", "--port", str(self.port), "--workers", str(workers), "--threads", str(threads)],
+            [PROVLEDGER, "serve", "--port", str(self.port), "--threads", str(threads),
+             *(["--workers", str(workers)] if workers is not None else [])],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         deadline = time.time() + 60

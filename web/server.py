@@ -8,6 +8,7 @@ failure then stops writes (503) and shows on /healthz.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from typing import Any
@@ -37,7 +38,8 @@ def check_at_start(settings: Settings) -> tuple[IntegrityState, bool]:
         with make_session_factory(engine)() as session:
             size = browse.tree_size(session)
             if size <= integrity.full_check_limit():
-                report = audit.audit(session, identity)
+                # before gunicorn starts: no other thread yet, so the audit may fork (every core)
+                report = audit.audit(session, identity, workers=os.cpu_count() or 1)
                 if not report.ok:
                     first = next(p for p in report.problems if p.index == report.first_bad_index) if report.first_bad_index is not None else report.problems[0]
                     raise IntegrityError(
@@ -73,7 +75,13 @@ def start_background_audit(settings: Settings, identity: LogIdentity, state: Int
     return thread
 
 
-def serve(settings: Settings, *, host: str, port: int, workers: int = 1, threads: int = 16) -> int:
+def serve(
+    settings: Settings, *, host: str, port: int, workers: int | None = None, threads: int = 16, access_log: bool = False
+) -> int:
+    """Serve under gunicorn (gthread): ``workers`` processes (default: one per core), each with
+    ``threads`` threads and its own sequencer thread; they sequence through the database's lock."""
+    if workers is None:
+        workers = os.cpu_count() or 1
     try:
         state, background = check_at_start(settings)
     except IntegrityError as exc:
@@ -90,7 +98,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1, threads
                 "workers": workers,
                 "worker_class": "gthread",
                 "threads": threads,
-                "accesslog": "-",
+                "accesslog": "-" if access_log else None,
                 "timeout": 120,
             }.items():
                 self.cfg.set(key, value)

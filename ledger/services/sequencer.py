@@ -144,5 +144,7 @@ class Sequencer:
                 checkpoint_note=integration.checkpoint_note,
                 known=integration.known_nodes,
                 data=integration.new_data,
+                # a fresh checkpoint (no witness has seen it yet) or, with no new entry, the latest
+                cosignatures=integration.checkpoint_note is None,
             )
         return [Appended(r, c) for r, c in zip(issued, integration.created, strict=True)]

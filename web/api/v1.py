@@ -19,7 +19,7 @@ from ledger.records.leaf import decode_leaf
 from ledger.services import append, browse, receipts
 from ledger.services.deployment import appraisal_of
 from ledger.services.cosign import cosigned_notes, latest_cosigned_note
-from ledger.services.registry import authenticate
+from ledger.services.token_cache import TokenCache
 from web.extension import get_session, ledger
 from web.openapi import OPENAPI
 
@@ -31,10 +31,20 @@ MAX_BATCH_ENVELOPES = 10_000
 MAX_PAGE = 1000
 
 
+def _token_cache() -> TokenCache:
+    """The app's cache of successful token checks (ledger.services.token_cache: 1 s)."""
+    from flask import current_app  # noqa: PLC0415
+
+    cache = current_app.extensions.get("provledger_token_cache")
+    if cache is None:
+        cache = current_app.extensions.setdefault("provledger_token_cache", TokenCache())
+    return cache
+
+
 def _require_token(scope: str = "submit") -> None:
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else None
-    if authenticate(get_session(), token, scope) is None:
+    if not _token_cache().check(get_session, token, scope):
         raise _Unauthorized("a valid bearer token with scope %r is required" % scope)
 
 
