@@ -101,7 +101,7 @@ def _sign(key: object, n: int, tag: str) -> list[bytes]:
 def section_single(args: argparse.Namespace) -> dict[str, str]:
     home, token, key = _http_ledger()
     per_run = int(500 * args.seconds)
-    bodies = _sign(key, per_run * args.runs + 300, "s")
+    bodies = _sign(key, per_run * args.runs + 300, "c")  # the tag is a hex digit of the subject digest
     print(f"single: server `provledger serve` (default workers = {os.cpu_count()} cores), SQLite; {load()}")
     server = Server(home, None, args.threads)
     try:
@@ -129,7 +129,7 @@ def section_single(args: argparse.Namespace) -> dict[str, str]:
 def section_batch(args: argparse.Namespace) -> dict[str, str]:
     home, token, key = _http_ledger()
     n = args.batch_entries
-    envelopes = [e.decode() for e in _sign(key, n * args.runs + 400, "b")]
+    envelopes = [e.decode() for e in _sign(key, n * args.runs + 400, "d")]
     bodies = [("{\"envelopes\":[" + ",".join(envelopes[i : i + 200]) + "]}").encode() for i in range(0, len(envelopes), 200)]
     print(f"batch: server `provledger serve` (default workers = {os.cpu_count()} cores), SQLite; {load()}")
     server = Server(home, None, args.threads)
