@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,13 @@ from ledger.trust.policy import Grant  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 PROVLEDGER = str(Path(sys.executable).with_name("provledger"))
 SECTIONS = ("single", "batch", "import", "audit", "workers", "postgres")
+#: temporary ledgers, removed when the run ends
+_TEMP: list[str] = []
+
+
+def _tempdir(prefix: str) -> str:
+    _TEMP.append(tempfile.mkdtemp(prefix=prefix))
+    return _TEMP[-1]
 
 
 def memory() -> str:
@@ -79,7 +87,7 @@ def load() -> str:
 
 def _http_ledger() -> tuple[str, str, object]:
     """A fresh SQLite ledger with a scoped signer key and a submit token (for the HTTP rows)."""
-    home = tempfile.mkdtemp(prefix="provledger-bench16-")
+    home = _tempdir("provledger-bench16-")
     settings = Settings.from_env({"PROVLEDGER_HOME": home})
     log = setup.init_store(settings)
     engine = make_engine(settings.database_url)
@@ -179,7 +187,7 @@ def section_import(args: argparse.Namespace) -> dict[str, str]:
     rates, raws = [], []
     for r in range(args.runs):
         raws.append(raw_verify_rate(envelopes, key))
-        home = tempfile.mkdtemp(prefix="provledger-bench16-import-")
+        home = _tempdir("provledger-bench16-import-")
         settings = Settings.from_env({"PROVLEDGER_HOME": home})
         setup.init_store(settings)
         engine = make_engine(settings.database_url)
@@ -197,7 +205,7 @@ def section_import(args: argparse.Namespace) -> dict[str, str]:
               f"{rates[-1] / raws[-1]:.2f}x)")
         _Shared.ledger_home = home
     # The whole command once, for scale (interpreter start-up, spawning the pool, reading the file).
-    home = tempfile.mkdtemp(prefix="provledger-bench16-cli-")
+    home = _tempdir("provledger-bench16-cli-")
     settings = Settings.from_env({"PROVLEDGER_HOME": home})
     log = setup.init_store(settings)
     engine = make_engine(settings.database_url)
@@ -251,9 +259,13 @@ def _audit_child(home: str) -> None:
     settings = Settings.from_env({"PROVLEDGER_HOME": home})
     log = load_log_identity(settings)
     engine = make_engine(settings.database_url)
+    import inspect  # noqa: PLC0415
+
+    # as `provledger audit` runs it: on every core (when this version of the audit can)
+    kwargs = {"workers": os.cpu_count() or 1} if "workers" in inspect.signature(audit).parameters else {}
     with make_session_factory(engine)() as session:
         t = time.perf_counter()
-        report = audit(session, log)
+        report = audit(session, log, **kwargs)
         elapsed = time.perf_counter() - t
     engine.dispose()
     print(json.dumps({"rate": report.tree_size / elapsed, "ok": report.ok, "size": report.tree_size}))
@@ -358,11 +370,15 @@ def main() -> int:
     print(f"machine: {machine()}, {memory()}")
     print(f"at start: {load()}")
     rows = []
-    for name in SECTIONS:
-        if name in sections:
-            t = time.perf_counter()
-            rows.append(globals()[f"section_{name}"](args))
-            print(f"  ({name}: {time.perf_counter() - t:.0f} s)\n")
+    try:
+        for name in SECTIONS:
+            if name in sections:
+                t = time.perf_counter()
+                rows.append(globals()[f"section_{name}"](args))
+                print(f"  ({name}: {time.perf_counter() - t:.0f} s)\n")
+    finally:
+        for folder in _TEMP:
+            shutil.rmtree(folder, ignore_errors=True)
     print(f"at end: {load()}")
     print(f"\n| what | measured (median of {args.runs}) | ratio | target | met |\n|---|---|---|---|---|")
     for row in rows:

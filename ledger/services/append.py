@@ -209,6 +209,10 @@ def prepare_batch(
     """Load the keys the submissions name, then ``prepare_envelopes``, then appraise the
     deployment records' TEE evidence against the store (``ledger.services.deployment``)."""
     registry = load_keys(session, _hints(raws))
+    # End the read transaction before the CPU-bound checks: on SQLite an open reader pins the WAL
+    # snapshot, and readers held through every batch's verification starve its checkpoints (the
+    # WAL then grows without bound under load). Later reads begin a new transaction.
+    session.rollback()
     cache: list[TrustRegistry] = []
 
     def everything() -> TrustRegistry:

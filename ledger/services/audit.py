@@ -276,9 +276,9 @@ def audit(
 ) -> AuditReport:
     """Re-measure everything in the store; never raises for what it finds, only reports it.
 
-    ``workers`` > 1 re-measures the complete subtrees in that many forked processes (each with
-    its own connection), in chunks of 2**CHUNK_LEVEL entries, while this process folds their
-    results in order; the report is the same. Fork only from a process without other threads
+    ``workers`` > 1 re-measures the complete subtrees (chunks of 2**CHUNK_LEVEL entries) on
+    that many processes: this one and ``workers - 1`` forked ones, each with its own
+    connection; this process folds the results in order. The report is the same. Fork only from a process without other threads
     (the command line, ``serve`` before it starts serving).
     """
     declared = store.current_size(session)
@@ -348,10 +348,20 @@ def _subtree_results(session: Session, log: LogIdentity, plan: list[tuple[int, i
         return
     import multiprocessing  # noqa: PLC0415
 
+    # This process takes every ``workers``-th subtree itself; ``workers - 1`` forked processes
+    # take the rest, ahead of it. Results are folded in plan order.
     url = engine.url.render_as_string(hide_password=False)
+    verifier = log.verifier
     context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=init_worker, initargs=(url, log.vkey, log.origin, engine)) as pool:
-        yield from pool.imap(check_in_worker, plan, chunksize=1)
+    with context.Pool(workers - 1, initializer=init_worker, initargs=(url, log.vkey, log.origin, engine)) as pool:
+        pending = {
+            i: pool.apply_async(check_in_worker, (job,)) for i, job in enumerate(plan) if i % workers
+        }
+        for i, (start, level) in enumerate(plan):
+            if i % workers:
+                yield pending.pop(i).get()
+            else:
+                yield check_subtree(session, start, level, verifier, log.origin)
 
 
 def _fold(hashes: list[bytes]) -> bytes:
