@@ -3,8 +3,8 @@ on every request.
 
 Only successful checks are cached, keyed by the token's SHA-256 (never the token itself), for
 ``ttl`` seconds (default 1 s): a token created a moment ago works at once, a wrong token is
-always looked up, and a token removed from the store (or revoked: ``forget``) stops working
-within ``ttl`` in every process, at once in this one.
+always looked up, and a revoked (or deleted) token stops working within ``ttl`` in every
+process, at once in the one that revoked it (``clear``/``forget``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-
-from sqlalchemy.orm import Session
-
-from ledger.services.registry import authenticate
+from typing import Any
 
 __all__ = ["TokenCache"]
 
@@ -30,9 +27,10 @@ class TokenCache:
         #: token SHA-256 -> (scope of the token row, monotonic expiry)
         self._valid: dict[bytes, tuple[str, float]] = {}
 
-    def check(self, session: Callable[[], Session], token: str | None, scope: str) -> bool:
-        """Whether ``token`` grants ``scope`` (admin grants everything). ``session`` is called
-        only on a miss (so a cached hit opens no database session)."""
+    def check(self, token: str | None, scope: str, lookup: Callable[[], Any]) -> bool:
+        """Whether ``token`` grants ``scope`` (admin grants everything). ``lookup`` does the real
+        check (e.g. ``registry.use_token``) and returns something with a ``scope`` or None; it
+        is called only on a miss, so a cached hit touches no database."""
         if not token:
             return False
         digest = hashlib.sha256(token.encode("utf-8")).digest()
@@ -41,8 +39,8 @@ class TokenCache:
             hit = self._valid.get(digest)
         if hit is not None and hit[1] > now:
             return hit[0] == scope or hit[0] == "admin"
-        row = authenticate(session(), token, scope)
-        if row is None:
+        info = lookup()
+        if info is None:
             self.forget_digest(digest)
             return False
         with self._lock:
@@ -50,7 +48,7 @@ class TokenCache:
                 self._valid = {d: v for d, v in self._valid.items() if v[1] > now}
                 if len(self._valid) >= self.max_entries:
                     self._valid.clear()
-            self._valid[digest] = (row.scope, now + self.ttl)
+            self._valid[digest] = (info.scope, now + self.ttl)
         return True
 
     def forget(self, token: str) -> None:

@@ -85,6 +85,9 @@ class RecordInfo:
     edges: tuple[Edge, ...]
     #: deployments: the stored TEE appraisal (None: not a deployment, or none stored)
     tee: TeeInfo | None = None
+    #: what the leaf says about how the record was checked, shown in its link's reasons
+    #: (e.g. a Sigstore bundle whose Rekor inclusion was only promised); never a verdict
+    notes: tuple[str, ...] = ()
 
 
 def parse_digest(text: str) -> Digest:
@@ -163,7 +166,7 @@ def _judge_record(record: RecordInfo, state: TrustState, as_of_time: int, link: 
         as_of=as_of_time,
     )
     link.verdict = j.verdict
-    link.reasons = list(j.reasons)
+    link.reasons = [*j.reasons, *record.notes]
     counted = j.key_ids or record.signers
     link.key_id = counted[0] if counted else None
     principals = j.principals or tuple(
