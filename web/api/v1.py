@@ -20,7 +20,6 @@ from ledger.records.leaf import decode_leaf
 from ledger.services import append, browse, receipts
 from ledger.services.deployment import appraisal_of
 from ledger.services.cosign import cosigned_notes, latest_cosigned_note
-from ledger.services.registry import use_token
 from ledger.services.token_cache import TokenCache
 from web.extension import get_session, ledger
 from web.openapi import OPENAPI
@@ -34,8 +33,7 @@ MAX_PAGE = 1000
 
 
 def _token_cache() -> TokenCache:
-    """The app's cache of successful token checks (ledger.services.token_cache: 1 s; the admin
-    page that revokes a token clears it)."""
+    """The app's token checker (ledger.services.token_cache)."""
     from flask import current_app  # noqa: PLC0415
 
     cache = current_app.extensions.get("provledger_token_cache")
@@ -49,8 +47,8 @@ def _require_token(scope: str = "submit") -> None:
     its own, closed before the body is read: no database connection waits on a slow upload."""
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else None
-    # a successful check is cached for 1 s (ledger.services.token_cache): no session on a hit
-    if not _token_cache().check(token, scope, lambda: use_token(ledger().sessions, token, scope, now=int(time.time()))):
+    # checked on every request without the ORM (ledger.services.token_cache): revocation is at once
+    if not _token_cache().check(ledger().sessions, token, scope):
         raise _Unauthorized("a valid, unrevoked bearer token with scope %r is required" % scope)
 
 

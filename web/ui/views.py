@@ -536,9 +536,6 @@ def admin_revoke_token() -> str:
     session = get_session()
     count = registry.revoke_token(session, name, now=int(time.time()))
     session.commit()
-    cache = current_app.extensions.get("provledger_token_cache")  # the API's 1 s cache of good tokens
-    if cache is not None:
-        cache.clear()
     log.info("admin %r revoked %d token(s) named %r", login.token_name, count, name)
     if name == login.token_name:
         g.pop("admin_login", None)
