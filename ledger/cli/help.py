@@ -40,6 +40,7 @@ POSITIONAL: dict[str, str] = {
     "key_id": "the key id: 64 lowercase hex (SHA-256 of the key's DER SubjectPublicKeyInfo), as `keys list` shows it",
     "receipt": "a receipt JSON file, as `submit` and `receipt INDEX` print it",
     "index": "an entry index (0-based)",
+    "name": "the name, as the matching `list` command shows it",
     "statement": "an in-toto Statement v1 JSON file",
     "envelope": "a DSSE envelope JSON file (as `sign` prints it) or a Sigstore bundle",
     "files": "envelope files (one envelope each) or .jsonl files (one envelope per line)",
