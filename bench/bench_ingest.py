@@ -67,6 +67,8 @@ def free_port() -> int:
 
 
 def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
@@ -152,7 +154,7 @@ def single_open_loop(port: int, token: str, bodies: list[bytes], rate: float, cl
     t0 = time.perf_counter() + 0.5
 
     def run(c: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         for k in range(per_client):
             i = c + k * clients
             scheduled = t0 + i / rate
@@ -160,7 +162,14 @@ def single_open_loop(port: int, token: str, bodies: list[bytes], rate: float, cl
             if delay > 0:
                 time.sleep(delay)
             sent = time.perf_counter()
-            status, raw = post(conn, "/api/v1/entries", bodies[i], token)
+            try:
+                status, raw = post(conn, "/api/v1/entries", bodies[i], token)
+            except (OSError, http.client.HTTPException) as exc:  # a timeout or a dropped connection
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                with lock:
+                    bad.append(f"no answer after {time.perf_counter() - sent:.0f} s: {exc!r}")
+                continue
             done = time.perf_counter()
             ok = status == 201 and b"\"proof\"" in raw and b"\"tree_size\"" in raw
             with lock:
@@ -177,8 +186,8 @@ def single_open_loop(port: int, token: str, bodies: list[bytes], rate: float, cl
     elapsed = time.perf_counter() - t0
     if bad:
         print(f"  single-entry errors: {len(bad)}; first: {bad[0]}")
-    return {"sent": len(latencies), "achieved": len(latencies) / elapsed, "p50": percentile(latencies, 50),
-            "p99": percentile(latencies, 99), "max": max(latencies), "svc_p50": percentile(service, 50),
+    return {"sent": len(latencies) + sum(1 for b in bad if b.startswith("no answer")), "achieved": len(latencies) / elapsed, "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99), "max": max(latencies, default=float("nan")), "svc_p50": percentile(service, 50),
             "svc_p99": percentile(service, 99), "errors": len(bad)}
 
 
