@@ -8,6 +8,7 @@ chain is trusted and 1 otherwise (stale, missing or untrusted links), like every
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from typing import Any
 
@@ -34,6 +35,17 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--public-key", required=True, metavar="PEM", help="path to the SPKI PEM public key")
     _grant_options(s, required=True)
     s.set_defaults(func=cmd_keys_add)
+
+    s = keys.add_parser("add-tee-root", help="register a non-vendor TEE root (a TPM EK/AK CA) in the key history")
+    s.add_argument("--name", required=True, help="who the root belongs to")
+    s.add_argument("--certificate", required=True, metavar="FILE", help="PEM (one or more certificates) or DER")
+    s.add_argument("--review-by", metavar="T", help="RFC 3339 time after which its deployments are stale until re-affirmed (default: none)")
+    s.set_defaults(func=cmd_keys_add_tee_root)
+
+    s = keys.add_parser("import-tee-roots", help="register the TEE trust folder's roots not yet in the key history")
+    s.add_argument("--dir", metavar="DIR", help="the folder (default: PROVLEDGER_TEE_TRUST_DIR, else $PROVLEDGER_HOME/tee-trust)")
+    s.add_argument("--name", default="TEE trust folder", help="who the roots belong to (default: 'TEE trust folder')")
+    s.set_defaults(func=cmd_keys_import_tee_roots)
 
     s = keys.add_parser("list", help="list registered keys")
     s.add_argument("--json", action="store_true")
@@ -174,9 +186,10 @@ def cmd_identities_list(args: argparse.Namespace) -> int:
 
 
 def _listing(st: Any) -> list[dict[str, Any]]:
+    from ledger.services.trust import signer_listing  # noqa: PLC0415
+
     with st.sessions() as session:
-        state = load_state(session)
-    return [k.to_json() for k in sorted(state.keys.values(), key=lambda k: (k.registered_index, k.key_id))]
+        return signer_listing(session, now=now())
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
@@ -188,10 +201,11 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     for k in listing:
         grants = " | ".join(
             ",".join(g["predicate_types"]) + (f" for {','.join(g['subjects'])}" if g["subjects"] else "")
-            + (f" review-by {g['review_by']}" if g["review_by"] else "")
+            + (f" review-by {g['review_by']}" if g["review_by"] else "") + f" ({g['state']})"
             for g in k["grants"]
         )
-        _out(f"{k['key_id']}  {k['principal']}  {k['algorithm']}  {k['status']}  {grants}")
+        status = f"{k['state']} (since {k['stale_since']}: re-affirm it)" if k["state"] == "stale" and k["stale_since"] else k["state"]
+        _out(f"{k['key_id']}  {k['principal']}  {k['algorithm']}  {status}  {grants}")
     return 0
 
 
@@ -211,6 +225,44 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
     else:
         for name, value in doc.items():
             _out(f"{name}: {json.dumps(value) if isinstance(value, list | dict) else value}")
+    return 0
+
+
+def cmd_keys_add_tee_root(args: argparse.Namespace) -> int:
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
+
+    from ledger.errors import MalformedError  # noqa: PLC0415
+
+    blob = _read_file(args.certificate, "certificate")
+    try:
+        certs = x509.load_pem_x509_certificates(blob) if b"-----BEGIN" in blob else [x509.load_der_x509_certificate(blob)]
+    except ValueError as exc:
+        raise MalformedError(f"{args.certificate} is not a certificate: {exc}") from exc
+    with open_store() as st:
+        admin = setup.load_admin_key(st.settings)
+        for cert in certs:
+            result = registry.add_tee_root(
+                st.sessions, st.log, admin, args.name, cert.public_bytes(Encoding.DER), now=now(),
+                review_by=parse_time(args.review_by) if args.review_by else None,
+            )
+            _out(f"registered TEE root {cert.subject.rfc4514_string()} (key event at entry {result.receipt['index']})")
+            _out(hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest())
+    return 0
+
+
+def cmd_keys_import_tee_roots(args: argparse.Namespace) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from ledger.services.deployment import load_tpm_roots, trust_dir  # noqa: PLC0415
+
+    folder = Path(args.dir) if args.dir else trust_dir()
+    with open_store() as st:
+        admin = setup.load_admin_key(st.settings)
+        done = registry.import_tee_roots(st.sessions, st.log, admin, load_tpm_roots(folder), name=args.name, now=now())
+    for fingerprint, result in done:
+        _out(f"registered TEE root {fingerprint} (key event at entry {result.receipt['index']})")
+    _out(f"{len(done)} root(s) imported from {folder}")
     return 0
 
 
@@ -272,8 +324,15 @@ def cmd_chain(args: argparse.Namespace) -> int:
             _out(f"  [{link['verdict']:>9}] {where} {link['kind']} {link['subject']}{signer}{deps}")
             for reason in link["reasons"]:
                 _out(f"              {reason}")
+            why = link.get("why") or {}
+            if link["verdict"] in ("trusted", "stale") and why.get("principals"):
+                bits = [f"{why.get('k')} of {why.get('n')} principals ({', '.join(why['principals'])})"]
+                bits += [f"grant {g}" for g in (why.get("grants") or {}).values()][:2]
+                bits += [f"{name.replace('_', '-')} {why[name]}" for name in ("review_by", "not_after") if why.get(name)]
+                _out(f"              why: {'; '.join(bits)}")
         w, r = doc["weakest_link"], doc["root"]
-        _out(f"weakest link: {'entry ' + str(w['index']) if w['index'] is not None else w['subject']} ({w['verdict']})")
+        because = f"; {w['weakest_because']}" if w.get("weakest_because") else ""
+        _out(f"weakest link: {'entry ' + str(w['index']) if w['index'] is not None else w['subject']} ({w['verdict']}{because})")
         _out(f"root: {'entry ' + str(r['index']) if r['index'] is not None else r['subject']} ({r['kind']})")
     return 0 if doc["verdict"] == "trusted" else 1
 

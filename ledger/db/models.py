@@ -20,6 +20,7 @@ __all__ = [
     "Base",
     "CheckpointCosignature",
     "DeploymentAppraisal",
+    "EntryContent",
     "EntryEdge",
     "EntrySigner",
     "TrustKey",
@@ -208,6 +209,17 @@ class EntryEdge(Base):
     __table_args__ = (Index("ix_entry_edges_digest", "algorithm", "digest", "entry_idx"),)
 
 
+class EntryContent(Base):
+    """Each entry's duplicate identity: its signed content and the keys whose signatures verify
+    (``ledger.trust.fold.content_hash``; append-only, migration 0008)."""
+
+    __tablename__ = "entry_contents"
+    entry_idx: Mapped[int] = mapped_column(ForeignKey("entries.idx"), primary_key=True, autoincrement=False)
+    content_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    __table_args__ = (Index("ix_entry_contents_content_hash", "content_hash", "entry_idx"),)
+
+
 class EntrySigner(Base):
     """Every key the ledger verified an entry's signatures with (append-only)."""
 
@@ -306,3 +318,16 @@ class DeploymentAppraisal(Base):
     document: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (Index("ix_appraisals_firmware_idx", "firmware_idx"),)
+
+
+class TeeReappraisal(Base):
+    """A deployment's appraisal re-run under the trust state after key event ``trust_index``
+    (migration 0007): a cache that ``ledger.services.reappraisal`` writes and audit rebuilds."""
+
+    __tablename__ = "tee_reappraisals"
+    entry_idx: Mapped[int] = mapped_column(ForeignKey("entries.idx"), primary_key=True, autoincrement=False)
+    trust_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    verdict: Mapped[str] = mapped_column(String(16))
+    document: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_tee_reappraisals_trust_index", "trust_index"),)

@@ -40,13 +40,13 @@ from ledger.records.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import MalformedError, NotTrustedError, SignatureError, TooLargeError
 from ledger.records.keys import PublicKey, public_key_from_der
 from ledger.trust.graph import edges_of
-from ledger.trust.policy import judge
+from ledger.trust.judge import APPENDING, judge
 from ledger.trust.predicates import KEY_EVENT, validate_predicate
 from ledger.records.leaf import canonical_json
-from ledger.services.prepared import Prepared, Signer
 from ledger.interop.sigstore import Bundle, IdentityPolicy, TrustedRoots, VerifiedBundle, load_trusted_roots, parse_bundle, verify_bundle
 from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
+from ledger.services.prepared import Prepared, Signer
 
 __all__ = ["ARTIFACT_SIGNATURE", "is_bundle", "prepare_bundle", "trusted_roots"]
 
@@ -226,7 +226,7 @@ def _judge_keyless(
         if misses:
             message += "; registered identities of that issuer do not match: " + "; ".join(misses[:3])
         raise NotTrustedError(message + " (register one with `provledger identities add`)")
-    verdict = judge(registry.state(), predicate_type=predicate_type, subject_names=names, key_ids=matched, time=now)
+    verdict = judge(registry.state(), predicate_type=predicate_type, subject_names=names, key_ids=matched, time=now, index=APPENDING)
     if not verdict.trusted:
         raise NotTrustedError(verdict.message())
     return verdict.key_ids
@@ -276,7 +276,8 @@ def prepare_bundle(
         signing_key = _managed_key(bundle, registry)
         verified = verify_bundle(bundle, roots, public_key=signing_key, now=when)
         verdict = judge(
-            registry.state(), predicate_type=predicate_type, subject_names=names, key_ids=[signing_key.key_id], time=now
+            registry.state(), predicate_type=predicate_type, subject_names=names, key_ids=[signing_key.key_id], time=now,
+            index=APPENDING,
         )
         if not verdict.trusted:
             raise NotTrustedError(verdict.message())

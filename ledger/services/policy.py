@@ -10,7 +10,6 @@ are exactly that fold.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,16 +18,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ledger.db.models import Entry, TrustKey, TrustRoot, TrustThreshold
-from ledger.records.dsse import pae
 from ledger.errors import LedgerError
 from ledger.records.keys import public_key_from_der
 from ledger.trust.policy import KeyEvent, KeyState, TrustState, parse_key_event
 from ledger.trust.predicates import KEY_EVENT, validate_predicate
-from ledger.records.leaf import decode_leaf
 from ledger.services.log import LogIdentity
-from ledger.services.trust import key_state_of, row_of
+from ledger.services.trust import key_state_of, row_of, trust_fold
+from ledger.trust.fold import TrustFold
 
-__all__ = ["TrustProblem", "apply_key_events", "key_event_entries", "state_at", "verify_trust_state"]
+__all__ = ["TrustProblem", "apply_key_events", "fold_key_events", "key_event_entries", "state_at", "verify_trust_state"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,11 @@ def apply_key_events(session: Session, events: Sequence[tuple[int, int, KeyEvent
     if not events:
         return []
     wanted = {k for _, _, e in events for k in (e.key_id, e.replaces) if k}
-    rows = {r.key_id: r for r in session.execute(select(TrustKey).where(TrustKey.key_id.in_(sorted(wanted)))).scalars()} if wanted else {}
+    if any(e.action == "reaffirm" for _, _, e in events):
+        # a re-affirmation covers the key's rotation history: load every key it may reach
+        rows = {r.key_id: r for r in session.execute(select(TrustKey)).scalars()}
+    else:
+        rows = {r.key_id: r for r in session.execute(select(TrustKey).where(TrustKey.key_id.in_(sorted(wanted)))).scalars()} if wanted else {}
     state = TrustState(keys={k: key_state_of(r) for k, r in rows.items()})
     before = dict(state.keys)
     outcomes = [state.apply(event, index, time) for index, time, event in events]
@@ -100,36 +102,25 @@ def _root_key_id(session: Session) -> str | None:
     return row.key_id if row is not None else None
 
 
-def _event_of(data: bytes, root_der: bytes | None) -> KeyEvent:
-    """Decode a key-event leaf and check it is signed by the root key (LedgerError otherwise)."""
-    from ledger.errors import NotTrustedError  # noqa: PLC0415
-
-    leaf = decode_leaf(bytes(data))
-    if root_der is None:
-        raise NotTrustedError("the store has no root of trust (administrator key)")
-    root = public_key_from_der(root_der)
-    message = pae(leaf.envelope.payload_type, leaf.envelope.payload)
-    if not any(root.verify(s.sig, message) for s in leaf.envelope.signatures):
-        raise NotTrustedError("the key event is not signed by the administrator key")
-    return event_from_statement(json.loads(leaf.envelope.payload))
+def fold_key_events(session: Session, *, at: int | None = None) -> TrustFold:
+    """A from-scratch fold of the key-event entries up to ``at`` (inclusive; None: all), from
+    their leaf bytes (``ledger.trust.fold``)."""
+    root = session.get(TrustRoot, 1)
+    fold = TrustFold(bytes(root.public_key) if root is not None else None)
+    for index, _time, data in key_event_entries(session, at=at):
+        fold.skip_to(index, fold.last_time)
+        try:
+            fold.feed(index, bytes(data))
+        except LedgerError:
+            continue
+    return fold
 
 
 def state_at(session: Session, at: int | None = None) -> TrustState:
-    """The trust state as the key-event entries up to index ``at`` (inclusive; None: all) build it.
-
-    Entries that do not decode or are not signed by the root key are skipped (the audit
-    reports them); they never were applied either, because prepare refuses them.
-    """
-    root = session.get(TrustRoot, 1)
-    root_der = bytes(root.public_key) if root is not None else None
-    state = TrustState(root_key_id=root.key_id if root is not None else None)
-    for index, time, data in key_event_entries(session, at=at):
-        try:
-            event = _event_of(data, root_der)
-        except LedgerError:
-            continue
-        state.apply(event, index, time)
-    return state
+    """The trust state as the key-event entries up to index ``at`` (inclusive; None: all) build it
+    (the process's incremental fold, ``ledger.services.trust.trust_fold``)."""
+    fold = trust_fold(session)
+    return fold.state if at is None else fold.state_at(at)
 
 
 def _materialised(session: Session) -> tuple[dict[str, KeyState], dict[str, tuple[int, int]]]:
@@ -138,45 +129,53 @@ def _materialised(session: Session) -> tuple[dict[str, KeyState], dict[str, tupl
     return keys, thresholds
 
 
-def verify_trust_state(session: Session, log: LogIdentity | None = None) -> list[Problem]:
+def root_der(session: Session) -> bytes | None:
+    """The administrator key's DER SPKI (the fold's root of trust), if the store has one."""
+    root = session.get(TrustRoot, 1)
+    return bytes(root.public_key) if root is not None else None
+
+
+def verify_trust_state(session: Session, log: LogIdentity | None = None, *, fold: TrustFold | None = None) -> list[Problem]:
     """Recompute the trust state from the key-event entries and compare it with the tables.
 
-    Problems: a key-event entry that does not decode or is not signed by the root of trust
-    (``key_event``, at its index), and every difference between the fold and the materialised
-    tables (``trust_state``, index None: the entries are fine, the view of them is not).
+    Problems: a key-event entry that does not decode, is not signed by the root of trust or does
+    not follow the last key event (``key_event``, at its index; only when ``fold`` is not given:
+    a whole-log fold reports those itself), and every difference between the fold and the
+    materialised tables (``trust_state``, at the index of the key's last key event: the first
+    index whose derived rows differ).
     """
     problems: list[Problem] = []
     root = session.get(TrustRoot, 1)
-    root_der = bytes(root.public_key) if root is not None else None
-    if root is not None and public_key_from_der(root_der).key_id != root.key_id:  # type: ignore[arg-type]
-        problems.append(Problem(None, "trust_state", "the root of trust's key id does not match its public key"))
-    folded = TrustState(root_key_id=root.key_id if root is not None else None)
-    for index, time, data in key_event_entries(session):
-        try:
-            event = _event_of(data, root_der)
-        except LedgerError as exc:
-            problems.append(Problem(index, "key_event", f"key-event entry {index}: {exc.diagnostics()}"))
-            continue
-        folded.apply(event, index, time)
+    der = bytes(root.public_key) if root is not None else None
+    if root is not None and public_key_from_der(der).key_id != root.key_id:  # type: ignore[arg-type]
+        problems.append(Problem(0, "trust_state", "the root of trust's key id does not match its public key"))
+    if fold is None:
+        fold = fold_key_events(session)
+        for index, message in fold.problems:
+            problems.append(Problem(index, "key_event", message))
+    folded = fold.state
     keys, thresholds = _materialised(session)
     for key_id in sorted(set(keys) | set(folded.keys)):
         stored, expected = keys.get(key_id), folded.keys.get(key_id)
         if stored == expected:
             continue
         if stored is None:
-            problems.append(Problem(None, "trust_state", f"key {key_id} is registered by entry {expected.registered_index} but missing from trust_keys"))  # type: ignore[union-attr]
+            assert expected is not None
+            problems.append(Problem(expected.registered_index, "trust_state", f"key {key_id} is registered by entry {expected.registered_index} but missing from trust_keys"))
         elif expected is None:
-            problems.append(Problem(None, "trust_state", f"key {key_id} ({stored.principal}) is in trust_keys but no key-event entry registers it"))
+            problems.append(Problem(max(stored.registered_index, 0), "trust_state", f"key {key_id} ({stored.principal}) is in trust_keys but no key-event entry registers it"))
         else:
             fields = [f for f in KeyState.__dataclass_fields__ if getattr(stored, f) != getattr(expected, f)]
             problems.append(
-                Problem(None, "trust_state", f"key {key_id} ({expected.principal}) differs from its key-event entries in: {', '.join(fields)} (last event: entry {expected.last_event_index})")
+                Problem(max(expected.last_event_index, stored.last_event_index), "trust_state", f"key {key_id} ({expected.principal}) differs from its key-event entries in: {', '.join(fields)} (last event: entry {expected.last_event_index})")
             )
     for pattern in sorted(set(thresholds) | set(folded.thresholds)):
         if thresholds.get(pattern) != folded.thresholds.get(pattern):
+            at = (folded.thresholds.get(pattern) or thresholds.get(pattern) or (0, 0))[1]
             problems.append(
-                Problem(None, "trust_state", f"threshold for {pattern!r} is {thresholds.get(pattern)} in trust_thresholds, but the key events say {folded.thresholds.get(pattern)}")
+                Problem(at, "trust_state", f"threshold for {pattern!r} is {thresholds.get(pattern)} in trust_thresholds, but the key events say {folded.thresholds.get(pattern)}")
             )
+    problems.sort(key=lambda p: p.index if p.index is not None else -1)
     return problems
 
 

@@ -15,6 +15,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -24,12 +25,14 @@ from sqlalchemy.orm import Session
 from ledger.db import store
 from ledger.db.models import ApiToken
 from ledger.records.dsse import sign_envelope
-from ledger.errors import LedgerError, MalformedError, NotFoundError
+from ledger.errors import ConflictError, LedgerError, MalformedError, NotFoundError
 from ledger.records.keys import PrivateKey, PublicKey
 from ledger.trust.policy import Grant, Identity, KeyEvent, key_event_subject
 from ledger.trust.predicates import KEY_EVENT
 from ledger.services.append import Appended, append_batch
 from ledger.services.log import LogIdentity
+from ledger.services.trust import trust_fold
+from ledger.trust.fold import GENESIS
 from ledger.services.sessions import end_sessions_of_token
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
 
@@ -38,17 +41,22 @@ __all__ = [
     "TokenInfo",
     "add_identity",
     "add_key",
+    "add_tee_root",
+    "import_tee_roots",
     "authenticate",
     "create_token",
     "key_event_envelope",
     "key_event_statement",
+    "next_prev",
     "list_tokens",
     "reaffirm_key",
     "revoke_key",
     "revoke_token",
     "rotate_key",
+    "set_tee_policy",
     "set_threshold",
     "submit_key_event",
+    "add_tdx_collateral",
     "use_token",
 ]
 
@@ -73,12 +81,30 @@ def key_event_envelope(admin: PrivateKey, event: KeyEvent) -> dict:  # type: ign
     return sign_envelope(key_event_statement(event), IN_TOTO_PAYLOAD_TYPE, [admin])
 
 
+def next_prev(session: Session) -> tuple[int, str]:
+    """What the next key event commits to: (index, hex leaf hash) of the last key event the
+    ledger applied, or the genesis value (-1, 64 zeros) for the first."""
+    return trust_fold(session).last_key_event or GENESIS
+
+
 def submit_key_event(sessions: Sessions, log: LogIdentity, admin: PrivateKey, event: KeyEvent, *, now: int) -> Appended:
-    """Sign and append a key event; raises its error if the ledger refuses it."""
-    (result,) = append_batch(sessions, [key_event_envelope(admin, event)], log, now=now)
-    if isinstance(result, LedgerError):
-        raise result
-    return result
+    """Sign and append a key event, committing it to the last key event unless it already names
+    its ``prev``; raises its error if the ledger refuses it. When this function chose ``prev`` and
+    another administrator's key event landed in between, it re-reads the last key event and
+    signs again (a few times): the event is judged against the state it now follows."""
+    auto = event.prev is None
+    attempts = 5 if auto else 1
+    for attempt in range(attempts):
+        if auto:
+            with sessions() as session:
+                event = replace(event, prev=next_prev(session))
+        (result,) = append_batch(sessions, [key_event_envelope(admin, event)], log, now=now)
+        if isinstance(result, ConflictError) and attempt < attempts - 1 and "forked" in str(result):
+            continue
+        if isinstance(result, LedgerError):
+            raise result
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _key_id(key_id: str) -> str:
@@ -124,6 +150,40 @@ def add_identity(
     return submit_key_event(sessions, log, admin, event, now=now)
 
 
+def add_tee_root(
+    sessions: Sessions, log: LogIdentity, admin: PrivateKey, name: str, certificate_der: bytes, *, now: int, tee: str = "tpm",
+    review_by: int | None = None,
+) -> Appended:
+    """Register a non-vendor TEE root (a TPM EK/AK CA certificate, DER) in the key history: its
+    key id is the certificate's SHA-256 fingerprint; ``revoke_key`` and ``reaffirm_key`` apply to
+    it like to a signer key, and deployments are re-judged against it."""
+    if not name.strip():
+        raise MalformedError("a TEE root needs a non-empty --name")
+    event = KeyEvent(
+        action="register-tee-root", key_id=hashlib.sha256(certificate_der).hexdigest(), principal=name,
+        certificate=certificate_der, tee=tee, review_by=review_by, issued_at=now,
+    )
+    return submit_key_event(sessions, log, admin, event, now=now)
+
+
+def import_tee_roots(
+    sessions: Sessions, log: LogIdentity, admin: PrivateKey, roots: Sequence[bytes], *, name: str, now: int
+) -> list[tuple[str, Appended]]:
+    """Register every root certificate (DER) not yet in the key history (the TEE trust folder is
+    an import path: only the key history decides which roots count). Returns what it registered."""
+    from ledger.services.trust import trust_fold  # noqa: PLC0415
+
+    with sessions() as session:
+        known = set(trust_fold(session).state.keys)
+    out = []
+    for der in roots:
+        fingerprint = hashlib.sha256(der).hexdigest()
+        if fingerprint not in known:
+            out.append((fingerprint, add_tee_root(sessions, log, admin, name, der, now=now)))
+            known.add(fingerprint)
+    return out
+
+
 def reaffirm_key(sessions: Sessions, log: LogIdentity, admin: PrivateKey, key_id: str, *, review_by: int, now: int) -> Appended:
     """Re-affirm every grant of a key until ``review_by``."""
     return submit_key_event(sessions, log, admin, KeyEvent(action="reaffirm", key_id=_key_id(key_id), review_by=review_by, issued_at=now), now=now)
@@ -159,6 +219,34 @@ def set_threshold(
     if not predicate_type.strip():
         raise MalformedError("a threshold needs a predicate-type pattern")
     event = KeyEvent(action="threshold", predicate_type=predicate_type, threshold=threshold, issued_at=now)
+    return submit_key_event(sessions, log, admin, event, now=now)
+
+
+def set_tee_policy(sessions: Sessions, log: LogIdentity, admin: PrivateKey, document: bytes, *, now: int) -> Appended:
+    """Record a TEE appraisal policy document (``tee-policy``): it replaces its environment's."""
+    from ledger.attestation.policy_document import parse_policy_document  # noqa: PLC0415
+
+    event = KeyEvent(action="tee-policy", appraisal_policy=parse_policy_document(document), issued_at=now)
+    return submit_key_event(sessions, log, admin, event, now=now)
+
+
+def add_tdx_collateral(sessions: Sessions, log: LogIdentity, admin: PrivateKey, files: Sequence[bytes], *, now: int) -> Appended:
+    """Record Intel TDX collateral files (``tdx-collateral``), sorted into their fields by content."""
+    from ledger.attestation.tdx_tcb import TdxCollateral  # noqa: PLC0415
+    from ledger.trust.tee_events import parse_collateral  # noqa: PLC0415
+
+    if not files:
+        raise MalformedError("no collateral files given")
+    fields: dict[str, list[bytes]] = {"tcb_infos": [], "qe_identities": [], "certificates": [], "crls": []}
+    for blob in files:
+        one = TdxCollateral.from_files([blob])
+        name = "tcb_infos" if one.tcb_infos else "qe_identities" if one.qe_identities else "crls" if one.crls else "certificates"
+        fields[name].append(bytes(blob))
+    collateral = {k: tuple(v) for k, v in fields.items()}
+    from ledger.trust.tee_events import collateral_predicate  # noqa: PLC0415
+
+    parse_collateral({"collateral": collateral_predicate(collateral)})  # the same checks the ledger makes
+    event = KeyEvent(action="tdx-collateral", collateral=collateral, issued_at=now)
     return submit_key_event(sessions, log, admin, event, now=now)
 
 

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Job:
     batch: Sequence[Prepared]
-    done: Future[list[Appended]] = field(default_factory=Future)
+    done: Future[list[Appended | LedgerError]] = field(default_factory=Future)
 
 
 class Sequencer:
@@ -66,7 +66,7 @@ class Sequencer:
         #: set when the store was found cut or rewritten behind this process's back: writes stop
         self.halted: IntegrityError | None = None
 
-    def submit(self, batch: Sequence[Prepared], *, timeout: float = 120.0) -> list[Appended]:
+    def submit(self, batch: Sequence[Prepared], *, timeout: float = 120.0) -> list[Appended | LedgerError]:
         """Queue prepared records; block until they are committed (or the batch failed)."""
         if not batch:
             return []
@@ -160,7 +160,7 @@ class Sequencer:
         finally:
             fcntl.flock(self._handoff, fcntl.LOCK_UN)
 
-    def _integrate(self, batch: list[Prepared]) -> list[Appended]:
+    def _integrate(self, batch: list[Prepared]) -> list[Appended | LedgerError]:
         now = int(self._clock())
         with self._sessions() as session:
             try:
@@ -176,7 +176,7 @@ class Sequencer:
             self.entries += sum(integration.created)
             issued = receipts(
                 session,
-                integration.indexes,
+                integration.issued_indexes,
                 tree_size=integration.tree_size if integration.checkpoint_note else None,
                 checkpoint_note=integration.checkpoint_note,
                 known=integration.known_nodes,
@@ -184,4 +184,4 @@ class Sequencer:
                 # a fresh checkpoint (no witness has seen it yet) or, with no new entry, the latest
                 cosignatures=integration.checkpoint_note is None,
             )
-        return [Appended(r, c) for r, c in zip(issued, integration.created, strict=True)]
+        return integration.results(issued)

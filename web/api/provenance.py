@@ -5,12 +5,14 @@ Reads only: no token needed (like the other GET routes of the API).
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, jsonify, request
 
 from ledger.errors import MalformedError
 from ledger.trust.policy import parse_time
 from ledger.services import chain as chain_service
-from ledger.services.trust import load_state
+from ledger.services.trust import load_state, signer_listing
 from web.extension import get_session
 
 __all__ = ["bp"]
@@ -59,11 +61,10 @@ def get_search() -> Response:
 @bp.get("/signers")
 def get_signers() -> Response:
     state = load_state(get_session())
-    keys = sorted(state.keys.values(), key=lambda k: (k.registered_index, k.key_id))
     return jsonify(
         {
             "root": state.root_key_id,
             "thresholds": [{"predicate_type": p, "threshold": n, "index": i} for p, (n, i) in sorted(state.thresholds.items())],
-            "signers": [k.to_json() for k in keys],
+            "signers": signer_listing(get_session(), now=int(time.time())),
         }
     )

@@ -232,6 +232,10 @@ def verify_shard(
         assert len(edge) == 1, "shards: a shard is one complete subtree"
         result.root = edge[0][0].hex()
         result.root_flagged = edge[0][1]
+    # the shard's derived rows, recomputed from its leaf bytes (ledger.services.derived)
+    from ledger.services.derived import check_derived_range  # noqa: PLC0415
+
+    check_derived_range(session, start, end, problems.add)
     result.problems, result.truncated = problems.items, problems.truncated
     return result
 
