@@ -78,10 +78,13 @@ class Server:
         self.port = free_port()
         env = {**os.environ, "PROVLEDGER_HOME": home, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
         env.pop("PROVLEDGER_DATABASE_URL", None)
+        # The server's log goes to a file: a pipe nobody drains fills up (64 KiB) and then blocks
+        # the server's event loop the next time it logs (waitress warns on every deep task queue).
+        self.log = open(Path(home) / "serve.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [PROVLEDGER, "serve", "--port", str(self.port), "--threads", str(threads),
              *(["--workers", str(workers)] if workers is not None else [])],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=env, stdout=subprocess.DEVNULL, stderr=self.log,
         )
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -93,7 +96,7 @@ class Server:
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError("the server did not start: " + (self.proc.stderr.read().decode() if self.proc.stderr else ""))
+        raise RuntimeError("the server did not start: " + (Path(home) / "serve.log").read_text(errors="replace")[-2000:])
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -101,6 +104,7 @@ class Server:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
 
 
 def post(conn: http.client.HTTPConnection, path: str, body: bytes, token: str) -> tuple[int, bytes]:
