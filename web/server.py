@@ -41,7 +41,8 @@ def check_at_start(settings: Settings) -> tuple[IntegrityState, bool]:
         with make_session_factory(engine)() as session:
             size = browse.tree_size(session)
             if size <= integrity.full_check_limit():
-                report = audit.audit(session, identity)
+                # before serving starts: no other thread yet, so the audit may fork (every core)
+                report = audit.audit(session, identity, workers=os.cpu_count() or 1)
                 if not report.ok:
                     first = next(p for p in report.problems if p.index == report.first_bad_index) if report.first_bad_index is not None else report.problems[0]
                     raise IntegrityError(
@@ -136,7 +137,10 @@ def access_log(app: Any) -> Any:
     return wrapped
 
 
-def _serve_process(settings: Settings, state: IntegrityState, background: bool, sock: socket.socket, options: dict[str, Any]) -> int:
+def _serve_process(
+    settings: Settings, state: IntegrityState, background: bool, sock: socket.socket, options: dict[str, Any],
+    log_requests: bool = False,
+) -> int:
     import waitress  # noqa: PLC0415
 
     try:
@@ -146,7 +150,7 @@ def _serve_process(settings: Settings, state: IntegrityState, background: bool, 
         return 1
     if background:
         start_background_audit(settings, app.extensions["provledger"].log, state)
-    server = waitress.create_server(access_log(app), sockets=[sock], **options)
+    server = waitress.create_server(access_log(app) if log_requests else app, sockets=[sock], **options)
     try:
         server.run()
     except KeyboardInterrupt:
@@ -156,7 +160,14 @@ def _serve_process(settings: Settings, state: IntegrityState, background: bool, 
     return 0
 
 
-def serve(settings: Settings, *, host: str, port: int, workers: int = 1, threads: int = 16) -> int:
+def serve(
+    settings: Settings, *, host: str, port: int, workers: int | None = None, threads: int = 16, access_log: bool = False
+) -> int:
+    """Serve under waitress: ``workers`` processes (default: one per core) on one listening
+    socket, each with ``threads`` threads and its own sequencer thread (they sequence through
+    the database's lock). ``access_log``: a line per request (off by default: it costs throughput)."""
+    if workers is None:
+        workers = os.cpu_count() or 1
     if workers < 1 or threads < 1:
         print("provledger: --workers and --threads must be at least 1", file=sys.stderr)
         return 2
@@ -179,7 +190,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1, threads
         flush=True,
     )
     if workers == 1:
-        return _serve_process(settings, state, background, sock, options)
+        return _serve_process(settings, state, background, sock, options, access_log)
     # Several processes accept on the one listening socket; each runs its own sequencer, and
     # they serialise through the database's sequencer lock.
     children: list[int] = []
@@ -188,7 +199,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1, threads
         if pid == 0:  # pragma: no cover - the child
             code = 1
             try:
-                code = _serve_process(settings, state, background, sock, options)  # each its own audit and state
+                code = _serve_process(settings, state, background, sock, options, access_log)  # each its own audit and state
             finally:
                 os._exit(code)
         children.append(pid)

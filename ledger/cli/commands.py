@@ -312,7 +312,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             )
     else:
         with open_store() as st, st.sessions() as session:
-            report = audit.audit(session, st.log, progress=progress)
+            # hash level on every core: complete subtrees re-measured in forked processes
+            report = audit.audit(session, st.log, progress=progress, workers=os.cpu_count() or 1)
     if args.json:
         _out(json.dumps(report.to_json(), indent=2))
     elif report.ok:
@@ -350,7 +351,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from web.server import serve  # noqa: PLC0415 - the composition root imports web lazily
 
     check_port_free(args.host, args.port)
-    return serve(Settings.from_env(), host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+    return serve(
+        Settings.from_env(), host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+        access_log=getattr(args, "access_log", False),
+    )
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -159,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the HTTP API (refuses to start on a failed integrity check)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--workers", type=int, default=1, help="WSGI worker processes (default 1)")
+    s.add_argument("--workers", type=int, default=None, help="WSGI worker processes (default: one per core)")
     s.add_argument("--threads", type=int, default=16, help="threads per worker process")
+    s.add_argument("--access-log", action="store_true", help="log one line per request on stderr (default: off, a line per request costs throughput)")
     s.set_defaults(func=c.cmd_serve)
 
     s = sub.add_parser(

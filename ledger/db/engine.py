@@ -33,6 +33,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         _configure_sqlite(engine)
         return engine
+    # A commit returns only once its WAL record is flushed to disk on the server (whatever the
+    # server's default): the sequencer acknowledges nothing that a crash could take back.
+    if parsed.get_backend_name() == "postgresql" and "options" not in parsed.query:
+        connect_args = {"options": "-c synchronous_commit=on", **kwargs.pop("connect_args", {})}
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

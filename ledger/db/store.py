@@ -163,10 +163,26 @@ class EntryRow:
 
 
 def _executemany(session: Session, table: str, columns: Sequence[str], rows: list[tuple[object, ...]]) -> None:
-    """A plain DBAPI executemany: the append path's inserts skip SQLAlchemy's per-row work."""
+    """The append path's inserts, skipping SQLAlchemy's per-row work: one COPY … FROM STDIN on
+    PostgreSQL (one message stream instead of a statement per row; constraints and triggers
+    apply as to INSERT, in the caller's transaction), a DBAPI executemany on SQLite."""
+    if not rows:
+        return
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        driver = conn.connection.driver_connection
+        with driver.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+        return
     mark = _mark(session)
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
-    session.connection().exec_driver_sql(sql, rows)
+    conn.exec_driver_sql(sql, rows)
+
+
+def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: list[tuple[object, ...]]) -> None:
+    """Insert many rows into one of the append-only tables (``table``/``columns`` are ours)."""
+    _executemany(session, table, columns, rows)
 
 
 _ENTRY_COLUMNS = ("idx", "leaf_hash", "chain_hash", "data", "envelope_hash", "integrated_time", "predicate_type", "key_id")

@@ -51,7 +51,9 @@ __all__ = [
     "encode_bundle_leaf",
     "encode_leaf",
     "encode_leaf_from_canonical",
+    "encode_leaf_with_signers",
     "envelope_hash",
+    "signers_json",
 ]
 
 LEAF_KIND_DSSE = "dsse"
@@ -95,9 +97,20 @@ def encode_leaf(document: Mapping[str, Any], integrated_time: int, signers: Sequ
 def encode_leaf_from_canonical(envelope: bytes, integrated_time: int, signers: Sequence[PublicKey]) -> bytes:
     """The leaf from the envelope's canonical bytes. Keys in RFC 8785 order:
     envelope < integrated_time < kind < signers; each part is itself canonical."""
+    return encode_leaf_with_signers(envelope, integrated_time, signers_json(signers))
+
+
+def signers_json(signers: Sequence[PublicKey]) -> bytes:
+    """The leaf's ``signers`` member (canonical JSON); the same for every entry of one signer, so
+    a sequencer computes it once per signer set (``encode_leaf_with_signers``)."""
+    listed = [{"key_id": k.key_id, "public_key": base64.b64encode(k.spki_der).decode("ascii")} for k in signers]
+    return canonical_strings(listed)
+
+
+def encode_leaf_with_signers(envelope: bytes, integrated_time: int, signers: bytes) -> bytes:
+    """``encode_leaf_from_canonical`` with the signers already encoded by ``signers_json``."""
     if type(integrated_time) is not int or not 0 <= integrated_time < 2**53:
         raise ValueError("integrated_time must be a non-negative integer below 2**53")
-    listed = [{"key_id": k.key_id, "public_key": base64.b64encode(k.spki_der).decode("ascii")} for k in signers]
     return b"".join(
         (
             b'{"envelope":',
@@ -105,7 +118,7 @@ def encode_leaf_from_canonical(envelope: bytes, integrated_time: int, signers: S
             b',"integrated_time":',
             str(integrated_time).encode("ascii"),
             b',"kind":"' + LEAF_KIND_DSSE.encode("ascii") + b'","signers":',
-            canonical_strings(listed),
+            signers,
             b"}",
         )
     )

@@ -32,7 +32,7 @@ from ledger.errors import (
 from ledger.tlog.hashing import chain_hash, leaf_hash
 from ledger.records.keys import PublicKey
 from ledger.merkle import CompactRange, NodeId, frontier_nodes
-from ledger.records.leaf import canonical_strings, encode_bundle_leaf, encode_leaf_from_canonical
+from ledger.records.leaf import canonical_strings, encode_bundle_leaf, encode_leaf_with_signers, signers_json
 from ledger.services import bundles
 from ledger.services.isolate import commit_isolating
 from ledger.services.log import LogIdentity
@@ -247,6 +247,10 @@ def prepare_batch(
     """Load the keys the submissions name, then ``prepare_envelopes``, then appraise the
     deployment records' TEE evidence against the store (``ledger.services.deployment``)."""
     registry = load_keys(session, _hints(raws))
+    # End the read transaction before the CPU-bound checks: on SQLite an open reader pins the WAL
+    # snapshot, and readers held through every batch's verification starve its checkpoints (the
+    # WAL then grows without bound under load). Later reads begin a new transaction.
+    session.rollback()
     cache: list[TrustRegistry] = []
 
     def everything() -> TrustRegistry:
@@ -411,6 +415,7 @@ def integrate(
     created: list[bool] = []
     errors: dict[int, LedgerError] = {}
     provenance: list[tuple[int, Prepared]] = []
+    signer_parts: dict[tuple[Signer, ...], bytes] = {}
     for position, p in enumerate(batch):
         if p.envelope_hash in existing:
             indexes.append(existing[p.envelope_hash])
@@ -428,7 +433,10 @@ def integrate(
                 created.append(False)
                 continue
         if p.bundle_signer is None:
-            data = encode_leaf_from_canonical(p.canonical, now, p.signers)
+            signers = signer_parts.get(p.signers)
+            if signers is None:
+                signers = signer_parts[p.signers] = signers_json(p.signers)  # type: ignore[arg-type]
+            data = encode_leaf_with_signers(p.canonical, now, signers)
         else:
             data = encode_bundle_leaf(p.canonical, now, p.bundle_signer)
         if p.key_event is not None:
@@ -480,17 +488,10 @@ def integrate(
 
 def _insert_provenance(session: Session, created: Sequence[tuple[int, Prepared]]) -> None:
     """Each new entry's edges and signer keys, in the entry's transaction (append-only tables)."""
-    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
-    conn = session.connection()
     signers = [(i, key_id) for i, p in created for key_id in dict.fromkeys(s.key_id for s in p.signers)]
-    if signers:
-        conn.exec_driver_sql(f"INSERT INTO entry_signers (entry_idx, key_id) VALUES ({mark}, {mark})", signers)
+    store.bulk_insert(session, "entry_signers", ("entry_idx", "key_id"), signers)
     edges = [(i, position, *edge) for i, p in created for position, edge in enumerate(p.edges)]
-    if edges:
-        conn.exec_driver_sql(
-            f"INSERT INTO entry_edges (entry_idx, position, kind, algorithm, digest) VALUES ({mark}, {mark}, {mark}, {mark}, {mark})",
-            edges,
-        )
+    store.bulk_insert(session, "entry_edges", ("entry_idx", "position", "kind", "algorithm", "digest"), edges)
     insert_appraisals(session, created)
 
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from functools import lru_cache
-from itertools import accumulate, chain, islice
+from itertools import chain
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +33,15 @@ from ledger.db import store
 from ledger.errors import LedgerError
 from ledger.tlog.hashing import CHAIN_SEED, EMPTY_ROOT, node_hash
 from ledger.merkle import range_nodes
+from ledger.services.audit_chunks import (
+    SubtreeResult,
+    check_in_worker,
+    check_subtree,
+    extra_levels,
+    init_worker,
+    interior_position,
+    plan_subtrees,
+)
 from ledger.services.log import LogIdentity
 
 __all__ = ["AuditReport", "Problem", "audit"]
@@ -85,24 +93,13 @@ class _Problems:
             self.report.truncated = True
 
 
-#: Entries per chunk on the fast path: an aligned complete subtree of 2**CHUNK_LEVEL leaves.
-CHUNK_LEVEL = 13
-
-
-@lru_cache(maxsize=4)
-def _chunk_pattern(k: int) -> tuple[tuple[int, ...], ...]:
-    """For an aligned chunk of 2**k leaves: where, among the interior hashes its appends create
-    (in creation order), each level's nodes are. ``pattern[l]`` lists the offsets of the level-l
-    nodes by node index (level 0 is unused)."""
-    offsets: list[list[int]] = [[] for _ in range(k + 1)]
-    position = 0
-    for j in range(1 << k):
-        level = 0
-        while (j >> level) & 1 and level < k:
-            level += 1
-            offsets[level].append(position)
-            position += 1
-    return tuple(tuple(o) for o in offsets)
+#: Entries per subtree on the fast path: an aligned complete subtree of 2**CHUNK_LEVEL leaves.
+CHUNK_LEVEL = 12
+#: The tail past the last full chunk is tiled with smaller complete subtrees down to this level;
+#: the few leaves left (fewer than 2**MIN_LEVEL) are re-measured entry by entry.
+MIN_LEVEL = 7
+#: Below this many entries the audit stays in one process (forking would cost more than it saves).
+PARALLEL_MIN_ENTRIES = 1 << 15
 
 
 class _PushBack:
@@ -112,11 +109,6 @@ class _PushBack:
     def __init__(self, rows: Iterator[tuple[int, bytes]]) -> None:
         self._rows = rows
         self._back: deque[tuple[int, bytes]] = deque()
-
-    def take(self, n: int) -> list[tuple[int, bytes]]:
-        out = [self._back.popleft() for _ in range(min(n, len(self._back)))]
-        out.extend(islice(self._rows, n - len(out)))
-        return out
 
     def push_back(self, rows: list[tuple[int, bytes]]) -> None:
         self._back.extendleft(reversed(rows))
@@ -141,9 +133,10 @@ class _Auditor:
         self.head = CHAIN_SEED
         self.expected = 0
         self.position = 0
-        self.hashes = _PushBack(chain.from_iterable(store.stream_chunks(session, "tree_hashes", ("position", "hash"))))
+        self.hashes = self._hashes_from(0)
+        self.hashes_at = 0  # the position self.hashes starts at, or -1 once a subtree skipped ahead
         self.cps = chain.from_iterable(
-            [(c.tree_size, c.root_hash, c.note) for c in page] for page in _checkpoint_pages(session)
+            store.stream_chunks(session, "checkpoints", ("tree_size", "root_hash", "note"), chunk=5000)
         )
         self.cp = next(self.cps, None)
 
@@ -163,74 +156,64 @@ class _Auditor:
 
     # ---------------------------------------------------------------- fast path
 
-    def fast_chunk(self, rows: list[tuple[int, bytes, bytes, bytes]]) -> bool:
-        """Check an aligned, complete chunk wholesale (list comprehensions, C-speed compares).
+    def _hashes_from(self, position: int) -> _PushBack:
+        return _PushBack(chain.from_iterable(
+            store.stream_chunks(self.session, "tree_hashes", ("position", "hash"), start=position)
+        ))
 
-        Returns False — having changed nothing — as soon as anything disagrees; the slow path
-        then re-measures the same chunk entry by entry and names the damage.
+    def sync_hashes(self) -> None:
+        """Re-open the interior-hash stream at the current position after subtrees skipped it."""
+        if self.hashes_at < 0:
+            self.hashes = self._hashes_from(self.position)
+            self.hashes_at = self.position
+
+    def fast_chunk(self, result: SubtreeResult) -> bool:
+        """Fold in a subtree re-measured wholesale (``ledger.services.audit_chunks``).
+
+        Returns False — having changed nothing — unless the subtree was intact and continues
+        exactly where the audit stands; the slow path then re-measures it entry by entry and
+        names the damage.
         """
-        k = CHUNK_LEVEL
+        a, k = result.start, result.level
         n = 1 << k
-        a = self.expected
-        if len(rows) != n or a % n or rows[0][0] != a or rows[-1][0] != a + n - 1:
+        if not result.ok or a != self.expected or result.prev_chain != self.head or self.position != interior_position(a):
             return False
         if any(flag for _, flag in self.edge):
             return False
-        sha256 = hashlib.sha256
-        _, datas, leaves, chains = zip(*rows)
-        if [sha256(b"\x00" + d).digest() for d in datas] != list(leaves):
+        extra = extra_levels(a, k)
+        if len(result.extra) != extra or len(self.edge) < extra:
             return False
-        links = list(accumulate(leaves, lambda h, leaf: sha256(h + leaf).digest(), initial=self.head))
-        if links[1:] != list(chains):
+        acc = result.root
+        for e in range(extra):
+            if node_hash(self.edge[-1 - e][0], acc) != result.extra[e]:
+                return False
+            acc = result.extra[e]
+        # The checkpoints inside the subtree, as this pass's own stream lists them.
+        mine: list[tuple[int, bytes, str]] = []
+        while self.cp is not None and self.cp[0] <= a + n:
+            mine.append(self.cp)
+            self.cp = next(self.cps, None)
+        if [c[0] for c in mine] != [c.tree_size for c in result.checkpoints] or (mine and mine[0][0] <= a):
+            self.cps = chain(mine[1:] + ([self.cp] if self.cp is not None else []), self.cps)
+            self.cp = mine[0] if mine else self.cp
             return False
-        # Nodes above level k complete at the chunk's last leaf, one per trailing one of a >> k.
-        extra = ((a >> k) ^ ((a >> k) + 1)).bit_length() - 1
-        need = n - 1 + extra
-        node_rows = self.hashes.take(need)
-        if len(node_rows) != need or node_rows[0][0] != self.position or node_rows[-1][0] != self.position + need - 1:
-            self.hashes.push_back(node_rows)
-            return False
-        if not self._nodes_match(node_rows, leaves, k, n, extra):
-            self.hashes.push_back(node_rows)
-            return False
-        stored = [h for _, h in node_rows]
-        levels = self._levels
-        acc = stored[-1] if extra else levels[k][0]
-        # Everything matches: commit the state, then check the checkpoints inside the chunk.
+        # Everything matches: commit the state, then report the checkpoints inside the subtree.
         edge_before = [h for h, _ in self.edge]
-
-        def root_at(size: int) -> bytes:
-            hashes = edge_before + [levels[lv][i - (a >> lv)] for lv, i in range_nodes(a, size)]
-            return _fold(hashes)
-
-        self.check_checkpoints(a, a + n, root_at)
+        for seen in result.checkpoints:
+            index = max(seen.tree_size - 1, 0)
+            if seen.error is not None:
+                self.problems.add(index, "checkpoint", seen.error)
+            elif seen.disagrees:
+                self.problems.add(index, "checkpoint", f"checkpoint of size {seen.tree_size}: its note and its row disagree")
+            elif seen.signed_root != _fold(edge_before + list(seen.partial)):
+                self.problems.add(index, "checkpoint", f"checkpoint of size {seen.tree_size}: its root does not match the entries")
+            self.report.checkpoints_checked += 1
         del self.edge[len(self.edge) - extra :]
         self.edge.append((acc, False))
-        self.head = links[-1]
-        self.position += need
+        self.head = result.last_chain
+        self.position += n - 1 + extra
         self.expected = a + n
-        return True
-
-    def _nodes_match(self, node_rows: list[tuple[int, bytes]], leaves: tuple[bytes, ...], k: int, n: int, extra: int) -> bool:
-        """Every interior hash of the chunk against its stored children; keeps the levels."""
-        sha256 = hashlib.sha256
-        stored = [h for _, h in node_rows]
-        pattern = _chunk_pattern(k)
-        levels: list[list[bytes]] = [list(leaves)]
-        below = levels[0]
-        for level in range(1, k + 1):
-            mine = [stored[i] for i in pattern[level]]
-            if [sha256(b"\x01" + x + y).digest() for x, y in zip(below[0::2], below[1::2])] != mine:
-                return False
-            levels.append(mine)
-            below = mine
-        acc = below[0]
-        for e in range(extra):
-            left = self.edge[-1 - e][0]
-            if sha256(b"\x01" + left + acc).digest() != stored[n - 1 + e]:
-                return False
-            acc = stored[n - 1 + e]
-        self._levels = levels
+        self.hashes_at = -1
         return True
 
     # ---------------------------------------------------------------- slow path
@@ -239,6 +222,7 @@ class _Auditor:
         """Entry by entry, naming each problem where it is."""
         sha256 = hashlib.sha256
         problems = self.problems
+        self.sync_hashes()
         pending = self.hashes.next()
         for idx, data, leaf, stored_chain in rows:
             if idx != self.expected:
@@ -290,8 +274,15 @@ def audit(
     log: LogIdentity,
     *,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> AuditReport:
-    """Re-measure everything in the store; never raises for what it finds, only reports it."""
+    """Re-measure everything in the store; never raises for what it finds, only reports it.
+
+    ``workers`` > 1 re-measures the complete subtrees (chunks of 2**CHUNK_LEVEL entries) on
+    that many processes: this one and ``workers - 1`` forked ones, each with its own
+    connection; this process folds the results in order. The report is the same. Fork only from a process without other threads
+    (the command line, ``serve`` before it starts serving).
+    """
     declared = store.current_size(session)
     report = AuditReport(tree_size=declared)
     auditor = _Auditor(session, log, report)
@@ -301,9 +292,19 @@ def audit(
         problems.add(None, "log_identity", f"the store belongs to log {info.vkey}, not to {log.vkey}")
 
     auditor.check_checkpoints(0, 0, lambda _size: EMPTY_ROOT)
-    for rows in store.stream_chunks(session, "entries", ("idx", "data", "leaf_hash", "chain_hash"), chunk=1 << CHUNK_LEVEL):
-        if not auditor.fast_chunk(rows):
-            auditor.slow_rows(rows)
+    columns = ("idx", "data", "leaf_hash", "chain_hash")
+    plan = plan_subtrees(declared, CHUNK_LEVEL, MIN_LEVEL)
+    for result in _subtree_results(session, log, plan, workers):
+        if not auditor.fast_chunk(result):
+            a, n = result.start, 1 << result.level
+            for rows in store.stream_chunks(session, "entries", columns, start=a, end=a + n, chunk=n):
+                auditor.slow_rows(rows)
+        if progress is not None:
+            progress(auditor.expected, declared)
+    # the leaves past the last complete subtree (and any entry past the declared size)
+    covered = plan[-1][0] + (1 << plan[-1][1]) if plan else 0
+    for rows in store.stream_chunks(session, "entries", columns, start=covered, chunk=1 << CHUNK_LEVEL):
+        auditor.slow_rows(rows)
         if progress is not None:
             progress(auditor.expected, declared)
 
@@ -314,6 +315,7 @@ def audit(
             "size",
             f"the sequencer says {declared} entries but the store holds {entries}",
         )
+    auditor.sync_hashes()
     pending = auditor.hashes.next()
     if pending is not None:
         problems.add(None, "interior_hash", f"interior hash at position {pending[0]} belongs to no entry")
@@ -346,11 +348,32 @@ def audit(
     return report
 
 
-def _checkpoint_pages(session: Session) -> Iterator[list[Any]]:
-    after = -1
-    while page := store.list_checkpoints(session, after=after, limit=5000):
-        yield page
-        after = page[-1].tree_size
+def _subtree_results(session: Session, log: LogIdentity, plan: list[tuple[int, int]], workers: int) -> Iterator[SubtreeResult]:
+    """Each planned subtree re-measured, in order: here, or on ``workers`` forked processes."""
+    engine = session.get_bind()
+    database = engine.url.database
+    local = engine.dialect.name == "sqlite" and (not database or database == ":memory:")
+    if workers <= 1 or len(plan) < 2 or local or (plan[-1][0] + (1 << plan[-1][1])) < PARALLEL_MIN_ENTRIES:
+        verifier = log.verifier
+        for start, level in plan:
+            yield check_subtree(session, start, level, verifier, log.origin)
+        return
+    import multiprocessing  # noqa: PLC0415
+
+    # This process takes every ``workers``-th subtree itself; ``workers - 1`` forked processes
+    # take the rest, ahead of it. Results are folded in plan order.
+    url = engine.url.render_as_string(hide_password=False)
+    verifier = log.verifier
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers - 1, initializer=init_worker, initargs=(url, log.vkey, log.origin, engine)) as pool:
+        pending = {
+            i: pool.apply_async(check_in_worker, (job,)) for i, job in enumerate(plan) if i % workers
+        }
+        for i, (start, level) in enumerate(plan):
+            if i % workers:
+                yield pending.pop(i).get()
+            else:
+                yield check_subtree(session, start, level, verifier, log.origin)
 
 
 def _fold(hashes: list[bytes]) -> bytes:

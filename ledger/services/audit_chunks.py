@@ -1,0 +1,188 @@
+"""The hash-level audit's unit of work: one aligned complete subtree of the log, checked wholesale.
+
+``check_subtree`` reads the entries of leaves [start, start + 2**level), the stored interior
+hashes their appends created and the checkpoints whose size falls inside, and re-measures them
+with list comprehensions (C-speed compares): every leaf hash from the stored bytes, every chain
+link from the stored chain hash before the subtree, every interior hash of the subtree from its
+two stored children, and every checkpoint's signature. It needs no state from earlier subtrees,
+so the audit runs subtrees on every core (``ledger.services.audit``) and folds the results in
+order; anything that disagrees makes the result ``ok=False`` and the audit re-measures that
+subtree entry by entry to name the damage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import accumulate
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ledger.db import store
+from ledger.errors import LedgerError
+from ledger.merkle import range_nodes
+from ledger.tlog.checkpoint import open_checkpoint
+from ledger.tlog.hashing import CHAIN_SEED
+
+__all__ = ["CheckpointSeen", "SubtreeResult", "check_subtree", "extra_levels", "interior_position", "plan_subtrees"]
+
+
+@dataclass(frozen=True)
+class CheckpointSeen:
+    """A checkpoint inside a subtree: its signature checked, and what its root must be made of."""
+
+    tree_size: int
+    #: why the note does not open with the log key (None: it opens)
+    error: str | None
+    #: the note's size or root differs from its row's
+    disagrees: bool
+    signed_root: bytes | None
+    #: the hashes of the complete subtrees of [start, tree_size), left to right
+    partial: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class SubtreeResult:
+    start: int
+    level: int
+    ok: bool
+    #: the subtree's hash (its top interior hash, or its leaf hash at level 0)
+    root: bytes = b""
+    #: the stored chain hash of entry start - 1 the links were checked from (the seed at 0)
+    prev_chain: bytes = b""
+    last_chain: bytes = b""
+    #: the stored interior hashes the last append created ABOVE the subtree (checked by the caller,
+    #: which holds the left siblings)
+    extra: tuple[bytes, ...] = ()
+    checkpoints: tuple[CheckpointSeen, ...] = ()
+
+
+def interior_position(index: int) -> int:
+    """The stored position of the first interior hash that appending leaf ``index`` creates: leaf
+    j creates one per trailing one bit of j, and over all j < index those add up to
+    index - popcount(index)."""
+    return index - bin(index).count("1")
+
+
+def extra_levels(start: int, level: int) -> int:
+    """How many interior hashes above an aligned subtree complete at its last leaf."""
+    x = start >> level
+    return (x ^ (x + 1)).bit_length() - 1
+
+
+def plan_subtrees(size: int, chunk_level: int, min_level: int) -> list[tuple[int, int]]:
+    """(start, level) of the aligned complete subtrees that tile [0, size): full chunks of
+    2**chunk_level, then the tail in ever smaller subtrees down to 2**min_level leaves. Leaves
+    past the last subtree (fewer than 2**min_level) are left to the entry-by-entry path."""
+    plan: list[tuple[int, int]] = []
+    start = 0
+    while size - start >= 1 << chunk_level:
+        plan.append((start, chunk_level))
+        start += 1 << chunk_level
+    for level in range(chunk_level - 1, min_level - 1, -1):
+        if size - start >= 1 << level:
+            plan.append((start, level))
+            start += 1 << level
+    return plan
+
+
+@lru_cache(maxsize=16)
+def _pattern(k: int) -> tuple[tuple[int, ...], ...]:
+    """For an aligned subtree of 2**k leaves: the offsets, among the interior hashes its appends
+    create (in creation order), of each level's nodes by node index (level 0 unused)."""
+    offsets: list[list[int]] = [[] for _ in range(k + 1)]
+    position = 0
+    for j in range(1 << k):
+        level = 0
+        while (j >> level) & 1 and level < k:
+            level += 1
+            offsets[level].append(position)
+            position += 1
+    return tuple(tuple(o) for o in offsets)
+
+
+def check_subtree(session: Session, start: int, level: int, verifier: Any, origin: str) -> SubtreeResult:
+    """Re-measure leaves [start, start + 2**level) wholesale (see the module docstring)."""
+    n = 1 << level
+    bad = SubtreeResult(start, level, False)
+    first = max(start - 1, 0)
+    rows = next(iter(store.stream_chunks(session, "entries", ("idx", "data", "leaf_hash", "chain_hash"),
+                                         start=first, end=start + n, chunk=n + 1)), [])
+    if start > 0:
+        if not rows or rows[0][0] != start - 1:
+            return bad
+        prev_chain = rows[0][3]
+        rows = rows[1:]
+    else:
+        prev_chain = CHAIN_SEED
+    if len(rows) != n or rows[0][0] != start or rows[-1][0] != start + n - 1:
+        return bad
+    sha256 = hashlib.sha256
+    leaves = [r[2] for r in rows]  # bytes from both drivers (sqlite3 BLOB, psycopg bytea)
+    if [sha256(b"\x00" + r[1]).digest() for r in rows] != leaves:
+        return bad
+    chains = [r[3] for r in rows]
+    links = list(accumulate(leaves, lambda h, leaf: sha256(h + leaf).digest(), initial=prev_chain))
+    if links[1:] != chains:
+        return bad
+    extra = extra_levels(start, level)
+    need = n - 1 + extra
+    position = interior_position(start)
+    nodes = []
+    if need:
+        nodes = next(iter(store.stream_chunks(session, "tree_hashes", ("position", "hash"),
+                                              start=position, end=position + need, chunk=need)), [])
+        if len(nodes) != need or nodes[0][0] != position or nodes[-1][0] != position + need - 1:
+            return bad
+    stored = [h for _, h in nodes]
+    pattern = _pattern(level)
+    levels: list[list[bytes]] = [list(leaves)]
+    below = levels[0]
+    for lv in range(1, level + 1):
+        mine = [stored[i] for i in pattern[lv]]
+        if [sha256(b"\x01" + x + y).digest() for x, y in zip(below[0::2], below[1::2])] != mine:
+            return bad
+        levels.append(mine)
+        below = mine
+    seen = []
+    for tree_size, root_hash, note in next(iter(store.stream_chunks(
+        session, "checkpoints", ("tree_size", "root_hash", "note"), start=start + 1, end=start + n + 1, chunk=n
+    )), []):
+        error, disagrees, signed_root = None, False, None
+        try:
+            signed = open_checkpoint(note.encode("utf-8"), verifier, origin=origin)
+        except LedgerError as exc:
+            error = f"checkpoint of size {tree_size}: {exc.diagnostics()}"
+        else:
+            signed_root = signed.root
+            disagrees = signed.size != tree_size or signed.root != root_hash
+        partial = tuple(levels[lv][i - (start >> lv)] for lv, i in range_nodes(start, tree_size))
+        seen.append(CheckpointSeen(tree_size, error, disagrees, signed_root, partial))
+    return SubtreeResult(
+        start, level, True, root=levels[level][0], prev_chain=prev_chain, last_chain=chains[-1],
+        extra=tuple(stored[n - 1 :]), checkpoints=tuple(seen),
+    )
+
+
+# ---------------------------------------------------------------- pool processes
+
+_worker: dict[str, Any] = {}
+
+
+def init_worker(url: str, vkey: str, origin: str, inherited: Any = None) -> None:
+    """A pool process's own engine (a forked child never touches the parent's connections)."""
+    from ledger.db.engine import make_engine, make_session_factory  # noqa: PLC0415
+    from ledger.tlog.note import parse_vkey  # noqa: PLC0415
+
+    if inherited is not None:
+        inherited.dispose(close=False)
+    engine = make_engine(url)
+    _worker.update(sessions=make_session_factory(engine), verifier=parse_vkey(vkey), origin=origin)
+
+
+def check_in_worker(job: tuple[int, int]) -> SubtreeResult:
+    start, level = job
+    with _worker["sessions"]() as session:
+        return check_subtree(session, start, level, _worker["verifier"], _worker["origin"])
