@@ -11,6 +11,8 @@ Standard library HTTP only (``urllib``), so a pipeline needs nothing beyond this
     receipt = client.submit(envelope)                  # 201 or 200 (duplicate): a receipt
     client.verify(receipt, log_vkey, public_keys=[key.public_key])   # offline check
     print(client.chain("sha256:" + digest)["verdict"])
+    result = client.verify_artifact("sha256:" + digest, log_vkey)   # trusts only what it checks
+    assert result.ok, result.chain["weakest_link"]
 
 Errors are the ledger's own (``ledger.errors``): 400 → MalformedError, 401 → ConfigurationError,
 403 → NotTrustedError, 404 → NotFoundError, 413 → TooLargeError, 422 → VerificationError, and
@@ -39,7 +41,10 @@ from ledger.errors import (
 )
 from ledger.keys import PrivateKey, PublicKey
 from ledger.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
+from ledger.trust.bundle import MAX_VERDICT_BUNDLE_BYTES, Expectations, VerifiedBundle
+from ledger.trust.bundle_verify import verify_verdict_bundle
 from ledger.verify import VerifiedReceipt, verify_receipt
+from ledger.witness_policy import parse_witness_policy
 
 __all__ = ["LedgerClient", "sign_statement", "statement"]
 
@@ -78,7 +83,7 @@ class LedgerClient:
         self.token = token
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, *, raw: bool = False, limit: int | None = None) -> Any:
         headers = {"Accept": "application/json"}
         data = None
         if body is not None:
@@ -89,8 +94,12 @@ class LedgerClient:
         req = urllib.request.Request(self.server + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - the caller's URL
-                raw = resp.read()
-                return raw.decode("utf-8") if resp.headers.get_content_type() == "text/plain" else json.loads(raw)
+                data = resp.read() if limit is None else resp.read(limit + 1)
+                if limit is not None and len(data) > limit:
+                    raise TooLargeError(f"{method} {path}: the response is over the limit of {limit} bytes")
+                if raw:
+                    return data
+                return data.decode("utf-8") if resp.headers.get_content_type() == "text/plain" else json.loads(data)
         except urllib.error.HTTPError as exc:
             try:
                 message = json.loads(exc.read())["error"]["message"]
@@ -120,6 +129,44 @@ class LedgerClient:
     def chain(self, digest: str, *, at: int | None = None) -> dict[str, Any]:
         query = f"?at={int(at)}" if at is not None else ""
         return self._request("GET", f"/api/v1/artifacts/{urllib.parse.quote(digest, safe=':')}/chain{query}")
+
+    def verdict_bundle(self, digest: str, *, at: int | None = None) -> bytes:
+        """The verdict bundle of ``digest`` (raw JSON bytes, at most ``MAX_VERDICT_BUNDLE_BYTES``).
+        Nothing in it is believed until :func:`ledger.trust.bundle_verify.verify_verdict_bundle` checks it."""
+        query = f"?at={int(at)}" if at is not None else ""
+        path = f"/api/v1/artifacts/{urllib.parse.quote(digest, safe=':')}/bundle{query}"
+        return self._request("GET", path, raw=True, limit=MAX_VERDICT_BUNDLE_BYTES)
+
+    def verify_artifact(
+        self,
+        artifact: str,
+        log_vkey: str,
+        *,
+        witness_vkeys: Sequence[str] = (),
+        threshold: int | None = None,
+        at: int | None = None,
+        expectations: Expectations | None = None,
+        now: int | None = None,
+    ) -> VerifiedBundle:
+        """May I deploy ``artifact`` (``sha256:<hex>``)? Fetches its verdict bundle and verifies it
+        offline against the log key (and witness policy): the server's word counts for nothing.
+
+        Returns the recomputed verdict (``.ok``: trusted and every expectation met, ``.chain``).
+        Raises NotFoundError when the server holds no record of it, VerificationError when a
+        proof or signature fails, MalformedError for a malformed bundle, UnavailableError.
+        """
+        policy = parse_witness_policy(list(witness_vkeys), threshold)
+        raw = self.verdict_bundle(artifact, at=at)
+        return verify_verdict_bundle(
+            raw,
+            artifact,
+            log_vkey,
+            witness_verifiers=policy.verifiers if policy else (),
+            threshold=policy.threshold if policy else 0,
+            expectations=expectations or Expectations(),
+            at=at,
+            now=now,
+        )
 
     def search(self, **filters: Any) -> dict[str, Any]:
         query = urllib.parse.urlencode({k: v for k, v in filters.items() if v is not None})

@@ -440,6 +440,7 @@ class VerifiedBundle:
     key_events: tuple[int, ...]
     entries: int
     signatures: int
+    at: int | None = None
     expectations: list[ExpectationResult] = field(default_factory=list)
 
     @property
@@ -468,6 +469,7 @@ class VerifiedBundle:
                 "key_events": len(self.key_events),
                 "key_event_head": self.head.head_index,
                 "administrator_key": self.head.admin_key_id,
+                "at": self.at,
                 "as_of_time": self.as_of_time,
             },
         }

@@ -178,6 +178,7 @@ def verify_verdict_bundle(
         key_events=tuple(i for i, _, _ in events),
         entries=len(bundle.entries),
         signatures=signatures,
+        at=bundle.at,
     )
     if expectations:
         result.expectations = check_expectations(chain, predicate_types, expectations)
