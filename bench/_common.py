@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.config import Settings
 from ledger.db.engine import make_engine, make_session_factory
-from ledger.dsse import sign_envelope
-from ledger.keys import PrivateKey, generate_private_key
+from ledger.records.dsse import sign_envelope
+from ledger.records.keys import PrivateKey, generate_private_key
 from ledger.services import registry, setup
 from ledger.services.log import LogIdentity
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "PROVLEDGER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -82,7 +82,7 @@ def fresh_store(backend: str) -> Iterator[BenchStore]:
 
 def register(store: BenchStore, key: PrivateKey) -> None:
     """Register the benchmark's signer (a key event signed by the store's admin key)."""
-    from ledger.provenance.policy import Grant  # noqa: PLC0415
+    from ledger.trust.policy import Grant  # noqa: PLC0415
     from ledger.services.setup import load_admin_key  # noqa: PLC0415
 
     registry.add_key(
@@ -138,7 +138,7 @@ def build_signed_ledger(backend_store: BenchStore, key: PrivateKey, n: int, *, b
     import sys  # noqa: PLC0415
     import time  # noqa: PLC0415
 
-    from ledger.records import canonical_strings  # noqa: PLC0415
+    from ledger.records.leaf import canonical_strings  # noqa: PLC0415
     from ledger.services.append import Prepared, Signer, integrate  # noqa: PLC0415
 
     signer = (Signer(key.key_id, key.public_key.spki_der),)

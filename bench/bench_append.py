@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import fresh_store, machine, median, new_key, postgres_available, register, signed_envelopes  # noqa: E402
-from ledger.dsse import pae  # noqa: E402
+from ledger.records.dsse import pae  # noqa: E402
 from ledger.services.audit import audit  # noqa: E402
 from ledger.services.bulk import import_envelopes  # noqa: E402
 

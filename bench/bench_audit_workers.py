@@ -38,7 +38,7 @@ import nacl.signing  # noqa: E402
 import redis  # noqa: E402
 
 from bench._common import build_signed_ledger, fresh_store, machine, median, new_key, postgres_available  # noqa: E402
-from ledger.dsse import pae  # noqa: E402
+from ledger.records.dsse import pae  # noqa: E402
 from ledger.services import audit, shards  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import machine, median  # noqa: E402
 from ledger.config import Settings  # noqa: E402
 from ledger.db.engine import make_engine, make_session_factory  # noqa: E402
-from ledger.dsse import sign_envelope  # noqa: E402
-from ledger.keys import generate_private_key  # noqa: E402
-from ledger.provenance.policy import Grant  # noqa: E402
+from ledger.records.dsse import sign_envelope  # noqa: E402
+from ledger.records.keys import generate_private_key  # noqa: E402
+from ledger.trust.policy import Grant  # noqa: E402
 from ledger.services import registry, setup  # noqa: E402
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1  # noqa: E402
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1  # noqa: E402
 
 SLSA = "https://slsa.dev/provenance/v1"
 PROVLEDGER = str(Path(sys.executable).with_name("provledger"))

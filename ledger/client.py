@@ -3,7 +3,7 @@
 Standard library HTTP only (``urllib``), so a pipeline needs nothing beyond this package::
 
     from ledger.client import LedgerClient, sign_statement
-    from ledger.keys import load_private_key
+    from ledger.records.keys import load_private_key
 
     key = load_private_key(open("ci.pem", "rb").read())
     envelope = sign_statement(statement_bytes, [key])
@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ledger.dsse import sign_envelope
+from ledger.records.dsse import sign_envelope
 from ledger.errors import (
     ConfigurationError,
     LedgerError,
@@ -39,12 +39,12 @@ from ledger.errors import (
     UnavailableError,
     VerificationError,
 )
-from ledger.keys import PrivateKey, PublicKey
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
+from ledger.records.keys import PrivateKey, PublicKey
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
 from ledger.trust.bundle import MAX_VERDICT_BUNDLE_BYTES, Expectations, VerifiedBundle
 from ledger.trust.bundle_verify import verify_verdict_bundle
 from ledger.verify import VerifiedReceipt, verify_receipt
-from ledger.witness_policy import parse_witness_policy
+from ledger.tlog.witness_policy import parse_witness_policy
 
 __all__ = ["LedgerClient", "sign_statement", "statement"]
 

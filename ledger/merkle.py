@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
 from ledger.errors import RootMismatchError, VerificationError
-from ledger.hashing import EMPTY_ROOT, HASH_SIZE, leaf_hash, node_hash
+from ledger.tlog.hashing import EMPTY_ROOT, HASH_SIZE, leaf_hash, node_hash
 
 __all__ = [
     "EMPTY_ROOT",

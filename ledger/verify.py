@@ -32,17 +32,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from ledger.checkpoint import Checkpoint
-from ledger.dsse import verify_envelope_result
+from ledger.tlog.checkpoint import Checkpoint
+from ledger.records.dsse import verify_envelope_result
 from ledger.errors import MalformedError, SignatureError, VerificationError
-from ledger.hashing import leaf_hash
-from ledger.keys import PublicKey
-from ledger.note import parse_vkey
-from ledger.sigstore import parse_bundle
-from ledger.sigstore._x509 import certificate_identity
-from ledger.records import LEAF_KIND_BUNDLE, Leaf, canonical_json, decode_leaf
-from ledger.statement import parse_statement
-from ledger.tlog_proof import parse_tlog_proof, verify_tlog_proof
+from ledger.tlog.hashing import leaf_hash
+from ledger.records.keys import PublicKey
+from ledger.tlog.note import parse_vkey
+from ledger.interop.sigstore import parse_bundle
+from ledger.interop.sigstore._x509 import certificate_identity
+from ledger.records.leaf import LEAF_KIND_BUNDLE, Leaf, canonical_json, decode_leaf
+from ledger.records.statement import parse_statement
+from ledger.tlog.proof import parse_tlog_proof, verify_tlog_proof
 
 __all__ = [
     "BUNDLE_NOTE",

@@ -33,15 +33,15 @@ from ledger.config import DEFAULT_ORIGIN, Settings
 from ledger.db import migrate, store as dbstore
 from ledger.db.engine import make_engine, make_session_factory
 from ledger.db.models import Checkpoint, Entry
-from ledger.dsse import sign_envelope
+from ledger.records.dsse import sign_envelope
 from ledger.errors import LedgerError
-from ledger.keys import PrivateKey, generate_private_key
+from ledger.records.keys import PrivateKey, generate_private_key
 from ledger.services.append import Appended, append_batch
 from ledger.services.log import LogIdentity
-from ledger.provenance.policy import Grant
+from ledger.trust.policy import Grant
 from ledger.services.registry import add_key
 from ledger.services.setup import init_store, load_admin_key
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

@@ -1,6 +1,6 @@
 """The witness's HTTP adapter: ``POST /add-checkpoint`` (c2sp.org/tlog-witness) over a Witness.
 
-Everything the witness decides lives in ``ledger.witness``; this module only moves bytes. It is
+Everything the witness decides lives in ``ledger.tlog.witness``; this module only moves bytes. It is
 started by ``provledger witness serve`` (which imports it lazily: the core never imports Flask).
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from ledger.witness import MAX_REQUEST_BYTES, Witness
+from ledger.tlog.witness import MAX_REQUEST_BYTES, Witness
 
 __all__ = ["create_witness_app", "serve_witness"]
 

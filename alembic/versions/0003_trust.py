@@ -13,6 +13,7 @@ Create Date: 2026-11-27
 
 import base64
 import json
+import re
 
 import sqlalchemy as sa
 from alembic import op
@@ -79,8 +80,6 @@ def upgrade() -> None:
 
 def _backfill() -> None:
     """Edges and signers of the entries appended before this revision."""
-    from ledger.provenance.graph import edges_of  # noqa: PLC0415
-
     conn = op.get_bind()
     after = -1
     while True:
@@ -146,3 +145,134 @@ def downgrade() -> None:
     # signers; the trust state must then be re-registered (the key events are still entries).
     for table in ("trust_thresholds", "trust_keys", "trust_root", "entry_signers", "entry_edges"):
         op.drop_table(table)
+
+
+# --- frozen copy of the edge extraction as it stood at this revision (the graph module of the
+# provenance package, since moved to ledger.trust.graph). A migration is a snapshot: it must not
+# change when that module does.
+_SLSA_V1 = "https://slsa.dev/provenance/v1"
+_SLSA_V02 = "https://slsa.dev/provenance/v0.2"
+_CYCLONEDX = "https://cyclonedx.org/bom"
+_SPDX = "https://spdx.dev/Document"
+_HARDWARE_PART = "https://provenance-ledger.dev/hardware-part/v1"
+_FIRMWARE_IMAGE = "https://provenance-ledger.dev/firmware-image/v1"
+_MAX_EDGES = 20_000
+_MAX_DEPTH = 32
+_HEX = re.compile(r"^[0-9a-f]+$")
+_HEX_LENGTHS = {
+    "sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128,
+    "sha3-256": 64, "sha3-384": 96, "sha3-512": 128, "gitCommit": None,
+}
+
+
+def _normalise_algorithm(name):
+    if name == "gitCommit":
+        return name
+    n = name.strip().lower().replace("_", "-")
+    if n.startswith("sha3-"):
+        key = n
+    elif n.startswith("sha-"):
+        key = "sha" + n[4:]
+    else:
+        key = n
+    return key if key in _HEX_LENGTHS else None
+
+
+def _digest_pairs(digest):
+    if not isinstance(digest, dict):
+        return
+    for alg, value in digest.items():
+        if not isinstance(alg, str) or not isinstance(value, str):
+            continue
+        key = alg if alg in _HEX_LENGTHS else _normalise_algorithm(alg)
+        if key is None:
+            continue
+        v = value.strip().lower()
+        size = _HEX_LENGTHS[key]
+        if _HEX.match(v) and (size is None or len(v) == size):
+            yield key, v
+
+
+def _listed(value):
+    return value if isinstance(value, list) else []
+
+
+def _slsa_edges(predicate_type, predicate):
+    if predicate_type == _SLSA_V1:
+        definition = predicate.get("buildDefinition")
+        deps = _listed(definition.get("resolvedDependencies")) if isinstance(definition, dict) else []
+    else:
+        deps = _listed(predicate.get("materials"))
+    for dep in deps:
+        if isinstance(dep, dict):
+            for alg, value in _digest_pairs(dep.get("digest")):
+                yield "input", alg, value
+
+
+def _cyclonedx_edges(bom):
+    stack = [(c, 0) for c in reversed(_listed(bom.get("components")))]
+    while stack:
+        component, depth = stack.pop()
+        if not isinstance(component, dict):
+            continue
+        for h in _listed(component.get("hashes")):
+            if isinstance(h, dict) and isinstance(h.get("alg"), str):
+                yield from (("component", a, v) for a, v in _digest_pairs({h["alg"]: h.get("content")}))
+        if depth < _MAX_DEPTH:
+            stack.extend((c, depth + 1) for c in reversed(_listed(component.get("components"))))
+
+
+def _spdx_edges(doc):
+    for package in _listed(doc.get("packages")):
+        if isinstance(package, dict):
+            for c in _listed(package.get("checksums")):
+                if isinstance(c, dict) and isinstance(c.get("algorithm"), str):
+                    yield from (("component", a, v) for a, v in _digest_pairs({c["algorithm"]: c.get("checksumValue")}))
+    for element in _listed(doc.get("@graph")) + _listed(doc.get("element")):
+        if not isinstance(element, dict):
+            continue
+        kind = str(element.get("type") or element.get("@type") or "")
+        if not kind.endswith("Package") and not kind.endswith("File"):
+            continue
+        for h in _listed(element.get("verifiedUsing")):
+            if isinstance(h, dict) and isinstance(h.get("algorithm"), str):
+                yield from (("component", a, v) for a, v in _digest_pairs({h["algorithm"]: h.get("hashValue")}))
+
+
+def _owned_edges(predicate_type, predicate):
+    if predicate_type == _HARDWARE_PART:
+        for child in _listed(predicate.get("children")):
+            if isinstance(child, dict):
+                yield from (("child", a, v) for a, v in _digest_pairs(child.get("digest")))
+    elif predicate_type == _FIRMWARE_IMAGE:
+        for hw in _listed(predicate.get("hardware")):
+            if isinstance(hw, dict):
+                yield from (("hardware", a, v) for a, v in _digest_pairs(hw.get("digest")))
+        for model in _listed(predicate.get("targets")):
+            if isinstance(model, str) and model:
+                yield "target", "model", model[:256]
+
+
+def edges_of(predicate_type, predicate, subjects=()):
+    """The distinct edges a record names, in document order, without edges to its own subjects."""
+    if not isinstance(predicate, dict):
+        return ()
+    if predicate_type in (_SLSA_V1, _SLSA_V02):
+        found = _slsa_edges(predicate_type, predicate)
+    elif predicate_type == _CYCLONEDX or predicate_type.startswith(_CYCLONEDX + "/v1."):
+        found = _cyclonedx_edges(predicate)
+    elif predicate_type == _SPDX or predicate_type.startswith(_SPDX + "/v"):
+        found = _spdx_edges(predicate)
+    else:
+        found = _owned_edges(predicate_type, predicate)
+    own = {(alg, value.lower()) for alg, value in subjects}
+    seen = set()
+    out = []
+    for edge in found:
+        if edge in seen or (edge[1], edge[2]) in own:
+            continue
+        seen.add(edge)
+        out.append(edge)
+        if len(out) >= _MAX_EDGES:
+            break
+    return tuple(out)

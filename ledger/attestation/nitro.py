@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from ledger.attestation import _x509
+import ledger.attestation._x509 as _x509
 from ledger.attestation.appraisal import (
     Appraisal,
     Policy,

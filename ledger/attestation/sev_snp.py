@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import ObjectIdentifier, UnrecognizedExtension
 from cryptography.x509.oid import NameOID
 
-from ledger.attestation import _x509
+import ledger.attestation._x509 as _x509
 from ledger.attestation.appraisal import (
     Appraisal,
     Policy,

@@ -55,7 +55,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from ledger.attestation import _protobuf, _x509
+import ledger.attestation._protobuf as _protobuf
+import ledger.attestation._x509 as _x509
 from ledger.attestation._binary import Reader
 from ledger.attestation.appraisal import (
     Appraisal,

@@ -20,11 +20,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger import keys as keylib
+from ledger.records import keys as keylib
 from ledger.config import Settings
 from ledger.db import store
 from ledger.db.engine import make_engine, make_session_factory
-from ledger.dsse import MAX_ENVELOPE_BYTES, sign_envelope
+from ledger.records.dsse import MAX_ENVELOPE_BYTES, sign_envelope
 from ledger.errors import (
     ConflictError,
     LedgerError,
@@ -35,9 +35,9 @@ from ledger.errors import (
 from ledger.services.cosign import cosigned_note, witness_config_from_env
 from ledger.services import append, audit, receipts, registry, setup
 from ledger.services.log import LogIdentity, load_log_identity
-from ledger.provenance.policy import parse_time
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
-from ledger.witness_policy import verify_receipt_with_witnesses
+from ledger.trust.policy import parse_time
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
+from ledger.tlog.witness_policy import verify_receipt_with_witnesses
 
 
 def _out(text: str) -> None:

@@ -7,7 +7,7 @@ scoped grant, registered by key events signed with the administrator key. The OS
 of trust runs part → firmware → build → SBOM, down to the chip.
 
 Then the OS image is deployed on a host whose (demo) vTPM quotes PCRs 0 and 7, bound to the
-deployment (``ledger.provenance.deployment``), with its attestation key certified by a demo
+deployment (``ledger.trust.deployment``), with its attestation key certified by a demo
 "vTPM CA" whose certificate the demo writes into the TEE trust folder (``<home>/tee-trust``).
 The ledger appraises the quote and matches its PCRs to the firmware record, so the chain runs
 deployment → build → firmware and deployment → firmware → board → chip, plus the TEE evidence.
@@ -36,15 +36,15 @@ from cryptography.x509.oid import NameOID
 
 from ledger.config import Settings
 from ledger.db.engine import make_engine, make_session_factory
-from ledger.dsse import sign_envelope
+from ledger.records.dsse import sign_envelope
 from ledger.errors import LedgerError
-from ledger.keys import generate_private_key
-from ledger.provenance.deployment import binding
-from ledger.provenance.policy import Grant
+from ledger.records.keys import generate_private_key
+from ledger.trust.deployment import binding
+from ledger.trust.policy import Grant
 from ledger.services import append, audit, registry, setup
 from ledger.services import chain as chain_service
 from ledger.services.policy import verify_trust_state
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
 from ledger.verify import verify_receipt
 
 __all__ = ["run_demo"]

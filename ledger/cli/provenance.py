@@ -12,9 +12,9 @@ import json
 from typing import Any
 
 from ledger.cli.commands import _out, _read_file, now, open_store, parse_time
-from ledger.keys import load_public_key
-from ledger.provenance.policy import IDENTITY_ALGORITHM, Grant, Identity, format_time
-from ledger.provenance.predicates import KEY_EVENT
+from ledger.records.keys import load_public_key
+from ledger.trust.policy import IDENTITY_ALGORITHM, Grant, Identity, format_time
+from ledger.trust.predicates import KEY_EVENT
 from ledger.services import chain as chain_service
 from ledger.services import registry, setup
 from ledger.services.trust import load_state

@@ -112,7 +112,7 @@ def artifact_digest(artifact: str, *, progress: bool = True) -> str:
 
 
 def _witness_policy(args: argparse.Namespace) -> tuple[tuple[Any, ...], int]:
-    from ledger.witness_policy import parse_witness_policy  # noqa: PLC0415
+    from ledger.tlog.witness_policy import parse_witness_policy  # noqa: PLC0415
 
     policy = parse_witness_policy(list(args.witness), args.threshold)
     return ((), 0) if policy is None else (policy.verifiers, policy.threshold)

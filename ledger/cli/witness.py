@@ -14,8 +14,8 @@ from typing import Any
 
 from ledger.config import Settings
 from ledger.errors import ConflictError, MalformedError
-from ledger.note import Ed25519CosignatureSigner, generate_signer, is_valid_key_name
-from ledger.witness import FileStateStore, Witness, load_cosigner
+from ledger.tlog.note import Ed25519CosignatureSigner, generate_signer, is_valid_key_name
+from ledger.tlog.witness import FileStateStore, Witness, load_cosigner
 
 __all__ = ["add_parser", "cmd_keygen", "cmd_serve"]
 

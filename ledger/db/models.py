@@ -181,7 +181,7 @@ class EntryEdge(Base):
     """What an entry depends on, by digest (build inputs, SBOM components, part children, …).
 
     Append-only, written with the entry in the same transaction: chain walks are indexed
-    lookups. ``kind`` is one of ``ledger.provenance.graph.EDGE_KINDS``.
+    lookups. ``kind`` is one of ``ledger.trust.graph.EDGE_KINDS``.
     """
 
     __tablename__ = "entry_edges"
@@ -222,7 +222,7 @@ class TrustKey(Base):
     principal: Mapped[str] = mapped_column(String(255), index=True)
     algorithm: Mapped[str] = mapped_column(String(32))
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
-    #: JSON list of grants (``ledger.provenance.policy.Grant.to_json``, epoch seconds)
+    #: JSON list of grants (``ledger.trust.policy.Grant.to_json``, epoch seconds)
     grants: Mapped[str] = mapped_column(Text)
     registered_index: Mapped[int] = mapped_column(BigInteger)
     registered_at: Mapped[int] = mapped_column(BigInteger)
@@ -278,7 +278,7 @@ class CheckpointCosignature(Base):
 class DeploymentAppraisal(Base):
     """The appraisal a deployment entry passed when it was accepted (append-only; migration 0006).
 
-    ``document`` is the EAR-like JSON of ``ledger.provenance.deployment.appraisal_document``:
+    ``document`` is the EAR-like JSON of ``ledger.trust.deployment.appraisal_document``:
     verdict, every check with ``ok`` and ``reason``, the claims, the vendor root and the matched
     firmware entry. Written in the entry's transaction, never changed.
     """

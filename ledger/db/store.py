@@ -20,7 +20,7 @@ from ledger.db.models import (
     TreeHash,
 )
 from ledger.errors import ConfigurationError, IntegrityError, NotFoundError
-from ledger.hashing import CHAIN_SEED
+from ledger.tlog.hashing import CHAIN_SEED
 from ledger.merkle import CompactRange, NodeId, frontier_nodes
 
 __all__ = [

@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
 from ledger.db import store
-from ledger.dsse import MAX_ENVELOPE_BYTES, Envelope, parse_envelope, verify_envelope_result
+from ledger.records.dsse import MAX_ENVELOPE_BYTES, Envelope, parse_envelope, verify_envelope_result
 from ledger.errors import (
     ConflictError,
     LedgerError,
@@ -29,21 +29,22 @@ from ledger.errors import (
     SignatureError,
     TooLargeError,
 )
-from ledger.hashing import chain_hash, leaf_hash
-from ledger.keys import PublicKey
+from ledger.tlog.hashing import chain_hash, leaf_hash
+from ledger.records.keys import PublicKey
 from ledger.merkle import CompactRange, NodeId, frontier_nodes
-from ledger.records import canonical_strings, encode_bundle_leaf, encode_leaf_from_canonical
+from ledger.records.leaf import canonical_strings, encode_bundle_leaf, encode_leaf_from_canonical
 from ledger.services import bundles
 from ledger.services.log import LogIdentity
+from ledger.services.prepared import Prepared, Signer
 from ledger.services.receipts import receipts
-from ledger.provenance.graph import edges_of
-from ledger.provenance.policy import KeyEvent, judge, parse_key_event
-from ledger.provenance.deployment import parse_deployment
-from ledger.provenance.predicates import DEPLOYMENT, KEY_EVENT, validate_predicate
+from ledger.trust.graph import edges_of
+from ledger.trust.policy import KeyEvent, judge, parse_key_event
+from ledger.trust.deployment import parse_deployment
+from ledger.trust.predicates import DEPLOYMENT, KEY_EVENT, validate_predicate
 from ledger.services.deployment import complete_appraisals, insert_appraisals
 from ledger.services.policy import apply_key_events
 from ledger.services.trust import TrustRegistry, load_keys
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE, Statement, parse_statement
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, Statement, parse_statement
 
 __all__ = [
     "Appended",
@@ -57,40 +58,6 @@ __all__ = [
     "prepare_batch",
     "prepare_envelopes",
 ]
-
-
-@dataclass(frozen=True)
-class Signer:
-    """A key that signed a record, as the leaf records it."""
-
-    key_id: str
-    spki_der: bytes
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A submission that parsed, verified and is trusted: ready to be sequenced.
-
-    Plain values only, so that preparation can run in other processes (``ledger.services.bulk``).
-    """
-
-    #: the envelope's RFC 8785 bytes (its SHA-256 is the duplicate check)
-    canonical: bytes
-    envelope_hash: bytes
-    predicate_type: str
-    #: (algorithm, lowercase digest, name) of each subject digest
-    subjects: tuple[tuple[str, str, str], ...]
-    signers: tuple[Signer, ...]
-    #: (kind, algorithm, lowercase digest) of what the record depends on (``ledger.provenance.graph``)
-    edges: tuple[tuple[str, str, str], ...] = ()
-    #: a key event to apply to the trust state when the entry is integrated
-    key_event: KeyEvent | None = None
-    #: a deployment record's TEE appraisal (RFC 8785 JSON), set by ``prepare_batch``
-    #: (``ledger.services.deployment.complete_appraisals``) and stored with the entry
-    appraisal: str | None = None
-    #: a Sigstore bundle submission: the signer record's canonical JSON (``canonical`` is then
-    #: the bundle's), so the leaf is a ``sigstore-bundle`` leaf (``ledger.services.bundles``)
-    bundle_signer: bytes | None = None
 
 
 def _decode(raw: bytes | str | Mapping[str, Any], limit: int) -> Envelope:
@@ -127,7 +94,7 @@ def _judge(envelope: Envelope, statement: Statement, registry: TrustRegistry, no
     """The keys whose signatures make ``envelope`` trusted at ``now``, or the reason there are none.
 
     Signatures are checked first (a registered key whose signature does not verify is a 422),
-    then the policy (``ledger.provenance.policy.judge``: grants, windows, review-by,
+    then the policy (``ledger.trust.policy.judge``: grants, windows, review-by,
     revocation, threshold of distinct principals), which refuses with a 403 naming the grant a
     key lacks.
     """

@@ -27,10 +27,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ledger.checkpoint import open_checkpoint
+from ledger.tlog.checkpoint import open_checkpoint
 from ledger.db import store
 from ledger.errors import LedgerError
-from ledger.hashing import CHAIN_SEED, EMPTY_ROOT, node_hash
+from ledger.tlog.hashing import CHAIN_SEED, EMPTY_ROOT, node_hash
 from ledger.merkle import range_nodes
 from ledger.services.log import LogIdentity
 

@@ -19,10 +19,10 @@ from itertools import islice
 
 from sqlalchemy.orm import Session
 
-from ledger.dsse import MAX_ENVELOPE_BYTES
+from ledger.records.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import LedgerError
 from ledger.services.append import Prepared, integrate, prepare_envelopes
-from ledger.provenance.predicates import DEPLOYMENT
+from ledger.trust.predicates import DEPLOYMENT
 from ledger.services.deployment import complete_appraisals
 from ledger.services.log import LogIdentity
 from ledger.services.trust import TrustRegistry, TrustRows, key_rows, registry_from_rows

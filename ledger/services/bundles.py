@@ -3,13 +3,13 @@
 A submission that is a JSON object with a ``mediaType`` is a Sigstore bundle
 (``ledger.services.append`` dispatches here). The steps, in the order of the API's status codes:
 
-1. size (413: the same limit as a bare envelope) and shape (400: ``ledger.sigstore.parse_bundle``);
+1. size (413: the same limit as a bare envelope) and shape (400: ``ledger.interop.sigstore.parse_bundle``);
 2. the content: a DSSE envelope must carry an in-toto statement whose predicate passes the same
    validation as a bare envelope's (400); a message signature must state its SHA-256 digest,
    which becomes the entry's one subject (predicate type ``ARTIFACT_SIGNATURE``);
 3. verification, offline, against the configured trusted roots
    (``PROVLEDGER_SIGSTORE_TRUSTED_ROOTS``, loaded once per process) with
-   ``ledger.sigstore.verify_bundle`` (422): certificate chain at the log's integrated time or an
+   ``ledger.interop.sigstore.verify_bundle`` (422): certificate chain at the log's integrated time or an
    RFC 3161 time, Rekor inclusion proof / promise, and the content signature;
 4. trust (403): a keyless bundle's certificate identity must match a registered identity (SAN
    glob, exact issuer, exact source repository when the identity pins one) whose grants cover
@@ -17,7 +17,7 @@ A submission that is a JSON object with a ``mediaType`` is a Sigstore bundle
    Grant windows and review-by dates are judged at ``now``, the ledger's integration time,
    exactly as for DSSE envelopes.
 
-The leaf keeps the bundle whole (``ledger.records.encode_bundle_leaf``), so a receipt lets
+The leaf keeps the bundle whole (``ledger.records.leaf.encode_bundle_leaf``), so a receipt lets
 anyone re-verify it with ``sigstore verify``.
 """
 
@@ -36,16 +36,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from ledger.dsse import MAX_ENVELOPE_BYTES
+from ledger.records.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import MalformedError, NotTrustedError, SignatureError, TooLargeError
-from ledger.keys import PublicKey, public_key_from_der
-from ledger.provenance.graph import edges_of
-from ledger.provenance.policy import judge
-from ledger.provenance.predicates import KEY_EVENT, validate_predicate
-from ledger.records import canonical_json
-from ledger.sigstore import Bundle, IdentityPolicy, TrustedRoots, VerifiedBundle, load_trusted_roots, parse_bundle, verify_bundle
-from ledger.sigstore.trust import ENV_TRUSTED_ROOTS
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
+from ledger.records.keys import PublicKey, public_key_from_der
+from ledger.trust.graph import edges_of
+from ledger.trust.policy import judge
+from ledger.trust.predicates import KEY_EVENT, validate_predicate
+from ledger.records.leaf import canonical_json
+from ledger.services.prepared import Prepared, Signer
+from ledger.interop.sigstore import Bundle, IdentityPolicy, TrustedRoots, VerifiedBundle, load_trusted_roots, parse_bundle, verify_bundle
+from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
 
 __all__ = ["ARTIFACT_SIGNATURE", "is_bundle", "prepare_bundle", "trusted_roots"]
 
@@ -254,8 +255,6 @@ def prepare_bundle(
         TooLargeError, MalformedError (400), VerificationError (422), NotTrustedError (403),
         ConfigurationError (the trusted roots do not load).
     """
-    from ledger.services.append import Prepared, Signer  # noqa: PLC0415 - append dispatches here
-
     data = _bytes_of(raw, limit)
     bundle = parse_bundle(data)
     try:

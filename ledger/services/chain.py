@@ -2,7 +2,7 @@
 
 The reachable part of the graph is found in ONE recursive query over the indexed
 ``entry_edges`` → ``entry_subjects`` join (no scans, whatever the depth), then loaded in
-batches; the walk and the verdicts are ``ledger.provenance.chain`` (pure).
+batches; the walk and the verdicts are ``ledger.trust.chain`` (pure).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from ledger.db import store
 from ledger.db.models import Entry, EntryEdge, EntrySigner, EntrySubject, TrustKey
 from ledger.errors import MalformedError, NotFoundError
-from ledger.provenance.chain import MAX_LINKS, RecordInfo, TeeInfo, evaluate_chain, parse_digest
-from ledger.provenance.graph import WALKED_KINDS
-from ledger.provenance.policy import matches_subject
-from ledger.provenance.predicates import DEPLOYMENT, kind_of
+from ledger.trust.chain import MAX_LINKS, RecordInfo, TeeInfo, evaluate_chain, parse_digest
+from ledger.trust.graph import WALKED_KINDS
+from ledger.trust.policy import matches_subject
+from ledger.trust.predicates import DEPLOYMENT, kind_of
 from ledger.services.deployment import appraisals_of
 from ledger.services.policy import state_at
 from ledger.services.trust import load_state

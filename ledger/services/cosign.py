@@ -39,11 +39,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ledger import merkle
-from ledger.checkpoint import open_checkpoint, parse_checkpoint_text
+from ledger.tlog.checkpoint import open_checkpoint, parse_checkpoint_text
 from ledger.db import store
 from ledger.db.models import CheckpointCosignature
 from ledger.errors import ConfigurationError, LedgerError, MalformedError, NotFoundError
-from ledger.note import (
+from ledger.tlog.note import (
     CosignatureV1Verifier,
     Ed25519Verifier,
     Signature,
@@ -54,8 +54,8 @@ from ledger.note import (
     verify_note_result,
 )
 from ledger.services.log import LogIdentity
-from ledger.witness import MAX_PROOF_LINES, SIZE_CONTENT_TYPE, format_add_checkpoint, format_cosignature_lines
-from ledger.witness_policy import ENV_THRESHOLD, WitnessPolicy, parse_witness_policy
+from ledger.tlog.witness import MAX_PROOF_LINES, SIZE_CONTENT_TYPE, format_add_checkpoint, format_cosignature_lines
+from ledger.tlog.witness_policy import ENV_THRESHOLD, WitnessPolicy, parse_witness_policy
 
 __all__ = [
     "DEFAULT_INTERVAL",

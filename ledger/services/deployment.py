@@ -4,13 +4,13 @@
 envelope, the signer's grant and the predicate's schema) and before integration, in the caller's
 read transaction:
 
-1. the evidence is appraised by ``ledger.provenance.deployment.appraise_deployment`` at the
+1. the evidence is appraised by ``ledger.trust.deployment.appraise_deployment`` at the
    submission time, to the vendor roots pinned in code or, for TPM quotes, to the CA certificates
    of the trust folder (``PROVLEDGER_TEE_TRUST_DIR``, default ``$PROVLEDGER_HOME/tee-trust/``:
    every ``*.pem``/``*.crt`` file in it);
 2. ``firmware_measurement_matches``: the evidence's measurement must equal that of a
    firmware-image entry already in the ledger whose signers are trusted for it now
-   (``ledger.provenance.policy.judge``);
+   (``ledger.trust.policy.judge``);
 3. any failed check refuses the record (``NotTrustedError``, 403, naming every failed check);
    a passing one carries its appraisal document and a ``firmware`` edge to the matched image
    into integration, where ``insert_appraisals`` stores the document in ``appraisals``.
@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -36,14 +36,13 @@ from sqlalchemy.orm import Session
 
 from ledger.config import Settings
 from ledger.errors import ConfigurationError, LedgerError, MalformedError, NotTrustedError
-from ledger.provenance import deployment as pure
-from ledger.provenance.policy import judge
-from ledger.provenance.predicates import DEPLOYMENT, FIRMWARE_IMAGE
-from ledger.records import canonical_json
+from ledger.trust import deployment as pure
+from ledger.trust.policy import judge
+from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE
+from ledger.records.leaf import canonical_json
+from ledger.services.prepared import Prepared
 from ledger.services.trust import load_keys
 
-if TYPE_CHECKING:
-    from ledger.services.append import Prepared
 
 __all__ = [
     "TRUST_DIR_VARIABLE",

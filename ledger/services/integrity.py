@@ -13,10 +13,10 @@ import os
 
 from sqlalchemy.orm import Session
 
-from ledger.checkpoint import open_checkpoint
+from ledger.tlog.checkpoint import open_checkpoint
 from ledger.db import store
 from ledger.errors import IntegrityError, LedgerError
-from ledger.hashing import CHAIN_SEED
+from ledger.tlog.hashing import CHAIN_SEED
 from ledger.services.log import LogIdentity
 
 __all__ = ["FULL_CHECK_LIMIT", "TAIL", "fast_check", "full_check_limit"]

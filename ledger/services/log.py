@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ledger.config import Settings
 from ledger.errors import ConfigurationError, LedgerError
-from ledger.note import Ed25519NoteSigner, Verifier, generate_signer, parse_skey
+from ledger.tlog.note import Ed25519NoteSigner, Verifier, generate_signer, parse_skey
 
 __all__ = ["LogIdentity", "create_log_key", "load_log_identity"]
 

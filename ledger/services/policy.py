@@ -19,12 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ledger.db.models import Entry, TrustKey, TrustRoot, TrustThreshold
-from ledger.dsse import pae
+from ledger.records.dsse import pae
 from ledger.errors import LedgerError
-from ledger.keys import public_key_from_der
-from ledger.provenance.policy import KeyEvent, KeyState, TrustState, parse_key_event
-from ledger.provenance.predicates import KEY_EVENT, validate_predicate
-from ledger.records import decode_leaf
+from ledger.records.keys import public_key_from_der
+from ledger.trust.policy import KeyEvent, KeyState, TrustState, parse_key_event
+from ledger.trust.predicates import KEY_EVENT, validate_predicate
+from ledger.records.leaf import decode_leaf
 from ledger.services.log import LogIdentity
 from ledger.services.trust import key_state_of, row_of
 

@@ -19,8 +19,8 @@ from ledger.db.models import Entry
 from ledger.errors import ConfigurationError, MalformedError, NotFoundError
 from ledger.merkle import NodeId
 from ledger.services.cosign import cosigned_note, latest_witnessed_checkpoint
-from ledger.tlog_proof import format_tlog_proofs
-from ledger.witness_policy import WitnessPolicy
+from ledger.tlog.proof import format_tlog_proofs
+from ledger.tlog.witness_policy import WitnessPolicy
 
 __all__ = ["consistency_proof", "inclusion_proof", "receipt", "receipts"]
 

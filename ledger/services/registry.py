@@ -20,14 +20,14 @@ from sqlalchemy.orm import Session
 
 from ledger.db import store
 from ledger.db.models import ApiToken
-from ledger.dsse import sign_envelope
+from ledger.records.dsse import sign_envelope
 from ledger.errors import LedgerError, MalformedError
-from ledger.keys import PrivateKey, PublicKey
-from ledger.provenance.policy import Grant, Identity, KeyEvent, key_event_subject
-from ledger.provenance.predicates import KEY_EVENT
+from ledger.records.keys import PrivateKey, PublicKey
+from ledger.trust.policy import Grant, Identity, KeyEvent, key_event_subject
+from ledger.trust.predicates import KEY_EVENT
 from ledger.services.append import Appended, append_batch
 from ledger.services.log import LogIdentity
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
 
 __all__ = [
     "TOKEN_SCOPES",

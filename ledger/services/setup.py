@@ -10,14 +10,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
 from ledger.config import Settings
 from ledger.db import migrate, store
 from ledger.db.engine import make_engine
 from ledger.db.models import LogInfo, TrustRoot
 from ledger.errors import ConfigurationError, LedgerError, UnavailableError
-from ledger.hashing import EMPTY_ROOT
-from ledger.keys import PrivateKey, generate_private_key, load_private_key
+from ledger.tlog.hashing import EMPTY_ROOT
+from ledger.records.keys import PrivateKey, generate_private_key, load_private_key
 from ledger.services.log import LogIdentity, create_log_key, load_log_identity
 
 __all__ = ["admin_key_path", "check_initialised", "create_admin_key", "init_store", "load_admin_key"]

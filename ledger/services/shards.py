@@ -48,17 +48,17 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from ledger.db import store
 from ledger.db.models import AuditRun, AuditShard, Entry, TreeHash
 from ledger.db.models import Checkpoint as CheckpointRow
-from ledger.dsse import pae, parse_envelope, verify_envelope_result
+from ledger.records.dsse import pae, parse_envelope, verify_envelope_result
 from ledger.errors import LedgerError, MalformedError, NotFoundError
-from ledger.hashing import CHAIN_SEED, EMPTY_ROOT, node_hash
-from ledger.keys import PublicKey, public_key_from_der
+from ledger.tlog.hashing import CHAIN_SEED, EMPTY_ROOT, node_hash
+from ledger.records.keys import PublicKey, public_key_from_der
 from ledger.merkle import NodeId, frontier_nodes, range_nodes
-from ledger.note import Verifier, parse_vkey
-from ledger.records import LEAF_KIND_BUNDLE, LEAF_KIND_DSSE, decode_leaf
+from ledger.tlog.note import Verifier, parse_vkey
+from ledger.records.leaf import LEAF_KIND_BUNDLE, LEAF_KIND_DSSE, decode_leaf
 from ledger.services.audit import MAX_PROBLEMS, Problem
 from ledger.services.log import LogIdentity
 
@@ -264,7 +264,7 @@ class _Signers:
 _SIGNERS = _Signers()
 
 
-#: The shape ``ledger.records.encode_leaf`` writes for one signature by one recorded signer, with
+#: The shape ``ledger.records.leaf.encode_leaf`` writes for one signature by one recorded signer, with
 #: strings that need no escaping: bytes that match are RFC 8785 canonical by construction.
 _COMMON_LEAF = re.compile(
     rb'\{"envelope":\{"payload":"([A-Za-z0-9+/]*={0,2})","payloadType":"([ !#-\[\]-~]+)",'
@@ -283,8 +283,8 @@ def check_leaf_signatures(data: bytes, signers: _Signers = _SIGNERS) -> tuple[st
     matched as bytes: its fields are sliced out without decoding JSON, and since they need no
     escaping the bytes are canonical by construction. Other leaves of the ``encode_leaf`` shape
     are decoded with Python's JSON, which for strings, nulls and small integers under ASCII keys
-    is byte-identical to RFC 8785 (``ledger.records.canonical_strings``). Anything else takes the
-    exact path, ``ledger.records.decode_leaf``. Tests hold the paths to the same verdicts.
+    is byte-identical to RFC 8785 (``ledger.records.leaf.canonical_strings``). Anything else takes the
+    exact path, ``ledger.records.leaf.decode_leaf``. Tests hold the paths to the same verdicts.
     """
     match = _COMMON_LEAF.fullmatch(data)
     if match is not None:

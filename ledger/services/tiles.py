@@ -15,11 +15,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledger import tiles
+from ledger.tlog import tiles
 from ledger.db import store
 from ledger.db.models import Entry
 from ledger.errors import ConfigurationError, IntegrityError, NotFoundError
-from ledger.tiles import TileRef
+from ledger.tlog.tiles import TileRef
 
 __all__ = ["latest_checkpoint_note", "read_tile", "served_size"]
 

@@ -1,6 +1,6 @@
 """The trust state as the store holds it: the root of trust, signer keys, their grants, thresholds.
 
-The tables are a materialised view of the key-event entries (``ledger.provenance.policy``):
+The tables are a materialised view of the key-event entries (``ledger.trust.policy``):
 ``ledger.services.policy`` writes them in the same transaction as the entries, and ``audit``
 recomputes them. Here they are read, for judging submissions (``load_keys``) and for listing.
 
@@ -23,9 +23,9 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from ledger.db.models import TrustKey, TrustRoot, TrustThreshold
-from ledger.keys import PublicKey, public_key_from_der
-from ledger.provenance.policy import IDENTITY_ALGORITHM, Grant, KeyState, TrustState
-from ledger.provenance.predicates import KEY_EVENT
+from ledger.records.keys import PublicKey, public_key_from_der
+from ledger.trust.policy import IDENTITY_ALGORITHM, Grant, KeyState, TrustState
+from ledger.trust.predicates import KEY_EVENT
 
 __all__ = [
     "KeyRow",

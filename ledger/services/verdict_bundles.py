@@ -22,12 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ledger import merkle
-from ledger.checkpoint import parse_checkpoint_text
+from ledger.tlog.checkpoint import parse_checkpoint_text
 from ledger.db import store
 from ledger.db.models import Entry, TrustRoot
 from ledger.errors import ConfigurationError, NotFoundError
-from ledger.provenance.predicates import KEY_EVENT
-from ledger.note import parse_note
+from ledger.trust.predicates import KEY_EVENT
+from ledger.tlog.note import parse_note
 from ledger.services.chain import reachable
 from ledger.services.cosign import cosigned_note, latest_witnessed_checkpoint
 from ledger.services.log import LogIdentity
@@ -39,7 +39,7 @@ from ledger.trust.bundle import (
     parse_artifact_digest,
     sign_trust_head,
 )
-from ledger.witness_policy import WitnessPolicy
+from ledger.tlog.witness_policy import WitnessPolicy
 
 __all__ = ["build_verdict_bundle", "verdict_bundle_json"]
 

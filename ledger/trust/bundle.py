@@ -85,11 +85,11 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, open_checkpoint
 from ledger.errors import MalformedError, SignatureError, TooLargeError, VerificationError
-from ledger.hashing import HASH_SIZE, leaf_hash
-from ledger.keys import PublicKey, public_key_from_der
-from ledger.note import NoteSigner, Verifier, b64decode_canonical, sign_note, verify_note
+from ledger.tlog.hashing import HASH_SIZE, leaf_hash
+from ledger.records.keys import PublicKey, public_key_from_der
+from ledger.tlog.note import NoteSigner, Verifier, b64decode_canonical, sign_note, verify_note
 
 __all__ = [
     "MAX_BUNDLE_ENTRIES",
@@ -495,7 +495,7 @@ def _root_key(bundle: VerdictBundle, head: TrustHead) -> PublicKey:
 
 
 def _witnesses(note: bytes, verifiers: Sequence[Verifier], threshold: int) -> tuple[str, ...]:
-    from ledger.checkpoint import verify_cosignatures  # noqa: PLC0415
+    from ledger.tlog.checkpoint import verify_cosignatures  # noqa: PLC0415
 
     if not threshold:
         return ()

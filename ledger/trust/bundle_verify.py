@@ -12,14 +12,14 @@ import time as _time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ledger.checkpoint import open_checkpoint
-from ledger.dsse import verify_envelope_result
+from ledger.tlog.checkpoint import open_checkpoint
+from ledger.records.dsse import verify_envelope_result
 from ledger.errors import SignatureError, VerificationError
-from ledger.hashing import leaf_hash
-from ledger.keys import PublicKey
-from ledger.note import Verifier, parse_vkey
-from ledger.provenance.predicates import KEY_EVENT
-from ledger.records import LEAF_KIND_BUNDLE, Leaf, decode_leaf
+from ledger.tlog.hashing import leaf_hash
+from ledger.records.keys import PublicKey
+from ledger.tlog.note import Verifier, parse_vkey
+from ledger.trust.predicates import KEY_EVENT
+from ledger.records.leaf import LEAF_KIND_BUNDLE, Leaf, decode_leaf
 from ledger.trust import fold_adapter as fold
 from ledger.trust.bundle import (
     BundleEntry,

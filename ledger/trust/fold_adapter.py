@@ -2,7 +2,7 @@
 
 Until ``ledger.trust.fold`` / ``ledger.trust.verdict`` (issue 12) land, this calls the pure code
 the server's ``chain`` runs today: ``TrustState.apply`` over the key events in index order (what
-``ledger.services.policy.state_at`` folds) and ``ledger.provenance.chain.evaluate_chain``.
+``ledger.services.policy.state_at`` folds) and ``ledger.trust.chain.evaluate_chain``.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.errors import LedgerError, MalformedError
-from ledger.keys import PublicKey
-from ledger.provenance.chain import RecordInfo, evaluate_chain, parse_digest
-from ledger.provenance.graph import edges_of
-from ledger.provenance.policy import KeyEvent, TrustState, parse_key_event
-from ledger.provenance.predicates import KEY_EVENT, validate_predicate
-from ledger.records import decode_leaf
-from ledger.statement import parse_statement
+from ledger.records.keys import PublicKey
+from ledger.trust.chain import RecordInfo, evaluate_chain, parse_digest
+from ledger.trust.graph import edges_of
+from ledger.trust.policy import KeyEvent, TrustState, parse_key_event
+from ledger.trust.predicates import KEY_EVENT, validate_predicate
+from ledger.records.leaf import decode_leaf
+from ledger.records.statement import parse_statement
 
 __all__ = ["GENESIS", "leaf_facts", "prev_of", "recompute_chain"]
 

@@ -21,9 +21,9 @@ from ledger import merkle
 from ledger.cli.main import main
 from ledger.db import store as dbstore
 from ledger.db.models import Entry
-from ledger.keys import load_private_key, load_public_key
-from ledger.note import generate_signer
-from ledger.provenance.predicates import KEY_EVENT
+from ledger.records.keys import load_private_key, load_public_key
+from ledger.tlog.note import generate_signer
+from ledger.trust.predicates import KEY_EVENT
 from ledger.services.registry import authenticate
 from ledger.verify import verify_receipt
 from tests.fixtures import PROVLEDGER, make_statement

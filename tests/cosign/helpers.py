@@ -15,14 +15,14 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from ledger.keys import PrivateKey, generate_private_key
-from ledger.note import Ed25519CosignatureSigner
-from ledger.provenance.policy import Grant
+from ledger.records.keys import PrivateKey, generate_private_key
+from ledger.tlog.note import Ed25519CosignatureSigner
+from ledger.trust.policy import Grant
 from ledger.services import registry
 from ledger.services.append import Appended, append_batch
 from ledger.services.cosign import WitnessEndpoint
 from ledger.services.setup import load_admin_key
-from ledger.witness import FileStateStore, Witness
+from ledger.tlog.witness import FileStateStore, Witness
 from tests.fixtures import StoreHandle, sign
 from web.witness import create_witness_app
 

@@ -14,11 +14,11 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from werkzeug.serving import make_server
 
-from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint, verify_cosignatures
+from ledger.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint, verify_cosignatures
 from ledger.db import store as dbstore
 from ledger.db.models import CheckpointCosignature
 from ledger.errors import ConfigurationError, MalformedError, NotFoundError, VerificationError
-from ledger.note import Ed25519CosignatureSigner, parse_note, verify_note_result
+from ledger.tlog.note import Ed25519CosignatureSigner, parse_note, verify_note_result
 from ledger.services import receipts
 from ledger.services.cosign import (
     CosignLoop,
@@ -33,8 +33,8 @@ from ledger.services.cosign import (
     request_cosignatures,
     witness_config_from_env,
 )
-from ledger.witness import format_add_checkpoint
-from ledger.witness_policy import parse_witness_policy, verify_receipt_with_witnesses
+from ledger.tlog.witness import format_add_checkpoint
+from ledger.tlog.witness_policy import parse_witness_policy, verify_receipt_with_witnesses
 from tests.cosign.helpers import Appender, RunningWitness, Witnesses, Wsgi
 from tests.fixtures import StoreHandle
 
@@ -382,7 +382,7 @@ def test_an_empty_store_asks_nobody(tmp_path: Any) -> None:
 
 
 def _log_identity() -> Any:
-    from ledger.note import generate_signer  # noqa: PLC0415
+    from ledger.tlog.note import generate_signer  # noqa: PLC0415
     from ledger.services.log import LogIdentity  # noqa: PLC0415
 
     return LogIdentity("example.com/log", generate_signer("example.com/log"))
@@ -534,7 +534,7 @@ def test_bad_witness_urls_are_refused(value: str, message: str) -> None:
     from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
 
-    from ledger.note import ECDSAVerifier  # noqa: PLC0415
+    from ledger.tlog.note import ECDSAVerifier  # noqa: PLC0415
 
     spki = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

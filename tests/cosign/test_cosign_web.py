@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from ledger.checkpoint import open_checkpoint, verify_cosignatures
+from ledger.tlog.checkpoint import open_checkpoint, verify_cosignatures
 from ledger.errors import VerificationError
 from ledger.services.cosign import WitnessConfig
 from ledger.services.registry import create_token
 from ledger.services.sequencer import Sequencer
-from ledger.witness_policy import parse_witness_policy, verify_receipt_with_witnesses
+from ledger.tlog.witness_policy import parse_witness_policy, verify_receipt_with_witnesses
 from tests.cosign.helpers import Appender, Witnesses
 from tests.fixtures import StoreHandle, sign
 

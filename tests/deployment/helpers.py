@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ledger.keys import PrivateKey
-from ledger.provenance.deployment import binding
-from ledger.provenance.policy import Grant
-from ledger.provenance.predicates import DEPLOYMENT, FIRMWARE_IMAGE, HARDWARE_PART, SLSA_V1
+from ledger.records.keys import PrivateKey
+from ledger.trust.deployment import binding
+from ledger.trust.policy import Grant
+from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, HARDWARE_PART, SLSA_V1
 from tests.provenance import helpers as prov
 from tests.unit.attestation.factories import (
     CHIP_ID,

@@ -3,10 +3,10 @@ matched firmware and their TEE evidence; a rejected or absent appraisal makes th
 
 from __future__ import annotations
 
-from ledger.keys import generate_private_key
-from ledger.provenance.chain import RecordInfo, TeeInfo, evaluate_chain
-from ledger.provenance.policy import Grant, KeyEvent, TrustState
-from ledger.provenance.predicates import DEPLOYMENT, FIRMWARE_IMAGE, SLSA_V1
+from ledger.records.keys import generate_private_key
+from ledger.trust.chain import RecordInfo, TeeInfo, evaluate_chain
+from ledger.trust.policy import Grant, KeyEvent, TrustState
+from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, SLSA_V1
 
 T0 = 1_750_000_000
 

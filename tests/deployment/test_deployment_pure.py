@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ledger.errors import MalformedError
-from ledger.provenance.deployment import (
+from ledger.trust.deployment import (
     FIRMWARE_CHECK,
     Deployment,
     FirmwareCandidate,
@@ -22,7 +22,7 @@ from ledger.provenance.deployment import (
     parse_deployment,
     refusal_message,
 )
-from ledger.provenance.predicates import DEPLOYMENT, validate_predicate
+from ledger.trust.predicates import DEPLOYMENT, validate_predicate
 from tests.unit.attestation.factories import NOW, NitroPki, TdxPki
 
 ARTIFACT = "ab" * 32

@@ -7,14 +7,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.dsse import sign_envelope
+from ledger.records.dsse import sign_envelope
 from ledger.errors import LedgerError
-from ledger.keys import PrivateKey, generate_private_key
-from ledger.provenance.policy import Grant
-from ledger.provenance.predicates import CYCLONEDX, FIRMWARE_IMAGE, HARDWARE_PART, SLSA_V02, SLSA_V1, SPDX
+from ledger.records.keys import PrivateKey, generate_private_key
+from ledger.trust.policy import Grant
+from ledger.trust.predicates import CYCLONEDX, FIRMWARE_IMAGE, HARDWARE_PART, SLSA_V02, SLSA_V1, SPDX
 from ledger.services import registry, setup
 from ledger.services.append import Appended
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
 
 
 def digest(label: str) -> str:

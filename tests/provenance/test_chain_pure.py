@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ledger.keys import generate_private_key
-from ledger.provenance.chain import RecordInfo, evaluate_chain
-from ledger.provenance.policy import Grant, KeyEvent, TrustState
+from ledger.records.keys import generate_private_key
+from ledger.trust.chain import RecordInfo, evaluate_chain
+from ledger.trust.policy import Grant, KeyEvent, TrustState
 
 SLSA = "https://slsa.dev/provenance/v1"
 PART = "https://provenance-ledger.dev/hardware-part/v1"

@@ -11,10 +11,10 @@ import pytest
 
 from ledger.cli import main as cli_main
 from ledger.cli import provenance as cli_provenance
-from ledger.provenance.predicates import CYCLONEDX, FIRMWARE_IMAGE, HARDWARE_PART, SLSA_V02, SLSA_V1, SPDX
+from ledger.trust.predicates import CYCLONEDX, FIRMWARE_IMAGE, HARDWARE_PART, SLSA_V02, SLSA_V1, SPDX
 from tests.conftest import load_vector
 from tests.provenance import helpers
-from ledger.provenance.policy import Grant
+from ledger.trust.policy import Grant
 
 
 def _provenance_cli(argv: list[str]) -> int:

@@ -8,8 +8,8 @@ import hashlib
 import pytest
 
 from ledger.errors import MalformedError
-from ledger.keys import generate_private_key
-from ledger.provenance.policy import (
+from ledger.records.keys import generate_private_key
+from ledger.trust.policy import (
     Grant,
     KeyEvent,
     TrustState,

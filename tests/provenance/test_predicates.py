@@ -7,8 +7,8 @@ import json
 import pytest
 
 from ledger.errors import MalformedError
-from ledger.provenance.graph import edges_of, normalise_algorithm
-from ledger.provenance.predicates import (
+from ledger.trust.graph import edges_of, normalise_algorithm
+from ledger.trust.predicates import (
     CYCLONEDX,
     FIRMWARE_IMAGE,
     HARDWARE_PART,

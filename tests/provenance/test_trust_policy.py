@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import text
 
 from ledger.errors import ConflictError, MalformedError, NotFoundError, NotTrustedError, SignatureError
-from ledger.keys import generate_private_key
-from ledger.provenance.policy import Grant
-from ledger.provenance.predicates import FIRMWARE_IMAGE, HARDWARE_PART, KEY_EVENT, SLSA_V1
+from ledger.records.keys import generate_private_key
+from ledger.trust.policy import Grant
+from ledger.trust.predicates import FIRMWARE_IMAGE, HARDWARE_PART, KEY_EVENT, SLSA_V1
 from ledger.services import chain as chain_service
 from ledger.services import registry
 from ledger.services.append import Appended

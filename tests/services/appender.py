@@ -20,11 +20,11 @@ from pathlib import Path
 
 from ledger.config import Settings
 from ledger.db.engine import make_engine, make_session_factory
-from ledger.dsse import sign_envelope
-from ledger.keys import load_private_key
+from ledger.records.dsse import sign_envelope
+from ledger.records.keys import load_private_key
 from ledger.services.append import Appended, append_batch
 from ledger.services.log import load_log_identity
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE
 
 
 def statement(n: int) -> bytes:

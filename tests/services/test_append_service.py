@@ -8,9 +8,9 @@ import json
 import pytest
 
 from ledger import merkle
-from ledger.checkpoint import open_checkpoint
+from ledger.tlog.checkpoint import open_checkpoint
 from ledger.db import store as dbstore
-from ledger.dsse import sign_envelope
+from ledger.records.dsse import sign_envelope
 from ledger.errors import (
     LedgerError,
     MalformedError,
@@ -19,14 +19,14 @@ from ledger.errors import (
     SignatureError,
     TooLargeError,
 )
-from ledger.hashing import leaf_hash
-from ledger.keys import generate_private_key
-from ledger.records import decode_leaf
+from ledger.tlog.hashing import leaf_hash
+from ledger.records.keys import generate_private_key
+from ledger.records.leaf import decode_leaf
 from ledger.services import receipts
 from ledger.services.append import Appended
 from ledger.services.audit import audit
 from ledger.services.registry import revoke_key
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE
 from ledger.verify import verify_receipt
 from tests.fixtures import PREDICATE, envelope_bytes, make_statement, sign
 

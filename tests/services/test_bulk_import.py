@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from ledger.errors import MalformedError, NotTrustedError, SignatureError
-from ledger.keys import generate_private_key
+from ledger.records.keys import generate_private_key
 from ledger.services.audit import audit
 from ledger.services.bulk import import_envelopes
 from ledger.verify import verify_receipt

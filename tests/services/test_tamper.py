@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import text
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
 from ledger.cli.main import main
 from ledger.db.store import stored_position
 from ledger.errors import IntegrityError
-from ledger.note import generate_signer
+from ledger.tlog.note import generate_signer
 from ledger.services.audit import audit
 from web.server import check_at_start
 from tests.fixtures import PROVLEDGER
@@ -207,7 +207,7 @@ def test_untampered_store_passes_start_up_checks(ledger40, monkeypatch):
 def test_rewritten_entry_with_consistent_hashes_is_still_caught(ledger40):
     """A careful attacker also rewrites the leaf hash and the chain from the edited entry on: the
     stored interior hashes and the signed checkpoints still expose it."""
-    from ledger.hashing import CHAIN_SEED, chain_hash, leaf_hash  # noqa: PLC0415
+    from ledger.tlog.hashing import CHAIN_SEED, chain_hash, leaf_hash  # noqa: PLC0415
 
     k = 22
     with ledger40.tamper() as conn:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.keys import PublicKey, load_public_key
-from ledger.sigstore import TrustedRoots, load_trusted_roots
+from ledger.records.keys import PublicKey, load_public_key
+from ledger.interop.sigstore import TrustedRoots, load_trusted_roots
 from tests.conftest import skip_or_fail
 from tests.sigstore.sigstore_cases import PROVENANCE
 
@@ -52,6 +52,6 @@ def key_for(provenance: Path) -> Callable[[str | None], PublicKey | None]:
 @pytest.fixture
 def own_checks_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch off the sigstore-python cross-check, so our own checks alone must catch a fault."""
-    from ledger.sigstore import _sigstore_python  # noqa: PLC0415
+    from ledger.interop.sigstore import _sigstore_python  # noqa: PLC0415
 
     monkeypatch.setattr(_sigstore_python, "covers", lambda bundle: False)

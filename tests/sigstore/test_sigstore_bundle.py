@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from ledger.errors import MalformedError, TooLargeError
-from ledger.sigstore import MAX_BUNDLE_BYTES, parse_bundle
-from ledger.sigstore.bundle import BUNDLE_MEDIA_TYPES, MAX_TLOG_ENTRIES
+from ledger.interop.sigstore import MAX_BUNDLE_BYTES, parse_bundle
+from ledger.interop.sigstore.bundle import BUNDLE_MEDIA_TYPES, MAX_TLOG_ENTRIES
 
 pytestmark = pytest.mark.vectors
 

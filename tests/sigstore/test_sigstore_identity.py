@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import pytest
 
-from ledger.sigstore import IdentityPolicy, TrustedRoots, VerifiedBundle, parse_bundle, verify_bundle
-from ledger.sigstore._x509 import CertificateIdentity
-from ledger.sigstore.identity import san_matches
-from ledger.keys import PublicKey
+from ledger.interop.sigstore import IdentityPolicy, TrustedRoots, VerifiedBundle, parse_bundle, verify_bundle
+from ledger.interop.sigstore._x509 import CertificateIdentity
+from ledger.interop.sigstore.identity import san_matches
+from ledger.records.keys import PublicKey
 from tests.sigstore.sigstore_cases import EXTRA_CASES, NOW, bundle_cases
 
 pytestmark = pytest.mark.vectors

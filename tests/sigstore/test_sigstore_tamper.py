@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from ledger.errors import MalformedError, VerificationError
-from ledger.keys import PublicKey
-from ledger.sigstore import TrustedRoots, parse_bundle, verify_bundle
+from ledger.records.keys import PublicKey
+from ledger.interop.sigstore import TrustedRoots, parse_bundle, verify_bundle
 from tests.sigstore.sigstore_cases import EXTRA_CASES, NOW, Case, bundle_cases
 
 pytestmark = pytest.mark.vectors

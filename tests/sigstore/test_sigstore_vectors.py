@@ -17,17 +17,17 @@ from typing import Any
 import pytest
 
 from ledger.errors import ConfigurationError, MalformedError, VerificationError
-from ledger.keys import PublicKey
-from ledger.sigstore import (
+from ledger.records.keys import PublicKey
+from ledger.interop.sigstore import (
     TrustedRoots,
     VerifiedBundle,
     load_trusted_roots,
     parse_bundle,
     verify_bundle,
 )
-from ledger.sigstore import _sigstore_python
-from ledger.sigstore.trust import ENV_TRUSTED_ROOTS, default_trusted_root_path
-from ledger.statement import parse_statement
+from ledger.interop.sigstore import _sigstore_python
+from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS, default_trusted_root_path
+from ledger.records.statement import parse_statement
 from tests.sigstore.sigstore_cases import (
     EXTRA_CASES,
     NOW,
@@ -215,7 +215,7 @@ def test_managed_key_bundle_needs_the_right_key(
     roots_for: Callable[[str], TrustedRoots],
     key_for: Callable[[str | None], PublicKey | None],
 ) -> None:
-    from ledger.keys import generate_private_key  # noqa: PLC0415
+    from ledger.records.keys import generate_private_key  # noqa: PLC0415
 
     case = _case("managed-key-happy-path")
     bundle = parse_bundle(read(case.bundle))

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from ledger.errors import ConflictError
-from ledger.keys import load_public_key
-from ledger.provenance.policy import Grant, Identity
+from ledger.records.keys import load_public_key
+from ledger.trust.policy import Grant, Identity
 from ledger.services import registry, setup
 from ledger.services.append import Appended
 from ledger.services.bundles import ARTIFACT_SIGNATURE
-from ledger.sigstore.trust import ENV_TRUSTED_ROOTS
+from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
 from tests.conftest import skip_or_fail
 from tests.sigstore.sigstore_cases import EXTRA_CASES, PROVENANCE, Case, bundle_cases
 
@@ -95,8 +95,8 @@ def register_for(policy: Policy, case: Case, provenance: Path) -> None:
         except ConflictError:  # the two managed-key vectors share their key
             pass
         return
-    from ledger.sigstore import parse_bundle  # noqa: PLC0415
-    from ledger.sigstore._x509 import certificate_identity  # noqa: PLC0415
+    from ledger.interop.sigstore import parse_bundle  # noqa: PLC0415
+    from ledger.interop.sigstore._x509 import certificate_identity  # noqa: PLC0415
 
     cert = parse_bundle((provenance / case.bundle).read_bytes()).signing_certificate
     assert cert is not None

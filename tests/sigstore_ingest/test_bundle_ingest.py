@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from ledger.errors import MalformedError, NotTrustedError, TooLargeError, VerificationError
-from ledger.provenance.policy import Grant
-from ledger.provenance.predicates import CYCLONEDX, SLSA_V1
-from ledger.records import LEAF_KIND_BUNDLE, decode_leaf
+from ledger.trust.policy import Grant
+from ledger.trust.predicates import CYCLONEDX, SLSA_V1
+from ledger.records.leaf import LEAF_KIND_BUNDLE, decode_leaf
 from ledger.services.audit import audit
 from ledger.services.bundles import ARTIFACT_SIGNATURE
 from ledger.services.registry import create_token

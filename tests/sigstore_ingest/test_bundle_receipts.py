@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import LedgerError, MalformedError, VerificationError
-from ledger.hashing import leaf_hash
-from ledger.records import canonical_json
-from ledger.sigstore import load_trusted_roots, parse_bundle, verify_bundle
-from ledger.tlog_proof import TlogProof, format_tlog_proof
+from ledger.tlog.hashing import leaf_hash
+from ledger.records.leaf import canonical_json
+from ledger.interop.sigstore import load_trusted_roots, parse_bundle, verify_bundle
+from ledger.tlog.proof import TlogProof, format_tlog_proof
 from ledger.verify import verify_receipt
 from tests.sigstore_ingest.conftest import BEACON_REPO, BEACON_SAN, GITHUB, HAPPY_DSSE, Policy, ok
 

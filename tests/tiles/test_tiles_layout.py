@@ -1,4 +1,4 @@
-"""ledger.tiles: byte-exact tiles and entry bundles against the tlog-tiles layout vectors."""
+"""ledger.tlog.tiles: byte-exact tiles and entry bundles against the tlog-tiles layout vectors."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from ledger import merkle
 from ledger.errors import MalformedError, TooLargeError, VerificationError
-from ledger.hashing import leaf_hash
-from ledger.tiles import (
+from ledger.tlog.hashing import leaf_hash
+from ledger.tlog.tiles import (
     MAX_BUNDLE_ENTRY_BYTES,
     TILE_WIDTH,
     TileHashReader,

@@ -18,11 +18,11 @@ from flask import Flask
 from sqlalchemy import text
 
 from ledger import merkle
-from ledger.checkpoint import open_checkpoint
+from ledger.tlog.checkpoint import open_checkpoint
 from ledger.errors import IntegrityError, NotFoundError, TooLargeError
 from ledger.services import receipts
 from ledger.services import tiles as tile_service
-from ledger.tiles import (
+from ledger.tlog.tiles import (
     TileHashReader,
     TileRef,
     parse_entry_bundle,

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.cli.demo import GRANTS, supply_chain
-from ledger.dsse import sign_envelope
-from ledger.keys import PrivateKey, generate_private_key
-from ledger.provenance.policy import Grant
+from ledger.records.dsse import sign_envelope
+from ledger.records.keys import PrivateKey, generate_private_key
+from ledger.trust.policy import Grant
 from ledger.services import registry
 from ledger.services.setup import load_admin_key
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
 from tests.fixtures import StoreHandle, sign
 
 XSS_SCRIPT = "<script>alert(1)</script>"

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import merkle
-from ledger.checkpoint import (
+from ledger.tlog.checkpoint import (
     MAX_TREE_SIZE,
     Checkpoint,
     cosign_checkpoint,
@@ -23,7 +23,7 @@ from ledger.checkpoint import (
     verify_cosignatures,
 )
 from ledger.errors import MalformedError, SignatureError, VerificationError
-from ledger.note import (
+from ledger.tlog.note import (
     Ed25519CosignatureSigner,
     Ed25519NoteSigner,
     Note,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import MalformedError, SignatureError, TooLargeError
-from ledger.note import (
+from ledger.tlog.note import (
     MAX_NOTE_BYTES,
     MAX_NOTE_SIGNATURES,
     CosignatureV1Verifier,

@@ -1,4 +1,4 @@
-"""ledger.rekor: real production Rekor v1 entries verify offline; one-bit flips do not."""
+"""ledger.interop.rekor: real production Rekor v1 entries verify offline; one-bit flips do not."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ledger.errors import LedgerError, MalformedError, SignatureError, VerificationError
-from ledger.rekor import (
+from ledger.interop.rekor import (
     parse_rekor_v1_entry,
     rekor_v1_set_payload,
     verify_rekor_v1_entry,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, cosign_checkpoint, sign_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, cosign_checkpoint, sign_checkpoint
 from ledger.errors import (
     MalformedError,
     RootMismatchError,
@@ -16,9 +16,9 @@ from ledger.errors import (
     TooLargeError,
     VerificationError,
 )
-from ledger.hashing import leaf_hash
-from ledger.note import Ed25519CosignatureSigner, Ed25519NoteSigner, parse_vkey, sign_note
-from ledger.tlog_proof import (
+from ledger.tlog.hashing import leaf_hash
+from ledger.tlog.note import Ed25519CosignatureSigner, Ed25519NoteSigner, parse_vkey, sign_note
+from ledger.tlog.proof import (
     MAX_PROOF_HASHES,
     MAX_TLOG_PROOF_BYTES,
     TlogProof,

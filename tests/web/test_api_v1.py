@@ -12,12 +12,12 @@ from sqlalchemy import func, select
 
 from ledger import merkle
 from ledger.db import store as dbstore
-from ledger.dsse import sign_envelope
+from ledger.records.dsse import sign_envelope
 from ledger.db.models import Entry
-from ledger.keys import generate_private_key
-from ledger.provenance.predicates import KEY_EVENT
+from ledger.records.keys import generate_private_key
+from ledger.trust.predicates import KEY_EVENT
 from ledger.services.registry import create_token
-from ledger.statement import IN_TOTO_PAYLOAD_TYPE
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE
 from ledger.verify import verify_receipt
 from tests.fixtures import PREDICATE, envelope_bytes, make_statement, sign
 from web.app import create_app

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, sign_checkpoint, verify_cosignatures
+from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint, verify_cosignatures
 from ledger.errors import ConfigurationError, MalformedError, TooLargeError
-from ledger.hashing import EMPTY_ROOT, leaf_hash
-from ledger.note import Ed25519CosignatureSigner, Ed25519NoteSigner, parse_skey, parse_vkey
-from ledger.witness import (
+from ledger.tlog.hashing import EMPTY_ROOT, leaf_hash
+from ledger.tlog.note import Ed25519CosignatureSigner, Ed25519NoteSigner, parse_skey, parse_vkey
+from ledger.tlog.witness import (
     MAX_PROOF_LINES,
     MAX_REQUEST_BYTES,
     SIZE_CONTENT_TYPE,
@@ -27,7 +27,7 @@ from ledger.witness import (
     load_cosigner,
     parse_add_checkpoint,
 )
-from ledger.witness_policy import merge_cosignatures
+from ledger.tlog.witness_policy import merge_cosignatures
 from tests.conftest import load_vector
 
 NOW = 1_700_000_000

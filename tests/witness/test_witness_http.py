@@ -12,8 +12,8 @@ import pytest
 
 from ledger.cli import witness as witness_cli
 from ledger.errors import ConfigurationError, ConflictError, MalformedError
-from ledger.note import CosignatureV1Verifier, parse_vkey
-from ledger.witness import MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE, format_add_checkpoint
+from ledger.tlog.note import CosignatureV1Verifier, parse_vkey
+from ledger.tlog.witness import MAX_REQUEST_BYTES, SIZE_CONTENT_TYPE, format_add_checkpoint
 from tests.conftest import load_vector
 from web.witness import create_witness_app
 

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from ledger.errors import ConfigurationError, MalformedError, SignatureError, VerificationError
-from ledger.note import Ed25519CosignatureSigner, Ed25519NoteSigner
+from ledger.tlog.note import Ed25519CosignatureSigner, Ed25519NoteSigner
 from ledger.services import receipts
-from ledger.tlog_proof import format_tlog_proof, parse_tlog_proof
-from ledger.witness import MemoryStateStore, Witness, format_add_checkpoint
-from ledger.witness_policy import (
+from ledger.tlog.proof import format_tlog_proof, parse_tlog_proof
+from ledger.tlog.witness import MemoryStateStore, Witness, format_add_checkpoint
+from ledger.tlog.witness_policy import (
     merge_cosignatures,
     parse_witness_policy,
     verify_receipt_with_witnesses,

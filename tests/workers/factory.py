@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
 from ledger.db import store as dbstore
-from ledger.hashing import chain_hash, leaf_hash
-from ledger.keys import generate_private_key
-from ledger.records import encode_leaf
+from ledger.tlog.hashing import chain_hash, leaf_hash
+from ledger.records.keys import generate_private_key
+from ledger.records.leaf import encode_leaf
 from tests.fixtures import PREDICATE, StoreHandle, sign
 
 

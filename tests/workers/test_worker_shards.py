@@ -12,9 +12,9 @@ from sqlalchemy import select, text
 from ledger.db import store as dbstore
 from ledger.db.models import AuditShard
 from ledger.errors import MalformedError, NotFoundError
-from ledger.keys import generate_private_key
+from ledger.records.keys import generate_private_key
 from ledger.merkle import range_nodes
-from ledger.records import decode_leaf, encode_leaf
+from ledger.records.leaf import decode_leaf, encode_leaf
 from ledger.services import audit, shards
 from tests.fixtures import sign
 from tests.services.test_tamper import BATCHES, CASES, SIZE

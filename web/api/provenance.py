@@ -11,7 +11,7 @@ import json
 from flask import Blueprint, Response, jsonify, request
 
 from ledger.errors import MalformedError
-from ledger.provenance.policy import parse_time
+from ledger.trust.policy import parse_time
 from ledger.services import chain as chain_service
 from ledger.services.verdict_bundles import verdict_bundle_json
 from ledger.trust.bundle import VERDICT_BUNDLE_MEDIA_TYPE

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, request
 
 from ledger.services import tiles as tile_service
 from ledger.services.cosign import latest_cosigned_note
-from ledger.tiles import parse_tile_path
+from ledger.tlog.tiles import parse_tile_path
 from web.extension import get_session
 
 __all__ = ["DEFAULT_PREFIX", "bp"]

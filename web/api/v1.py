@@ -14,9 +14,9 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from ledger.db import store
-from ledger.dsse import MAX_ENVELOPE_BYTES
+from ledger.records.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import LedgerError, MalformedError, TooLargeError, UnavailableError
-from ledger.records import decode_leaf
+from ledger.records.leaf import decode_leaf
 from ledger.services import append, receipts
 from ledger.services.deployment import appraisal_of
 from ledger.services.cosign import cosigned_notes, latest_cosigned_note

@@ -19,15 +19,16 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from ledger.db import store
 from ledger.db.models import ApiToken
 from ledger.errors import IntegrityError, LedgerError, MalformedError, NotFoundError
-from ledger.records import decode_leaf
+from ledger.records.leaf import decode_leaf
 from ledger.services import receipts, registry
-from ledger.provenance.graph import normalise_algorithm
-from ledger.provenance.policy import KeyState
+from ledger.trust.graph import normalise_algorithm
+from ledger.trust.policy import KeyState
 from ledger.services import setup as ledger_setup
 from ledger.services.trust import key_rows, load_keys
 from web.extension import get_session, ledger
 from ledger.db import browse as queries
-from web.ui import chains, graph
+import web.ui.chains as chains
+import web.ui.graph as graph
 from web.ui.security import check_csrf, csrf_token
 
 __all__ = ["bp"]
@@ -373,7 +374,7 @@ def signers() -> str:
         principals.setdefault(k["principal"], []).append(k)
     root_key_id = None
     if rows.root is not None:
-        from ledger.keys import public_key_from_der  # noqa: PLC0415
+        from ledger.records.keys import public_key_from_der  # noqa: PLC0415
 
         root_key_id = public_key_from_der(rows.root).key_id
     thresholds = [{"pattern": p, "threshold": n, "index": i} for p, n, i in rows.thresholds]

@@ -2,9 +2,9 @@
 
 sigstore-python 4.x verifies keyless bundles whose entry is ``hashedrekord/0.0.1``,
 ``hashedrekord/0.0.2`` or ``dsse/0.0.1``. It does not load public-key bundles, ``intoto/0.0.2``
-entries, or bundles without an inclusion proof; :mod:`ledger.sigstore.verify` covers those with its
+entries, or bundles without an inclusion proof; :mod:`ledger.interop.sigstore.verify` covers those with its
 own checks. The trusted root is built from the configured file's bytes (no TUF refresh, no
-network); identity policy is ours (:mod:`ledger.sigstore.identity`), so the policy given to
+network); identity policy is ours (:mod:`ledger.interop.sigstore.identity`), so the policy given to
 sigstore-python accepts any certificate identity.
 """
 
@@ -15,7 +15,7 @@ import functools
 from cryptography.x509 import Certificate
 
 from ledger.errors import VerificationError
-from ledger.sigstore.bundle import Bundle
+from ledger.interop.sigstore.bundle import Bundle
 
 __all__ = ["covers", "verify_with_sigstore_python"]
 

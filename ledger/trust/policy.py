@@ -45,7 +45,7 @@ from typing import Any
 import json
 
 from ledger.errors import MalformedError
-from ledger.keys import public_key_from_der
+from ledger.records.keys import public_key_from_der
 
 __all__ = [
     "ACTIONS",

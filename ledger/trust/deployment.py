@@ -99,7 +99,7 @@ class FirmwareCandidate:
     name: str
     #: the predicate's ``measurements`` object
     measurements: Mapping[str, Any]
-    #: None when trusted, else why not (``ledger.provenance.policy.judge``'s reasons)
+    #: None when trusted, else why not (``ledger.trust.policy.judge``'s reasons)
     untrusted_because: str | None = None
 
 

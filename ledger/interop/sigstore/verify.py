@@ -24,21 +24,22 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from rfc3161_client import VerificationError as Rfc3161VerificationError
 from rfc3161_client import VerifierBuilder, decode_timestamp_response
 
-from ledger.checkpoint import Checkpoint
-from ledger.dsse import Envelope
+from ledger.tlog.checkpoint import Checkpoint
+from ledger.records.dsse import Envelope
 from ledger.errors import LedgerError, MalformedError, SignatureError, VerificationError
-from ledger.keys import PublicKey
-from ledger.sigstore import _rekor, _sigstore_python
-from ledger.sigstore._x509 import (
+from ledger.records.keys import PublicKey
+import ledger.interop.sigstore._rekor as _rekor
+import ledger.interop.sigstore._sigstore_python as _sigstore_python
+from ledger.interop.sigstore._x509 import (
     CertificateIdentity,
     certificate_identity,
     check_code_signing,
     verify_chain,
     verify_sct,
 )
-from ledger.sigstore.bundle import Bundle
-from ledger.sigstore.trust import TrustedRoot, TrustedRoots
-from ledger.statement import parse_statement
+from ledger.interop.sigstore.bundle import Bundle
+from ledger.interop.sigstore.trust import TrustedRoot, TrustedRoots
+from ledger.records.statement import parse_statement
 
 __all__ = ["VerifiedBundle", "VerifiedEntry", "VerifiedTime", "verify_bundle"]
 
@@ -363,7 +364,7 @@ def verify_bundle(
     """Verify a parsed bundle offline.
 
     Args:
-        bundle: from :func:`ledger.sigstore.bundle.parse_bundle`.
+        bundle: from :func:`ledger.interop.sigstore.bundle.parse_bundle`.
         roots: the trusted roots; the bundle is checked against each root that knows its
             logs, one at a time, and the first that accepts it wins.
         artifact: the signed artifact's bytes, when at hand. A message signature is then
@@ -375,7 +376,7 @@ def verify_bundle(
 
     Returns:
         What the bundle establishes: signer identity or key, envelope or digest, log entries
-        and verified times. Identity *policy* is separate: see :mod:`ledger.sigstore.identity`.
+        and verified times. Identity *policy* is separate: see :mod:`ledger.interop.sigstore.identity`.
 
     Raises:
         VerificationError: any check fails (SignatureError for a bad signature).

@@ -51,15 +51,15 @@ from pathlib import Path
 from typing import Protocol
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, parse_checkpoint_text
+from ledger.tlog.checkpoint import Checkpoint, parse_checkpoint_text
 from ledger.errors import (
     ConfigurationError,
     MalformedError,
     TooLargeError,
     VerificationError,
 )
-from ledger.hashing import EMPTY_ROOT, HASH_SIZE
-from ledger.note import (
+from ledger.tlog.hashing import EMPTY_ROOT, HASH_SIZE
+from ledger.tlog.note import (
     MAX_NOTE_BYTES,
     Ed25519CosignatureSigner,
     Signature,

@@ -18,10 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.checkpoint import verify_cosignatures
+from ledger.tlog.checkpoint import verify_cosignatures
 from ledger.errors import ConfigurationError, MalformedError
-from ledger.keys import PublicKey
-from ledger.note import (
+from ledger.records.keys import PublicKey
+from ledger.tlog.note import (
     CosignatureV1Verifier,
     Ed25519Verifier,
     Verifier,
@@ -30,7 +30,7 @@ from ledger.note import (
     parse_vkey,
     verify_note_result,
 )
-from ledger.tlog_proof import parse_tlog_proof
+from ledger.tlog.proof import parse_tlog_proof
 from ledger.verify import VerifiedReceipt, parse_receipt, verify_receipt
 
 __all__ = [

@@ -20,12 +20,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, parse_checkpoint_text
+from ledger.tlog.checkpoint import Checkpoint, parse_checkpoint_text
 from ledger.errors import MalformedError, RootMismatchError, SignatureError, VerificationError
-from ledger.hashing import leaf_hash
-from ledger.note import ECDSAVerifier, Ed25519Verifier, Verifier, verify_note
-from ledger.sigstore.bundle import Bundle, TlogEntry
-from ledger.sigstore.trust import TransparencyLog, rekor_v2_log_id
+from ledger.tlog.hashing import leaf_hash
+from ledger.tlog.note import ECDSAVerifier, Ed25519Verifier, Verifier, verify_note
+from ledger.interop.sigstore.bundle import Bundle, TlogEntry
+from ledger.interop.sigstore.trust import TransparencyLog, rekor_v2_log_id
 
 __all__ = ["SUPPORTED_KINDS", "check_entry_body", "verify_inclusion_proof", "verify_set"]
 

@@ -34,9 +34,9 @@ from typing import Any
 
 import rfc8785
 
-from ledger.dsse import Envelope, parse_envelope
+from ledger.records.dsse import Envelope, parse_envelope
 from ledger.errors import MalformedError
-from ledger.keys import PublicKey, public_key_from_der
+from ledger.records.keys import PublicKey, public_key_from_der
 
 __all__ = [
     "LEAF_KIND_BUNDLE",

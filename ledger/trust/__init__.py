@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from ledger.provenance.predicates import (
+from ledger.trust.predicates import (
     CYCLONEDX,
     DEPLOYMENT,
     FIRMWARE_IMAGE,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.errors import MalformedError, SignatureError, TooLargeError
-from ledger.keys import PrivateKey, PublicKey
+from ledger.records.keys import PrivateKey, PublicKey
 
 __all__ = [
     "MAX_ENVELOPE_BYTES",

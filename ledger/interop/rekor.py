@@ -34,10 +34,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, parse_checkpoint_text
+from ledger.tlog.checkpoint import Checkpoint, parse_checkpoint_text
 from ledger.errors import MalformedError, SignatureError, VerificationError
-from ledger.hashing import HASH_SIZE, leaf_hash
-from ledger.note import ECDSAVerifier, verify_note
+from ledger.tlog.hashing import HASH_SIZE, leaf_hash
+from ledger.tlog.note import ECDSAVerifier, verify_note
 
 __all__ = [
     "REKOR_V1_LOG_NAME",

@@ -34,9 +34,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.provenance.graph import WALKED_KINDS, Edge
-from ledger.provenance.policy import TrustState, judge, rank, worst
-from ledger.provenance.predicates import kind_of
+from ledger.trust.graph import WALKED_KINDS, Edge
+from ledger.trust.policy import TrustState, judge, rank, worst
+from ledger.trust.predicates import kind_of
 
 __all__ = ["MAX_LINKS", "RecordInfo", "TeeInfo", "evaluate_chain", "parse_digest"]
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from ledger import merkle
 from ledger.errors import MalformedError, TooLargeError, VerificationError
-from ledger.hashing import HASH_SIZE, leaf_hash
+from ledger.tlog.hashing import HASH_SIZE, leaf_hash
 from ledger.merkle import NodeId
 
 __all__ = [

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ledger.provenance.predicates import (
+from ledger.trust.predicates import (
     FIRMWARE_IMAGE,
     HARDWARE_PART,
     SLSA_V02,

@@ -7,7 +7,7 @@ key), the transparency-log entries that record it and optional RFC 3161 timestam
 Parsing is strict and bounded: exactly the protobuf-JSON field names (lowerCamelCase), no unknown
 fields, standard padded base64 for bytes, int64 as a JSON integer or a canonical decimal string
 (protobuf JSON writes them as strings), and named caps on every repeated field. Parsing checks
-shape only; :func:`ledger.sigstore.verify.verify_bundle` checks meaning.
+shape only; :func:`ledger.interop.sigstore.verify.verify_bundle` checks meaning.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 from cryptography import x509
 from rfc3161_client import decode_timestamp_response
 
-from ledger.dsse import Envelope, parse_envelope
+from ledger.records.dsse import Envelope, parse_envelope
 from ledger.errors import MalformedError, TooLargeError
 
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: A bundle over this many bytes is refused with a TooLargeError naming the limit. It holds a DSSE
-#: envelope (``ledger.dsse.MAX_ENVELOPE_BYTES``, 4 MiB) plus certificates, proofs and timestamps.
+#: envelope (``ledger.records.dsse.MAX_ENVELOPE_BYTES``, 4 MiB) plus certificates, proofs and timestamps.
 MAX_BUNDLE_BYTES = 8 * 1024 * 1024
 #: Real bundles carry one entry; a few leave room for multi-log setups without inviting DoS.
 MAX_TLOG_ENTRIES = 8

@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-from ledger.sigstore._x509 import CertificateIdentity
-from ledger.sigstore.bundle import MAX_BUNDLE_BYTES, Bundle, parse_bundle
-from ledger.sigstore.identity import IdentityMatch, IdentityPolicy
-from ledger.sigstore.trust import TrustedRoot, TrustedRoots, load_trusted_roots, parse_trusted_root
-from ledger.sigstore.verify import VerifiedBundle, VerifiedEntry, VerifiedTime, verify_bundle
+from ledger.interop.sigstore._x509 import CertificateIdentity
+from ledger.interop.sigstore.bundle import MAX_BUNDLE_BYTES, Bundle, parse_bundle
+from ledger.interop.sigstore.identity import IdentityMatch, IdentityPolicy
+from ledger.interop.sigstore.trust import TrustedRoot, TrustedRoots, load_trusted_roots, parse_trusted_root
+from ledger.interop.sigstore.verify import VerifiedBundle, VerifiedEntry, VerifiedTime, verify_bundle
 
 __all__ = [
     "MAX_BUNDLE_BYTES",

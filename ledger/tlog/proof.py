@@ -20,15 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ledger import merkle
-from ledger.checkpoint import (
+from ledger.tlog.checkpoint import (
     Checkpoint,
     open_checkpoint,
     parse_checkpoint_text,
     verify_cosignatures,
 )
 from ledger.errors import MalformedError, TooLargeError
-from ledger.hashing import HASH_SIZE, check_hash
-from ledger.note import MAX_NOTE_BYTES, Verifier, b64decode_canonical, parse_note
+from ledger.tlog.hashing import HASH_SIZE, check_hash
+from ledger.tlog.note import MAX_NOTE_BYTES, Verifier, b64decode_canonical, parse_note
 
 __all__ = [
     "MAX_PROOF_HASHES",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from ledger.sigstore.verify import VerifiedBundle
+from ledger.interop.sigstore.verify import VerifiedBundle
 
 __all__ = ["IdentityMatch", "IdentityPolicy", "san_matches"]
 

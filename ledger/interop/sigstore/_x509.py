@@ -19,7 +19,7 @@ from cryptography.x509.verification import (
 from cryptography.x509.verification import VerificationError as X509VerificationError
 
 from ledger.errors import VerificationError
-from ledger.sigstore.trust import TrustedRoot, verify_with_key
+from ledger.interop.sigstore.trust import TrustedRoot, verify_with_key
 
 __all__ = ["FULCIO_EXTENSIONS", "CertificateIdentity", "certificate_identity", "verify_chain", "verify_sct"]
 

@@ -34,14 +34,14 @@ __all__ = [
 HARDWARE_PART = "https://provenance-ledger.dev/hardware-part/v1"
 FIRMWARE_IMAGE = "https://provenance-ledger.dev/firmware-image/v1"
 KEY_EVENT = "https://provenance-ledger.dev/key-event/v1"
-#: an artifact bound to TEE evidence of its host (``ledger.provenance.deployment``)
+#: an artifact bound to TEE evidence of its host (``ledger.trust.deployment``)
 DEPLOYMENT = "https://provenance-ledger.dev/deployment/v1"
 SLSA_V1 = "https://slsa.dev/provenance/v1"
 SLSA_V02 = "https://slsa.dev/provenance/v0.2"
 CYCLONEDX = "https://cyclonedx.org/bom"
 SPDX = "https://spdx.dev/Document"
 
-#: predicate type → schema file under ledger/provenance/schemas
+#: predicate type → schema file under ledger/trust/schemas
 OWNED_PREDICATES = {
     HARDWARE_PART: "hardware-part.v1.json",
     FIRMWARE_IMAGE: "firmware-image.v1.json",
@@ -91,7 +91,7 @@ def is_spdx(predicate_type: str) -> bool:
 def schema_of(predicate_type: str) -> dict[str, Any]:
     """The JSON Schema of a predicate type the ledger owns (KeyError for others)."""
     name = OWNED_PREDICATES[predicate_type]
-    text = resources.files("ledger.provenance").joinpath("schemas", name).read_text(encoding="utf-8")
+    text = resources.files("ledger.trust").joinpath("schemas", name).read_text(encoding="utf-8")
     return json.loads(text)
 
 

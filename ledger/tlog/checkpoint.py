@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ledger.errors import MalformedError, SignatureError, VerificationError
-from ledger.hashing import HASH_SIZE
-from ledger.note import (
+from ledger.tlog.hashing import HASH_SIZE
+from ledger.tlog.note import (
     Ed25519CosignatureSigner,
     NoteSigner,
     Verifier,

@@ -1,0 +1,1 @@
+"""Other ecosystems' formats: Sigstore bundles and Rekor v1 entries."""

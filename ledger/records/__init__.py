@@ -1,0 +1,1 @@
+"""Records: DSSE envelopes, in-toto statements, signer keys and the leaf encoding."""
