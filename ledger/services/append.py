@@ -38,7 +38,8 @@ from ledger.services.log import LogIdentity
 from ledger.services.prepared import Prepared, Signer
 from ledger.services.receipts import receipts
 from ledger.trust.graph import edges_of
-from ledger.trust.policy import KeyEvent, judge, parse_key_event
+from ledger.trust.policy import KeyEvent, parse_key_event
+from ledger.trust.judge import judge
 from ledger.trust.deployment import parse_deployment
 from ledger.trust.predicates import DEPLOYMENT, KEY_EVENT, validate_predicate
 from ledger.services.deployment import complete_appraisals, insert_appraisals

@@ -40,7 +40,7 @@ from ledger.records.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import MalformedError, NotTrustedError, SignatureError, TooLargeError
 from ledger.records.keys import PublicKey, public_key_from_der
 from ledger.trust.graph import edges_of
-from ledger.trust.policy import judge
+from ledger.trust.judge import judge
 from ledger.trust.predicates import KEY_EVENT, validate_predicate
 from ledger.records.leaf import canonical_json
 from ledger.services.prepared import Prepared, Signer

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from ledger.config import Settings
 from ledger.errors import ConfigurationError, LedgerError, MalformedError, NotTrustedError
 from ledger.trust import deployment as pure
-from ledger.trust.policy import judge
+from ledger.trust.judge import judge
 from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE
 from ledger.records.leaf import canonical_json
 from ledger.services.prepared import Prepared

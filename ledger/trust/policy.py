@@ -52,14 +52,14 @@ __all__ = [
     "IDENTITY_ALGORITHM",
     "Grant",
     "Identity",
-    "Judgement",
     "KeyEvent",
     "KeyState",
     "TrustState",
+    "GENESIS_PREV",
+    "TEE_ROOT_ALGORITHM",
     "VERDICTS",
     "format_time",
     "identity_id",
-    "judge",
     "key_event_subject",
     "matches_subject",
     "parse_key_event",
@@ -67,9 +67,14 @@ __all__ = [
     "worst",
 ]
 
-ACTIONS = ("register", "register-identity", "reaffirm", "rotate", "revoke", "threshold")
+ACTIONS = ("register", "register-identity", "register-tee-root", "reaffirm", "rotate", "revoke", "threshold")
 #: ``KeyState.algorithm`` of a keyless (Sigstore certificate identity) principal
 IDENTITY_ALGORITHM = "sigstore-identity"
+#: ``KeyState.algorithm`` prefix of a non-vendor TEE root (``tee-root:tpm``); its public_key is the
+#: root certificate's DER and its key id the certificate's SHA-256 fingerprint
+TEE_ROOT_ALGORITHM = "tee-root:"
+#: the ``prev`` of the first key event of a ledger
+GENESIS_PREV = (-1, "0" * 64)
 #: verdicts from best to worst
 VERDICTS = ("trusted", "stale", "missing", "untrusted")
 _RANK = {v: i for i, v in enumerate(VERDICTS)}
@@ -261,6 +266,11 @@ class KeyEvent:
     issued_at: int | None = None
     #: the keyless signer of a ``register-identity`` event
     identity: Identity | None = None
+    #: (index, lowercase hex leaf hash) of the previous key event (None: a legacy event)
+    prev: tuple[int, str] | None = None
+    #: ``register-tee-root``: the root certificate (DER) and the evidence type it anchors
+    certificate: bytes | None = None
+    tee: str | None = None
 
     def to_predicate(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action}
@@ -288,6 +298,12 @@ class KeyEvent:
             out["issued_at"] = format_time(self.issued_at)
         if self.identity is not None:
             out["identity"] = self.identity.to_json()
+        if self.prev is not None:
+            out["prev"] = {"index": self.prev[0], "leaf_hash": self.prev[1]}
+        if self.certificate is not None:
+            out["certificate"] = base64.b64encode(self.certificate).decode("ascii")
+        if self.tee is not None:
+            out["tee"] = self.tee
         return out
 
     def subject(self) -> dict[str, Any]:
@@ -306,6 +322,8 @@ def key_event_subject(event: KeyEvent) -> dict[str, Any]:
     assert event.key_id is not None
     if event.action == "register-identity":
         return {"name": f"identity:{event.key_id}", "digest": {"sha256": event.key_id}}
+    if event.action == "register-tee-root":
+        return {"name": f"tee-root:{event.key_id}", "digest": {"sha256": event.key_id}}
     return {"name": f"key:{event.key_id}", "digest": {"sha256": event.key_id}}
 
 
@@ -337,8 +355,21 @@ def parse_key_event(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, 
         key = public_key_from_der(public_key)
         if key.key_id != predicate.get("key_id"):
             raise MalformedError(f"predicate.key_id is not the SHA-256 of predicate.public_key ({key.key_id})")
+    certificate = None
+    if "certificate" in predicate:
+        try:
+            certificate = base64.b64decode(predicate["certificate"], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise MalformedError("predicate.certificate is not base64") from exc
+        if hashlib.sha256(certificate).hexdigest() != predicate.get("key_id"):
+            raise MalformedError("predicate.key_id is not the SHA-256 fingerprint of predicate.certificate")
+        _check_certificate(certificate)
+    prev = predicate.get("prev")
     event = KeyEvent(
         action=predicate["action"],
+        prev=(prev["index"], prev["leaf_hash"]) if prev is not None else None,
+        certificate=certificate,
+        tee=predicate.get("tee"),
         key_id=predicate.get("key_id"),
         principal=predicate.get("principal"),
         public_key=public_key,
@@ -356,6 +387,10 @@ def parse_key_event(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, 
         raise MalformedError("predicate.identity belongs to (and only to) a register-identity event")
     if event.identity is not None and event.identity.id != event.key_id:
         raise MalformedError(f"predicate.key_id is not the SHA-256 of predicate.identity ({event.identity.id})")
+    if (event.action == "register-tee-root") != (event.certificate is not None and event.tee is not None):
+        raise MalformedError("predicate.certificate and predicate.tee belong to (and only to) a register-tee-root event")
+    if event.prev is not None and event.prev[0] == -1 and event.prev[1] != GENESIS_PREV[1]:
+        raise MalformedError("predicate.prev: the first key event's leaf_hash is 64 zeros")
     if event.action == "rotate" and event.replaces == event.key_id:
         raise MalformedError("predicate.replaces names the new key itself")
     expected = key_event_subject(event)
@@ -366,12 +401,22 @@ def parse_key_event(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, 
     return event
 
 
+def _check_certificate(der: bytes) -> None:
+    from cryptography import x509  # noqa: PLC0415
+
+    try:
+        x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise MalformedError("predicate.certificate is not a DER X.509 certificate") from exc
+
+
 # ------------------------------------------------------------------------------ state
 
 
 @dataclass(frozen=True)
 class KeyState:
-    """A signer key as the key events left it. Every field is derived from key-event entries."""
+    """A signer key (or identity, or TEE root) as the key events left it. Every field is derived
+    from key-event entries."""
 
     key_id: str
     principal: str
@@ -394,6 +439,10 @@ class KeyState:
     def identity(self) -> Identity | None:
         """The keyless signer, for an identity principal (None for a key)."""
         return Identity.from_bytes(self.public_key) if self.algorithm == IDENTITY_ALGORITHM else None
+
+    @property
+    def is_tee_root(self) -> bool:
+        return self.algorithm.startswith(TEE_ROOT_ALGORITHM)
 
     @property
     def status(self) -> str:
@@ -429,7 +478,8 @@ class KeyState:
 
 @dataclass
 class TrustState:
-    """The policy as of some index: keys by id and thresholds by predicate-type glob.
+    """The policy as of some index: keys by id and thresholds by predicate-type glob, with the
+    threshold history (a record is judged by the thresholds in force at its own index).
 
     A service may hold a partial state (only the keys it loaded); ``apply`` and ``judge`` only
     look at the keys an event or a record names.
@@ -437,19 +487,55 @@ class TrustState:
 
     root_key_id: str | None = None
     keys: dict[str, KeyState] = field(default_factory=dict)
-    #: predicate-type glob → (threshold, index of the event that set it)
+    #: predicate-type glob → (threshold, index of the event that set it): the latest
     thresholds: dict[str, tuple[int, int]] = field(default_factory=dict)
     last_event_index: int = -1
+    #: (index, predicate-type glob, threshold) of every threshold event applied, in index order
+    threshold_history: list[tuple[int, str, int]] = field(default_factory=list)
 
-    def threshold_for(self, predicate_type: str) -> int:
-        return max((n for p, (n, _) in self.thresholds.items() if fnmatchcase(predicate_type, p)), default=1)
+    def copy(self) -> TrustState:
+        return TrustState(self.root_key_id, dict(self.keys), dict(self.thresholds), self.last_event_index, list(self.threshold_history))
+
+    def threshold_for(self, predicate_type: str, at: int | None = None) -> int:
+        """The threshold for a record of ``predicate_type`` at index ``at`` (set by events before
+        it; None: a record after every event of this state)."""
+        current: dict[str, tuple[int, int]]
+        if at is None:
+            current = self.thresholds
+        elif self.threshold_history:
+            current = {}
+            for index, pattern, n in self.threshold_history:
+                if index >= at:
+                    break
+                current[pattern] = (n, index)
+        else:  # a state read from the tables: only the latest threshold per pattern is known
+            current = {p: v for p, v in self.thresholds.items() if v[1] < at}
+        return max((n for p, (n, _) in current.items() if fnmatchcase(predicate_type, p)), default=1)
+
+    def retired_index(self, key: KeyState) -> int | None:
+        """The index of the rotation that retired ``key`` (None: not rotated)."""
+        if key.replaced_by is None:
+            return None
+        new = self.keys.get(key.replaced_by)
+        return new.registered_index if new is not None else key.last_event_index
+
+    def history(self, key_id: str) -> list[KeyState]:
+        """The key and every key it replaced (rotation chain), newest first."""
+        out: list[KeyState] = []
+        seen: set[str] = set()
+        current = self.keys.get(key_id)
+        while current is not None and current.key_id not in seen:
+            out.append(current)
+            seen.add(current.key_id)
+            current = self.keys.get(current.replaces or "")
+        return out
 
     def check(self, event: KeyEvent) -> str | None:
         """Why ``event`` cannot apply to this state, or None if it can."""
         key = self.keys.get(event.key_id or "")
-        if event.action in ("register", "register-identity"):
+        if event.action in ("register", "register-identity", "register-tee-root"):
             if key is not None:
-                what = "identity" if key.algorithm == IDENTITY_ALGORITHM else "key"
+                what = "identity" if key.algorithm == IDENTITY_ALGORITHM else "TEE root" if key.is_tee_root else "key"
                 return f"{what} {event.key_id} is already registered (as {key.principal!r}, {key.status})"
         elif event.action == "rotate":
             if key is not None:
@@ -459,13 +545,11 @@ class TrustState:
                 return f"no key {event.replaces} is registered to rotate from"
             if old.status != "active":
                 return f"key {event.replaces} is {old.status}; only an active key can be rotated"
-            if old.algorithm == IDENTITY_ALGORITHM:
-                return f"{event.replaces} is an identity, not a key: register the new signer and revoke the identity"
+            if old.algorithm == IDENTITY_ALGORITHM or old.is_tee_root:
+                return f"{event.replaces} is not a signing key: register the new one and revoke the old"
         elif event.action in ("reaffirm", "revoke"):
             if key is None:
                 return f"no key {event.key_id} is registered"
-            if event.action == "reaffirm" and key.status != "active":
-                return f"key {event.key_id} is {key.status}; only an active key can be re-affirmed"
         return None
 
     def apply(self, event: KeyEvent, index: int, time: int) -> str | None:
@@ -499,6 +583,18 @@ class TrustState:
                 registered_at=time,
                 last_event_index=index,
             )
+        elif event.action == "register-tee-root":
+            assert event.key_id and event.principal and event.certificate is not None and event.tee
+            self.keys[event.key_id] = KeyState(
+                key_id=event.key_id,
+                principal=event.principal,
+                algorithm=TEE_ROOT_ALGORITHM + event.tee,
+                public_key=event.certificate,
+                grants=event.grants or (),
+                registered_index=index,
+                registered_at=time,
+                last_event_index=index,
+            )
         elif event.action == "rotate":
             assert event.key_id and event.public_key is not None and event.replaces
             old = self.keys[event.replaces]
@@ -515,9 +611,13 @@ class TrustState:
                 replaces=old.key_id,
             )
         elif event.action == "reaffirm":
-            key = self.keys[event.key_id or ""]
-            grants = tuple(replace(g, review_by=event.review_by) for g in key.grants)
-            self.keys[key.key_id] = replace(key, grants=grants, last_event_index=index)
+            # The remedy for decay: re-affirming a key covers its whole rotation history (the
+            # principal vouches again for what its earlier keys signed) and works for rotated and
+            # revoked keys too (for a revoked key it only matters to records signed before its
+            # compromised-since: the later ones stay condemned).
+            for key in self.history(event.key_id or ""):
+                grants = tuple(replace(g, review_by=event.review_by) for g in key.grants)
+                self.keys[key.key_id] = replace(key, grants=grants, last_event_index=index)
         elif event.action == "revoke":
             key = self.keys[event.key_id or ""]
             since = time if event.compromised_since is None else min(event.compromised_since, time)
@@ -533,107 +633,5 @@ class TrustState:
         elif event.action == "threshold":
             assert event.predicate_type is not None and event.threshold is not None
             self.thresholds[event.predicate_type] = (event.threshold, index)
+            self.threshold_history.append((index, event.predicate_type, event.threshold))
         return None
-
-
-# ------------------------------------------------------------------------------ judging
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """A record's verdict under a trust state: trusted, stale or untrusted, with the reasons."""
-
-    verdict: str
-    reasons: tuple[str, ...]
-    #: signer keys that count (trusted or, for a stale verdict, stale)
-    key_ids: tuple[str, ...]
-    principals: tuple[str, ...]
-
-    @property
-    def trusted(self) -> bool:
-        return self.verdict == "trusted"
-
-    def message(self) -> str:
-        return "; ".join(self.reasons)
-
-
-def _key_label(key: KeyState) -> str:
-    if key.algorithm == IDENTITY_ALGORITHM:
-        return f"identity {key.key_id} ({key.principal})"
-    return f"key {key.key_id} ({key.principal})"
-
-
-def judge(
-    state: TrustState,
-    *,
-    predicate_type: str,
-    subject_names: Sequence[str],
-    key_ids: Sequence[str],
-    time: int,
-    as_of: int | None = None,
-) -> Judgement:
-    """Judge a record integrated at ``time``, signed by ``key_ids``, as of ``as_of`` (default: ``time``)."""
-    as_of = time if as_of is None else as_of
-    trusted: dict[str, str] = {}  # key id → principal
-    stale: dict[str, str] = {}
-    reasons: list[str] = []
-    for key_id in dict.fromkeys(key_ids):
-        key = state.keys.get(key_id)
-        if key is None:
-            reasons.append(f"key {key_id} is not registered")
-            continue
-        if key.compromised_since is not None and time >= key.compromised_since:
-            reasons.append(
-                f"{_key_label(key)} was revoked (entry {key.revoked_index}) as compromised since "
-                f"{format_time(key.compromised_since)}, and the record was integrated at {format_time(time)}"
-            )
-            continue
-        if key.retired_at is not None and time >= key.retired_at:
-            reasons.append(f"{_key_label(key)} was rotated out at {format_time(key.retired_at)} (replaced by {key.replaced_by})")
-            continue
-        scoped = [g for g in key.grants if g.covers_type(predicate_type)]
-        if not scoped:
-            reasons.append(
-                f"{_key_label(key)} has no grant for predicate type {predicate_type!r} "
-                f"(its grants: {', '.join(g.describe() for g in key.grants)})"
-            )
-            continue
-        covering = [g for g in scoped if all(g.covers_subject(n) for n in subject_names)]
-        if not covering:
-            outside = [n for n in subject_names if not any(g.covers_subject(n) for g in scoped)] or list(subject_names)
-            reasons.append(
-                f"{_key_label(key)} has no grant for subject {outside[0]!r} with predicate type {predicate_type!r} "
-                f"(its grants: {', '.join(g.describe() for g in scoped)})"
-            )
-            continue
-        in_window = [g for g in covering if g.valid_at(time)]
-        if not in_window:
-            reasons.append(
-                f"{_key_label(key)}'s grant {covering[0].describe()} is not valid at {format_time(time)} (expired or not yet valid)"
-            )
-            continue
-        fresh = [g for g in in_window if not g.stale_at(as_of)]
-        if fresh:
-            trusted[key.key_id] = key.principal
-        else:
-            stale[key.key_id] = key.principal
-            reasons.append(
-                f"{_key_label(key)}'s grant {in_window[0].describe()} is past its review-by date "
-                f"{format_time(in_window[0].review_by)}: re-affirm it (provledger keys reaffirm)"
-            )
-    needed = state.threshold_for(predicate_type)
-    principals = set(trusted.values())
-    if len(principals) >= needed:
-        return Judgement("trusted", (), tuple(trusted), tuple(sorted(principals)))
-    with_stale = principals | set(stale.values())
-    if len(with_stale) >= needed and stale:
-        return Judgement("stale", tuple(reasons), tuple({**trusted, **stale}), tuple(sorted(with_stale)))
-    if needed > 1:
-        have = ", ".join(sorted(principals)) or "none"
-        reasons.append(
-            f"predicate type {predicate_type!r} needs signatures by {needed} distinct principals; "
-            f"trusted signers: {len(principals)} ({have})"
-        )
-    if not key_ids:
-        reasons.append("the record has no verified signature")
-    return Judgement("untrusted", tuple(reasons), tuple(trusted), tuple(sorted(principals)))

@@ -4,7 +4,8 @@ matched firmware and their TEE evidence; a rejected or absent appraisal makes th
 from __future__ import annotations
 
 from ledger.records.keys import generate_private_key
-from ledger.trust.chain import RecordInfo, TeeInfo, evaluate_chain
+from ledger.trust.chain import RecordInfo, TeeInfo
+from ledger.trust.verdict import chain_verdict as evaluate_chain
 from ledger.trust.policy import Grant, KeyEvent, TrustState
 from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, SLSA_V1
 

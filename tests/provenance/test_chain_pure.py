@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ledger.records.keys import generate_private_key
-from ledger.trust.chain import RecordInfo, evaluate_chain
+from ledger.trust.chain import RecordInfo
+from ledger.trust.verdict import chain_verdict as evaluate_chain
 from ledger.trust.policy import Grant, KeyEvent, TrustState
 
 SLSA = "https://slsa.dev/provenance/v1"

@@ -14,10 +14,10 @@ from ledger.trust.policy import (
     KeyEvent,
     TrustState,
     format_time,
-    judge,
     matches_subject,
     parse_key_event,
 )
+from ledger.trust.judge import judge
 
 SLSA = "https://slsa.dev/provenance/v1"
 T0 = 1_750_000_000
