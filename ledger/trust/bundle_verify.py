@@ -20,7 +20,7 @@ from ledger.records.keys import PublicKey
 from ledger.tlog.note import Verifier, parse_vkey
 from ledger.trust.predicates import KEY_EVENT
 from ledger.records.leaf import LEAF_KIND_BUNDLE, Leaf, decode_leaf
-from ledger.trust import fold_adapter as fold
+from ledger.trust import offline as fold
 from ledger.trust.bundle import (
     BundleEntry,
     Expectations,
@@ -76,7 +76,7 @@ def _check_key_history(head: TrustHead, events: Sequence[tuple[int, bytes, Any]]
                 f"the bundle's last key event is entry {last_index}, but the log's signed trust head is entry "
                 f"{head.head_index}: the key history is incomplete"
             )
-    previous: tuple[int, bytes] = fold.GENESIS
+    previous: tuple[int, bytes] = fold.GENESIS_PREV
     linked = False
     for index, hashed, prev in events:
         if prev is None:
@@ -144,6 +144,7 @@ def verify_verdict_bundle(
     _check_inclusion(bundle, cp)
     # (6) Every entry decodes and is signed by the keys it records.
     facts: dict[int, Any] = {}
+    data = {item.index: item.data for item in bundle.entries}
     events: list[tuple[int, bytes, Any]] = []
     signatures = 0
     for item in bundle.entries:
@@ -166,7 +167,7 @@ def verify_verdict_bundle(
     if cp.size == 0:
         raise VerificationError("the bundle's checkpoint is of an empty log")
     chain, predicate_types = fold.recompute_chain(
-        wanted, [facts[i] for i in sorted(facts) if i <= last], root, as_of_time=as_of_time
+        wanted, [facts[i] for i in sorted(facts) if i <= last], data, root, as_of_time=as_of_time
     )
     result = VerifiedBundle(
         subject=wanted,

@@ -107,7 +107,6 @@ def test_missing_input_is_missing(store, fetch) -> None:  # type: ignore[no-unty
     assert any(link["kind"] == "missing" and link["subject"] == f"sha256:{chain.hw}" for link in result.chain["links"])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12's fold judges cycles; until it is merged, server and verifier both say trusted")
 def test_dependency_cycle_is_not_trusted(store, fetch) -> None:  # type: ignore[no-untyped-def]
     trust = helpers.Trust(store)
     ci = trust.add("ci", Grant((SLSA_V1,)))
@@ -318,3 +317,25 @@ def test_trust_head_text_round_trips_and_is_strict() -> None:
 
 
 TRUST_HEAD = "provenance-ledger/trust-head/v1"
+
+
+def test_key_history_check_follows_predecessors() -> None:
+    """Pure: with ``prev`` links, a gap is caught even where a (wrong) head's count and last
+    event match; a legacy (prev-less) event after linked ones is refused."""
+    from ledger.trust.bundle_verify import _check_key_history  # noqa: PLC0415
+
+    h = [bytes([i]) * 32 for i in range(4)]
+    zero = (-1, b"\0" * 32)
+    linked = [(3, h[0], zero), (5, h[1], (3, h[0])), (9, h[2], (5, h[1]))]
+
+    def head(events):  # type: ignore[no-untyped-def]
+        return TrustHead("log", 20, b"\1" * 32, "ab" * 32, len(events), events[-1][0], events[-1][1])
+
+    _check_key_history(head(linked), linked)
+    gap = [linked[0], linked[2]]
+    with pytest.raises(VerificationError, match="a key event is missing"):
+        _check_key_history(head(gap), gap)
+    with pytest.raises(VerificationError, match="incomplete"):
+        _check_key_history(head(linked), linked[:2])
+    with pytest.raises(VerificationError, match="names no predecessor"):
+        _check_key_history(head(linked + [(11, h[3], None)]), linked + [(11, h[3], None)])
