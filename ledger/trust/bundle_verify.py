@@ -144,7 +144,6 @@ def verify_verdict_bundle(
     _check_inclusion(bundle, cp)
     # (6) Every entry decodes and is signed by the keys it records.
     facts: dict[int, Any] = {}
-    data = {item.index: item.data for item in bundle.entries}
     events: list[tuple[int, bytes, Any]] = []
     signatures = 0
     for item in bundle.entries:
@@ -167,7 +166,7 @@ def verify_verdict_bundle(
     if cp.size == 0:
         raise VerificationError("the bundle's checkpoint is of an empty log")
     chain, predicate_types = fold.recompute_chain(
-        wanted, [facts[i] for i in sorted(facts) if i <= last], data, root, as_of_time=as_of_time
+        wanted, [facts[i] for i in sorted(facts) if i <= last], root, as_of_time=as_of_time
     )
     result = VerifiedBundle(
         subject=wanted,

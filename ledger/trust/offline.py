@@ -16,7 +16,7 @@ server ran when it stored them:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -86,18 +86,19 @@ def _reappraise(f: LeafFacts, facts: Sequence[LeafFacts], fold: TrustFold) -> tu
 def recompute_chain(
     artifact: str,
     facts: Sequence[LeafFacts],
-    data: Mapping[int, bytes],
     root: PublicKey,
     *,
     as_of_time: int,
 ) -> tuple[dict[str, Any], dict[int, str]]:
     """The chain JSON of ``artifact`` from ``facts`` (ascending, every one up to the index judged
-    at, with every key event among them) and their leaf bytes ``data``."""
+    at, with every key event among them, their signatures already verified)."""
     fold = TrustFold(root.spki_der)
     for f in facts:
         if f.index > fold.size:
             fold.skip_to(f.index, fold.last_time)  # the bundle holds every key event: none in between
-        fold.feed_facts(f, data[f.index])
+        # step 6 checked every recorded signer's signature (key events: the root's), so the fold
+        # need not decode the leaf again to re-check the root's (``data=None``)
+        fold.feed_facts(f, None)
     damaged = [(i, why) for i, why in fold.problems if why.startswith("key-event")]
     if damaged:
         raise VerificationError(f"the log's key history is damaged at entry {damaged[0][0]}: {damaged[0][1]}")
