@@ -4,6 +4,8 @@
   ``from a.b import c`` (to ``a.b`` — the package face when ``a.b`` is a package — and to ``a.b.c``
   when that is a module), wherever the statement sits (top level, function, ``TYPE_CHECKING``);
 - no module over 700 lines (one allow-listed exception, owned elsewhere);
+- package faces (``__init__``) only re-export: a docstring, imports, ``__all__`` (and
+  ``__version__``), nothing else;
 - at most six loose modules directly in ``ledger/``;
 - migrations are frozen snapshots: they import no project code.
 """
@@ -19,9 +21,12 @@ MAX_LINES = 700
 #: modules allowed over MAX_LINES, each with the issue that splits it
 OVERSIZE_ALLOWED = {
     "ledger/services/shards.py",  # issue 17: the workers engineer splits the shard audit
-    "ledger/tlog/note.py",  # issue 11: split right after the move (kept whole so the move stays mechanical)
 }
 MAX_LOOSE = 6
+#: faces allowed one statement that is not a re-export, with the reason
+FACE_EXCEPTIONS = {
+    "workers/__init__.py",  # ``celery -A workers`` finds the Celery ``app`` on the package itself
+}
 
 
 def _module_files() -> dict[str, Path]:
@@ -163,3 +168,24 @@ def test_migrations_import_no_project_code():
                 if module == "<relative>" or module.split(".")[0] in PACKAGES:
                     offenders.append(f"{file.name}:{node.lineno} imports {module}")
     assert offenders == [], f"migrations import project code: {offenders}"
+
+
+def test_package_faces_only_re_export():
+    offenders = []
+    for package in PACKAGES:
+        for face in sorted((ROOT / package).rglob("__init__.py")):
+            rel = face.relative_to(ROOT).as_posix()
+            if rel in FACE_EXCEPTIONS:
+                continue
+            tree = ast.parse(face.read_text(encoding="utf-8"), filename=str(face))
+            for i, node in enumerate(tree.body):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    continue
+                if i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+                    continue  # the docstring
+                if isinstance(node, ast.Assign) and all(
+                    isinstance(t, ast.Name) and t.id in ("__all__", "__version__") for t in node.targets
+                ):
+                    continue
+                offenders.append(f"{rel}:{node.lineno} {type(node).__name__}")
+    assert offenders == [], f"package faces that do more than re-export: {offenders}"

@@ -13,10 +13,9 @@ import threading
 from typing import Any
 
 from ledger.config import Settings
-from ledger.db import store
 from ledger.db.engine import make_engine, make_session_factory
 from ledger.errors import IntegrityError
-from ledger.services import audit, integrity, setup
+from ledger.services import audit, browse, integrity, setup
 from ledger.services.log import LogIdentity, load_log_identity
 from web.app import create_app
 from web.extension import IntegrityState
@@ -36,7 +35,7 @@ def check_at_start(settings: Settings) -> tuple[IntegrityState, bool]:
     try:
         setup.check_initialised(engine)
         with make_session_factory(engine)() as session:
-            size = store.current_size(session)
+            size = browse.tree_size(session)
             if size <= integrity.full_check_limit():
                 report = audit.audit(session, identity)
                 if not report.ok:

@@ -11,12 +11,11 @@ from collections.abc import Callable
 import redis
 from celery import Celery, chord
 from kombu.exceptions import OperationalError as KombuOperationalError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledger.db.models import AuditShard
 from ledger.errors import UnavailableError
 from ledger.services import shards
+from ledger.services.audit_dispatch import shard_ranges
 from workers.app import is_embedded
 from workers.context import redis_client
 
@@ -42,12 +41,7 @@ def enqueue_audit(app: Celery, sessions: Callable[[], Session], audit_id: int) -
     If the broker refuses, the audit is marked failed (so nothing waits on it) and
     UnavailableError is raised.
     """
-    with sessions() as session:
-        rows = session.execute(
-            select(AuditShard.shard, AuditShard.start_index, AuditShard.end_index)
-            .where(AuditShard.audit_id == audit_id)
-            .order_by(AuditShard.shard)
-        ).all()
+    rows = shard_ranges(sessions, audit_id)
     header = [app.signature("provledger.audit_shard", args=(audit_id, n, start, end)) for n, start, end in rows]
     body = app.signature("provledger.audit_combine", kwargs={"audit_id": audit_id})
     try:

@@ -13,16 +13,13 @@ certificate in each module; the certificates themselves come with the evidence o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
-
 from ledger.attestation._x509 import clear_caches
 from ledger.attestation.appraisal import ACCEPT, REJECT, Appraisal, Check, Policy
-from ledger.attestation.nitro import AWS_NITRO_ROOT_FINGERPRINTS, appraise_nitro
-from ledger.attestation.sev_snp import AMD_ARK_FINGERPRINTS, appraise_sev_snp
-from ledger.attestation.tdx import INTEL_ROOT_FINGERPRINTS, appraise_tdx
-from ledger.attestation.tpm import KNOWN_TPM_ROOTS, appraise_tpm
-from ledger.errors import MalformedError
+from ledger.attestation.kinds import DEFAULT_POLICY, KINDS, appraise
+from ledger.attestation.nitro import AWS_NITRO_ROOT_FINGERPRINTS
+from ledger.attestation.sev_snp import AMD_ARK_FINGERPRINTS
+from ledger.attestation.tdx import INTEL_ROOT_FINGERPRINTS
+from ledger.attestation.tpm import KNOWN_TPM_ROOTS
 
 __all__ = [
     "ACCEPT",
@@ -39,45 +36,3 @@ __all__ = [
     "appraise",
     "clear_caches",
 ]
-
-KINDS = ("sev-snp", "tdx", "tpm", "nitro")
-DEFAULT_POLICY = Policy()
-
-_APPRAISERS = {
-    "sev-snp": appraise_sev_snp,
-    "tdx": appraise_tdx,
-    "tpm": appraise_tpm,
-    "nitro": appraise_nitro,
-}
-
-
-def appraise(
-    kind: str,
-    evidence: bytes,
-    *,
-    endorsements: Sequence[bytes] = (),
-    now: datetime,
-    policy: Policy = DEFAULT_POLICY,
-) -> Appraisal:
-    """Appraise TEE evidence against the pinned vendor roots and ``policy``.
-
-    Args:
-        kind: one of :data:`KINDS`.
-        evidence: the evidence bytes (format per ``kind``).
-        endorsements: certificate/CRL files (PEM or DER) the evidence does not carry.
-        now: the time certificates must be valid at (timezone-aware).
-        policy: the appraisal policy.
-
-    Returns:
-        The :class:`Appraisal`; ``verdict`` is ``"accept"`` only if every check passed.
-
-    Raises:
-        MalformedError: an unknown ``kind``, or evidence/endorsements that do not parse.
-        ValueError: ``now`` is naive.
-    """
-    try:
-        appraiser = _APPRAISERS[kind]
-    except KeyError:
-        msg = f"unknown evidence type {kind!r} (expected one of {', '.join(KINDS)})"
-        raise MalformedError(msg) from None
-    return appraiser(evidence, endorsements=endorsements, now=now, policy=policy)

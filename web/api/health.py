@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ledger.db import store
+from ledger.services.browse import tree_size
 from web.extension import get_session, ledger
 
 __all__ = ["bp"]
@@ -18,7 +18,7 @@ def healthz() -> tuple[Response, int]:
     state = ext.integrity
     if state.compromised is not None:
         return jsonify({"status": "compromised", "writes": "stopped", **state.compromised}), 503
-    size = store.current_size(get_session())
+    size = tree_size(get_session())
     return jsonify(
         {
             "status": "ok",
@@ -32,7 +32,7 @@ def healthz() -> tuple[Response, int]:
 @bp.get("/metrics")
 def metrics() -> Response:
     ext = ledger()
-    size = store.current_size(get_session())
+    size = tree_size(get_session())
     lines = [
         "# HELP provledger_tree_size Entries in the log.",
         "# TYPE provledger_tree_size gauge",

@@ -13,11 +13,10 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from ledger.db import store
 from ledger.records.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import LedgerError, MalformedError, TooLargeError, UnavailableError
 from ledger.records.leaf import decode_leaf
-from ledger.services import append, receipts
+from ledger.services import append, browse, receipts
 from ledger.services.deployment import appraisal_of
 from ledger.services.cosign import cosigned_notes, latest_cosigned_note
 from ledger.services.registry import authenticate
@@ -122,7 +121,7 @@ def post_batch() -> tuple[Response, int]:
 
 
 def _entry_json(session: Any, index: int) -> dict[str, Any]:
-    row = store.get_entry(session, index)
+    row = browse.get_entry(session, index)
     leaf = decode_leaf(row.data)
     out: dict[str, Any] = {
         "index": row.idx,
@@ -167,7 +166,7 @@ def list_entries() -> Response:
     after = _int_arg("after") if "after" in request.args else -1
     limit = min(_int_arg("limit", 100, minimum=1), MAX_PAGE)
     session = get_session()
-    indexes = store.entry_indexes_by_subject(session, algorithm, digest.lower(), after=after, limit=limit)
+    indexes = browse.entry_indexes_by_subject(session, algorithm, digest.lower(), after=after, limit=limit)
     return jsonify(
         {
             "entries": [_entry_json(session, i) for i in indexes],
@@ -194,7 +193,7 @@ def get_checkpoints() -> Response:
     after = _int_arg("after") if "after" in request.args else -1
     limit = min(_int_arg("limit", 100, minimum=1), MAX_PAGE)
     session = get_session()
-    page = store.list_checkpoints(session, after=after, limit=limit)
+    page = browse.list_checkpoints(session, after=after, limit=limit)
     notes = cosigned_notes(session, [(c.tree_size, c.note) for c in page])
     return jsonify(
         {

@@ -16,17 +16,17 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, session as cookie, url_for
 
-from ledger.db import store
-from ledger.db.models import ApiToken
 from ledger.errors import IntegrityError, LedgerError, MalformedError, NotFoundError
 from ledger.records.leaf import decode_leaf
 from ledger.services import receipts, registry
-from ledger.trust.graph import normalise_algorithm
 from ledger.trust.policy import KeyState
+from ledger.services import browse
 from ledger.services import setup as ledger_setup
+from ledger.services.search import SearchResult, normalise_digest
+from ledger.services.search import search as search_entries
+from ledger.services.tokens import Token, admin_token
 from ledger.services.trust import key_rows, load_keys
 from web.extension import get_session, ledger
-from ledger.db import browse as queries
 import web.ui.chains as chains
 import web.ui.graph as graph
 from web.ui.security import check_csrf, csrf_token
@@ -43,15 +43,11 @@ bp = Blueprint(
 
 PAGE = 25
 RECENT = 10
-MAX_QUERY_CHARS = 1024
 #: Indexes and sizes are 63-bit in the store; larger numbers are refused, not overflowed.
 MAX_INT = 2**63 - 1
 #: A statement larger than this is shown cut, with a link to the full JSON.
 MAX_STATEMENT_CHARS = 200_000
 HOUR, DAY = 3600, 86400
-
-_DIGEST = re.compile(r"([A-Za-z][A-Za-z0-9_-]{0,31}):([0-9A-Fa-f]{8,128})")
-_BARE_SHA256 = re.compile(r"[0-9A-Fa-f]{64}")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -85,18 +81,6 @@ def _parse_rfc3339(value: str) -> int:
 def _shell_quote(text: str) -> str:
     """Single-quoted for a POSIX shell, whatever the text holds."""
     return "'" + text.replace("'", "'\"'\"'") + "'"
-
-
-def _normalise_digest(text: str) -> tuple[str, str] | None:
-    """(algorithm, lowercase hex) of ``alg:hex`` or a bare 64-hex SHA-256, else None."""
-    text = text.strip()
-    if _BARE_SHA256.fullmatch(text):
-        return "sha256", text.lower()
-    m = _DIGEST.fullmatch(text)
-    algorithm = normalise_algorithm(m.group(1)) if m is not None else None
-    if m is None or algorithm is None:  # e.g. "key:<key id>", a key event's subject name
-        return None
-    return algorithm, m.group(2).lower()
 
 
 @bp.app_template_filter("utc")
@@ -134,12 +118,12 @@ def _csrf() -> None:
 def overview() -> str:
     session = get_session()
     ext = ledger()
-    size = store.current_size(session)
-    checkpoint = store.latest_checkpoint(session)
+    size = browse.tree_size(session)
+    checkpoint = browse.latest_checkpoint(session)
     now = int(time.time())
     rate = {
-        "hour": size - queries.first_index_at_or_after(session, size, now - HOUR),
-        "day": size - queries.first_index_at_or_after(session, size, now - DAY),
+        "hour": browse.entries_since(session, size, now - HOUR),
+        "day": browse.entries_since(session, size, now - DAY),
     }
     return render_template(
         "overview.html",
@@ -147,66 +131,32 @@ def overview() -> str:
         checkpoint=checkpoint,
         vkey=ext.log.vkey,
         rate=rate,
-        recent=queries.recent_entries(session, RECENT),
+        recent=browse.recent_entries(session, RECENT),
         running_audits=_running_audits(session),
     )
 
 
 def _running_audits(session: Any) -> list[dict[str, Any]]:
-    runs = queries.audit_runs(session, limit=5)
+    runs = browse.audit_runs(session, limit=5)
     return [r for r in runs or [] if r["state"] in ("queued", "running")]
 
 
 # ------------------------------------------------------------------------------ search
 
 
-def _search_sources(session: Any, q: str) -> tuple[list[Callable[[int, int], list[int]]], list[str], tuple[str, str] | None]:
-    """The page sources a query stands for, a description of each, and its digest if it is one."""
-    sources: list[Callable[[int, int], list[int]]] = []
-    meaning: list[str] = []
-    if q.lower().startswith("signer:"):
-        who = q[len("signer:") :].strip()
-        key_ids = [who.lower()] if _BARE_SHA256.fullmatch(who) else queries.key_ids_named(session, who)
-        sources.append(lambda a, n: queries.entries_by_key_ids(session, key_ids, a, n))
-        meaning.append(f"records signed by {who!r}")
-        return sources, meaning, None
-    digest = _normalise_digest(q)
-    if digest is not None:
-        algorithm, value = digest
-        sources.append(lambda a, n: queries.entries_by_subject_digest(session, algorithm, value, a, n))
-        meaning.append(f"subject digest {algorithm}:{value}")
-        if algorithm == "sha256" and len(value) == 64:  # a key id has the same shape
-            sources.append(lambda a, n: queries.entries_by_key_ids(session, [value], a, n))
-            meaning.append(f"signer key id {value}")
-        return sources, meaning, digest
-    sources.append(lambda a, n: queries.entries_by_subject_name(session, q, a, n))
-    meaning.append(f"subject name {q!r}")
-    sources.append(lambda a, n: queries.entries_by_predicate_type(session, q, a, n))
-    meaning.append(f"predicate type {q!r}")
-    key_ids = queries.key_ids_named(session, q)
-    if key_ids:
-        sources.append(lambda a, n: queries.entries_by_key_ids(session, key_ids, a, n))
-        meaning.append(f"signer {q!r}")
-    return sources, meaning, None
-
-
 @bp.get("/search")
 def search() -> str:
     q = request.args.get("q", "").strip()
-    if len(q) > MAX_QUERY_CHARS:
-        raise MalformedError(f"a search is at most {MAX_QUERY_CHARS} characters")
     after = _int_arg("after")
-    results: list[queries.EntrySummary] = []
-    next_after = None
-    meaning: list[str] = []
-    digest = None
-    if q:
-        session = get_session()
-        sources, meaning, digest = _search_sources(session, q)
-        page, next_after = queries.merge_pages(sources, -1 if after is None else after, PAGE)
-        results = queries.summaries(session, page)
+    found = search_entries(get_session(), q, after=after, limit=PAGE) if q else SearchResult()
     return render_template(
-        "search.html", q=q, after=after, results=results, next_after=next_after, meaning=meaning, digest=digest
+        "search.html",
+        q=q,
+        after=after,
+        results=found.results,
+        next_after=found.next_after,
+        meaning=found.meaning,
+        digest=found.digest,
     )
 
 
@@ -222,7 +172,7 @@ def _check_index(index: int) -> None:
 def entry(index: int) -> str:
     _check_index(index)
     session = get_session()
-    row = store.get_entry(session, index)
+    row = browse.get_entry(session, index)
     try:
         leaf = decode_leaf(row.data)
     except MalformedError as exc:
@@ -238,7 +188,7 @@ def entry(index: int) -> str:
     cut = len(statement_text) > MAX_STATEMENT_CHARS
     if cut:
         statement_text = statement_text[:MAX_STATEMENT_CHARS]
-    (summary,) = queries.summaries(session, [index]) or [None]
+    (summary,) = browse.summaries(session, [index]) or [None]
     registered = load_keys(session, [k.key_id for k in leaf.signers])
     signers = [_signer_view(k.key_id, k.algorithm, registered.get(k.key_id), row.predicate_type) for k in leaf.signers]
     signatures = [
@@ -246,7 +196,7 @@ def entry(index: int) -> str:
         for s in (leaf.envelope.signatures if leaf.envelope is not None else ())
     ]
     vkey = ledger().log.vkey
-    size = store.current_size(session)
+    size = browse.tree_size(session)
     return render_template(
         "entry.html",
         index=index,
@@ -281,7 +231,7 @@ def entry_receipt(index: int) -> Response:
 
 @bp.get("/artifacts/<string:digest>")
 def artifact(digest: str) -> str | Response:
-    parsed = _normalise_digest(digest)
+    parsed = normalise_digest(digest)
     if parsed is None:
         raise MalformedError("an artifact is named by its digest: sha256:<64 hex digits> (or another algorithm:hex)")
     algorithm, value = parsed
@@ -290,7 +240,7 @@ def artifact(digest: str) -> str | Response:
         query = request.query_string.decode("ascii", errors="replace")
         return redirect(url_for("ui.artifact", digest=canonical) + (f"?{query}" if query else ""), code=301)
     session = get_session()
-    size = store.current_size(session)
+    size = browse.tree_size(session)
     at = _int_arg("at")
     if at is not None and at >= size:
         raise NotFoundError(f"there is no index {at}: the ledger has {size} entries (0 to {size - 1})")
@@ -389,9 +339,9 @@ def checkpoints() -> str:
     session = get_session()
     after = _int_arg("after")
     old, new = _int_arg("old"), _int_arg("new")
-    page = store.list_checkpoints(session, after=-1 if after is None else after, limit=PAGE + 1)
+    page = browse.list_checkpoints(session, after=-1 if after is None else after, limit=PAGE + 1)
     next_after = page[PAGE - 1].tree_size if len(page) > PAGE else None
-    size = store.current_size(session)
+    size = browse.tree_size(session)
     proof = None
     if old is not None or new is not None:
         if old is None or new is None:
@@ -401,7 +351,7 @@ def checkpoints() -> str:
         if new > size:
             raise NotFoundError(f"tree size {new} is larger than the ledger ({size} entries)")
         hashes = receipts.consistency_proof(session, old, new)
-        roots = queries.checkpoint_roots(session, [old, new])
+        roots = browse.checkpoint_roots(session, [old, new])
         proof = {
             "old_size": old,
             "new_size": new,
@@ -432,31 +382,31 @@ def checkpoints() -> str:
 def audits() -> str:
     session = get_session()
     before = _int_arg("before", minimum=1)
-    runs = queries.audit_runs(session, before=before, limit=PAGE + 1)
+    runs = browse.audit_runs(session, before=before, limit=PAGE + 1)
     next_before = None
     if runs is not None and len(runs) > PAGE:
         runs = runs[:PAGE]
         next_before = runs[-1]["id"]
-    return render_template("audits.html", runs=runs, next_before=next_before, size=store.current_size(session))
+    return render_template("audits.html", runs=runs, next_before=next_before, size=browse.tree_size(session))
 
 
 # ------------------------------------------------------------------------------ admin
 
 
-def _admin() -> ApiToken | None:
+def _admin() -> Token | None:
     """The admin token row behind this session, re-checked on every request."""
     token_id = cookie.get("admin")
     if not isinstance(token_id, int):
         return None
-    row = get_session().get(ApiToken, token_id)
-    if row is None or row.scope != "admin":
+    row = admin_token(get_session(), token_id)
+    if row is None:
         cookie.pop("admin", None)
         cookie.pop("admin_name", None)
         return None
     return row
 
 
-def _require_admin() -> ApiToken:
+def _require_admin() -> Token:
     row = _admin()
     if row is None:
         abort(redirect(url_for("ui.login", next=request.path)))
