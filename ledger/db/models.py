@@ -19,6 +19,7 @@ __all__ = [
     "Base",
     "CheckpointCosignature",
     "DeploymentAppraisal",
+    "EntryContent",
     "EntryEdge",
     "EntrySigner",
     "TrustKey",
@@ -192,6 +193,17 @@ class EntryEdge(Base):
     digest: Mapped[str] = mapped_column(String(256))
 
     __table_args__ = (Index("ix_entry_edges_digest", "algorithm", "digest", "entry_idx"),)
+
+
+class EntryContent(Base):
+    """Each entry's duplicate identity: its signed content and the keys whose signatures verify
+    (``ledger.trust.fold.content_hash``; append-only, migration 0007)."""
+
+    __tablename__ = "entry_contents"
+    entry_idx: Mapped[int] = mapped_column(ForeignKey("entries.idx"), primary_key=True, autoincrement=False)
+    content_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    __table_args__ = (Index("ix_entry_contents_content_hash", "content_hash", "entry_idx"),)
 
 
 class EntrySigner(Base):

@@ -188,6 +188,37 @@ def insert_entries(session: Session, rows: Sequence[EntryRow], nodes: Sequence[t
         _executemany(session, "tree_hashes", ("position", "hash"), list(nodes))
 
 
+def entries_by_content_hash(session: Session, hashes: Sequence[bytes]) -> dict[bytes, int]:
+    """The first entry of each content hash (``entry_contents``: the duplicate identity)."""
+    if not hashes:
+        return {}
+    found: dict[bytes, int] = {}
+    mark = _mark(session)
+    conn = session.connection()
+    wanted = list(dict.fromkeys(hashes))
+    for i in range(0, len(wanted), 900):  # under SQLite's default variable limit
+        chunk = wanted[i : i + 900]
+        sql = (
+            f"SELECT content_hash, min(entry_idx) FROM entry_contents WHERE content_hash IN ({', '.join([mark] * len(chunk))}) "
+            "GROUP BY content_hash"
+        )
+        found.update((bytes(h), idx) for h, idx in conn.exec_driver_sql(sql, tuple(chunk)))
+    return found
+
+
+def insert_contents(session: Session, rows: Sequence[tuple[int, bytes]]) -> None:
+    if rows:
+        _executemany(session, "entry_contents", ("entry_idx", "content_hash"), list(rows))
+
+
+def last_integrated_time(session: Session, size: int) -> int:
+    """The integrated time of entry ``size - 1`` (0 for an empty log)."""
+    if size == 0:
+        return 0
+    t = session.connection().exec_driver_sql(f"SELECT integrated_time FROM entries WHERE idx = {int(size) - 1}").scalar()
+    return int(t) if t is not None else 0
+
+
 def entries_by_envelope_hash(session: Session, hashes: Sequence[bytes]) -> dict[bytes, int]:
     if not hashes:
         return {}

@@ -39,6 +39,7 @@ from ledger.services.prepared import Prepared, Signer
 from ledger.services.receipts import receipts
 from ledger.trust.graph import edges_of
 from ledger.trust.policy import KeyEvent, parse_key_event
+from ledger.trust.fold import TrustFold, content_hash
 from ledger.trust.judge import judge
 from ledger.trust.deployment import parse_deployment
 from ledger.trust.predicates import DEPLOYMENT, KEY_EVENT, validate_predicate
@@ -76,7 +77,8 @@ def _decode(raw: bytes | str | Mapping[str, Any], limit: int) -> Envelope:
 
 
 def _judge_key_event(envelope: Envelope, statement: Statement, registry: TrustRegistry) -> tuple[tuple[PublicKey, ...], KeyEvent]:
-    """A key event must be signed by the ledger's administrator key and apply to the current state."""
+    """A key event must be signed by the ledger's administrator key (and only by it), commit to
+    the last key event (``prev``) and apply to the trust state (``TrustFold.admit``)."""
     if registry.root is None:
         raise NotTrustedError("the ledger has no administrator key (root of trust): run `provledger init`")
     result = verify_envelope_result(envelope, [registry.root])
@@ -84,44 +86,67 @@ def _judge_key_event(envelope: Envelope, statement: Statement, registry: TrustRe
         raise NotTrustedError(
             f"a key event must be signed by the ledger's administrator key {registry.root.key_id}; this one is not"
         )
+    if result.unverified:
+        position, _ = result.unverified[0]
+        raise SignatureError(
+            f"envelope signature {position} does not verify with the administrator key; a key event carries only its signature"
+        )
     event = parse_key_event(statement.predicate, [(s.name, s.digest) for s in statement.subjects])
-    problem = registry.state().check(event)
-    if problem is not None:
-        raise (NotFoundError if problem.startswith("no key") else ConflictError)(problem)
+    fold = registry.fold
+    if fold is not None:
+        fold.admit(event)
+    else:
+        if event.prev is None:
+            raise ConflictError("a key event must commit to its predecessor: give predicate.prev {index, leaf_hash}")
+        problem = registry.state().check(event)
+        if problem is not None:
+            raise (NotFoundError if problem.startswith("no key") else ConflictError)(problem)
     return (registry.root,), event
 
 
-def _judge(envelope: Envelope, statement: Statement, registry: TrustRegistry, now: int) -> tuple[PublicKey, ...]:
-    """The keys whose signatures make ``envelope`` trusted at ``now``, or the reason there are none.
-
-    Signatures are checked first (a registered key whose signature does not verify is a 422),
-    then the policy (``ledger.trust.policy.judge``: grants, windows, review-by,
-    revocation, threshold of distinct principals), which refuses with a 403 naming the grant a
-    key lacks.
-    """
-    hinted = [registry[s.keyid] for s in envelope.signatures if s.keyid in registry]
-    candidates = hinted or list(registry.values())
-    result = verify_envelope_result(envelope, [r.key for r in candidates])
-    if not result.keys:
-        if hinted:
-            raise SignatureError(
-                f"the envelope's signature does not verify with key {hinted[0].key.key_id} ({hinted[0].name})"
-            )
-        raise NotTrustedError("the envelope is not signed by any registered key")
-    for position, hint in result.unverified:
+def _verified_keys(envelope: Envelope, registry: TrustRegistry, everything: Callable[[], TrustRegistry] | None) -> list[PublicKey]:
+    """Every signature must verify under a registered key (hinted first, then any): one that
+    verifies under none is refused (422) and never stored. Returns the distinct keys."""
+    hinted = [registry[s.keyid].key for s in envelope.signatures if s.keyid in registry]
+    result = verify_envelope_result(envelope, hinted)
+    if result.unverified and everything is not None:
+        result = verify_envelope_result(envelope, [r.key for r in everything().values()])
+    elif result.unverified:
+        result = verify_envelope_result(envelope, [r.key for r in registry.values()])
+    if result.unverified:
+        position, hint = result.unverified[0]
         if hint in registry:
             raise SignatureError(f"envelope signature {position} does not verify with key {hint} ({registry[hint].name})")
+        if not result.keys:
+            raise NotTrustedError("the envelope is not signed by any registered key")
+        raise SignatureError(
+            f"envelope signature {position} does not verify with any registered key; "
+            "the ledger stores only signatures it can verify"
+        )
+    return result.keys
+
+
+def _judge(envelope: Envelope, statement: Statement, registry: TrustRegistry, now: int,
+           everything: Callable[[], TrustRegistry] | None = None) -> tuple[PublicKey, ...]:
+    """The keys whose signatures verify, provided they make ``envelope`` trusted at ``now``.
+
+    Signatures are checked first (a signature that verifies under no registered key is a 422),
+    then the policy (``ledger.trust.judge``: grants, windows, review-by, revocation, threshold
+    of distinct principals), which refuses with a 403 naming the grant a key lacks. Every
+    verified key is returned (the leaf lists them; the duplicate identity is built from them).
+    """
+    keys = _verified_keys(envelope, registry, everything)
+    state = registry.state() if everything is None or all(k.key_id in registry for k in keys) else everything().state()
     verdict = judge(
-        registry.state(),
+        state,
         predicate_type=statement.predicate_type,
         subject_names=[s.name for s in statement.subjects],
-        key_ids=[k.key_id for k in result.keys],
+        key_ids=[k.key_id for k in keys],
         time=now,
     )
     if not verdict.trusted:
         raise NotTrustedError(verdict.message())
-    counted = set(verdict.key_ids)
-    return tuple(k for k in result.keys if k.key_id in counted)
+    return tuple(keys)
 
 
 def prepare_envelopes(
@@ -160,10 +185,7 @@ def prepare_envelopes(
                 signers, event = _judge_key_event(envelope, statement, keys)  # type: ignore[arg-type]
                 edges: tuple[tuple[str, str, str], ...] = ()
             else:
-                keys = registry
-                if everything is not None and not any(s.keyid in registry for s in envelope.signatures):
-                    keys = everything()  # type: ignore[assignment]
-                signers = _judge(envelope, statement, keys, now)
+                signers = _judge(envelope, statement, registry, now, everything)
                 edges = edges_of(statement.predicate_type, statement.predicate, [(a, v) for a, v, _ in subjects])
                 if statement.predicate_type == DEPLOYMENT:
                     # decodes the evidence and checks the subject; the appraisal needs the store
@@ -175,7 +197,7 @@ def prepare_envelopes(
         out.append(
             Prepared(
                 canonical=canonical,
-                envelope_hash=hashlib.sha256(canonical).digest(),
+                envelope_hash=content_hash(envelope.payload_type, envelope.payload, [k.key_id for k in signers]),
                 predicate_type=statement.predicate_type,
                 subjects=subjects,
                 signers=tuple(Signer(k.key_id, k.spki_der) for k in signers),
@@ -231,7 +253,8 @@ def prepare(session: Session, raw: bytes | str | Mapping[str, Any], *, now: int,
 
 @dataclass
 class Integration:
-    """What a batch became: an index per submission and the checkpoint that covers them."""
+    """What a batch became: an index per submission (-1: refused under the lock, see
+    ``errors``) and the checkpoint that covers them."""
 
     indexes: list[int]
     created: list[bool]
@@ -243,15 +266,32 @@ class Integration:
     new_data: dict[int, bytes] = field(default_factory=dict)
     #: the log's end after this batch (valid once the caller has committed)
     edge: RightEdge | None = None
+    #: batch position → why that submission was refused under the lock (a key event whose
+    #: predecessor is no longer the last key event: replayed, forked or out of order)
+    errors: dict[int, LedgerError] = field(default_factory=dict)
+
+    def results(self, issued: Sequence[dict[str, Any]]) -> list[Appended | LedgerError]:
+        """Receipts (``issued``, for the non-refused positions in order) and errors, in batch order."""
+        it = iter(issued)
+        out: list[Appended | LedgerError] = []
+        for position, (index, created) in enumerate(zip(self.indexes, self.created, strict=True)):
+            out.append(self.errors[position] if index < 0 else Appended(next(it), created))
+        return out
+
+    @property
+    def issued_indexes(self) -> list[int]:
+        return [i for i in self.indexes if i >= 0]
 
 
 @dataclass(frozen=True)
 class RightEdge:
-    """Where the log ends: its size, the hashes of its right-edge subtrees and its chain head."""
+    """Where the log ends: its size, the hashes of its right-edge subtrees, its chain head and
+    the integrated time of its last entry (integrated time never goes backwards)."""
 
     size: int
     frontier: tuple[bytes, ...]
     head: bytes
+    time: int = 0
 
 
 def integrate(
@@ -261,33 +301,60 @@ def integrate(
 
     ``edge`` is what this process committed last; it is used only when the locked size proves
     that nobody appended since (sizes only grow), and saves reading the right edge back.
+
+    Under the lock: the batch's integrated time is at least the last entry's (two processes with
+    different clocks cannot make time go backwards); duplicates (same content hash) return the
+    first entry; each key event must commit to the last key event (``TrustFold.admit``), else it
+    is refused with ConflictError and not appended.
     """
     size = store.lock_sequencer(session)
-    existing = store.entries_by_envelope_hash(session, [p.envelope_hash for p in batch])
+    existing = store.entries_by_content_hash(session, [p.envelope_hash for p in batch])
     if edge is not None and edge.size == size:
         tree = CompactRange(size, edge.frontier)
         head = edge.head
+        last_time = edge.time
     else:
         tree = store.read_frontier(session, size)
         head = store.chain_head(session, size)
+        last_time = store.last_integrated_time(session, size)
+    now = max(now, last_time)
     known: dict[NodeId, bytes] = dict(zip(frontier_nodes(size), tree.hashes, strict=True))
+    fold: TrustFold | None = None
+    if any(p.key_event is not None for p in batch):
+        from ledger.services.trust import trust_fold  # noqa: PLC0415
+
+        fold = trust_fold(session).copy()
 
     rows: list[store.EntryRow] = []
     nodes: list[tuple[int, bytes]] = []
     new_data: dict[int, bytes] = {}
     indexes: list[int] = []
     created: list[bool] = []
+    errors: dict[int, LedgerError] = {}
     provenance: list[tuple[int, Prepared]] = []
-    for p in batch:
+    for position, p in enumerate(batch):
         if p.envelope_hash in existing:
             indexes.append(existing[p.envelope_hash])
             created.append(False)
             continue
         index = size + len(rows)
+        if p.key_event is not None:
+            assert fold is not None
+            try:
+                fold.skip_to(index, fold.last_time)
+                fold.admit(p.key_event)
+            except LedgerError as exc:
+                errors[position] = exc
+                indexes.append(-1)
+                created.append(False)
+                continue
         if p.bundle_signer is None:
             data = encode_leaf_from_canonical(p.canonical, now, p.signers)
         else:
             data = encode_bundle_leaf(p.canonical, now, p.bundle_signer)
+        if p.key_event is not None:
+            assert fold is not None
+            fold.feed(index, data)
         leaf = leaf_hash(data)
         head = chain_hash(head, leaf)
         known[(0, index)] = leaf
@@ -317,6 +384,7 @@ def integrate(
     if rows:
         new_size = size + len(rows)
         store.insert_entries(session, rows, nodes)
+        store.insert_contents(session, [(r.idx, r.envelope_hash) for r in rows])
         _insert_provenance(session, provenance)
         apply_key_events(session, [(i, now, p.key_event) for i, p in provenance if p.key_event is not None])
         store.advance_sequencer(session, new_size)
@@ -324,8 +392,11 @@ def integrate(
         note = sign_checkpoint(Checkpoint(origin=log.origin, size=new_size, root=root), log.signer).decode("utf-8")
         store.insert_checkpoint(session, new_size, root, note, now)
         size = new_size
+        last_time = now
     session.flush()
-    return Integration(indexes, created, size, note, known, new_data, RightEdge(size, tuple(tree.hashes), head))
+    return Integration(
+        indexes, created, size, note, known, new_data, RightEdge(size, tuple(tree.hashes), head, last_time), errors
+    )
 
 
 def _insert_provenance(session: Session, created: Sequence[tuple[int, Prepared]]) -> None:
@@ -377,15 +448,14 @@ def append_batch(
             integration = integrate(session, ready, log, now=now)
         issued = receipts(
             session,
-            integration.indexes,
+            integration.issued_indexes,
             tree_size=integration.tree_size if integration.checkpoint_note else None,
             checkpoint_note=integration.checkpoint_note,
             known=integration.known_nodes,
             data=integration.new_data,
         )
-    it = iter(zip(issued, integration.created, strict=True))
+    it = iter(integration.results(issued))
     for position, item in enumerate(prepared):
         if isinstance(item, Prepared):
-            receipt, created = next(it)
-            results[position] = Appended(receipt, created)
+            results[position] = next(it)
     return results

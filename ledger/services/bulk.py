@@ -103,7 +103,11 @@ def import_envelopes(
                 result = integrate(session, ready, log, now=now)
             created = sum(result.created)
             summary.created += created
-            summary.duplicates += len(ready) - created
+            summary.duplicates += len(ready) - created - len(result.errors)
+            summary.refused += len(result.errors)
+            for error in result.errors.values():
+                if len(summary.errors) < MAX_REPORTED_ERRORS:
+                    summary.errors.append((position - len(prepared), error))
             summary.tree_size = result.tree_size
             summary.batches += 1
         if progress is not None:

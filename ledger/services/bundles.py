@@ -43,7 +43,6 @@ from ledger.trust.graph import edges_of
 from ledger.trust.judge import judge
 from ledger.trust.predicates import KEY_EVENT, validate_predicate
 from ledger.records.leaf import canonical_json
-from ledger.services.prepared import Prepared, Signer
 from ledger.interop.sigstore import Bundle, IdentityPolicy, TrustedRoots, VerifiedBundle, load_trusted_roots, parse_bundle, verify_bundle
 from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from ledger.db import store
 from ledger.db.models import Entry, EntryEdge, EntrySigner, EntrySubject, TrustKey
 from ledger.errors import MalformedError, NotFoundError
-from ledger.trust.chain import MAX_LINKS, RecordInfo, TeeInfo, evaluate_chain, parse_digest
+from ledger.trust.chain import MAX_LINKS, RecordInfo, TeeInfo, parse_digest
+from ledger.trust.verdict import chain_verdict
 from ledger.trust.graph import WALKED_KINDS
 from ledger.trust.policy import matches_subject
 from ledger.trust.predicates import DEPLOYMENT, kind_of
@@ -120,7 +121,7 @@ def chain(session: Session, digest: str, *, at: int | None = None, now: int | No
         last = at
     indexes = reachable(session, algorithm, value, at=last) if last >= 0 else []
     records = load_records(session, indexes)
-    return evaluate_chain((algorithm, value), records, state, as_of_time=as_of_time)
+    return chain_verdict((algorithm, value), records, state, as_of_time=as_of_time)
 
 
 # ------------------------------------------------------------------------------ search

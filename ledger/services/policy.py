@@ -19,16 +19,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ledger.db.models import Entry, TrustKey, TrustRoot, TrustThreshold
-from ledger.records.dsse import pae
 from ledger.errors import LedgerError
 from ledger.records.keys import public_key_from_der
 from ledger.trust.policy import KeyEvent, KeyState, TrustState, parse_key_event
 from ledger.trust.predicates import KEY_EVENT, validate_predicate
-from ledger.records.leaf import decode_leaf
 from ledger.services.log import LogIdentity
-from ledger.services.trust import key_state_of, row_of
+from ledger.services.trust import key_state_of, row_of, trust_fold
+from ledger.trust.fold import TrustFold
 
-__all__ = ["TrustProblem", "apply_key_events", "key_event_entries", "state_at", "verify_trust_state"]
+__all__ = ["TrustProblem", "apply_key_events", "fold_key_events", "key_event_entries", "state_at", "verify_trust_state"]
 
 
 @dataclass(frozen=True)
@@ -100,36 +99,25 @@ def _root_key_id(session: Session) -> str | None:
     return row.key_id if row is not None else None
 
 
-def _event_of(data: bytes, root_der: bytes | None) -> KeyEvent:
-    """Decode a key-event leaf and check it is signed by the root key (LedgerError otherwise)."""
-    from ledger.errors import NotTrustedError  # noqa: PLC0415
-
-    leaf = decode_leaf(bytes(data))
-    if root_der is None:
-        raise NotTrustedError("the store has no root of trust (administrator key)")
-    root = public_key_from_der(root_der)
-    message = pae(leaf.envelope.payload_type, leaf.envelope.payload)
-    if not any(root.verify(s.sig, message) for s in leaf.envelope.signatures):
-        raise NotTrustedError("the key event is not signed by the administrator key")
-    return event_from_statement(json.loads(leaf.envelope.payload))
+def fold_key_events(session: Session, *, at: int | None = None) -> TrustFold:
+    """A from-scratch fold of the key-event entries up to ``at`` (inclusive; None: all), from
+    their leaf bytes (``ledger.trust.fold``)."""
+    root = session.get(TrustRoot, 1)
+    fold = TrustFold(bytes(root.public_key) if root is not None else None)
+    for index, _time, data in key_event_entries(session, at=at):
+        fold.skip_to(index, fold.last_time)
+        try:
+            fold.feed(index, bytes(data))
+        except LedgerError:
+            continue
+    return fold
 
 
 def state_at(session: Session, at: int | None = None) -> TrustState:
-    """The trust state as the key-event entries up to index ``at`` (inclusive; None: all) build it.
-
-    Entries that do not decode or are not signed by the root key are skipped (the audit
-    reports them); they never were applied either, because prepare refuses them.
-    """
-    root = session.get(TrustRoot, 1)
-    root_der = bytes(root.public_key) if root is not None else None
-    state = TrustState(root_key_id=root.key_id if root is not None else None)
-    for index, time, data in key_event_entries(session, at=at):
-        try:
-            event = _event_of(data, root_der)
-        except LedgerError:
-            continue
-        state.apply(event, index, time)
-    return state
+    """The trust state as the key-event entries up to index ``at`` (inclusive; None: all) build it
+    (the process's incremental fold, ``ledger.services.trust.trust_fold``)."""
+    fold = trust_fold(session)
+    return fold.state if at is None else fold.state_at(at)
 
 
 def _materialised(session: Session) -> tuple[dict[str, KeyState], dict[str, tuple[int, int]]]:
@@ -150,14 +138,10 @@ def verify_trust_state(session: Session, log: LogIdentity | None = None) -> list
     root_der = bytes(root.public_key) if root is not None else None
     if root is not None and public_key_from_der(root_der).key_id != root.key_id:  # type: ignore[arg-type]
         problems.append(Problem(None, "trust_state", "the root of trust's key id does not match its public key"))
-    folded = TrustState(root_key_id=root.key_id if root is not None else None)
-    for index, time, data in key_event_entries(session):
-        try:
-            event = _event_of(data, root_der)
-        except LedgerError as exc:
-            problems.append(Problem(index, "key_event", f"key-event entry {index}: {exc.diagnostics()}"))
-            continue
-        folded.apply(event, index, time)
+    fold = fold_key_events(session)
+    for index, message in fold.problems:
+        problems.append(Problem(index, "key_event", message))
+    folded = fold.state
     keys, thresholds = _materialised(session)
     for key_id in sorted(set(keys) | set(folded.keys)):
         stored, expected = keys.get(key_id), folded.keys.get(key_id)

@@ -29,8 +29,10 @@ class Prepared:
     Plain values only, so that preparation can run in other processes (``ledger.services.bulk``).
     """
 
-    #: the envelope's RFC 8785 bytes (its SHA-256 is the duplicate check)
+    #: the envelope's RFC 8785 bytes
     canonical: bytes
+    #: the duplicate identity: ``ledger.trust.fold.content_hash`` of the signed content and the
+    #: keys whose signatures verify (a Sigstore bundle: SHA-256 of its RFC 8785 bytes)
     envelope_hash: bytes
     predicate_type: str
     #: (algorithm, lowercase digest, name) of each subject digest

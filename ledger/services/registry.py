@@ -15,6 +15,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,8 @@ from ledger.trust.policy import Grant, Identity, KeyEvent, key_event_subject
 from ledger.trust.predicates import KEY_EVENT
 from ledger.services.append import Appended, append_batch
 from ledger.services.log import LogIdentity
+from ledger.services.trust import trust_fold
+from ledger.trust.fold import GENESIS
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "create_token",
     "key_event_envelope",
     "key_event_statement",
+    "next_prev",
     "reaffirm_key",
     "revoke_key",
     "rotate_key",
@@ -66,8 +70,19 @@ def key_event_envelope(admin: PrivateKey, event: KeyEvent) -> dict:  # type: ign
     return sign_envelope(key_event_statement(event), IN_TOTO_PAYLOAD_TYPE, [admin])
 
 
+def next_prev(session: Session) -> tuple[int, str]:
+    """What the next key event commits to: (index, hex leaf hash) of the last key event the
+    ledger applied, or the genesis value (-1, 64 zeros) for the first."""
+    return trust_fold(session).last_key_event or GENESIS
+
+
 def submit_key_event(sessions: Sessions, log: LogIdentity, admin: PrivateKey, event: KeyEvent, *, now: int) -> Appended:
-    """Sign and append a key event; raises its error if the ledger refuses it."""
+    """Sign and append a key event (committing it to the last key event unless it already names
+    its ``prev``); raises its error if the ledger refuses it (ConflictError: another key event
+    was appended in between)."""
+    if event.prev is None:
+        with sessions() as session:
+            event = replace(event, prev=next_prev(session))
     (result,) = append_batch(sessions, [key_event_envelope(admin, event)], log, now=now)
     if isinstance(result, LedgerError):
         raise result

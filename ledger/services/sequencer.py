@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Job:
     batch: Sequence[Prepared]
-    done: Future[list[Appended]] = field(default_factory=Future)
+    done: Future[list[Appended | LedgerError]] = field(default_factory=Future)
 
 
 class Sequencer:
@@ -60,7 +60,7 @@ class Sequencer:
         self.entries = 0
         self._edge: RightEdge | None = None
 
-    def submit(self, batch: Sequence[Prepared], *, timeout: float = 120.0) -> list[Appended]:
+    def submit(self, batch: Sequence[Prepared], *, timeout: float = 120.0) -> list[Appended | LedgerError]:
         """Queue prepared records; block until they are committed (or the batch failed)."""
         if not batch:
             return []
@@ -123,7 +123,7 @@ class Sequencer:
                 job.done.set_result(results[start : start + len(job.batch)])
                 start += len(job.batch)
 
-    def _integrate(self, batch: list[Prepared]) -> list[Appended]:
+    def _integrate(self, batch: list[Prepared]) -> list[Appended | LedgerError]:
         now = int(self._clock())
         with self._sessions() as session:
             try:
@@ -139,10 +139,10 @@ class Sequencer:
             self.entries += sum(integration.created)
             issued = receipts(
                 session,
-                integration.indexes,
+                integration.issued_indexes,
                 tree_size=integration.tree_size if integration.checkpoint_note else None,
                 checkpoint_note=integration.checkpoint_note,
                 known=integration.known_nodes,
                 data=integration.new_data,
             )
-        return [Appended(r, c) for r, c in zip(issued, integration.created, strict=True)]
+        return integration.results(issued)

@@ -13,6 +13,7 @@ Keyless identities (``register-identity``) share the ``trust_keys`` table with k
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -22,9 +23,12 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from ledger.db.models import TrustKey, TrustRoot, TrustThreshold
+from ledger.db import store
+from ledger.db.models import Entry, TrustKey, TrustRoot, TrustThreshold
+from ledger.errors import LedgerError
 from ledger.records.keys import PublicKey, public_key_from_der
-from ledger.trust.policy import IDENTITY_ALGORITHM, Grant, KeyState, TrustState
+from ledger.trust.policy import IDENTITY_ALGORITHM, TEE_ROOT_ALGORITHM, Grant, KeyState, TrustState
+from ledger.trust.fold import TrustFold
 from ledger.trust.predicates import KEY_EVENT
 
 __all__ = [
@@ -37,6 +41,8 @@ __all__ = [
     "load_keys",
     "load_root",
     "load_state",
+    "load_table_state",
+    "trust_fold",
     "registry_from_rows",
     "row_of",
 ]
@@ -74,6 +80,8 @@ class TrustRegistry(dict[str, RegisteredKey]):
         self.thresholds = thresholds
         self.identities: dict[str, KeyState] = dict(identities or {})
         self._state: TrustState | None = None
+        #: the trust fold this registry was read from (None: built from plain rows)
+        self.fold: TrustFold | None = None
 
     def state(self) -> TrustState:
         """The loaded keys as a (partial) TrustState; built once (treat it as read-only)."""
@@ -154,62 +162,130 @@ def _thresholds(session: Session) -> dict[str, tuple[int, int]]:
     return {p: (n, i) for p, n, i in session.execute(select(TrustThreshold.pattern, TrustThreshold.threshold, TrustThreshold.set_index))}
 
 
-#: (database URL) → ((root key id, last key-event index), the whole registry): every key event
-#: moves the last index, so one indexed query per call tells whether the registry is current.
-_CACHE: dict[str, tuple[tuple[Any, ...], TrustRegistry]] = {}
-_EPOCH = text(
-    "SELECT (SELECT key_id FROM trust_root WHERE id = 1), "
-    "(SELECT max(idx) FROM entries WHERE predicate_type = :key_event)"
+#: (database URL) → the trust fold of that ledger, advanced by the key events appended since
+#: (``trust_fold``), and the registry built from it
+_FOLDS: dict[str, tuple[TrustFold, TrustRegistry | None]] = {}
+_FOLD_LOCK = threading.Lock()
+_KEY_EVENTS_AFTER = text(
+    "SELECT idx, data FROM entries WHERE predicate_type = :key_event AND idx >= :start AND idx < :size ORDER BY idx"
 )
 
 
 def _split(states: Iterable[KeyState]) -> tuple[dict[str, RegisteredKey], dict[str, KeyState]]:
-    """Keys (with their loaded public key) and identities, apart."""
+    """Keys (with their loaded public key) and identities, apart (TEE roots are neither)."""
     keys: dict[str, RegisteredKey] = {}
     identities: dict[str, KeyState] = {}
     for state in states:
         if state.algorithm == IDENTITY_ALGORITHM:
             identities[state.key_id] = state
-        else:
+        elif not state.is_tee_root:
             keys[state.key_id] = RegisteredKey(_public_key(state.public_key), state)
     return keys, identities
 
 
-def _load_all(session: Session) -> TrustRegistry:
-    keys, identities = _split(key_state_of(row) for row in session.execute(select(TrustKey)).scalars())
-    return TrustRegistry(keys, load_root(session), _thresholds(session), identities)
+def _still_valid(session: Session, fold: TrustFold, size: int) -> bool:
+    """Whether a cached fold belongs to this store (a database may be dropped and re-created)."""
+    if size < fold.size:
+        return False
+    if fold.last_key_event is None:
+        return True
+    index, leaf_hex = fold.last_key_event
+    stored = session.execute(select(Entry.leaf_hash).where(Entry.idx == index)).scalar_one_or_none()
+    return stored is not None and bytes(stored).hex() == leaf_hex
+
+
+def trust_fold(session: Session) -> TrustFold:
+    """The ledger's trust fold as of its committed size (``ledger.trust.fold``).
+
+    Kept per process and advanced by the key-event entries appended since (found through the
+    ``predicate_type`` index, which ``audit`` re-derives from the leaf bytes): O(new entries), no
+    replay per request. Treat the returned fold as read-only: advancing copies it.
+    """
+    url = session.get_bind().url.render_as_string(hide_password=False)
+    root = session.get(TrustRoot, 1)
+    root_der = bytes(root.public_key) if root is not None else None
+    size = store.current_size(session)
+    with _FOLD_LOCK:
+        cached = _FOLDS.get(url)
+        fold = cached[0] if cached is not None else None
+        if fold is None or fold.root_key != root_der or not _still_valid(session, fold, size):
+            fold, cached = TrustFold(root_der), None
+        if fold.size == size and cached is not None:
+            return fold
+        rows = session.execute(_KEY_EVENTS_AFTER, {"key_event": KEY_EVENT, "start": fold.size, "size": size}).all()
+        if rows:
+            fold = fold.copy()
+            for index, data in rows:
+                fold.skip_to(index, fold.last_time)
+                try:
+                    fold.feed(index, bytes(data))
+                except LedgerError:
+                    continue  # recorded in fold.problems; audit reports it
+        else:
+            fold = fold.copy() if cached is not None else fold
+        fold.skip_to(size, fold.last_time)
+        registry = cached[1] if cached is not None and not rows else None
+        _FOLDS[url] = (fold, registry)
+        return fold
+
+
+def _registry_of(session: Session) -> TrustRegistry:
+    fold = trust_fold(session)
+    url = session.get_bind().url.render_as_string(hide_password=False)
+    with _FOLD_LOCK:
+        cached = _FOLDS.get(url)
+        if cached is not None and cached[0] is fold and cached[1] is not None:
+            return cached[1]
+    state = fold.state
+    keys, identities = _split(state.keys.values())
+    root = _public_key(fold.root_key) if fold.root_key is not None else None
+    registry = TrustRegistry(keys, root, dict(state.thresholds), identities)
+    registry._state = state
+    registry.fold = fold
+    with _FOLD_LOCK:
+        cached = _FOLDS.get(url)
+        if cached is not None and cached[0] is fold:
+            _FOLDS[url] = (fold, registry)
+    return registry
 
 
 def load_keys(session: Session, key_ids: Iterable[str] | None = None) -> TrustRegistry:
     """Registered keys by key id (those named, or all when ``key_ids`` is None), with the root
-    of trust and the thresholds. Cached per process until the next key event."""
-    epoch = tuple(session.execute(_EPOCH, {"key_event": KEY_EVENT}).one())
-    url = session.get_bind().url.render_as_string(hide_password=False)
-    cached = _CACHE.get(url)
-    if cached is not None and cached[0] == epoch:
-        registry = cached[1]
-    else:
-        registry = _load_all(session)
-        _CACHE[url] = (epoch, registry)
+    of trust and the thresholds: the trust fold's state (``trust_fold``)."""
+    registry = _registry_of(session)
     if key_ids is None:
         return registry
     wanted = {k: registry[k] for k in set(key_ids) if k in registry}
-    return TrustRegistry(wanted, registry.root, registry.thresholds, registry.identities)
+    out = TrustRegistry(wanted, registry.root, registry.thresholds, registry.identities)
+    out._state = registry.state()
+    out.fold = registry.fold
+    return out
 
 
 def load_state(session: Session) -> TrustState:
-    """The whole materialised trust state (read from the tables, never cached)."""
-    return _load_all(session).state()
+    """The whole trust state as the log's key events build it (the fold's; read-only)."""
+    return trust_fold(session).state
+
+
+def load_table_state(session: Session) -> TrustState:
+    """The materialised trust tables as a state (a cache of the fold: ``audit`` compares them)."""
+    keys, identities = _split(key_state_of(row) for row in session.execute(select(TrustKey)).scalars())
+    registry = TrustRegistry(keys, load_root(session), _thresholds(session), identities)
+    state = registry.state()
+    for row in session.execute(select(TrustKey)).scalars():
+        if row.algorithm.startswith(TEE_ROOT_ALGORITHM):
+            state.keys[row.key_id] = key_state_of(row)
+    return state
 
 
 def key_rows(session: Session) -> TrustRows:
     """The whole trust state as plain values, to hand to other processes."""
-    root = session.get(TrustRoot, 1)
-    keys = tuple(key_state_of(r) for r in session.execute(select(TrustKey).order_by(TrustKey.key_id)).scalars())
+    fold = trust_fold(session)
+    state = fold.state
     return TrustRows(
-        root=bytes(root.public_key) if root is not None else None,
-        keys=keys,
-        thresholds=tuple((p, n, i) for p, (n, i) in sorted(_thresholds(session).items())),
+        root=fold.root_key,
+        keys=tuple(state.keys[k] for k in sorted(state.keys)),
+        thresholds=tuple((p, n, i) for p, (n, i) in sorted(state.thresholds.items())),
     )
 
 

@@ -4,7 +4,10 @@
 - ``graph``: the edges a record names (build inputs, part children, firmware hardware, SBOM
   components), by digest;
 - ``policy``: signer keys, grants, thresholds and the trust state that key-event entries build;
-- ``chain``: the chain of trust of an artifact, link by link, with its weakest link.
+- ``chain``: what a chain of trust is made of (``RecordInfo``, ``TeeInfo``, digests);
+- ``fold``: the trust state as a fold over the log's entries (leaf facts, key-event ``prev``);
+- ``judge``: one record under a trust state (the one time rule), with why it holds;
+- ``verdict``: the chain verdict (a link is a digest held up by its best record).
 """
 
 from __future__ import annotations

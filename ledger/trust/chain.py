@@ -12,7 +12,7 @@ from typing import Any
 from ledger.trust.graph import Edge
 from ledger.trust.policy import TrustState
 
-__all__ = ["MAX_LINKS", "RecordInfo", "TeeInfo", "evaluate_chain", "parse_digest"]
+__all__ = ["MAX_LINKS", "RecordInfo", "TeeInfo", "parse_digest"]
 
 #: links shown at most; past it the walk stops and what it did not reach shows as missing
 MAX_LINKS = 20_000
@@ -124,17 +124,3 @@ def _cycles(nodes: list[Any], graph: Mapping[Any, list[Any]]) -> list[list[Any]]
                 if len(component) > 1 or node in graph.get(node, ()):
                     found.append(component)
     return found
-
-
-def evaluate_chain(
-    artifact: Digest,
-    records: Mapping[int, RecordInfo],
-    state: TrustState,
-    *,
-    as_of_time: int,
-    max_links: int = MAX_LINKS,
-) -> dict[str, Any]:
-    """The chain of trust JSON: ``ledger.trust.verdict.chain_verdict`` (kept for callers)."""
-    from ledger.trust.verdict import chain_verdict  # noqa: PLC0415 - verdict builds on this module
-
-    return chain_verdict(artifact, records, state, as_of_time=as_of_time, max_links=max_links)

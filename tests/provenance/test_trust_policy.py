@@ -239,9 +239,14 @@ def test_search(trust: Trust) -> None:
 
 def test_duplicate_key_event_is_not_applied_twice(trust: Trust) -> None:
     key = trust.add("ci", Grant((SLSA_V1,)))
-    env = registry.key_event_envelope(trust.admin, registry.KeyEvent("revoke", key.key_id, issued_at=1))  # type: ignore[attr-defined]
+    with trust.store.sessions() as session:
+        prev = registry.next_prev(session)
+    env = registry.key_event_envelope(trust.admin, registry.KeyEvent("revoke", key.key_id, issued_at=1, prev=prev))  # type: ignore[attr-defined]
     first, again = trust.store.append([env]), trust.store.append([env])
-    assert isinstance(first[0], Appended) and isinstance(again[0], Appended)
-    assert again[0].created is False
+    assert isinstance(first[0], Appended) and first[0].created
+    # issue 12: a replayed key event no longer follows the last key event: 409, not appended
+    assert isinstance(again[0], ConflictError) and "replayed" in str(again[0])
+    size = trust.store.size()
+    assert isinstance(trust.store.append([env])[0], ConflictError) and trust.store.size() == size
     with trust.store.sessions() as session:
         assert verify_trust_state(session, trust.store.log) == []

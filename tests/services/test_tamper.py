@@ -28,7 +28,7 @@ LAST = -1  # edit_byte(LAST): the store's last entry, whatever its size
 
 def delete_entry_rows(conn, k):
     """Everything that hangs off entry ``k`` (foreign keys), then the entry itself."""
-    for table in ("entry_subjects", "entry_signers", "entry_edges"):
+    for table in ("entry_subjects", "entry_signers", "entry_edges", "entry_contents"):
         conn.execute(text(f"DELETE FROM {table} WHERE entry_idx = :k"), {"k": k})
     conn.execute(text("DELETE FROM entries WHERE idx = :k"), {"k": k})
 

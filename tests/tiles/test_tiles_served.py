@@ -250,7 +250,7 @@ def test_a_store_missing_an_entry_serves_no_tile(store: StoreHandle) -> None:
     assert n == 6
     with store.tamper() as conn:
         # the attacker also removes the rows that reference the entry (foreign keys)
-        for table in ("entry_subjects", "entry_signers", "entry_edges"):
+        for table in ("entry_subjects", "entry_signers", "entry_edges", "entry_contents"):
             conn.execute(text(f"DELETE FROM {table} WHERE entry_idx = 3"))
         conn.execute(text("DELETE FROM entries WHERE idx = 3"))
     with store.sessions() as session:

@@ -83,6 +83,8 @@ def post_entry() -> tuple[Response, int]:
     prepared = append.prepare(session, body, now=int(time.time()), limit=envelope_limit)
     session.rollback()
     (result,) = ext.sequencer.submit([prepared])
+    if isinstance(result, LedgerError):  # refused under the sequencer lock (a key event's prev)
+        raise result
     ext.count("entries_created" if result.created else "entries_duplicate")
     return jsonify(result.receipt), 201 if result.created else 200
 
@@ -115,6 +117,10 @@ def post_batch() -> tuple[Response, int]:
             results.append({"error": {"code": item.code, "message": item.diagnostics()}})
         else:
             appended = next(done)
+            if isinstance(appended, LedgerError):
+                ext.count("entries_refused")
+                results.append({"error": {"code": appended.code, "message": appended.diagnostics()}})
+                continue
             ext.count("entries_created" if appended.created else "entries_duplicate")
             results.append(appended.receipt)
     return jsonify({"results": results}), 200
