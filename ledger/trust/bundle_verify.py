@@ -8,18 +8,21 @@ trust fold from the bundle's leaf bytes alone.
 
 from __future__ import annotations
 
+import base64
+import json
 import time as _time
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from ledger.tlog.checkpoint import open_checkpoint
-from ledger.records.dsse import verify_envelope_result
+from ledger.records.dsse import parse_envelope, verify_envelope_result
 from ledger.errors import SignatureError, VerificationError
 from ledger.tlog.hashing import leaf_hash
-from ledger.records.keys import PublicKey
+from ledger.records.keys import PublicKey, public_key_from_der
 from ledger.tlog.note import Verifier, parse_vkey
 from ledger.trust.predicates import KEY_EVENT
-from ledger.records.leaf import LEAF_KIND_BUNDLE, Leaf, decode_leaf
+from ledger.records.leaf import LEAF_KIND_BUNDLE, decode_leaf
 from ledger.trust import offline as fold
 from ledger.trust.bundle import (
     BundleEntry,
@@ -39,19 +42,31 @@ from ledger.trust.bundle import (
 __all__ = ["verify_verdict_bundle"]
 
 
-def _verify_signatures(item: BundleEntry, leaf: Leaf, root: PublicKey, is_key_event: bool) -> int:
-    """Step 6 for one entry: every signer the leaf records signed it; returns how many."""
-    from ledger.verify import verify_bundle_leaf_signature  # noqa: PLC0415 - ledger.verify re-exports us
+@lru_cache(maxsize=1024)
+def _key(der: bytes) -> PublicKey:
+    return public_key_from_der(der)
 
-    if leaf.kind == LEAF_KIND_BUNDLE:
+
+def _verify_signatures(item: BundleEntry, root: PublicKey, is_key_event: bool) -> int:
+    """Step 6 for one entry: every signer the leaf records signed it; returns how many.
+
+    ``leaf_facts`` has already decoded the same bytes strictly (canonical form, key ids that
+    match their keys), so the envelope and signer list are read here without doing it again.
+    """
+    from ledger.verify import verify_bundle_leaf_signature  # noqa: PLC0415 - the Sigstore bundle leaf check
+
+    doc = json.loads(item.data)
+    if doc.get("kind") == LEAF_KIND_BUNDLE:
+        leaf = decode_leaf(item.data)
         verify_bundle_leaf_signature(leaf)
         signed = {leaf.signers[0].key_id}
     else:
-        if not leaf.signers or leaf.envelope is None:
+        signers = [_key(base64.b64decode(s["public_key"])) for s in doc.get("signers") or ()]
+        if not signers:
             raise VerificationError(f"bundle entry {item.index} records no signer")
-        result = verify_envelope_result(leaf.envelope, leaf.signers)
+        result = verify_envelope_result(parse_envelope(doc["envelope"]), signers)
         signed = {k.key_id for k in result.keys}
-        unsigned = [k.key_id for k in leaf.signers if k.key_id not in signed]
+        unsigned = [k.key_id for k in signers if k.key_id not in signed]
         if unsigned:
             raise SignatureError(f"bundle entry {item.index} is not signed by its recorded signer {unsigned[0]}")
     if is_key_event and root.key_id not in signed:
@@ -149,7 +164,7 @@ def verify_verdict_bundle(
     for item in bundle.entries:
         fact = fold.leaf_facts(item.index, item.data)
         is_key_event = fact.predicate_type == KEY_EVENT
-        signatures += _verify_signatures(item, decode_leaf(item.data), root, is_key_event)
+        signatures += _verify_signatures(item, root, is_key_event)
         facts[item.index] = fact
         if is_key_event:
             events.append((item.index, leaf_hash(item.data), fold.prev_of(fact)))
