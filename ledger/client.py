@@ -25,6 +25,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -75,6 +76,18 @@ def sign_statement(statement_bytes: bytes, keys: Sequence[PrivateKey]) -> dict[s
     return sign_envelope(statement_bytes, IN_TOTO_PAYLOAD_TYPE, list(keys))
 
 
+def _gunzip(data: bytes, limit: int | None, what: str) -> bytes:
+    """Decompress a gzip body, refusing more than ``limit`` bytes out (no decompression bomb)."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(data, (limit or MAX_VERDICT_BUNDLE_BYTES) + 1)
+    except zlib.error as exc:
+        raise MalformedError(f"{what}: the gzip body does not decompress: {exc}") from exc
+    if len(out) > (limit or MAX_VERDICT_BUNDLE_BYTES) or inflater.unconsumed_tail:
+        raise TooLargeError(f"{what}: the response is over the limit of {limit or MAX_VERDICT_BUNDLE_BYTES} bytes")
+    return out
+
+
 class LedgerClient:
     """The ledger's HTTP API (``/api/v1``) for one server and token."""
 
@@ -84,7 +97,7 @@ class LedgerClient:
         self.timeout = timeout
 
     def _request(self, method: str, path: str, body: Any = None, *, raw: bool = False, limit: int | None = None) -> Any:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "Accept-Encoding": "gzip" if raw else "identity"}
         data = None
         if body is not None:
             data = json.dumps(body).encode("utf-8")
@@ -97,6 +110,8 @@ class LedgerClient:
                 data = resp.read() if limit is None else resp.read(limit + 1)
                 if limit is not None and len(data) > limit:
                     raise TooLargeError(f"{method} {path}: the response is over the limit of {limit} bytes")
+                if resp.headers.get("Content-Encoding") == "gzip":
+                    data = _gunzip(data, limit, f"{method} {path}")
                 if raw:
                     return data
                 return data.decode("utf-8") if resp.headers.get_content_type() == "text/plain" else json.loads(data)

@@ -153,7 +153,7 @@ OPENAPI: dict[str, Any] = {
                 "description": "Checkpoint (with cosignatures), the log-signed trust head, the root of trust, and every "
                 "record of every link plus the whole key history, each with its inclusion proof. It carries no verdict: "
                 "`provledger verify --bundle FILE --log-key VKEY` recomputes one. Cached per checkpoint: a strong ETag "
-                "(send If-None-Match for a 304).",
+                "(send If-None-Match for a 304); sent gzip-compressed when Accept-Encoding allows (about 4:1).",
                 "parameters": [
                     {"name": "digest", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^sha256:[0-9a-fA-F]{64}$"}},
                     _int_param("at", required=False),

@@ -3,6 +3,7 @@ endpoint's status codes and caching, and ``LedgerClient.verify_artifact``."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import socket
@@ -147,6 +148,17 @@ def test_server_path_and_unreachable_server(store, served, capsys) -> None:  # t
     assert code == 3 and "cannot reach" in err
 
 
+def test_gzip_bodies_are_bounded() -> None:
+    from ledger.client import _gunzip  # noqa: PLC0415
+    from ledger.errors import MalformedError, TooLargeError  # noqa: PLC0415
+
+    assert _gunzip(gzip.compress(b"x" * 100), 100, "t") == b"x" * 100
+    with pytest.raises(TooLargeError):
+        _gunzip(gzip.compress(b"\0" * 10_000), 1000, "t")  # a small body that inflates past the limit
+    with pytest.raises(MalformedError):
+        _gunzip(b"not gzip", 1000, "t")
+
+
 def test_client_verify_artifact(store, served) -> None:  # type: ignore[no-untyped-def]
     chain = supply_chain(store)
     client = LedgerClient(served)
@@ -183,6 +195,10 @@ def test_bundle_endpoint_status_codes_and_caching(store) -> None:  # type: ignor
         r = client.get(f"/api/v1/artifacts/sha256:{'2' * 64}/bundle")
         assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found"
         assert "/artifacts/{digest}/bundle" in client.get("/api/v1/openapi.json").get_json()["paths"]
+        zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
+        assert zipped.headers["Content-Encoding"] == "gzip" and zipped.headers["ETag"].endswith('-gz"')
+        assert gzip.decompress(zipped.get_data()) == client.get(url).get_data()
+        assert len(zipped.get_data()) < len(client.get(url).get_data()) / 2
     finally:
         ext = app.extensions["provledger"]
         ext.sequencer.stop()

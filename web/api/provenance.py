@@ -5,6 +5,7 @@ Reads only: no token needed (like the other GET routes of the API).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 
@@ -61,9 +62,17 @@ def get_verdict_bundle(digest: str) -> Response:
         # a new checkpoint (or cosignature) makes a new bundle: revalidate, cheaply, by ETag
         "Cache-Control": "public, max-age=0, must-revalidate",
         "X-Checkpoint-Size": doc["trust_head"].split("\n")[2],
+        "Vary": "Accept-Encoding",
     }
-    if request.if_none_match.contains(etag):
+    gzipped = "gzip" in request.accept_encodings
+    if gzipped:  # another representation, another strong ETag
+        headers["ETag"] = f'"{etag}-gz"'
+    if request.if_none_match.contains(etag) or request.if_none_match.contains(f"{etag}-gz"):
         return Response(status=304, headers=headers)
+    if gzipped:
+        # base64 inside base64 compresses about 4:1 (a 2.3 MB bundle travels as 0.5 MB)
+        headers["Content-Encoding"] = "gzip"
+        body = gzip.compress(body, 6, mtime=0)
     return Response(body, mimetype=VERDICT_BUNDLE_MEDIA_TYPE, headers=headers)
 
 
