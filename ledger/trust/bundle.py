@@ -129,7 +129,7 @@ def parse_artifact_digest(text: str) -> str:
         raise MalformedError("an artifact digest is a string sha256:<64 hex>")
     alg, sep, value = text.partition(":")
     value = value.lower()
-    if alg != "sha256" or not sep or not _SHA256.fullmatch(value):
+    if alg.lower() != "sha256" or not sep or not _SHA256.fullmatch(value):
         raise MalformedError(f"{text[:80]!r} is not an artifact digest: give sha256:<64 hex digits>")
     return f"sha256:{value}"
 

@@ -203,3 +203,19 @@ def test_bundle_endpoint_status_codes_and_caching(store) -> None:  # type: ignor
         ext = app.extensions["provledger"]
         ext.sequencer.stop()
         ext.engine.dispose()
+
+
+def test_big_files_show_hashing_progress_and_help_has_an_example(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from ledger.cli import verify as cli_verify  # noqa: PLC0415
+
+    blob = tmp_path / "firmware.img"
+    blob.write_bytes(b"\x5a" * (3 * 1024 * 1024 + 7))
+    monkeypatch.setattr(cli_verify, "PROGRESS_BYTES", 1024)
+    monkeypatch.setattr(cli_verify, "_READ", 1024 * 1024)
+    digest = cli_verify.artifact_digest(str(blob))
+    assert digest == "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
+    err = capsys.readouterr().err
+    assert "hashing" in err and "100%" in err
+    assert cli_verify.artifact_digest("SHA256:" + "AB" * 32) == "sha256:" + "ab" * 32
+    code, out, _ = run(["verify", "--help"], capsys)
+    assert code == 0 and "Example (a deploy gate)" in out and "Exit status" in out
