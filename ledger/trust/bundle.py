@@ -305,6 +305,8 @@ def parse_verdict_bundle(data: bytes | str | Mapping[str, Any]) -> VerdictBundle
     if doc.get("media_type") != VERDICT_BUNDLE_MEDIA_TYPE:
         raise MalformedError(f"the verdict bundle's media_type is not {VERDICT_BUNDLE_MEDIA_TYPE!r}")
     subject = parse_artifact_digest(doc.get("subject"))  # type: ignore[arg-type]
+    if subject != doc.get("subject"):
+        raise MalformedError("the verdict bundle's subject must be sha256:<64 lowercase hex> (one encoding)")
     at = doc.get("at")
     if at is not None:
         at = _index(at, "the verdict bundle's at")

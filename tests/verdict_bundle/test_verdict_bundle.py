@@ -277,6 +277,7 @@ def test_malformed_bundles_are_malformed(store) -> None:  # type: ignore[no-unty
         b"", b"not json", b"[]", good[: len(good) // 2],
         raw({**json.loads(good), "media_type": "application/json"}),
         raw({**json.loads(good), "subject": "sha1:abc"}),
+        raw({**json.loads(good), "subject": json.loads(good)["subject"].upper()}),
         raw({**json.loads(good), "entries": "x"}),
         raw({**json.loads(good), "entries": [{"index": -1, "entry": "", "inclusion": []}]}),
         raw({**json.loads(good), "entries": [{"index": 1, "entry": "!!", "inclusion": []}]}),
