@@ -158,6 +158,23 @@ def _where(link: dict[str, Any] | None) -> str:
     return f"{where} {link['kind']} {link['subject']}{signer} ({link['verdict']})"
 
 
+def _why_text(why: dict[str, Any]) -> str:
+    """Why a trusted link is trusted, and its margin, in one line."""
+    parts = []
+    if why.get("principals"):
+        parts.append(f"signed by {', '.join(map(str, why['principals']))}")
+    if why.get("k") is not None and why.get("n") is not None:
+        parts.append(f"{why['k']} principal(s) counted, {why['n']} needed")
+    for name in ("review_by", "not_after"):
+        if why.get(name):
+            parts.append(f"{name.replace('_', '-')} {why[name]}")
+    if isinstance(why.get("margin_seconds"), int):
+        parts.append(f"margin {why['margin_seconds'] // 86400} days")
+    if why.get("root"):
+        parts.append(f"TEE root {why['root']}")
+    return "; ".join(parts) or "trusted"
+
+
 def _print_human(doc: dict[str, Any]) -> None:
     out = sys.stdout.write
     out(f"{doc['artifact']}: {doc['verdict'].upper()}{'' if doc['ok'] or doc['verdict'] != 'trusted' else ' (an expectation is not met)'}\n")
@@ -169,7 +186,7 @@ def _print_human(doc: dict[str, Any]) -> None:
         out(f"weakest link: {_where(weakest)}\n")
         why = weakest.get("reasons") or []
         if not why and isinstance(weakest.get("why"), dict):
-            why = [", ".join(f"{k} {v}" for k, v in weakest["why"].items() if v not in (None, [], ""))]
+            why = [_why_text(weakest["why"])]
         for reason in why:
             out(f"  why: {reason}\n")
         out("links:\n")
