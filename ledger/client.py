@@ -161,6 +161,7 @@ class LedgerClient:
         threshold: int | None = None,
         at: int | None = None,
         expectations: Expectations | None = None,
+        max_age: int | None = None,
         now: int | None = None,
     ) -> VerifiedBundle:
         """May I deploy ``artifact`` (``sha256:<hex>``)? Fetches its verdict bundle and verifies it
@@ -180,6 +181,7 @@ class LedgerClient:
             threshold=policy.threshold if policy else 0,
             expectations=expectations or Expectations(),
             at=at,
+            max_age=max_age,
             now=now,
         )
 

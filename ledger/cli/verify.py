@@ -46,6 +46,9 @@ A verdict bundle is JSON {"media_type": "application/vnd.provledger.verdict-bund
 "subject", "at", "checkpoint", "trust_head", "root_of_trust", "entries": [{"index", "entry",
 "inclusion"}]} (README: "Verify an artifact").
 
+A bundle judges as of its checkpoint: an old one (or a server replaying one) verifies as of then.
+With --witness and --max-age SECONDS, K witnesses must have cosigned the checkpoint that recently.
+
 Exit status: 0 trusted (and every expectation met); 1 anything else (untrusted, stale, missing,
 cyclic, a proof or signature that fails, an expectation not met); 2 bad usage or a malformed
 bundle; 3 the server or database cannot be reached.
@@ -73,6 +76,8 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--witness", action="extend", nargs="+", default=[], metavar="VKEY",
                    help="a witness's verifier key (repeatable): the checkpoint must be cosigned")
     s.add_argument("--threshold", type=int, metavar="K", help="how many distinct --witness witnesses (default: all)")
+    s.add_argument("--max-age", type=int, metavar="SECONDS",
+                   help="K witnesses must have cosigned the checkpoint this recently (refuses replayed old bundles)")
     s.add_argument("--bundle-out", metavar="FILE", help="write the verdict bundle that was verified here")
     s.add_argument("--at", type=int, metavar="INDEX", help="judge as the ledger stood at this entry index")
     s.add_argument("--expect-predicate", metavar="TYPE", help="a trusted record about the artifact has this predicate type (glob)")
@@ -215,6 +220,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise MalformedError("--at must be a non-negative entry index")
     if args.threshold is not None and not args.witness:
         raise MalformedError("--threshold needs --witness keys")
+    if args.max_age is not None and (not args.witness or args.max_age < 0):
+        raise MalformedError("--max-age needs --witness keys (only cosignatures carry a time) and a non-negative number")
     digest = artifact_digest(args.artifact)
     witnesses, threshold = _witness_policy(args)
     expectations = Expectations(args.expect_predicate, args.expect_signer, bool(args.require_deployment))
@@ -241,7 +248,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.bundle_out:
         _write(args.bundle_out, raw if raw is not None else json.dumps(format_verdict_bundle(bundle)).encode("utf-8"))
     result = verify_verdict_bundle(
-        bundle, digest, log_key, witness_verifiers=witnesses, threshold=threshold, expectations=expectations, at=args.at
+        bundle, digest, log_key, witness_verifiers=witnesses, threshold=threshold, expectations=expectations,
+        at=args.at, max_age=args.max_age,
     )
     _out_doc(result.to_json(), args.json)
     return 0 if result.ok else 1

@@ -56,8 +56,12 @@ bundle for a given checkpoint is the same bytes every time (cacheable per checkp
 **Verification** (:func:`verify_verdict_bundle`), in order; any failure raises:
 
 1. the bundle parses within its limits (:func:`parse_verdict_bundle`; MalformedError);
-2. its subject is the artifact asked about;
-3. the checkpoint is signed by the log key (and cosigned as the witness policy demands);
+2. its subject is the artifact asked about, and it judges as of the index asked about (``at``,
+   or the checkpoint itself when none is asked: a bundle "as of" an older entry never passes
+   for a current verdict);
+3. the checkpoint is signed by the log key (and cosigned as the witness policy demands; with a
+   maximum age, that many witnesses cosigned it recently: a checkpoint carries no time of its
+   own, so only fresh cosignatures rule out a replayed bundle from before a revocation);
 4. the trust head is signed by the log key, for the checkpoint's origin, size and root, and
    the root of trust's public key hashes to the key id it names;
 5. every entry's inclusion proof leads to the checkpoint's root;
@@ -496,13 +500,32 @@ def _root_key(bundle: VerdictBundle, head: TrustHead) -> PublicKey:
     return key
 
 
-def _witnesses(note: bytes, verifiers: Sequence[Verifier], threshold: int) -> tuple[str, ...]:
-    from ledger.tlog.checkpoint import verify_cosignatures  # noqa: PLC0415
+def _witnesses(
+    note: bytes, verifiers: Sequence[Verifier], threshold: int, *, max_age: int | None, now: int
+) -> tuple[str, ...]:
+    """The witness policy on the checkpoint; with ``max_age``, ``threshold`` of the witnesses
+    must have cosigned it within ``max_age`` seconds of ``now`` (cosignature/v1 timestamps).
+
+    A checkpoint alone says nothing of when it was made: an old bundle (or a server replaying
+    one from before a revocation) verifies as of its own checkpoint. Fresh cosignatures from
+    witnesses the verifier trusts are what rule that out.
+    """
+    from ledger.tlog.checkpoint import cosignatures_result  # noqa: PLC0415
 
     if not threshold:
+        if max_age is not None:
+            raise MalformedError("a maximum checkpoint age needs a witness policy (--witness): only cosignatures carry a time")
         return ()
-    return tuple(verify_cosignatures(note, verifiers, threshold))
-
-
-def index_set(entries: Iterable[BundleEntry]) -> list[int]:
-    return [e.index for e in entries]
+    result = cosignatures_result(note, verifiers, threshold)
+    if result.failed:
+        raise SignatureError(f"invalid cosignature for key {', '.join(result.failed)}")
+    if len(result.witnesses) < threshold:
+        raise VerificationError(f"{len(result.witnesses)} of the required {threshold} witness cosignatures verified")
+    if max_age is not None:
+        fresh = [name for name, t in result.witnesses.items() if t is not None and now - t <= max_age]
+        if len(fresh) < threshold:
+            raise VerificationError(
+                f"{len(fresh)} of the required {threshold} witnesses cosigned the checkpoint within the last "
+                f"{max_age} seconds: the bundle may be stale (an older checkpoint than the log's latest)"
+            )
+    return tuple(result.witnesses)

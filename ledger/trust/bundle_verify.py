@@ -116,6 +116,7 @@ def verify_verdict_bundle(
     threshold: int = 0,
     expectations: Expectations = Expectations(),
     at: int | None = None,
+    max_age: int | None = None,
     now: int | None = None,
 ) -> VerifiedBundle:
     """Verify a verdict bundle for ``artifact`` against the log key and recompute its verdict.
@@ -126,8 +127,11 @@ def verify_verdict_bundle(
         log_vkey: the log's C2SP verifier key (string or parsed).
         witness_verifiers, threshold: a k-of-n witness policy on the checkpoint (0: none).
         expectations: what a deploy gate demands beyond a trusted chain.
-        at: judge as of this entry index; the bundle must have been made for it.
-        now: the evaluation time for staleness when ``at`` is None (default: the clock).
+        at: judge as of this entry index (None: as of the checkpoint); the bundle must have been
+            made for exactly that.
+        max_age: with a witness policy, ``threshold`` witnesses must have cosigned the
+            checkpoint within this many seconds of ``now`` (rules out replayed old bundles).
+        now: the evaluation time (staleness when ``at`` is None, checkpoint age); default: the clock.
 
     Returns:
         The recomputed chain and what was checked; ``.ok`` is what a deploy gate passes on.
@@ -142,12 +146,15 @@ def verify_verdict_bundle(
     wanted = parse_artifact_digest(artifact)
     if bundle.subject != wanted:
         raise VerificationError(f"the verdict bundle is about {bundle.subject}, not {wanted}")
-    if at is not None and bundle.at != at:
-        raise VerificationError(f"the verdict bundle judges as of entry {bundle.at}, not entry {at}")
+    if bundle.at != at:  # a bundle "as of" an earlier index must never pass for a current one
+        asked = "the checkpoint (no --at)" if at is None else f"entry {at}"
+        made = "its checkpoint" if bundle.at is None else f"entry {bundle.at}"
+        raise VerificationError(f"the verdict bundle judges as of {made}, not as of {asked}")
     # (3) The checkpoint and the witness policy.
     verifier = parse_vkey(log_vkey) if isinstance(log_vkey, str) else log_vkey
     cp = open_checkpoint(bundle.checkpoint, verifier)
-    witnesses = _witnesses(bundle.checkpoint, witness_verifiers, threshold)
+    clock = int(_time.time()) if now is None else now
+    witnesses = _witnesses(bundle.checkpoint, witness_verifiers, threshold, max_age=max_age, now=clock)
     # (4) The trust head speaks of the same tree, and names the root of trust.
     head = open_trust_head(bundle.trust_head, verifier)
     if (head.size, head.root) != (cp.size, cp.root):
@@ -177,7 +184,7 @@ def verify_verdict_bundle(
             raise VerificationError(f"the verdict bundle judges as of entry {bundle.at} but does not hold it")
         as_of_time = facts[bundle.at].integrated_time
     else:
-        as_of_time = int(_time.time()) if now is None else now
+        as_of_time = clock
     if cp.size == 0:
         raise VerificationError("the bundle's checkpoint is of an empty log")
     chain, predicate_types = fold.recompute_chain(

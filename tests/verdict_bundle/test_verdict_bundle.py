@@ -136,6 +136,11 @@ def test_at_an_earlier_index_judges_before_the_revocation(store, fetch) -> None:
     assert past.head.count == 4 and len(past.key_events) == 4
     with pytest.raises(VerificationError, match="as of entry"):
         check(store, doc, chain.artifact, at=before - 1)
+    # a bundle "as of" an earlier entry never passes for the current verdict (a replay of the past)
+    with pytest.raises(VerificationError, match="not as of the checkpoint"):
+        check(store, doc, chain.artifact)
+    relabelled = dict(doc, at=None)  # nor does it become current by editing "at": its fold would differ
+    assert check(store, relabelled, chain.artifact).verdict == "untrusted"
 
 
 def test_a_verdict_written_in_the_bundle_is_never_believed(store, fetch) -> None:  # type: ignore[no-untyped-def]
@@ -252,6 +257,12 @@ def test_witness_threshold(store, fetch) -> None:  # type: ignore[no-untyped-def
     assert result.ok and result.witnesses == ("w0.example",)
     with pytest.raises(VerificationError, match="1 of the required 2"):
         check(store, doc, chain.artifact, witness_verifiers=verifiers, threshold=2)
+    # freshness: only cosignatures carry a time
+    assert check(store, doc, chain.artifact, witness_verifiers=verifiers, threshold=1, max_age=60, now=NOW + 30).ok
+    with pytest.raises(VerificationError, match="may be stale"):
+        check(store, doc, chain.artifact, witness_verifiers=verifiers, threshold=1, max_age=60, now=NOW + 3600)
+    with pytest.raises(MalformedError, match="needs a witness policy"):
+        check(store, doc, chain.artifact, max_age=60)
 
 
 def test_expectations(store, fetch) -> None:  # type: ignore[no-untyped-def]

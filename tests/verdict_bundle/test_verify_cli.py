@@ -123,6 +123,7 @@ def test_bad_usage_and_malformed_bundles_exit_2(env_store, capsys, tmp_path: Pat
         ["verify", chain.artifact, "--bundle", str(tmp_path / "empty.json")],  # no --log-key
         ["verify", chain.artifact, "--server", "http://x", "--bundle", "y", "--log-key", vkey],
         ["verify", chain.artifact, "--threshold", "1"],
+        ["verify", chain.artifact, "--max-age", "60"],
         ["verify", chain.artifact, "--bundle", str(tmp_path / "nope.json"), "--log-key", vkey],
         ["verify", chain.artifact, "--at", "-1"],
         ["verify", chain.artifact, "--at", "999"],
