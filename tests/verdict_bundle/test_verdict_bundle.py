@@ -81,6 +81,10 @@ def test_trusted_chain_verifies_and_names_root_and_weakest_link(store, fetch) ->
     assert {link["index"] for link in result.chain["links"]} >= set(chain.indexes.values())
     assert len(result.key_events) == 3 and result.head.count == 3
     assert result.signatures >= 6 and result.entries == 6
+    from ledger.services import chain as chain_service  # noqa: PLC0415
+
+    with store.sessions() as session:
+        assert chain_service.chain(session, chain.artifact, now=NOW) == result.chain
 
 
 def test_revoked_key_is_untrusted(store, fetch) -> None:  # type: ignore[no-untyped-def]
@@ -90,6 +94,12 @@ def test_revoked_key_is_untrusted(store, fetch) -> None:  # type: ignore[no-unty
     assert result.verdict == "untrusted" and not result.ok
     reasons = " ".join(r for link in result.chain["links"] for r in link["reasons"])
     assert "revoked" in reasons
+    # the offline verdict is the server's, link for link (one fold, two callers)
+    from ledger.services import chain as chain_service  # noqa: PLC0415
+
+    with store.sessions() as session:
+        server = chain_service.chain(session, chain.artifact, now=NOW)
+    assert server == result.chain
 
 
 def test_stale_grant_is_stale(store, fetch) -> None:  # type: ignore[no-untyped-def]
@@ -98,6 +108,10 @@ def test_stale_grant_is_stale(store, fetch) -> None:  # type: ignore[no-untyped-
     assert result.verdict == "stale" and not result.ok
     fresh = check(store, fetch(chain.artifact), chain.artifact, now=NOW - 20)
     assert fresh.verdict == "trusted"  # the same bytes, judged before review-by
+    from ledger.services import chain as chain_service  # noqa: PLC0415
+
+    with store.sessions() as session:
+        assert chain_service.chain(session, chain.artifact, now=NOW) == result.chain
 
 
 def test_missing_input_is_missing(store, fetch) -> None:  # type: ignore[no-untyped-def]
