@@ -40,7 +40,7 @@ from ledger.services.receipts import receipts
 from ledger.trust.graph import edges_of
 from ledger.trust.policy import KeyEvent, parse_key_event
 from ledger.trust.fold import TrustFold, content_hash
-from ledger.trust.judge import judge
+from ledger.trust.judge import APPENDING, judge
 from ledger.trust.deployment import parse_deployment
 from ledger.trust.predicates import DEPLOYMENT, KEY_EVENT, validate_predicate
 from ledger.services.deployment import complete_appraisals, insert_appraisals
@@ -143,6 +143,7 @@ def _judge(envelope: Envelope, statement: Statement, registry: TrustRegistry, no
         subject_names=[s.name for s in statement.subjects],
         key_ids=[k.key_id for k in keys],
         time=now,
+        index=APPENDING,
     )
     if not verdict.trusted:
         raise NotTrustedError(verdict.message())

@@ -8,8 +8,10 @@ One pass over two ordered streams (entries and interior hashes), memory flat in 
 4. every stored checkpoint's signature is verified with the log key, and its root is compared
    with the root recomputed at its size;
 5. the sequencer's size, the entry count and the latest checkpoint must agree;
-6. the trust state (keys, grants, thresholds) is recomputed from the key-event entries and
-   compared with the tables the policy reads.
+6. every derived table and column (subjects, edges, signers, predicate type, key id, content
+   hash, appraisals, cosignature index) is recomputed from the leaf bytes, integrated time is
+   checked never to go backwards, and the trust state (keys, grants, thresholds) is folded from
+   scratch and compared with the tables (``ledger.services.derived``).
 
 ``first_bad_index`` is the lowest entry index whose bytes, chain hash, covering interior hash
 or covering checkpoint is wrong (a wrong checkpoint of size s names s - 1).
@@ -326,10 +328,14 @@ def audit(
             "checkpoint",
             f"the latest checkpoint is of size {latest.tree_size if latest else 'none'}, the tree of size {declared}",
         )
-    # 6. The trust state (keys, grants, thresholds) recomputed from the key-event entries.
-    from ledger.services.policy import verify_trust_state  # noqa: PLC0415 - policy imports audit's neighbours
+    # 6. Every cache of the log recomputed from the leaf bytes (derived tables and columns, the
+    #    trust fold from scratch: time never going backwards, key events signed by the root and
+    #    each following the last), then the trust tables compared with the fold's state.
+    from ledger.services.derived import check_derived  # noqa: PLC0415 - derived imports policy, which imports audit's neighbours
+    from ledger.services.policy import verify_trust_state  # noqa: PLC0415
 
-    for p in verify_trust_state(session, log):
+    fold = check_derived(session, problems.add)
+    for p in verify_trust_state(session, log, fold=fold):
         problems.add(p.index, p.kind, p.message)
     return report
 

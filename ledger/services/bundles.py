@@ -40,7 +40,7 @@ from ledger.records.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import MalformedError, NotTrustedError, SignatureError, TooLargeError
 from ledger.records.keys import PublicKey, public_key_from_der
 from ledger.trust.graph import edges_of
-from ledger.trust.judge import judge
+from ledger.trust.judge import APPENDING, judge
 from ledger.trust.predicates import KEY_EVENT, validate_predicate
 from ledger.records.leaf import canonical_json
 from ledger.interop.sigstore import Bundle, IdentityPolicy, TrustedRoots, VerifiedBundle, load_trusted_roots, parse_bundle, verify_bundle
@@ -225,7 +225,7 @@ def _judge_keyless(
         if misses:
             message += "; registered identities of that issuer do not match: " + "; ".join(misses[:3])
         raise NotTrustedError(message + " (register one with `provledger identities add`)")
-    verdict = judge(registry.state(), predicate_type=predicate_type, subject_names=names, key_ids=matched, time=now)
+    verdict = judge(registry.state(), predicate_type=predicate_type, subject_names=names, key_ids=matched, time=now, index=APPENDING)
     if not verdict.trusted:
         raise NotTrustedError(verdict.message())
     return verdict.key_ids
@@ -275,7 +275,8 @@ def prepare_bundle(
         signing_key = _managed_key(bundle, registry)
         verified = verify_bundle(bundle, roots, public_key=signing_key, now=when)
         verdict = judge(
-            registry.state(), predicate_type=predicate_type, subject_names=names, key_ids=[signing_key.key_id], time=now
+            registry.state(), predicate_type=predicate_type, subject_names=names, key_ids=[signing_key.key_id], time=now,
+            index=APPENDING,
         )
         if not verdict.trusted:
             raise NotTrustedError(verdict.message())

@@ -193,6 +193,7 @@ def _candidates(session: Session, kind: str, claims: Mapping[str, Any], now: int
             key_ids=sorted(signers.get(idx, [])),
             time=integrated_time,
             as_of=now,
+            index=idx,
         )
         because = None if verdict.trusted else f"{verdict.verdict}: {verdict.message() or 'no trusted signer'}"
         out.append(pure.FirmwareCandidate(idx, name, measurements, because))

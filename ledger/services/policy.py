@@ -59,7 +59,11 @@ def apply_key_events(session: Session, events: Sequence[tuple[int, int, KeyEvent
     if not events:
         return []
     wanted = {k for _, _, e in events for k in (e.key_id, e.replaces) if k}
-    rows = {r.key_id: r for r in session.execute(select(TrustKey).where(TrustKey.key_id.in_(sorted(wanted)))).scalars()} if wanted else {}
+    if any(e.action == "reaffirm" for _, _, e in events):
+        # a re-affirmation covers the key's rotation history: load every key it may reach
+        rows = {r.key_id: r for r in session.execute(select(TrustKey)).scalars()}
+    else:
+        rows = {r.key_id: r for r in session.execute(select(TrustKey).where(TrustKey.key_id.in_(sorted(wanted)))).scalars()} if wanted else {}
     state = TrustState(keys={k: key_state_of(r) for k, r in rows.items()})
     before = dict(state.keys)
     outcomes = [state.apply(event, index, time) for index, time, event in events]
@@ -126,21 +130,30 @@ def _materialised(session: Session) -> tuple[dict[str, KeyState], dict[str, tupl
     return keys, thresholds
 
 
-def verify_trust_state(session: Session, log: LogIdentity | None = None) -> list[Problem]:
+def root_der(session: Session) -> bytes | None:
+    """The administrator key's DER SPKI (the fold's root of trust), if the store has one."""
+    root = session.get(TrustRoot, 1)
+    return bytes(root.public_key) if root is not None else None
+
+
+def verify_trust_state(session: Session, log: LogIdentity | None = None, *, fold: TrustFold | None = None) -> list[Problem]:
     """Recompute the trust state from the key-event entries and compare it with the tables.
 
-    Problems: a key-event entry that does not decode or is not signed by the root of trust
-    (``key_event``, at its index), and every difference between the fold and the materialised
-    tables (``trust_state``, index None: the entries are fine, the view of them is not).
+    Problems: a key-event entry that does not decode, is not signed by the root of trust or does
+    not follow the last key event (``key_event``, at its index; only when ``fold`` is not given:
+    a whole-log fold reports those itself), and every difference between the fold and the
+    materialised tables (``trust_state``, at the index of the key's last key event: the first
+    index whose derived rows differ).
     """
     problems: list[Problem] = []
     root = session.get(TrustRoot, 1)
-    root_der = bytes(root.public_key) if root is not None else None
-    if root is not None and public_key_from_der(root_der).key_id != root.key_id:  # type: ignore[arg-type]
-        problems.append(Problem(None, "trust_state", "the root of trust's key id does not match its public key"))
-    fold = fold_key_events(session)
-    for index, message in fold.problems:
-        problems.append(Problem(index, "key_event", message))
+    der = bytes(root.public_key) if root is not None else None
+    if root is not None and public_key_from_der(der).key_id != root.key_id:  # type: ignore[arg-type]
+        problems.append(Problem(0, "trust_state", "the root of trust's key id does not match its public key"))
+    if fold is None:
+        fold = fold_key_events(session)
+        for index, message in fold.problems:
+            problems.append(Problem(index, "key_event", message))
     folded = fold.state
     keys, thresholds = _materialised(session)
     for key_id in sorted(set(keys) | set(folded.keys)):
@@ -148,19 +161,22 @@ def verify_trust_state(session: Session, log: LogIdentity | None = None) -> list
         if stored == expected:
             continue
         if stored is None:
-            problems.append(Problem(None, "trust_state", f"key {key_id} is registered by entry {expected.registered_index} but missing from trust_keys"))  # type: ignore[union-attr]
+            assert expected is not None
+            problems.append(Problem(expected.registered_index, "trust_state", f"key {key_id} is registered by entry {expected.registered_index} but missing from trust_keys"))
         elif expected is None:
-            problems.append(Problem(None, "trust_state", f"key {key_id} ({stored.principal}) is in trust_keys but no key-event entry registers it"))
+            problems.append(Problem(max(stored.registered_index, 0), "trust_state", f"key {key_id} ({stored.principal}) is in trust_keys but no key-event entry registers it"))
         else:
             fields = [f for f in KeyState.__dataclass_fields__ if getattr(stored, f) != getattr(expected, f)]
             problems.append(
-                Problem(None, "trust_state", f"key {key_id} ({expected.principal}) differs from its key-event entries in: {', '.join(fields)} (last event: entry {expected.last_event_index})")
+                Problem(expected.last_event_index, "trust_state", f"key {key_id} ({expected.principal}) differs from its key-event entries in: {', '.join(fields)} (last event: entry {expected.last_event_index})")
             )
     for pattern in sorted(set(thresholds) | set(folded.thresholds)):
         if thresholds.get(pattern) != folded.thresholds.get(pattern):
+            at = (folded.thresholds.get(pattern) or thresholds.get(pattern) or (0, 0))[1]
             problems.append(
-                Problem(None, "trust_state", f"threshold for {pattern!r} is {thresholds.get(pattern)} in trust_thresholds, but the key events say {folded.thresholds.get(pattern)}")
+                Problem(at, "trust_state", f"threshold for {pattern!r} is {thresholds.get(pattern)} in trust_thresholds, but the key events say {folded.thresholds.get(pattern)}")
             )
+    problems.sort(key=lambda p: p.index if p.index is not None else -1)
     return problems
 
 

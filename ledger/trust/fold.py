@@ -224,7 +224,7 @@ class TrustFold:
             return None
         if tuple(event.prev) != tuple(expected):
             if event.prev[0] < expected[0]:
-                what = "replayed or out of order"
+                what = "replayed or forked (a later key event already follows the one it names)"
             elif event.prev[0] == expected[0]:
                 what = "a fork"
             else:

@@ -21,7 +21,10 @@ from typing import Any
 
 from ledger.trust.policy import IDENTITY_ALGORITHM, KeyState, TrustState, format_time
 
-__all__ = ["Judgement", "judge"]
+__all__ = ["APPENDING", "Judgement", "judge"]
+
+#: the ``index`` of a record being appended now: after every event of any state
+APPENDING = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def judge(
 ) -> Judgement:
     """Judge a record at ``index``, integrated at ``time``, signed by ``key_ids``, as of ``as_of``
     (default ``time``). A record being appended is after every event of ``state``: pass
-    ``state.last_event_index + 1``. ``index`` None judges by time alone (revocation at
+    ``APPENDING`` (a revoked or rotated key signs nothing new). ``index`` None judges by time alone (revocation at
     compromised-since, rotation at its time, the latest thresholds)."""
     as_of = time if as_of is None else as_of
     trusted: dict[str, str] = {}  # key id → principal
@@ -90,7 +93,7 @@ def judge(
     reasons: list[str] = []
     for key_id in dict.fromkeys(key_ids):
         key = state.keys.get(key_id)
-        if key is None or key.is_tee_root or (index is not None and key.registered_index >= index):
+        if key is None or key.is_tee_root or (index is not None and index != APPENDING and key.registered_index >= index):
             reasons.append(f"key {key_id} is not registered" + (f" before entry {index}" if key is not None else ""))
             continue
         why_not = _condemned(state, key, index, time)
@@ -129,7 +132,7 @@ def judge(
                 f"{_key_label(key)}'s grant {in_window[0].describe()} is past its review-by date "
                 f"{format_time(in_window[0].review_by)}: re-affirm it (provledger keys reaffirm)"
             )
-    needed = state.threshold_for(predicate_type, index)
+    needed = state.threshold_for(predicate_type, None if index == APPENDING else index)
     principals = set(trusted.values())
     if len(principals) >= needed:
         return Judgement("trusted", (), tuple(trusted), tuple(sorted(principals)), _why(trusted, counted_grants, needed, as_of))

@@ -1,0 +1,236 @@
+"""Audit every cache of the log: each derived table and column, recomputed from the leaf bytes.
+
+Beside the leaves, tree hashes and checkpoints, every table is a cache of the trust fold
+(``ledger.trust.fold``): ``entries.predicate_type``, ``entries.key_id``,
+``entries.integrated_time``, ``entry_subjects``, ``entry_edges``, ``entry_signers``,
+``entry_contents`` (the duplicate identity), ``appraisals`` (one per deployment, consistent with
+its entry and its matched firmware), ``trust_keys`` and ``trust_thresholds`` (the fold's state),
+and ``checkpoint_cosignatures`` (each line must belong to a checkpoint the log signed). An edit of
+any of them behind the ledger's back (triggers dropped, leaf bytes untouched) is named at the
+first index whose derived rows differ. Integrated time must never go backwards (from the leaf
+bytes, not the column).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ledger.db import store
+from ledger.errors import LedgerError
+from ledger.records.leaf import LEAF_KIND_BUNDLE, canonical_strings, decode_leaf
+from ledger.trust.fold import LeafFacts, TrustFold, leaf_facts
+from ledger.trust.policy import IDENTITY_ALGORITHM
+from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, KEY_EVENT
+
+__all__ = ["DerivedProblem", "check_derived", "check_derived_range"]
+
+CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class DerivedProblem:
+    index: int | None
+    kind: str
+    message: str
+
+
+def _rows_by_entry(session: Session, sql: str, start: int, end: int) -> dict[int, list[tuple[Any, ...]]]:
+    out: dict[int, list[tuple[Any, ...]]] = {}
+    for row in session.connection().exec_driver_sql(sql.format(start=int(start), end=int(end))).fetchall():
+        out.setdefault(row[0], []).append(tuple(row[1:]))
+    return out
+
+
+_SUBJECTS = "SELECT entry_idx, position, algorithm, digest, name FROM entry_subjects WHERE entry_idx >= {start} AND entry_idx < {end} ORDER BY entry_idx, position"
+_EDGES = "SELECT entry_idx, position, kind, algorithm, digest FROM entry_edges WHERE entry_idx >= {start} AND entry_idx < {end} ORDER BY entry_idx, position"
+_SIGNERS = "SELECT entry_idx, key_id FROM entry_signers WHERE entry_idx >= {start} AND entry_idx < {end}"
+_CONTENTS = "SELECT entry_idx, content_hash FROM entry_contents WHERE entry_idx >= {start} AND entry_idx < {end}"
+_APPRAISALS = "SELECT entry_idx, evidence_type, verdict, root_fingerprint, firmware_idx, document FROM appraisals WHERE entry_idx >= {start} AND entry_idx < {end}"
+
+
+def _legacy_envelope_hash(data: bytes) -> bytes | None:
+    leaf = decode_leaf(data)
+    if leaf.envelope is None:
+        return None
+    return hashlib.sha256(canonical_strings(leaf.envelope.document)).digest()
+
+
+class _Checker:
+    """One pass over a range of entries, comparing each entry's derived rows with its facts."""
+
+    def __init__(self, session: Session, fold: TrustFold | None, add: Callable[[int | None, str, str], None]) -> None:
+        self.session = session
+        self.fold = fold
+        self.add = add
+        self.firmware_subjects: dict[int, list[tuple[str, str]]] = {}
+        self.last_time: int | None = None
+        self.deployed: set[str] = set()
+
+    def check_chunk(self, rows: list[tuple[Any, ...]]) -> None:
+        start, end = rows[0][0], rows[-1][0] + 1
+        subjects = _rows_by_entry(self.session, _SUBJECTS, start, end)
+        edges = _rows_by_entry(self.session, _EDGES, start, end)
+        signers = _rows_by_entry(self.session, _SIGNERS, start, end)
+        contents = _rows_by_entry(self.session, _CONTENTS, start, end)
+        appraisals = _rows_by_entry(self.session, _APPRAISALS, start, end)
+        for idx, data, ptype, key_id, envelope_hash, itime in rows:
+            data = bytes(data)
+            try:
+                facts = leaf_facts(idx, data)
+            except LedgerError as exc:
+                self.add(idx, "derived", f"entry {idx}: its leaf bytes do not decode ({exc}); its derived rows cannot be checked")
+                continue
+            if self.fold is not None:
+                if self.fold.size < idx:
+                    self.fold.skip_to(idx, self.fold.last_time)
+                before = len(self.fold.problems)
+                self.fold.feed_facts(facts, data)
+                for index, message in self.fold.problems[before:]:
+                    kind = "integrated_time" if "integrated time" in message else "key_event"
+                    self.add(index, kind, message)
+            elif self.last_time is not None and facts.integrated_time < self.last_time:
+                self.add(idx, "integrated_time", f"entry {idx}'s integrated time {facts.integrated_time} is before its predecessor's {self.last_time}")
+            self.last_time = max(self.last_time or 0, facts.integrated_time)
+            self._check_entry(facts, data, ptype, key_id, bytes(envelope_hash), itime, subjects.get(idx, []),
+                              edges.get(idx, []), signers.get(idx, []), contents.get(idx, []), appraisals.get(idx, []))
+
+    def _check_entry(self, f: LeafFacts, data: bytes, ptype: str, key_id: str, envelope_hash: bytes, itime: int,
+                     subjects: list[Any], edges: list[Any], signers: list[Any], contents: list[Any], appraisals: list[Any]) -> None:
+        idx = f.index
+        wrong: list[str] = []
+        if ptype != f.predicate_type:
+            wrong.append(f"entries.predicate_type is {ptype!r}, the leaf's is {f.predicate_type!r}")
+        if itime != f.integrated_time:
+            wrong.append(f"entries.integrated_time is {itime}, the leaf's is {f.integrated_time}")
+        if [(p, a, d, n) for p, a, d, n in subjects] != [(i, a, d, n) for i, (a, d, n) in enumerate(f.subjects)]:
+            wrong.append("entry_subjects differ from the statement's subjects")
+        stored_signers = {k for (k,) in signers}
+        keyless = f.kind == LEAF_KIND_BUNDLE and f.identity is not None
+        if keyless:
+            wrong.extend(self._keyless_signers(idx, stored_signers, key_id))
+        else:
+            if stored_signers != set(f.signers):
+                wrong.append(f"entry_signers {sorted(stored_signers)} differ from the leaf's signers {sorted(f.signers)}")
+            if f.signers and key_id != f.signers[0]:
+                wrong.append(f"entries.key_id is {key_id}, the leaf's first signer is {f.signers[0]}")
+        if [c for (c,) in contents] != [f.content_hash]:
+            wrong.append("entry_contents does not hold the entry's content hash (its duplicate identity)")
+        if envelope_hash != f.content_hash and envelope_hash != _legacy_envelope_hash(data):
+            wrong.append("entries.envelope_hash is neither its content hash nor its envelope's hash")
+        expected_edges = list(f.edges)
+        self.deployed = {f"{a}:{d}" for a, d, _ in f.subjects}
+        if f.predicate_type == DEPLOYMENT:
+            expected_edges += self._deployment(idx, appraisals, wrong)
+        elif appraisals:
+            wrong.append("an appraisal is stored for an entry that is not a deployment")
+        if [(k, a, d) for _, k, a, d in edges] != expected_edges or [p for p, *_ in edges] != list(range(len(edges))):
+            wrong.append("entry_edges differ from the edges its statement names")
+        if f.predicate_type == FIRMWARE_IMAGE:
+            self.firmware_subjects[idx] = [(a, d) for a, d, _ in f.subjects]
+        if f.predicate_type == KEY_EVENT and f.key_event is None and f.kind != LEAF_KIND_BUNDLE:
+            wrong.append(f"its key event does not parse: {f.key_event_error}")
+        if wrong:
+            self.add(idx, "derived", f"entry {idx}: " + "; ".join(wrong))
+
+    def _keyless_signers(self, idx: int, stored: set[str], key_id: str) -> list[str]:
+        out = []
+        if not stored:
+            out.append("entry_signers is empty for a keyless bundle")
+        if key_id not in stored:
+            out.append(f"entries.key_id {key_id} is not among its entry_signers")
+        if self.fold is not None:
+            state = self.fold.state
+            for k in stored:
+                identity = state.keys.get(k)
+                if identity is None or identity.algorithm != IDENTITY_ALGORITHM or identity.registered_index >= idx:
+                    out.append(f"entry_signers names {k}, which is not an identity registered before entry {idx}")
+        return out
+
+    def _deployment(self, idx: int, appraisals: list[Any], wrong: list[str]) -> list[tuple[str, str, str]]:
+        if len(appraisals) != 1:
+            wrong.append("a deployment entry has no stored appraisal")
+            return []
+        evidence_type, verdict, fingerprint, firmware_idx, document = appraisals[0]
+        try:
+            doc = json.loads(document)
+        except ValueError:
+            wrong.append("its appraisal document is not JSON")
+            return []
+        root = doc.get("root") or {}
+        if (
+            doc.get("verdict") != verdict or verdict != "accept" or doc.get("evidence_type") != evidence_type
+            or root.get("fingerprint") != fingerprint
+        ):
+            wrong.append("its appraisals row disagrees with its appraisal document (verdict, evidence type or root)")
+        if doc.get("firmware_entry") != firmware_idx:
+            wrong.append(f"appraisals.firmware_idx is {firmware_idx}, its document names entry {doc.get('firmware_entry')}")
+        if doc.get("artifact") not in self.deployed:
+            wrong.append(f"its appraisal document is about {doc.get('artifact')}, not the deployment's subject")
+        if firmware_idx is None:
+            return []
+        subjects = self.firmware_subjects.get(firmware_idx)
+        if subjects is None:
+            if self.fold is not None:  # a whole-log pass has seen every earlier firmware image
+                wrong.append(f"its appraisal names entry {firmware_idx}, which is not an earlier firmware image")
+            return []
+        return [("firmware", a, d) for a, d in subjects]
+
+
+def _entries(session: Session, start: int, end: int | None) -> Iterator[list[tuple[Any, ...]]]:
+    return store.stream_chunks(
+        session, "entries", ("idx", "data", "predicate_type", "key_id", "envelope_hash", "integrated_time"),
+        start=start, end=end, chunk=CHUNK,
+    )
+
+
+def check_derived_range(session: Session, start: int, end: int, add: Callable[[int | None, str, str], None]) -> None:
+    """The per-entry derived rows of entries [start, end) (a worker's shard; no trust fold)."""
+    checker = _Checker(session, None, add)
+    for rows in _entries(session, start, end):
+        checker.check_chunk(rows)
+
+
+def check_derived(session: Session, add: Callable[[int | None, str, str], None]) -> TrustFold:
+    """Every derived row of every entry, and the trust fold from scratch (whose state the trust
+    tables must equal: ``ledger.services.policy.compare_trust_tables``). Returns the fold."""
+    from ledger.services.policy import root_der  # noqa: PLC0415
+
+    fold = TrustFold(root_der(session))
+    checker = _Checker(session, fold, add)
+    for rows in _entries(session, 0, None):
+        checker.check_chunk(rows)
+    _check_cosignatures(session, add)
+    return fold
+
+
+def _check_cosignatures(session: Session, add: Callable[[int | None, str, str], None]) -> None:
+    """Each stored cosignature belongs to a checkpoint the log signed, and names its witness."""
+    rows = session.connection().exec_driver_sql(
+        "SELECT c.tree_size, c.witness, c.key_id, c.line, k.note FROM checkpoint_cosignatures c "
+        "LEFT JOIN checkpoints k ON k.tree_size = c.tree_size ORDER BY c.tree_size"
+    ).fetchall()
+    for tree_size, witness, key_id, line, note in rows:
+        index = max(int(tree_size) - 1, 0)
+        if note is None:
+            add(index, "derived", f"a cosignature by {witness} names checkpoint {tree_size}, which the log never signed")
+            continue
+        parts = str(line).split(" ")
+        if len(parts) != 3 or parts[0] != "\u2014" or parts[1] != witness:
+            add(index, "derived", f"the cosignature of checkpoint {tree_size} by {witness} is not that witness's signature line")
+            continue
+        import base64  # noqa: PLC0415
+        import binascii  # noqa: PLC0415
+
+        try:
+            blob = base64.b64decode(parts[2], validate=True)
+        except (binascii.Error, ValueError):
+            add(index, "derived", f"the cosignature of checkpoint {tree_size} by {witness} is not base64")
+            continue
+        if blob[:4].hex() != key_id:
+            add(index, "derived", f"the cosignature index of checkpoint {tree_size} by {witness} names key {key_id}, its line {blob[:4].hex()}")
