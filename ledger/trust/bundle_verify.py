@@ -17,7 +17,7 @@ from typing import Any
 
 from ledger.tlog.checkpoint import open_checkpoint
 from ledger.records.dsse import parse_envelope, verify_envelope_result
-from ledger.errors import SignatureError, VerificationError
+from ledger.errors import MalformedError, SignatureError, VerificationError
 from ledger.tlog.hashing import leaf_hash
 from ledger.records.keys import PublicKey, public_key_from_der
 from ledger.tlog.note import Verifier, parse_vkey
@@ -169,9 +169,12 @@ def verify_verdict_bundle(
     events: list[tuple[int, bytes, Any]] = []
     signatures = 0
     for item in bundle.entries:
-        fact = fold.leaf_facts(item.index, item.data)
-        is_key_event = fact.predicate_type == KEY_EVENT
-        signatures += _verify_signatures(item, root, is_key_event)
+        try:
+            fact = fold.leaf_facts(item.index, item.data)
+            is_key_event = fact.predicate_type == KEY_EVENT
+            signatures += _verify_signatures(item, root, is_key_event)
+        except RecursionError as exc:  # JSON nested past the interpreter's limit
+            raise MalformedError(f"bundle entry {item.index} is nested too deeply to parse") from exc
         facts[item.index] = fact
         if is_key_event:
             events.append((item.index, leaf_hash(item.data), fold.prev_of(fact)))

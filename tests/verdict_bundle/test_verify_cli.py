@@ -118,6 +118,16 @@ def test_bad_usage_and_malformed_bundles_exit_2(env_store, capsys, tmp_path: Pat
         code, _, err = run(["verify", chain.artifact, "--bundle", str(path), "--log-key", vkey], capsys)
         assert code == 2, (name, err)
         assert err.startswith("provledger: ") and err.count("\n") == 1, err
+    from ledger.cli import verify as cli_verify  # noqa: PLC0415
+
+    (tmp_path / "big.json").write_bytes(good)
+    limit = cli_verify.MAX_VERDICT_BUNDLE_BYTES
+    cli_verify.MAX_VERDICT_BUNDLE_BYTES = len(good) - 1
+    try:
+        code, _, err = run(["verify", chain.artifact, "--bundle", str(tmp_path / "big.json"), "--log-key", vkey], capsys)
+        assert code == 2 and "over the limit" in err
+    finally:
+        cli_verify.MAX_VERDICT_BUNDLE_BYTES = limit
     for argv in (
         ["verify", "sha256:abc"],  # neither a digest nor a file
         ["verify", chain.artifact, "--bundle", str(tmp_path / "empty.json")],  # no --log-key
