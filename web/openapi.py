@@ -101,8 +101,8 @@ OPENAPI: dict[str, Any] = {
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
                 "responses": {
                     "201": _json(_receipt, "appended"),
-                    "200": _json(_receipt, "a duplicate: the existing entry's receipt"),
-                    **_errors(400, 401, 403, 413, 422, 503),
+                    "200": _json(_receipt, "a duplicate (same payload type, payload and verifying keys): the existing entry's receipt"),
+                    **_errors(400, 401, 403, 409, 413, 422, 503),
                 },
             },
             "get": {
@@ -139,7 +139,7 @@ OPENAPI: dict[str, Any] = {
         },
         "/artifacts/{digest}/chain": {
             "get": {
-                "summary": "The chain of trust of an artifact, link by link, with its weakest link",
+                "summary": "The chain of trust of an artifact: each link a digest held up by its best record (rests_on, set_aside, why), its weakest link and roots",
                 "parameters": [
                     {"name": "digest", "in": "path", "required": True, "schema": {"type": "string"}},
                     _int_param("at", required=False),
@@ -205,7 +205,7 @@ OPENAPI: dict[str, Any] = {
         },
         "/signers": {
             "get": {
-                "summary": "Principals, keys, grants, thresholds and the root of trust",
+                "summary": "Principals, keys, identities and TEE roots with grants, status and decay (stale, stale_since, next_review_by), thresholds and the root of trust",
                 "responses": {"200": _json({"type": "object"})},
             }
         },

@@ -234,6 +234,12 @@ def run_demo(home: Path, *, port: int = 8000, serve_it: bool = True) -> int:
     # the deployment comes once the firmware record it is matched against is in the ledger
     binary = json.loads(records[-1][1])["subject"][0]["digest"]["sha256"]
     deployed = sign_envelope(deployment(home, binary, now=now), IN_TOTO_PAYLOAD_TYPE, [signers["deployer"]])
+    # the demo vTPM CA goes into the key history too: the trust state decides which TEE roots count
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
+
+    ca = x509.load_pem_x509_certificate((home / "tee-trust" / "demo-vtpm-ca.pem").read_bytes())
+    registry.add_tee_root(sessions, log, admin, "demo vTPM CA", ca.public_bytes(Encoding.DER), now=now)
     if not any(isinstance(r, LedgerError) for r in results):
         results += append.append_batch(sessions, [json.dumps(deployed)], log, now=now)
     receipts_dir = home / "receipts"

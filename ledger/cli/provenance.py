@@ -8,6 +8,7 @@ chain is trusted and 1 otherwise (stale, missing or untrusted links), like every
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from typing import Any
 
@@ -33,6 +34,11 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--public-key", required=True, metavar="PEM", help="path to the SPKI PEM public key")
     _grant_options(s, required=True)
     s.set_defaults(func=cmd_keys_add)
+
+    s = keys.add_parser("add-tee-root", help="register a non-vendor TEE root (a TPM EK/AK CA) in the key history")
+    s.add_argument("--name", required=True, help="who the root belongs to")
+    s.add_argument("--certificate", required=True, metavar="FILE", help="PEM (one or more certificates) or DER")
+    s.set_defaults(func=cmd_keys_add_tee_root)
 
     s = keys.add_parser("list", help="list registered keys")
     s.add_argument("--json", action="store_true")
@@ -162,9 +168,10 @@ def cmd_identities_list(args: argparse.Namespace) -> int:
 
 
 def _listing(st: Any) -> list[dict[str, Any]]:
+    from ledger.services.trust import signer_listing  # noqa: PLC0415
+
     with st.sessions() as session:
-        state = load_state(session)
-    return [k.to_json() for k in sorted(state.keys.values(), key=lambda k: (k.registered_index, k.key_id))]
+        return signer_listing(session, now=now())
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
@@ -179,7 +186,8 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
             + (f" review-by {g['review_by']}" if g["review_by"] else "")
             for g in k["grants"]
         )
-        _out(f"{k['key_id']}  {k['principal']}  {k['algorithm']}  {k['status']}  {grants}")
+        status = f"{k['status']} (stale since {k['stale_since']}: re-affirm it)" if k["stale"] else k["status"]
+        _out(f"{k['key_id']}  {k['principal']}  {k['algorithm']}  {status}  {grants}")
     return 0
 
 
@@ -199,6 +207,26 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
     else:
         for name, value in doc.items():
             _out(f"{name}: {json.dumps(value) if isinstance(value, list | dict) else value}")
+    return 0
+
+
+def cmd_keys_add_tee_root(args: argparse.Namespace) -> int:
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
+
+    from ledger.errors import MalformedError  # noqa: PLC0415
+
+    blob = _read_file(args.certificate, "certificate")
+    try:
+        certs = x509.load_pem_x509_certificates(blob) if b"-----BEGIN" in blob else [x509.load_der_x509_certificate(blob)]
+    except ValueError as exc:
+        raise MalformedError(f"{args.certificate} is not a certificate: {exc}") from exc
+    with open_store() as st:
+        admin = setup.load_admin_key(st.settings)
+        for cert in certs:
+            result = registry.add_tee_root(st.sessions, st.log, admin, args.name, cert.public_bytes(Encoding.DER), now=now())
+            _out(f"registered TEE root {cert.subject.rfc4514_string()} (key event at entry {result.receipt['index']})")
+            _out(hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest())
     return 0
 
 
@@ -257,8 +285,15 @@ def cmd_chain(args: argparse.Namespace) -> int:
             _out(f"  [{link['verdict']:>9}] {where} {link['kind']} {link['subject']}{signer}{deps}")
             for reason in link["reasons"]:
                 _out(f"              {reason}")
+            why = link.get("why") or {}
+            if link["verdict"] in ("trusted", "stale") and why.get("principals"):
+                bits = [f"{why.get('k')} of {why.get('n')} principals ({', '.join(why['principals'])})"]
+                bits += [f"grant {g}" for g in (why.get("grants") or {}).values()][:2]
+                bits += [f"{name.replace('_', '-')} {why[name]}" for name in ("review_by", "not_after") if why.get(name)]
+                _out(f"              why: {'; '.join(bits)}")
         w, r = doc["weakest_link"], doc["root"]
-        _out(f"weakest link: {'entry ' + str(w['index']) if w['index'] is not None else w['subject']} ({w['verdict']})")
+        because = f"; {w['weakest_because']}" if w.get("weakest_because") else ""
+        _out(f"weakest link: {'entry ' + str(w['index']) if w['index'] is not None else w['subject']} ({w['verdict']}{because})")
         _out(f"root: {'entry ' + str(r['index']) if r['index'] is not None else r['subject']} ({r['kind']})")
     return 0 if doc["verdict"] == "trusted" else 1
 

@@ -21,6 +21,8 @@ again only when its listing changes.
 
 from __future__ import annotations
 
+import hashlib
+
 import base64
 import json
 import os
@@ -108,6 +110,20 @@ def load_tpm_roots(directory: Path) -> tuple[bytes, ...]:
     found = tuple(dict.fromkeys(roots))
     _ROOTS_CACHE[key] = (listing, found)
     return found
+
+
+def tpm_roots_of(session: Session) -> tuple[bytes, ...]:
+    """The TPM roots that count: the ``tee-root:tpm`` roots in the key history that are not
+    revoked, then the trust folder's (an import path: register them with
+    ``provledger keys add-tee-root``), less any the key history revoked."""
+    from ledger.services.trust import load_state  # noqa: PLC0415
+
+    state = load_state(session)
+    registered = [k for k in state.keys.values() if k.algorithm == "tee-root:tpm"]
+    revoked = {k.key_id for k in registered if k.revoked_index is not None}
+    active = [k.public_key for k in registered if k.revoked_index is None]
+    folder = [der for der in load_tpm_roots(trust_dir()) if hashlib.sha256(der).hexdigest() not in revoked]
+    return tuple(dict.fromkeys([*active, *folder]))
 
 
 def _statement_of(canonical: bytes) -> dict[str, Any]:
@@ -239,7 +255,7 @@ def complete_appraisals(
             statement = _statement_of(item.canonical)
             record = pure.parse_deployment(statement["predicate"], item.subjects)
             if record.evidence_type == "tpm" and roots is None:
-                roots = load_tpm_roots(trust_dir())
+                roots = tpm_roots_of(session)
             try:
                 appraisal, root = pure.appraise_deployment(record, now=at, tpm_roots=roots or ())
             except MalformedError as exc:

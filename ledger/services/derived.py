@@ -175,11 +175,25 @@ class _Checker:
         if firmware_idx is None:
             return []
         subjects = self.firmware_subjects.get(firmware_idx)
+        if subjects is None and self.fold is None and firmware_idx < idx:
+            subjects = self._firmware_before(firmware_idx)  # a shard: the firmware is in an earlier one
         if subjects is None:
-            if self.fold is not None:  # a whole-log pass has seen every earlier firmware image
-                wrong.append(f"its appraisal names entry {firmware_idx}, which is not an earlier firmware image")
+            wrong.append(f"its appraisal names entry {firmware_idx}, which is not an earlier firmware image")
             return []
         return [("firmware", a, d) for a, d in subjects]
+
+    def _firmware_before(self, index: int) -> list[tuple[str, str]] | None:
+        data = self.session.connection().exec_driver_sql(f"SELECT data FROM entries WHERE idx = {int(index)}").scalar()
+        if data is None:
+            return None
+        try:
+            facts = leaf_facts(index, bytes(data))
+        except LedgerError:
+            return None
+        if facts.predicate_type != FIRMWARE_IMAGE:
+            return None
+        self.firmware_subjects[index] = [(a, d) for a, d, _ in facts.subjects]
+        return self.firmware_subjects[index]
 
 
 def _entries(session: Session, start: int, end: int | None) -> Iterator[list[tuple[Any, ...]]]:
@@ -192,6 +206,12 @@ def _entries(session: Session, start: int, end: int | None) -> Iterator[list[tup
 def check_derived_range(session: Session, start: int, end: int, add: Callable[[int | None, str, str], None]) -> None:
     """The per-entry derived rows of entries [start, end) (a worker's shard; no trust fold)."""
     checker = _Checker(session, None, add)
+    if start > 0:  # integrated time across the shard boundary, from the previous leaf's bytes
+        data = session.connection().exec_driver_sql(f"SELECT data FROM entries WHERE idx = {int(start) - 1}").scalar()
+        try:
+            checker.last_time = leaf_facts(start - 1, bytes(data)).integrated_time if data is not None else None
+        except LedgerError:
+            checker.last_time = None
     for rows in _entries(session, start, end):
         checker.check_chunk(rows)
 

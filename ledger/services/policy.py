@@ -168,7 +168,7 @@ def verify_trust_state(session: Session, log: LogIdentity | None = None, *, fold
         else:
             fields = [f for f in KeyState.__dataclass_fields__ if getattr(stored, f) != getattr(expected, f)]
             problems.append(
-                Problem(expected.last_event_index, "trust_state", f"key {key_id} ({expected.principal}) differs from its key-event entries in: {', '.join(fields)} (last event: entry {expected.last_event_index})")
+                Problem(max(expected.last_event_index, stored.last_event_index), "trust_state", f"key {key_id} ({expected.principal}) differs from its key-event entries in: {', '.join(fields)} (last event: entry {expected.last_event_index})")
             )
     for pattern in sorted(set(thresholds) | set(folded.thresholds)):
         if thresholds.get(pattern) != folded.thresholds.get(pattern):

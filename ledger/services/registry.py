@@ -36,6 +36,7 @@ __all__ = [
     "TOKEN_SCOPES",
     "add_identity",
     "add_key",
+    "add_tee_root",
     "authenticate",
     "create_token",
     "key_event_envelope",
@@ -128,6 +129,21 @@ def add_identity(
     event = KeyEvent(
         action="register-identity", key_id=identity.id, principal=name, grants=_grants(grants), identity=identity,
         issued_at=now,
+    )
+    return submit_key_event(sessions, log, admin, event, now=now)
+
+
+def add_tee_root(
+    sessions: Sessions, log: LogIdentity, admin: PrivateKey, name: str, certificate_der: bytes, *, now: int, tee: str = "tpm"
+) -> Appended:
+    """Register a non-vendor TEE root (a TPM EK/AK CA certificate, DER) in the key history: its
+    key id is the certificate's SHA-256 fingerprint; ``revoke_key`` and ``reaffirm_key`` apply to
+    it like to a signer key, and deployments are re-judged against it."""
+    if not name.strip():
+        raise MalformedError("a TEE root needs a non-empty --name")
+    event = KeyEvent(
+        action="register-tee-root", key_id=hashlib.sha256(certificate_der).hexdigest(), principal=name,
+        certificate=certificate_der, tee=tee, issued_at=now,
     )
     return submit_key_event(sessions, log, admin, event, now=now)
 

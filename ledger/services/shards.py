@@ -554,6 +554,10 @@ def verify_shard(
         assert len(edge) == 1, "shards: a shard is one complete subtree"
         result.root = edge[0][0].hex()
         result.root_flagged = edge[0][1]
+    # 6. the shard's derived rows, recomputed from its leaf bytes (ledger.services.derived)
+    from ledger.services.derived import check_derived_range  # noqa: PLC0415
+
+    check_derived_range(session, start, end, problems.add)
     result.problems, result.truncated = problems.items, problems.truncated
     return result
 
@@ -717,7 +721,11 @@ def combine_shards(
     ).scalar_one_or_none()
     if stray is not None:
         problems.add(None, "interior_hash", f"interior hash at position {stray} belongs to no entry")
+    # the trust state folded from the key-event entries' leaf bytes, against the trust tables
+    from ledger.services.policy import verify_trust_state  # noqa: PLC0415
 
+    for p in verify_trust_state(session):
+        problems.add(p.index, p.kind, p.message)
     ordered = problems.items
     return DistributedReport(
         tree_size=tree_size,

@@ -42,6 +42,7 @@ __all__ = [
     "load_root",
     "load_state",
     "load_table_state",
+    "signer_listing",
     "trust_fold",
     "registry_from_rows",
     "row_of",
@@ -297,3 +298,12 @@ def registry_from_rows(rows: TrustRows) -> TrustRegistry:
         {p: (n, i) for p, n, i in rows.thresholds},
         identities,
     )
+
+
+def signer_listing(session: Session, *, now: int) -> list[dict[str, Any]]:
+    """Every registered key, identity and TEE root as the fold leaves them, with its decay as of
+    ``now`` (``stale``, ``stale_since``, ``next_review_by``): the one listing behind
+    ``keys list``, ``GET /api/v1/signers`` and the UI's signers page."""
+    state = load_state(session)
+    keys = sorted(state.keys.values(), key=lambda k: (k.registered_index, k.key_id))
+    return [{**k.to_json(), **k.freshness(now)} for k in keys]

@@ -452,6 +452,21 @@ class KeyState:
             return "rotated"
         return "active"
 
+    def freshness(self, as_of: int) -> dict[str, Any]:
+        """Decay as of ``as_of``: ``stale`` when every grant with a review-by is past it (its
+        records are judged stale until re-affirmed), the soonest review-by still ahead and, for a
+        stale key, since when. Shown alike by ``keys list``, ``GET /signers`` and the UI."""
+        dated = [g.review_by for g in self.grants if g.review_by is not None]
+        ahead = [t for t in dated if t >= as_of]
+        past = [t for t in dated if t < as_of]
+        stale = bool(dated) and not ahead and len(dated) == len(self.grants)
+        return {
+            "stale": stale,
+            "stale_since": format_time(max(past)) if stale and past else None,
+            "next_review_by": format_time(min(ahead)) if ahead else None,
+            "stale_grants": len(past),
+        }
+
     def to_json(self) -> dict[str, Any]:
         identity = self.identity
         return {

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from ledger.db.engine import make_engine, make_session_factory
 from ledger.errors import ConflictError, IntegrityError, SignatureError, NotTrustedError
 from ledger.records.keys import generate_private_key
-from ledger.services import registry
+from ledger.services import registry, shards
 from ledger.services.append import Appended, prepare
 from ledger.services.audit import audit
 from ledger.services.policy import fold_key_events
@@ -181,6 +181,13 @@ def test_audit_recomputes_each_derived_table_from_the_leaves(trust: Trust, what:
     assert not report.ok, what
     expected = {"entries.predicate_type": rev, "trust_keys": rev, "trust_thresholds": rev}.get(what, rec)
     assert report.first_bad_index == expected, (what, report.problems)
+    # the workers' audit (shards of 2 entries, then combined) finds the same first bad index
+    with trust.store.sessions() as session:
+        log = trust.store.log
+        results = [shards.verify_shard(session, s, vkey=log.vkey, origin=log.origin)
+                   for s in shards.plan_shards(report.tree_size, 1)]
+        combined = shards.combine_shards(session, report.tree_size, results, vkey=log.vkey, origin=log.origin)
+    assert combined.first_bad_index == expected, (what, combined.problems)
     from web.server import check_at_start  # noqa: PLC0415
 
     with pytest.raises(IntegrityError, match=f"at index {expected}"):

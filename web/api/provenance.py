@@ -8,15 +8,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import time
 
 from flask import Blueprint, Response, jsonify, request
 
 from ledger.errors import MalformedError
 from ledger.trust.policy import parse_time
 from ledger.services import chain as chain_service
+from ledger.services.trust import load_state, signer_listing
 from ledger.services.verdict_bundles import verdict_bundle_json
 from ledger.trust.bundle import VERDICT_BUNDLE_MEDIA_TYPE
-from ledger.services.trust import load_state
 from web.extension import get_session, ledger
 
 __all__ = ["bp"]
@@ -97,11 +98,10 @@ def get_search() -> Response:
 @bp.get("/signers")
 def get_signers() -> Response:
     state = load_state(get_session())
-    keys = sorted(state.keys.values(), key=lambda k: (k.registered_index, k.key_id))
     return jsonify(
         {
             "root": state.root_key_id,
             "thresholds": [{"predicate_type": p, "threshold": n, "index": i} for p, (n, i) in sorted(state.thresholds.items())],
-            "signers": [k.to_json() for k in keys],
+            "signers": signer_listing(get_session(), now=int(time.time())),
         }
     )

@@ -1,0 +1,49 @@
+"""Issue 12, point 8: non-vendor TEE roots are key history (SQLite and PostgreSQL).
+
+A TPM root registered by a key event counts; revoking it turns its deployments untrusted (the
+chain re-judges the stored appraisal against the trust state) and new evidence chaining to it is
+refused even while the certificate is still in the trust folder (an import path only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ledger.errors import NotTrustedError
+from ledger.services import chain as chain_service
+from ledger.services import registry
+from ledger.services.audit import audit
+from ledger.services.trust import signer_listing
+from tests.deployment import helpers as h
+from tests.unit.attestation.factories import TpmPki
+
+
+@pytest.mark.usefixtures("tee_trust")
+def test_revoking_a_registered_tpm_root_condemns_its_deployments(store, tpm_pki: TpmPki) -> None:  # type: ignore[no-untyped-def]
+    w = h.world(store)
+    der = tpm_pki.root.public_bytes(Encoding.DER)
+    fingerprint = hashlib.sha256(der).hexdigest()
+    registry.add_tee_root(store.sessions, store.log, w.trust.admin, "test TPM CA", der, now=store.tick())
+    index = w.trust.ok(h.deployment_statement(w.artifact, "tpm", h.tpm_evidence(tpm_pki, w.artifact)), w.deployer)
+    with store.sessions() as session:
+        chain = chain_service.chain(session, f"sha256:{w.artifact}")
+        listed = {k["key_id"]: k for k in signer_listing(session, now=store.clock)}
+    assert listed[fingerprint]["algorithm"] == "tee-root:tpm" and listed[fingerprint]["status"] == "active"
+    (tee,) = [l for l in chain["links"] if l["kind"] == "tee-evidence"]
+    assert tee["verdict"] == "trusted" and tee["key_id"] == fingerprint and tee["why"]["registered_index"] >= 0
+    assert chain["verdict"] == "trusted" and {"name": tee["signer"], "fingerprint": fingerprint, "verdict": "trusted"} in chain["roots"]["tee"]
+
+    registry.revoke_key(store.sessions, store.log, w.trust.admin, fingerprint, now=store.tick(), compromised_since=store.clock - 100)
+    with store.sessions() as session:
+        chain = chain_service.chain(session, f"sha256:{w.artifact}")
+        assert audit(session, store.log).ok
+    (tee,) = [l for l in chain["links"] if l["kind"] == "tee-evidence"]
+    assert tee["verdict"] == "untrusted" and "was revoked" in tee["reasons"][0]
+    deployment = next(l for l in chain["links"] if l["index"] == index)
+    assert deployment["verdict"] == "untrusted" and chain["verdict"] == "untrusted"
+    # the folder still holds the certificate, but the key history revoked it: refused
+    result = w.deploy(h.deployment_statement(w.artifact, "tpm", h.tpm_evidence(tpm_pki, w.artifact, host="vm-9"), host="vm-9"))
+    assert isinstance(result, NotTrustedError) and "ak_chain" in str(result)
