@@ -5,6 +5,7 @@ checkpoint. Three rates, measured in the same run on the same ledger:
 
 * ``raw``: PyNaCl Ed25519 verifications per second on one core (the floor of the work);
 * ``single``: the same verification core in one process (every shard in turn, then the combiner);
+* ``pool``: ``provledger audit --signatures`` — the same shards on a process pool, no Redis;
 * ``workers``: the distributed audit — ``celery worker --concurrency 2`` (two pool processes) on
   Redis, shards and chord, from enqueue to the stored report.
 
@@ -74,6 +75,17 @@ def single_process(st, level: int) -> float:
     with st.sessions() as session:
         results = [shards.verify_shard(session, s, vkey=st.log.vkey, origin=st.log.origin) for s in plan]
         report = shards.combine_shards(session, size, results, vkey=st.log.vkey, origin=st.log.origin)
+    elapsed = time.perf_counter() - t
+    assert report.ok, report.to_json()
+    return elapsed
+
+
+def local_pool(st, level: int, processes: int) -> float:
+    """Seconds for ``provledger audit --signatures``: the same shards on a process pool, no Redis."""
+    t = time.perf_counter()
+    report = shards.audit_signatures(
+        st.sessions, st.log, database_url=st.settings.database_url, processes=processes, shard_level=level
+    )
     elapsed = time.perf_counter() - t
     assert report.ok, report.to_json()
     return elapsed
@@ -207,9 +219,10 @@ def main() -> int:
         )
         n = args.entries
         raw = raw_verify_rate(st)
-        singles, hashes_only, dists, rss = [], [], [], {}
+        singles, hashes_only, dists, pools, rss = [], [], [], [], {}
         for _ in range(args.repeat):
             singles.append(n / single_process(st, level))
+            pools.append(n / local_pool(st, level, args.processes))
             hashes_only.append(n / single_process_hashes_only(st))
             elapsed, rss = distributed(st, settings, env, level, args.processes, Path(settings.home))
             dists.append(n / elapsed)
@@ -220,6 +233,7 @@ def main() -> int:
         print(f"{'raw PyNaCl verify x ' + str(args.processes):<52} {raw * args.processes:>12,.0f}")
         print(f"{'audit, single process (same core, all checks)':<52} {single_rate:>12,.0f}")
         print(f"{'audit, single process, hashes only (services.audit)':<52} {median(hashes_only):>12,.0f}")
+        print(f"{f'audit --signatures, {args.processes} pool processes':<52} {median(pools):>12,.0f}")
         print(f"{f'audit, {args.processes} worker processes (Celery, Redis)':<52} {dist_rate:>12,.0f}")
         print()
         speedup = dist_rate / single_rate

@@ -2,7 +2,7 @@
 
 A fresh SQLite ledger gets an administrator key, a signer key registered by a key event (a
 scoped grant with a review-by date) and a submit token; then ``provledger serve --workers 2``
-(gunicorn, gthread) runs on 127.0.0.1 and this script is the load generator:
+(waitress) runs on 127.0.0.1 and this script is the load generator:
 
 1. batch ingestion: concurrent clients POST /api/v1/entries/batch (Ed25519-signed SLSA v1
    envelopes, every signature verified and every record judged by the trust policy);
@@ -241,7 +241,7 @@ def main() -> int:
     singles = [json.dumps(sign_envelope(statement(i, "b"), IN_TOTO_PAYLOAD_TYPE, [key])).encode() for i in range(singles_needed)]
     bodies = [("{\"envelopes\":[" + ",".join(envelopes[i : i + args.batch]) + "]}").encode() for i in range(0, len(envelopes), args.batch)]
     print(f"pre-signed {len(envelopes) + len(singles)} Ed25519 envelopes (~{len(envelopes[0])} bytes) in {time.perf_counter() - t:.1f} s")
-    print(f"server: provledger serve --workers {args.workers} --threads {args.threads} (gunicorn gthread), SQLite in {home}")
+    print(f"server: provledger serve --workers {args.workers} --threads {args.threads} (waitress), SQLite in {home}")
 
     server = Server(home, args.workers, args.threads)
     try:

@@ -76,8 +76,11 @@ def parse_receipt(data: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
             raise MalformedError(f"receipt is not valid JSON: {exc}") from exc
     else:
         doc = dict(data)
-    if not isinstance(doc, dict):
-        raise MalformedError("receipt must be a JSON object")
+    if not isinstance(doc, dict) or not {"index", "tree_size", "entry", "proof"} <= set(doc):
+        raise MalformedError(
+            "this is not a receipt: a receipt is a JSON object with index, tree_size, entry and proof, "
+            "as `provledger submit` and `provledger receipt INDEX` print it"
+        )
     for name in ("index", "tree_size"):
         if type(doc.get(name)) is not int or doc[name] < 0:
             raise MalformedError(f"receipt {name} must be a non-negative integer")

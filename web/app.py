@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from ledger.services.cosign import CosignLoop, witness_config_from_env
 from ledger.services.log import load_log_identity
 from ledger.services.sequencer import Sequencer
 from web.extension import IntegrityState, LedgerExtension
+from web.proxy import TrustedProxies, parse_trusted_proxies
 
 __all__ = ["create_app"]
 
@@ -86,6 +88,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from web import ui  # noqa: PLC0415
 
     ui.init_app(app)
+    trusted = parse_trusted_proxies(app.config.get("TRUSTED_PROXIES", os.environ.get("PROVLEDGER_TRUSTED_PROXIES")))
+    app.wsgi_app = TrustedProxies(app.wsgi_app, trusted)  # type: ignore[method-assign]
     return app
 
 

@@ -16,6 +16,7 @@ from ledger.config import Settings
 from ledger.services.cosign import CosignLoop, WitnessConfig
 from ledger.services.log import LogIdentity
 from ledger.services.sequencer import Sequencer
+from ledger.services.sessions import LoginThrottle
 
 __all__ = ["IntegrityState", "LedgerExtension", "get_session", "ledger"]
 
@@ -46,6 +47,8 @@ class LedgerExtension:
     #: the witnesses the ledger asks to cosign, and the loop that asks them (None: no witnesses)
     witnesses: WitnessConfig | None = None
     cosign: CosignLoop | None = None
+    #: failed admin logins, per client and across clients (``ledger.services.sessions``)
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     started_at: float = field(default_factory=time.time)
     counters: dict[str, int] = field(default_factory=dict)
     _counter_lock: threading.Lock = field(default_factory=threading.Lock)

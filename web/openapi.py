@@ -29,7 +29,17 @@ OPENAPI: dict[str, Any] = {
     "info": {"title": "provenance-ledger", "version": "1"},
     "servers": [{"url": "/api/v1"}],
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": (
+                    "An API token from `provledger tokens create` (stored hashed). `provledger tokens list` "
+                    "shows names, scopes, created and last used; `provledger tokens revoke NAME` (or the admin "
+                    "page) revokes it: a missing, wrong or revoked token gets 401."
+                ),
+            }
+        },
         "schemas": {
             "Error": {
                 "type": "object",
@@ -102,7 +112,16 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "201": _json(_receipt, "appended"),
                     "200": _json(_receipt, "a duplicate (same payload type, payload and verifying keys): the existing entry's receipt"),
-                    **_errors(400, 401, 403, 409, 413, 422, 503),
+                    **_errors(400, 401, 403, 409, 413, 422),
+                    "503": {
+                        "description": (
+                            "writes are stopped: the store failed an integrity check — at start-up, in the "
+                            "background audit, or the sequencer's right-edge check before each batch (a store "
+                            "cut or rewritten behind the server's back); the message names the first bad index "
+                            "and /healthz reports status compromised"
+                        ),
+                        "content": {"application/json": {"schema": _error}},
+                    },
                 },
             },
             "get": {

@@ -1,4 +1,4 @@
-"""``provledger serve``: check the store, then run the app under gunicorn.
+"""``provledger serve``: check the store, then run the app under waitress.
 
 The server refuses to start (exit 1, naming the first bad index) when the store fails its
 integrity check. Large ledgers start on a fast check and are re-measured in the background; a
@@ -8,19 +8,23 @@ failure then stops writes (503) and shows on /healthz.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
 import sys
 import threading
+import time
 from typing import Any
 
 from ledger.config import Settings
 from ledger.db.engine import make_engine, make_session_factory
-from ledger.errors import IntegrityError
+from ledger.errors import ConfigurationError, IntegrityError
 from ledger.services import audit, browse, integrity, setup
 from ledger.services.log import LogIdentity, load_log_identity
-from web.app import create_app
+from web.app import MAX_REQUEST_BYTES, create_app
 from web.extension import IntegrityState
 
-__all__ = ["check_at_start", "serve"]
+__all__ = ["access_log", "check_at_start", "serve", "server_options"]
 
 log = logging.getLogger(__name__)
 
@@ -73,34 +77,134 @@ def start_background_audit(settings: Settings, identity: LogIdentity, state: Int
     return thread
 
 
+#: A read that makes no progress for this long (headers or body) closes the connection.
+DEFAULT_READ_TIMEOUT = 30
+#: Open connections one serving process keeps (stalled ones included); then it stops accepting.
+DEFAULT_MAX_CONNECTIONS = 1000
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise ConfigurationError(f"{name} must be a whole number from {low} to {high}, not {raw!r}")
+    return int(raw)
+
+
+def server_options(threads: int, max_body: int) -> dict[str, Any]:
+    """The waitress adjustments ``serve`` uses (see README, Production).
+
+    waitress reads every request — headers and body — in its event loop and hands the app a
+    complete request, so a slow or stalled client holds a socket, never an app thread or a
+    database connection; a read that makes no progress for ``channel_timeout`` seconds ends it.
+    """
+    return {
+        "threads": threads,
+        "channel_timeout": _env_int("PROVLEDGER_READ_TIMEOUT", DEFAULT_READ_TIMEOUT, 1, 3600),
+        "cleanup_interval": 2,
+        "connection_limit": _env_int("PROVLEDGER_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, 10, 100_000),
+        "asyncore_use_poll": True,  # select() stops at 1024 descriptors
+        "max_request_body_size": max_body,
+        "backlog": 2048,
+        "ident": "provledger",
+        # proxy headers are judged by the app (web.proxy), against PROVLEDGER_TRUSTED_PROXIES
+        "clear_untrusted_proxy_headers": False,
+    }
+
+
+def access_log(app: Any) -> Any:
+    """A WSGI wrapper that logs one line per request (method, path, status, milliseconds)."""
+    logger = logging.getLogger("provledger.access")
+
+    def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+        started = time.monotonic()
+        status: list[str] = ["-"]
+
+        def start(code: str, headers: Any, exc_info: Any = None) -> Any:
+            status[0] = code.split(" ", 1)[0]
+            return start_response(code, headers, exc_info)
+
+        try:
+            return app(environ, start)
+        finally:
+            logger.info(
+                "%s %s %s %s %.0fms", environ.get("REMOTE_ADDR", "-"), environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"), status[0], (time.monotonic() - started) * 1000,
+            )
+
+    return wrapped
+
+
+def _serve_process(settings: Settings, state: IntegrityState, background: bool, sock: socket.socket, options: dict[str, Any]) -> int:
+    import waitress  # noqa: PLC0415
+
+    try:
+        app = create_app({"SETTINGS": settings, "INTEGRITY": state})
+    except ConfigurationError as exc:
+        print(f"provledger: refusing to start: {exc}", file=sys.stderr, flush=True)
+        return 1
+    if background:
+        start_background_audit(settings, app.extensions["provledger"].log, state)
+    server = waitress.create_server(access_log(app), sockets=[sock], **options)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
 def serve(settings: Settings, *, host: str, port: int, workers: int = 1, threads: int = 16) -> int:
+    if workers < 1 or threads < 1:
+        print("provledger: --workers and --threads must be at least 1", file=sys.stderr)
+        return 2
     try:
         state, background = check_at_start(settings)
-    except IntegrityError as exc:
+        options = server_options(threads, MAX_REQUEST_BYTES + 1024)
+    except (IntegrityError, ConfigurationError) as exc:
         print(f"provledger: refusing to start: {exc}", file=sys.stderr)
         return 1
     print(f"provledger: integrity: {state.checked}", file=sys.stderr)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from gunicorn.app.base import BaseApplication  # noqa: PLC0415
+    sock = socket.create_server((host, port), backlog=2048)
+    bound = sock.getsockname()[1]
+    print(
+        f"provledger: serving {settings.origin} on http://{host}:{bound}/ "
+        f"(waitress, {workers} process(es) x {threads} threads, read timeout {options['channel_timeout']} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    if workers == 1:
+        return _serve_process(settings, state, background, sock, options)
+    # Several processes accept on the one listening socket; each runs its own sequencer, and
+    # they serialise through the database's sequencer lock.
+    children: list[int] = []
+    for _n in range(workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                code = _serve_process(settings, state, background, sock, options)  # each its own audit and state
+            finally:
+                os._exit(code)
+        children.append(pid)
+    sock.close()
 
-    class _App(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            for key, value in {
-                "bind": f"{host}:{port}",
-                "workers": workers,
-                "worker_class": "gthread",
-                "threads": threads,
-                "accesslog": "-",
-                "timeout": 120,
-            }.items():
-                self.cfg.set(key, value)
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM if signum != signal.SIGINT else signal.SIGINT)
+            except ProcessLookupError:
+                pass
 
-        def load(self) -> Any:
-            app = create_app({"SETTINGS": settings, "INTEGRITY": state})
-            if background:
-                start_background_audit(settings, app.extensions["provledger"].log, state)
-            return app
-
-    print(f"provledger: serving {settings.origin} on http://{host}:{port}/", file=sys.stderr)
-    _App().run()
-    return 0
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = 0
+    for child in children:
+        _pid, status = os.waitpid(child, 0)
+        code = code or (os.waitstatus_to_exitcode(status) if os.waitstatus_to_exitcode(status) > 0 else 0)
+    return code

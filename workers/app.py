@@ -40,6 +40,7 @@ __all__ = [
     "make_celery",
     "redis_prefix",
     "settings_of",
+    "worker_options_help",
 ]
 
 QUEUE = "provledger"
@@ -146,3 +147,13 @@ def settings_of(app: Celery) -> Settings:
 def is_embedded(app: Celery) -> bool:
     """True when the app runs without a broker server (the in-memory transport)."""
     return str(app.conf.broker_url).startswith("memory://")
+
+
+def worker_options_help(prog: str) -> str:
+    """The options of Celery's ``worker`` command (from its click command), for ``prog --help``."""
+    import click  # noqa: PLC0415 - only for --help
+    from celery.bin.worker import worker  # noqa: PLC0415
+
+    text = worker.get_help(click.Context(worker, info_name=prog))
+    at = text.find("Worker Options:")
+    return text[at:] if at >= 0 else text

@@ -46,12 +46,15 @@ class _Controller(WorkController):
 class EmbeddedWorker:
     """Start with :meth:`start`; stop with :meth:`stop` (or let the process end: daemon threads)."""
 
-    def __init__(self, app: Celery, *, concurrency: int | None = None, beat: bool = False) -> None:
+    def __init__(
+        self, app: Celery, *, concurrency: int | None = None, beat: bool = False, loglevel: str = "WARNING"
+    ) -> None:
         if not is_embedded(app):
             raise ValueError("an embedded worker needs the in-memory transport (no PROVLEDGER_REDIS_URL)")
         self.app = app
         self.concurrency = concurrency or default_concurrency()
         self.beat = beat
+        self.loglevel = loglevel
         self._controller: _Controller | None = None
         self._thread: threading.Thread | None = None
         self._beat: Any = None
@@ -76,7 +79,7 @@ class EmbeddedWorker:
             without_heartbeat=True,
             without_mingle=True,
             without_gossip=True,
-            loglevel="WARNING",
+            loglevel=self.loglevel,
         )
         self._thread = threading.Thread(target=self._controller.start, name="provledger-embedded-worker", daemon=True)
         self._thread.start()

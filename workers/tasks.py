@@ -17,7 +17,7 @@ import redis.exceptions
 from celery import Task, shared_task
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ledger.errors import LedgerError, UnavailableError
+from ledger.errors import LedgerError, NotFoundError, UnavailableError
 from ledger.services import shards
 from ledger.services.log import load_log_identity
 from workers.app import MAX_RETRIES, MAX_RETRY_DELAY, settings_of
@@ -76,16 +76,41 @@ _COMMON: dict[str, Any] = {
 }
 
 
+def _audit_exists(app: Any, audit_id: int) -> bool:
+    with sessions_for(app)() as session:
+        try:
+            shards.get_audit(session, audit_id)
+        except NotFoundError:
+            return False
+    return True
+
+
+def _withdrawn(audit_id: int) -> dict[str, Any]:
+    """A task of an audit its requester withdrew (no worker picked it up in time): nothing to do."""
+    log.info("audit %s was withdrawn by its requester; its task does nothing", audit_id)
+    return {"audit": audit_id, "skipped": "the audit was withdrawn"}
+
+
 @shared_task(name="provledger.audit_shard", **_COMMON)
 def audit_shard(self: Task, audit_id: int, shard: int, start: int, end: int) -> dict[str, Any]:
     """Re-measure one shard of an audit (a complete subtree, leaves [start, end))."""
-    return shards.run_shard(sessions_for(self.app), audit_id, shard, start, end, max_attempts=MAX_SHARD_ATTEMPTS)
+    try:
+        return shards.run_shard(sessions_for(self.app), audit_id, shard, start, end, max_attempts=MAX_SHARD_ATTEMPTS)
+    except NotFoundError:
+        if not _audit_exists(self.app, audit_id):
+            return _withdrawn(audit_id)
+        raise
 
 
 @shared_task(name="provledger.audit_combine", **_COMMON)
 def audit_combine(self: Task, results: list[Any], *, audit_id: int) -> dict[str, Any]:
     """The chord's callback: combine the shards (read from the database) into the report."""
-    report = shards.finish_audit(sessions_for(self.app), audit_id)
+    try:
+        report = shards.finish_audit(sessions_for(self.app), audit_id)
+    except NotFoundError:
+        if not _audit_exists(self.app, audit_id):
+            return _withdrawn(audit_id)
+        raise
     if report is None:
         # The chord fired before every shard row was committed (cannot happen with a result
         # backend that deduplicates chord parts; cheap to guard against).

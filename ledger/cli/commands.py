@@ -105,9 +105,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     pub = Path(str(out) + ".pub")
     for p in (out, pub):
         if p.exists():
-            raise ConflictError(f"{p} already exists; refusing to overwrite a key")
+            raise ConflictError(f"{p} already exists; refusing to overwrite a key (choose another --out)")
     key = keylib.generate_private_key(args.algorithm)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(key.to_pem())
@@ -123,6 +123,30 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
         token = registry.create_token(session, args.name, args.scope, now=now())
     print(f"token {args.name!r} with scope {args.scope} (shown once; store it now):", file=sys.stderr)
     _out(token)
+    return 0
+
+
+def _utc(ts: int | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts is not None else "never"
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    with open_store() as st, st.sessions() as session:
+        tokens = registry.list_tokens(session)
+    if args.json:
+        _out(json.dumps([t.to_json() for t in tokens], indent=2))
+        return 0
+    _out(f"{'NAME':<24} {'SCOPE':<7} {'CREATED':<20} {'LAST USED':<20} STATUS")
+    for t in tokens:
+        status = f"revoked {_utc(t.revoked_at)}" if t.revoked_at is not None else "live"
+        _out(f"{t.name:<24} {t.scope:<7} {_utc(t.created_at):<20} {_utc(t.last_used_at):<20} {status}")
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    with open_store() as st, st.sessions() as session, session.begin():
+        count = registry.revoke_token(session, args.name, now=now())
+    _out(f"revoked {count} token(s) named {args.name!r}; requests with them now get 401")
     return 0
 
 
@@ -157,7 +181,7 @@ _HTTP_ERRORS = {400: MalformedError, 413: MalformedError, 422: VerificationError
 
 
 def _submit_http(server: str, token: str | None, body: bytes) -> dict[str, Any]:
-    from ledger.errors import ConfigurationError, NotTrustedError  # noqa: PLC0415
+    from ledger.errors import NotTrustedError  # noqa: PLC0415
 
     if not token:
         raise MalformedError("--server needs --token (or PROVLEDGER_TOKEN)")
@@ -175,7 +199,12 @@ def _submit_http(server: str, token: str | None, body: bytes) -> dict[str, Any]:
             message = json.loads(exc.read())["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = exc.reason
-        error = {401: ConfigurationError, 403: NotTrustedError}.get(exc.code) or _HTTP_ERRORS.get(exc.code, UnavailableError)
+        if exc.code == 401:
+            raise VerificationError(
+                f"the server refused the token (401: {message}): check --token or PROVLEDGER_TOKEN "
+                "(an admin creates one with `provledger tokens create --name NAME --scope submit`)"
+            ) from exc
+        error = {403: NotTrustedError}.get(exc.code) or _HTTP_ERRORS.get(exc.code, UnavailableError)
         raise error(f"the server refused the envelope ({exc.code}): {message}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise UnavailableError(f"cannot reach {server}: {getattr(exc, 'reason', exc)}") from exc
@@ -262,19 +291,32 @@ def cmd_prove_consistency(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from ledger.cli.worker import audit_with_workers, progress_bar  # noqa: PLC0415
+    from ledger.cli.worker import DEFAULT_WAIT, audit_with_workers, progress_bar  # noqa: PLC0415
 
+    if args.processes is not None and (not args.signatures or args.processes < 1):
+        raise MalformedError("--processes takes a positive number and goes with --signatures")
+    if args.wait is not None and not args.workers:
+        raise MalformedError("--wait goes with --workers (how long to wait for a worker to pick the audit up)")
     progress = progress_bar() if not args.json and sys.stderr.isatty() else None
     if args.workers:
         # Shards on the Celery workers (Redis), or on an embedded worker when no Redis is set.
-        report = audit_with_workers(Settings.from_env(), progress)
+        wait = DEFAULT_WAIT if args.wait is None else args.wait
+        report: Any = audit_with_workers(Settings.from_env(), progress, wait=wait)
+    elif args.signatures:
+        from ledger.services.shards import audit_signatures  # noqa: PLC0415
+
+        with open_store() as st:
+            report = audit_signatures(
+                st.sessions, st.log, database_url=st.settings.database_url, processes=args.processes, progress=progress
+            )
     else:
         with open_store() as st, st.sessions() as session:
             report = audit.audit(session, st.log, progress=progress)
     if args.json:
         _out(json.dumps(report.to_json(), indent=2))
     elif report.ok:
-        _out(f"OK: {report.tree_size} entries, {report.checkpoints_checked} checkpoints re-measured")
+        signatures = f", {report.signatures_checked} signatures" if args.workers or args.signatures else ""
+        _out(f"OK: {report.tree_size} entries{signatures}, {report.checkpoints_checked} checkpoints re-measured")
     else:
         for p in report.problems:
             print(f"problem at {p.index}: {p.kind}: {p.message}", file=sys.stderr)
@@ -285,9 +327,28 @@ def cmd_audit(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ server
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse, in one sentence and before printing anything, to serve on a port already taken."""
+    import errno  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UnavailableError(
+                    f"port {port} on {host} is already in use (another provledger serve?): stop it or choose another --port"
+                ) from exc
+            raise UnavailableError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from web.server import serve  # noqa: PLC0415 - the composition root imports web lazily
 
+    check_port_free(args.host, args.port)
     return serve(Settings.from_env(), host=args.host, port=args.port, workers=args.workers, threads=args.threads)
 
 
@@ -300,6 +361,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ledger.cli.demo import run_demo  # noqa: PLC0415
 
+    if not args.no_serve:
+        check_port_free("127.0.0.1", args.port)
     return run_demo(Path(args.home), port=args.port, serve_it=not args.no_serve)
 
 

@@ -273,7 +273,7 @@ def run_demo(home: Path, *, port: int = 8000, serve_it: bool = True) -> int:
     print(f"deployed on {DEMO_HOST}: entry {results[-1].receipt['index']}, its vTPM quote appraised "  # type: ignore[union-attr]
           f"to the demo vTPM CA in {home / 'tee-trust'} and matched to the firmware's PCRs")
     print()
-    print("Look around:")
+    print("Look around (first put provledger on PATH in this shell: . .venv/bin/activate):")
     print(f"  open:            http://127.0.0.1:{port}/                      (the auditor overview)")
     print(f"                   http://127.0.0.1:{port}/artifacts/{artifact}  (the chain, drawn)")
     print(f"  receipts:        {receipts_dir}/{first}.json …")
@@ -282,8 +282,12 @@ def run_demo(home: Path, *, port: int = 8000, serve_it: bool = True) -> int:
     print(f"                   curl http://127.0.0.1:{port}/api/v1/artifacts/{artifact}/chain")
     print(f"  API:             curl http://127.0.0.1:{port}/api/v1/checkpoint")
     print(f"                   curl http://127.0.0.1:{port}/api/v1/entries/{first}")
+    print("  audits:          provledger audit                    (hash level: leaves, chain, tree, checkpoints, trust)")
+    print("                   provledger audit --signatures       (all that and every signature, on every core)")
+    print("  workers:         provledger worker --concurrency 2   (with PROVLEDGER_REDIS_URL set; README: Scaling out)")
+    print("                   provledger audit --workers          (the signature audit, sharded on the workers)")
     print(f"  submit token:    {token}")
-    print(f"  environment:     export PROVLEDGER_HOME={home}")
+    print(f"  environment:     export PROVLEDGER_HOME={home.resolve()}")
     if not serve_it:
         return 0
     from web.server import serve  # noqa: PLC0415

@@ -24,6 +24,36 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+class _WorkerHelp(argparse.Action):
+    """``provledger worker --help``: ours, then Celery's worker options (they all pass through)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, default: str = argparse.SUPPRESS,
+                 help: str | None = None) -> None:  # noqa: A002 - argparse's name
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from ledger.cli.worker import celery_worker_help  # noqa: PLC0415 - imports Celery
+
+        parser.print_help()
+        print("\nCelery's worker options (all accepted, unchanged):\n")
+        print(celery_worker_help())
+        parser.exit()
+
+
+def _split_worker_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``worker`` hands everything after it to Celery (only ``-h``/``--help`` is ours); a leading
+    ``--`` is dropped (Celery would read what follows it as configuration)."""
+    if not argv or argv[0] != "worker":
+        return argv, []
+    rest = argv[1:]
+    if rest[:1] == ["--"]:
+        return ["worker"], rest[1:]
+    if any(a in ("-h", "--help") for a in rest):
+        return ["worker", "--help"], []
+    return ["worker"], rest
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ledger.cli import commands as c  # noqa: PLC0415 - keep `--help` fast
 
@@ -37,9 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("log-key", help="print the log's C2SP verifier key")
     s.set_defaults(func=c.cmd_log_key)
 
-    s = sub.add_parser("keygen", help="write a signing key (PKCS#8 PEM) and its public key (PATH.pub)")
-    s.add_argument("--out", required=True, metavar="PATH")
-    s.add_argument("--algorithm", choices=["ed25519", "ecdsa-p256"], default="ed25519")
+    s = sub.add_parser(
+        "keygen",
+        help="write a signing key (PKCS#8 PEM, mode 0600) and its public key (PATH.pub)",
+        epilog="example:\n  provledger keygen --out \"$PROVLEDGER_HOME/keys/ci.pem\"   # then: keys add --public-key …/ci.pem.pub",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("--out", required=True, metavar="PATH",
+                   help="where to write the private key (mode 0600; refuses to overwrite); the public key goes to "
+                   "PATH.pub. Keep keys out of the working tree: under $PROVLEDGER_HOME/keys/, as README does")
+    s.add_argument("--algorithm", choices=["ed25519", "ecdsa-p256"], default="ed25519",
+                   help="the signature algorithm (default: ed25519)")
     s.set_defaults(func=c.cmd_keygen)
 
 
@@ -47,9 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="tokens_command", required=True, metavar="ACTION", parser_class=_Parser
     )
     s = tokens.add_parser("create", help="create a bearer token (printed once, stored hashed)")
-    s.add_argument("--name", required=True)
+    s.add_argument("--name", required=True, help="the token's name, unique (used by `tokens revoke`)")
     s.add_argument("--scope", required=True, choices=["submit", "admin"])
     s.set_defaults(func=c.cmd_tokens_create)
+    s = tokens.add_parser("list", help="the tokens: names, scopes, created, last used, revoked (never the secret)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=c.cmd_tokens_list)
+    s = tokens.add_parser("revoke", help="revoke the live tokens named NAME (they get 401; their admin sessions end)")
+    s.add_argument("name", metavar="NAME")
+    s.set_defaults(func=c.cmd_tokens_revoke)
 
     s = sub.add_parser("sign", help="sign an in-toto Statement into a DSSE envelope (stdout)")
     s.add_argument("--key", required=True, metavar="PATH", help="PKCS#8 PEM private key")
@@ -91,9 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--new", type=int, metavar="N", help="default: the latest tree size")
     s.set_defaults(func=c.cmd_prove_consistency)
 
-    s = sub.add_parser("audit", help="re-measure the whole ledger; exit 1 on any problem")
+    s = sub.add_parser(
+        "audit",
+        help="re-measure the whole ledger; exit 1 on any problem",
+        description="Re-measure the whole ledger; exit 1 naming the first bad index. Without options: every "
+        "leaf hash, the hash chain, every interior hash, every checkpoint (signature and root), the sizes "
+        "and the trust state, in one streaming pass. --signatures and --workers check all of that and "
+        "also re-verify every DSSE signature in every leaf.",
+    )
     s.add_argument("--json", action="store_true")
-    s.add_argument("--workers", action="store_true", help="run on the Celery workers")
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument("--signatures", action="store_true",
+                      help="also re-verify every signature, on every core of this machine (no Redis needed)")
+    mode.add_argument("--workers", action="store_true",
+                      help="also re-verify every signature, sharded on the Celery workers (`provledger worker`)")
+    s.add_argument("--processes", type=int, metavar="N", help="with --signatures: processes (default: one per core)")
+    s.add_argument("--wait", type=float, metavar="SECONDS", default=None,
+                   help="with --workers: give up (exit 3, nothing recorded) if no worker picks the audit up "
+                   "within SECONDS (default 30)")
     s.set_defaults(func=c.cmd_audit)
 
     s = sub.add_parser("serve", help="serve the HTTP API (refuses to start on a failed integrity check)")
@@ -103,9 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=16, help="threads per worker process")
     s.set_defaults(func=c.cmd_serve)
 
-    s = sub.add_parser("worker", help="a Celery worker for this ledger")
-    s.add_argument("celery_args", nargs=argparse.REMAINDER, help="options for celery worker, e.g. --concurrency 2 --beat")
-    s.set_defaults(func=c.cmd_worker)
+    s = sub.add_parser(
+        "worker",
+        help="a Celery worker for this ledger (every Celery worker option passes through)",
+        usage="provledger worker [CELERY WORKER OPTIONS ...]",
+        description="A Celery worker for this ledger: shard audits, checkpoint publishing, scheduled audits. "
+        "Every option is handed unchanged to Celery's worker command on the `workers` app, as "
+        "`celery -A workers worker` takes it: e.g. `provledger worker --concurrency 4`, "
+        "`provledger worker --beat` (the scheduler too), `-Q QUEUES`, `--loglevel DEBUG`, `-n NAME`. "
+        "It needs PROVLEDGER_REDIS_URL to share work with other machines; without it the worker runs "
+        "embedded in this process and takes only -c/--concurrency, -B/--beat and -l/--loglevel.",
+        add_help=False,
+    )
+    s.add_argument("-h", "--help", action=_WorkerHelp, help="show this help and Celery's worker options")
+    s.set_defaults(func=c.cmd_worker, celery_args=[])
 
     s = sub.add_parser("demo", help="a fresh demo ledger with a realistic supply chain, served")
     s.add_argument("--home", default="var/demo", help="where to create it (default var/demo)")
@@ -125,12 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
     from ledger.cli import verify  # noqa: PLC0415
 
     verify.add_parser(sub)
+    from ledger.cli.help import complete_help  # noqa: PLC0415
+
+    complete_help(p)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    own, celery_args = _split_worker_args(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(own)
+    if celery_args:
+        args.celery_args = celery_args
     try:
         return int(args.func(args) or 0)
     except LedgerError as exc:
@@ -138,6 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `provledger search … | head`: the reader has what it wanted
+        import os  # noqa: PLC0415
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from ledger.cli.commands import _out, _read_file, now, open_store, parse_time
+from ledger.errors import MalformedError
 from ledger.records.keys import load_public_key
 from ledger.trust.policy import IDENTITY_ALGORITHM, Grant, Identity, format_time
 from ledger.trust.predicates import KEY_EVENT
@@ -97,9 +98,20 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_chain)
 
-    s = sub.add_parser("search", help="find entries by digest, subject name, signer, predicate type, time")
+    s = sub.add_parser(
+        "search",
+        help="find entries by free text (as the UI's search box) or by digest, subject name, signer, predicate type, time",
+        epilog="examples:\n  provledger search appliance          # names, predicate types, host ids, signers containing it\n"
+        "  provledger search 4bafe825           # a digest prefix (8+ hex digits)\n"
+        "  provledger search --name 'acme/bios/*' --since 2026-01-01T00:00:00Z",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("query", nargs="?", metavar="QUERY",
+                   help="free text, read as the UI's search box reads it: a digest or digest prefix (8+ hex), "
+                   "`signer:NAME`, or words matched inside subject names, predicate types, host ids and signer names")
     s.add_argument("--digest", metavar="sha256:HEX")
-    s.add_argument("--name", metavar="PREFIX_OR_GLOB")
+    s.add_argument("--name", metavar="PREFIX_OR_GLOB",
+                   help="a subject-name prefix, or a glob per / segment such as 'acme/*/fw'")
     s.add_argument("--signer", metavar="KEYID_OR_PRINCIPAL")
     s.add_argument("--predicate-type", metavar="URI_OR_GLOB")
     s.add_argument("--since", metavar="T")
@@ -276,10 +288,13 @@ def cmd_chain(args: argparse.Namespace) -> int:
         doc = chain_service.chain(session, args.digest, at=args.at)
     if args.json:
         _out(json.dumps(doc, indent=2))
+    elif not any(link.get("index") is not None for link in doc["links"]):
+        _out(f"{doc['artifact']}: missing: no record about it is in the ledger"
+             f"{' as of index ' + str(args.at) if args.at is not None else ''}, so nothing vouches for it")
     else:
         _out(f"{doc['artifact']}: {doc['verdict']}")
         for link in doc["links"]:
-            where = f"entry {link['index']}" if link["index"] is not None else "no entry"
+            where = f"entry {link['index']}" if link["index"] is not None else "(no record)"
             signer = f" signed by {link['signer']}" if link["signer"] else ""
             deps = f" ← {link['depends_on']}" if link["depends_on"] else ""
             _out(f"  [{link['verdict']:>9}] {where} {link['kind']} {link['subject']}{signer}{deps}")
@@ -298,7 +313,36 @@ def cmd_chain(args: argparse.Namespace) -> int:
     return 0 if doc["verdict"] == "trusted" else 1
 
 
+def _cmd_find(args: argparse.Namespace) -> int:
+    """``search QUERY``: the same reading of the query, and so the same entries, as the UI's box."""
+    from ledger.services.search import search  # noqa: PLC0415
+
+    if not 1 <= args.limit <= 1000:
+        raise MalformedError("--limit must be between 1 and 1000")
+    with open_store() as st, st.sessions() as session:
+        found = search(session, args.query, after=args.after, limit=args.limit)
+    rows = found.results
+    if args.json:
+        _out(json.dumps({"query": args.query, "meaning": found.meaning, "next": found.next_after, "entries": [
+            {"index": r.index, "integrated_time": r.integrated_time, "predicate_type": r.predicate_type,
+             "key_id": r.key_id, "signer": r.signer,
+             "subjects": [{"algorithm": a, "digest": d, "name": n} for a, d, n in r.subjects]} for r in rows]}, indent=2))
+        return 0
+    _out(f"read as: {'; '.join(found.meaning)}")
+    for r in rows:
+        _out(f"{r.index}  {format_time(r.integrated_time)}  {r.predicate_type}  {', '.join(r.subject_names)}  by {r.signer or r.key_id[:12]}")
+    if not rows:
+        _out("no entries found")
+    if found.next_after is not None:
+        _out(f"more: --after {found.next_after}")
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
+    if args.query is not None:
+        if any(v is not None for v in (args.digest, args.name, args.signer, args.predicate_type, args.since, args.until)):
+            raise MalformedError("give either a free-text QUERY or the --digest/--name/--signer/--predicate-type/--since/--until filters, not both")
+        return _cmd_find(args)
     with open_store() as st, st.sessions() as session:
         entries, after = chain_service.search(
             session,

@@ -53,7 +53,7 @@ Exit status: 0 trusted (and every expectation met); 1 anything else (untrusted, 
 cyclic, a proof or signature that fails, an expectation not met); 2 bad usage or a malformed
 bundle; 3 the server or database cannot be reached.
 
-Example (a deploy gate):
+example (a deploy gate):
   provledger verify dist/app.tar.gz --server https://ledger.example \\
       --log-key "$LEDGER_LOG_KEY" --expect-predicate https://slsa.dev/provenance/v1 \\
       --expect-signer ci --bundle-out verdict-bundle.json
@@ -84,7 +84,7 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--expect-signer", metavar="PRINCIPAL", help="a trusted record about the artifact is signed by this principal (or key id)")
     s.add_argument("--require-deployment", action="store_true", help="a trusted deployment (verified TEE evidence) of the artifact exists")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
-    s.add_argument("--timeout", type=float, default=60.0, help=argparse.SUPPRESS)
+    s.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="how long to wait for --server")
     s.set_defaults(func=cmd_verify)
 
 

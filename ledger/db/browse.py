@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from ledger.db import models
@@ -22,7 +23,13 @@ from ledger.db.models import Checkpoint, Entry, EntrySigner, EntrySubject, Trust
 __all__ = [
     "EntrySummary",
     "audit_runs",
+    "entries_by_digest_prefix",
+    "entries_by_host",
     "entries_by_key_ids",
+    "entries_by_name_text",
+    "entries_by_predicate_text",
+    "key_ids_matching",
+    "like_escape",
     "entries_by_predicate_type",
     "entries_by_subject_digest",
     "entries_by_subject_name",
@@ -146,6 +153,75 @@ def entries_by_subject_name(session: Session, name: str, after: int, limit: int)
     )
 
 
+def like_escape(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def entries_by_name_text(session: Session, text: str, after: int, limit: int) -> list[int]:
+    """Entries with a subject name that contains ``text`` (prefixes included)."""
+    return list(
+        session.execute(
+            select(EntrySubject.entry_idx)
+            .where(EntrySubject.name.like(f"%{like_escape(text)}%", escape="\\"), EntrySubject.entry_idx > after)
+            .group_by(EntrySubject.entry_idx)
+            .order_by(EntrySubject.entry_idx)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def entries_by_digest_prefix(session: Session, algorithm: str | None, prefix: str, after: int, limit: int) -> list[int]:
+    """Entries with a subject digest starting with ``prefix`` (lowercase hex), any algorithm if None."""
+    q = select(EntrySubject.entry_idx).where(
+        EntrySubject.digest.like(f"{like_escape(prefix)}%", escape="\\"), EntrySubject.entry_idx > after
+    )
+    if algorithm is not None:
+        q = q.where(EntrySubject.algorithm == algorithm)
+    return list(session.execute(q.group_by(EntrySubject.entry_idx).order_by(EntrySubject.entry_idx).limit(limit)).scalars())
+
+
+def key_ids_matching(session: Session, text: str) -> list[str]:
+    """Keys whose principal name contains ``text``, or whose key id starts with it."""
+    pattern = like_escape(text)
+    return list(
+        session.execute(
+            select(TrustKey.key_id).where(
+                TrustKey.principal.like(f"%{pattern}%", escape="\\") | TrustKey.key_id.like(f"{pattern.lower()}%", escape="\\")
+            )
+        ).scalars()
+    )
+
+
+def entries_by_host(session: Session, text: str, after: int, limit: int) -> list[int]:
+    """Deployments whose appraised host id contains ``text``."""
+    model = models.DeploymentAppraisal
+    if session.get_bind().dialect.name == "postgresql":
+        host = func.cast(model.document, JSONB)["host_id"].astext
+    else:
+        host = func.json_extract(model.document, "$.host_id")
+    return list(
+        session.execute(
+            select(model.entry_idx)
+            .where(host.like(f"%{like_escape(text)}%", escape="\\"), model.entry_idx > after)
+            .order_by(model.entry_idx)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def entries_by_predicate_text(session: Session, text: str, after: int, limit: int) -> list[int]:
+    """Entries whose predicate type contains ``text``."""
+    return list(
+        session.execute(
+            select(Entry.idx)
+            .where(Entry.predicate_type.like(f"%{like_escape(text)}%", escape="\\"), Entry.idx > after)
+            .order_by(Entry.idx)
+            .limit(limit)
+        ).scalars()
+    )
+
+
 def entries_by_key_ids(session: Session, key_ids: Sequence[str], after: int, limit: int) -> list[int]:
     """Entries signed by any of these keys (every verified signer, through ix_entry_signers_key_id)."""
     if not key_ids:
@@ -211,6 +287,8 @@ def audit_runs(session: Session, *, before: int | None = None, limit: int = 50) 
                 result = json.loads(run.result)
             except ValueError:
                 result = None
+        if isinstance(result, dict) and isinstance(result.get("report"), dict):
+            result = result["report"]  # a finished run stores {"report": …, "checked": …}
         runs.append(
             {
                 "id": run.id,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -23,9 +25,29 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs)
+        database = parsed.database
+
+        @event.listens_for(engine, "do_connect")
+        def _private_file(*_args: Any) -> None:
+            _create_private(database)  # then SQLite connects as usual (returning None)
+
         _configure_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _create_private(database: str | None) -> None:
+    """Create a new SQLite database file owner-only (0600) before SQLite does (with the umask's
+    mode); SQLite gives its -wal and -shm files the database file's mode."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.exists() or not path.parent.is_dir():
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, Meta
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AdminSession",
     "ApiToken",
     "Base",
     "CheckpointCosignature",
@@ -125,6 +126,19 @@ class ApiToken(Base):
     scope: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class AdminSession(Base):
+    """A server-side admin login (``ledger.services.sessions``): only the id's SHA-256 is stored."""
+
+    __tablename__ = "admin_sessions"
+    id_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    ended_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class AuditRun(Base):

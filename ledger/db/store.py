@@ -130,6 +130,12 @@ def read_frontier(session: Session, size: int) -> CompactRange:
     return CompactRange(size, [hashes[n] for n in nodes])
 
 
+def last_entry(session: Session) -> tuple[int, bytes] | None:
+    """The index and chain hash of the highest stored entry (None: no entries)."""
+    row = session.execute(select(Entry.idx, Entry.chain_hash).order_by(Entry.idx.desc()).limit(1)).first()
+    return (int(row[0]), bytes(row[1])) if row is not None else None
+
+
 def chain_head(session: Session, size: int) -> bytes:
     if size == 0:
         return CHAIN_SEED

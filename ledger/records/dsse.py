@@ -87,6 +87,11 @@ def parse_envelope(data: bytes | str | Mapping[str, Any], *, limit: int = MAX_EN
     if not isinstance(doc, dict):
         raise MalformedError("envelope must be a JSON object")
     unknown = set(doc) - {"payload", "payloadType", "signatures"}
+    if "_type" in doc and "subject" in doc and "payload" not in doc:
+        raise MalformedError(
+            "this is an in-toto statement, not a signed DSSE envelope: sign it first "
+            "(provledger sign --key KEY.pem STATEMENT.json > envelope.json) and submit the envelope"
+        )
     if unknown:
         raise MalformedError(f"envelope has unknown fields: {', '.join(sorted(unknown))}")
     payload_type = doc.get("payloadType")

@@ -18,7 +18,9 @@ A Sigstore bundle is kept whole, so a receipt lets anyone re-verify it with Sigs
      "signer": {"key_id": <hex>, "public_key": <base64 DER SPKI of the key that signed>,
                 "identity": {"san", "san_type", "issuer", "extensions": {...}} (keyless only),
                 "verified_time": <seconds: the log's integrated time or RFC 3161 time at which the
-                                  certificate was checked>, "verified_time_source": "tlog"|"rfc3161"}}
+                                  certificate was checked>, "verified_time_source": "tlog"|"rfc3161",
+                "tlog_inclusion": "promised" (only when the Rekor entry carried a SET but no
+                                  inclusion proof; absent when inclusion was proven)}}
 
 The leaf hash is SHA-256(0x00 || leaf data).
 """

@@ -22,6 +22,7 @@ from ledger.db import store
 from ledger.records.dsse import MAX_ENVELOPE_BYTES, Envelope, parse_envelope, verify_envelope_result
 from ledger.errors import (
     ConflictError,
+    IntegrityError,
     LedgerError,
     MalformedError,
     NotFoundError,
@@ -55,6 +56,7 @@ __all__ = [
     "RightEdge",
     "Signer",
     "append_batch",
+    "check_right_edge",
     "integrate",
     "prepare",
     "prepare_batch",
@@ -294,6 +296,66 @@ class RightEdge:
     head: bytes
     time: int = 0
 
+    @property
+    def root(self) -> bytes:
+        return CompactRange(self.size, self.frontier).root()
+
+
+def _edge_error(message: str, first_bad: int) -> IntegrityError:
+    return IntegrityError(f"{message} (first bad index {first_bad}); writes are stopped", first_bad_index=first_bad)
+
+
+def check_right_edge(session: Session, size: int, edge: RightEdge | None, *, stored: CompactRange | None = None) -> None:
+    """Compare the store's right edge with what this process holds; IntegrityError on a mismatch.
+
+    The store must end where its sequencer says (the last entry is ``size - 1``) under a
+    checkpoint of that size. With ``edge`` (what this process committed last), the last chain
+    hash and root must be the ones it wrote, or, when another process appended since, the
+    entry and checkpoint at ``edge.size`` must still be. Without it, ``stored`` (the frontier
+    read from the store) must lead to the latest checkpoint's root.
+    """
+    last = store.last_entry(session)
+    last_idx = last[0] if last is not None else -1
+    if last_idx != size - 1:
+        first_bad = last_idx + 1 if last_idx < size - 1 else size
+        raise _edge_error(
+            f"the store's right edge moved: the sequencer is at size {size} but the last stored entry is {last_idx}",
+            first_bad,
+        )
+    latest = store.latest_checkpoint(session)
+    if size > 0 and (latest is None or latest.tree_size != size):
+        raise _edge_error(
+            f"the store's right edge moved: no checkpoint covers the tree of size {size}", size - 1
+        )
+    if stored is not None and size > 0 and latest is not None and stored.root() != latest.root_hash:
+        raise _edge_error(
+            f"the stored tree of size {size} does not lead to the latest checkpoint's root", size - 1
+        )
+    if edge is None:
+        return
+    if edge.size > size:
+        raise _edge_error(
+            f"the store's right edge moved back: this server committed {edge.size} entries but the store holds {size}",
+            size,
+        )
+    if edge.size == 0:
+        return
+    if edge.size == size:
+        head, root = last[1] if last is not None else None, latest.root_hash if latest is not None else None
+    else:  # another process appended since: what this one wrote must still be there
+        then = store.checkpoint_of_size(session, edge.size)
+        head, root = store.chain_head(session, edge.size), then.root_hash if then is not None else None
+    if head != edge.head:
+        raise _edge_error(
+            f"the store's right edge moved: entry {edge.size - 1} no longer has the chain hash this server wrote",
+            edge.size - 1,
+        )
+    if root != edge.root:
+        raise _edge_error(
+            f"the store's right edge moved: the checkpoint of size {edge.size} no longer has the root this server signed",
+            edge.size - 1,
+        )
+
 
 def integrate(
     session: Session, batch: Sequence[Prepared], log: LogIdentity, *, now: int, edge: RightEdge | None = None
@@ -301,7 +363,9 @@ def integrate(
     """Sequence a batch under the sequencer lock; the caller commits (or rolls back) once.
 
     ``edge`` is what this process committed last; it is used only when the locked size proves
-    that nobody appended since (sizes only grow), and saves reading the right edge back.
+    that nobody appended since (sizes only grow), and saves reading the right edge back. Either
+    way the store's right edge is checked first (``check_right_edge``): a store cut or rewritten
+    behind this process's back raises IntegrityError and nothing is appended over the gap.
 
     Under the lock: the batch's integrated time is at least the last entry's (two processes with
     different clocks cannot make time go backwards); duplicates (same content hash) return the
@@ -311,11 +375,13 @@ def integrate(
     size = store.lock_sequencer(session)
     existing = store.entries_by_content_hash(session, [p.envelope_hash for p in batch])
     if edge is not None and edge.size == size:
+        check_right_edge(session, size, edge)
         tree = CompactRange(size, edge.frontier)
         head = edge.head
         last_time = edge.time
     else:
         tree = store.read_frontier(session, size)
+        check_right_edge(session, size, edge, stored=tree)
         head = store.chain_head(session, size)
         last_time = store.last_integrated_time(session, size)
     now = max(now, last_time)

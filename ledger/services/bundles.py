@@ -292,6 +292,10 @@ def prepare_bundle(
     }
     if verified.identity is not None:
         signer["identity"] = _identity_record(verified)
+    if verified.inclusion == "promised":
+        # A v0.1 bundle whose Rekor entry has a SET but no inclusion proof: the log promised to
+        # include it, nobody proved it did. The chain shows it (``ledger.services.chain``).
+        signer["tlog_inclusion"] = "promised"
     return Prepared(
         canonical=canonical,
         envelope_hash=hashlib.sha256(canonical).digest(),

@@ -7,6 +7,7 @@ batches; the walk and the verdicts are ``ledger.trust.chain`` (pure).
 
 from __future__ import annotations
 
+import json
 import time as _time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -88,6 +89,7 @@ def load_records(session: Session, indexes: Sequence[int]) -> dict[int, RecordIn
             f"SELECT entry_idx, position, kind, algorithm, digest FROM entry_edges WHERE entry_idx IN ({marks})", params
         ).fetchall():
             edges.setdefault(idx, []).append((pos, (kind, alg, dig)))
+    notes = _leaf_notes(conn, mark, indexes)
     deployments = [idx for idx, (_, ptype) in meta.items() if ptype == DEPLOYMENT]
     appraised = appraisals_of(session, deployments) if deployments else {}
     return {
@@ -99,9 +101,35 @@ def load_records(session: Session, indexes: Sequence[int]) -> dict[int, RecordIn
             signers=tuple(sorted(signers.get(idx, ()))),
             edges=tuple(e for _, e in sorted(edges.get(idx, ()))),
             tee=TeeInfo.from_document(appraised[idx]) if idx in appraised else None,
+            notes=notes.get(idx, ()),
         )
         for idx, (t, ptype) in meta.items()
     }
+
+
+#: the reason a link shows for a Sigstore bundle whose Rekor entry had a SET but no inclusion proof
+PROMISED_INCLUSION = "Rekor inclusion promised (SET), not proven"
+_BUNDLE_LEAF_PREFIX = b'{"bundle":'
+
+
+def _leaf_notes(conn: Any, mark: str, indexes: Sequence[int]) -> dict[int, tuple[str, ...]]:
+    """Notes read from the leaves themselves: only ``sigstore-bundle`` leaves are read (the
+    prefix is the canonical leaf's first key), and only their signer record is looked at."""
+    out: dict[int, tuple[str, ...]] = {}
+    for chunk in _chunks(indexes):
+        marks = ", ".join([mark] * len(chunk))
+        rows = conn.exec_driver_sql(
+            f"SELECT idx, data FROM entries WHERE idx IN ({marks}) AND substr(data, 1, {len(_BUNDLE_LEAF_PREFIX)}) = {mark}",
+            (*chunk, _BUNDLE_LEAF_PREFIX),
+        ).fetchall()
+        for idx, data in rows:
+            try:
+                signer = json.loads(bytes(data)).get("signer")
+            except (UnicodeDecodeError, ValueError, AttributeError):
+                continue
+            if isinstance(signer, dict) and signer.get("tlog_inclusion") == "promised":
+                out[idx] = (PROMISED_INCLUSION,)
+    return out
 
 
 def chain(session: Session, digest: str, *, at: int | None = None, now: int | None = None) -> dict[str, Any]:

@@ -30,7 +30,7 @@ class LogIdentity:
 def create_log_key(path: Path, origin: str) -> Ed25519NoteSigner:
     """Write a new log key (Go ``PRIVATE+KEY+…`` signer key) with mode 0600; never overwrite."""
     signer = generate_signer(origin)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(signer.skey + "\n")

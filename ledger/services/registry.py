@@ -16,13 +16,16 @@ import json
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from dataclasses import dataclass
 
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ledger.db import store
 from ledger.db.models import ApiToken
 from ledger.records.dsse import sign_envelope
-from ledger.errors import LedgerError, MalformedError
+from ledger.errors import LedgerError, MalformedError, NotFoundError
 from ledger.records.keys import PrivateKey, PublicKey
 from ledger.trust.policy import Grant, Identity, KeyEvent, key_event_subject
 from ledger.trust.predicates import KEY_EVENT
@@ -30,10 +33,12 @@ from ledger.services.append import Appended, append_batch
 from ledger.services.log import LogIdentity
 from ledger.services.trust import trust_fold
 from ledger.trust.fold import GENESIS
+from ledger.services.sessions import end_sessions_of_token
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1
 
 __all__ = [
     "TOKEN_SCOPES",
+    "TokenInfo",
     "add_identity",
     "add_key",
     "add_tee_root",
@@ -42,11 +47,14 @@ __all__ = [
     "key_event_envelope",
     "key_event_statement",
     "next_prev",
+    "list_tokens",
     "reaffirm_key",
     "revoke_key",
+    "revoke_token",
     "rotate_key",
     "set_threshold",
     "submit_key_event",
+    "use_token",
 ]
 
 TOKEN_SCOPES = ("submit", "admin")
@@ -194,18 +202,86 @@ def create_token(session: Session, name: str, scope: str, *, now: int) -> str:
     """A new bearer token; only its SHA-256 is stored, so it is shown once."""
     if scope not in TOKEN_SCOPES:
         raise MalformedError(f"token scope must be one of {', '.join(TOKEN_SCOPES)}")
+    if not name.strip() or len(name) > 255 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise MalformedError("a token name is 1 to 255 printable characters")
     token = "plt_" + secrets.token_urlsafe(32)
     store.add_token(session, name, scope, _token_hash(token), now)
     return token
 
 
 def authenticate(session: Session, token: str | None, scope: str) -> ApiToken | None:
-    """The token's row if it exists and grants ``scope`` (admin grants everything), else None."""
-    if not token:
+    """The token's row if it exists, is not revoked and grants ``scope`` (admin grants
+    everything), else None."""
+    if not token or len(token) > 256:
         return None
     row = store.token_by_hash(session, _token_hash(token))
     if row is None or not hmac.compare_digest(row.token_hash, _token_hash(token)):
         return None
+    if row.revoked_at is not None:
+        return None
     if row.scope != scope and row.scope != "admin":
         return None
     return row
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What may be shown about a token: never its secret (nor its hash)."""
+
+    id: int
+    name: str
+    scope: str
+    created_at: int
+    last_used_at: int | None
+    revoked_at: int | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name, "scope": self.scope, "created_at": self.created_at,
+            "last_used_at": self.last_used_at, "revoked_at": self.revoked_at,
+        }
+
+
+def _info(row: ApiToken) -> TokenInfo:
+    return TokenInfo(row.id, row.name, row.scope, row.created_at, row.last_used_at, row.revoked_at)
+
+
+#: ``last_used_at`` is written at most this often per token (a write per request would be waste).
+LAST_USED_RESOLUTION = 60
+
+
+def use_token(sessions: Sessions, token: str | None, scope: str, *, now: int) -> TokenInfo | None:
+    """Authenticate a request's token in a short session of its own (closed before the caller
+    reads the request body) and note when it was last used."""
+    if not token or len(token) > 256:
+        return None
+    with sessions() as session:
+        row = authenticate(session, token, scope)
+        if row is None:
+            return None
+        info = _info(row)
+        if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+            try:
+                session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+                session.commit()
+            except SQLAlchemyError:  # busy store: the token is still good, the note can wait
+                session.rollback()
+        return info
+
+
+def list_tokens(session: Session) -> list[TokenInfo]:
+    """Every token, oldest first: names, scopes, created, last used, revoked (never the secret)."""
+    return [_info(row) for row in session.execute(select(ApiToken).order_by(ApiToken.id)).scalars()]
+
+
+def revoke_token(session: Session, name: str, *, now: int) -> int:
+    """Revoke every live token called ``name`` and end the admin sessions opened with them;
+    the number revoked (the caller commits). NotFoundError when there is none."""
+    ids = list(
+        session.execute(select(ApiToken.id).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))).scalars()
+    )
+    if not ids:
+        raise NotFoundError(f"there is no live token named {name!r}")
+    session.execute(update(ApiToken).where(ApiToken.id.in_(ids)).values(revoked_at=now))
+    end_sessions_of_token(session, ids, now=now)
+    return len(ids)

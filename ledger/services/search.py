@@ -1,8 +1,15 @@
-"""Searching the ledger: one query string → the entries it names, a page at a time.
+"""Searching the ledger: one query string → the entries it names, a page at a time. The auditor's
+search box and ``provledger search QUERY`` both call :func:`search`, so they always agree.
 
-A query is ``signer:<name or key id>``, a digest (``alg:hex`` or a bare 64-hex SHA-256, which also
-matches a signer key id), or else a subject name, a predicate type or a signer name. Every source
-is an index range, merged by entry index (keyset-paged, never OFFSET).
+A query is read every way it can mean something, and the answer is the union, ascending by
+entry index and keyset-paged by ``after`` (never OFFSET):
+
+- ``signer:NAME`` — records signed by keys of principals whose name contains NAME (or whose key
+  id starts with it);
+- a digest — ``alg:hex`` or bare hex of at least 8 digits — subject digests starting with it (a
+  whole SHA-256 is also read as a signer key id);
+- anything else — subject names containing it (prefixes included), predicate types containing it,
+  deployments whose host id contains it, and records signed by principals whose name contains it.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ __all__ = ["MAX_QUERY_CHARS", "SearchResult", "normalise_digest", "search"]
 MAX_QUERY_CHARS = 1024
 
 _DIGEST = re.compile(r"([A-Za-z][A-Za-z0-9_-]{0,31}):([0-9A-Fa-f]{8,128})")
+_DIGEST_PREFIX = re.compile(r"(?:([A-Za-z][A-Za-z0-9_-]{0,31}):)?([0-9A-Fa-f]{8,128})")
 _BARE_SHA256 = re.compile(r"[0-9A-Fa-f]{64}")
 
 PageSource = Callable[[int, int], list[int]]
@@ -53,32 +61,33 @@ def normalise_digest(text: str) -> tuple[str, str] | None:
 
 
 def _sources(session: Session, q: str) -> tuple[list[PageSource], list[str], tuple[str, str] | None]:
-    """The page sources a query stands for, a description of each, and its digest if it is one."""
-    sources: list[PageSource] = []
-    meaning: list[str] = []
     if q.lower().startswith("signer:"):
         who = q[len("signer:") :].strip()
-        key_ids = [who.lower()] if _BARE_SHA256.fullmatch(who) else queries.key_ids_named(session, who)
-        sources.append(lambda a, n: queries.entries_by_key_ids(session, key_ids, a, n))
-        meaning.append(f"records signed by {who!r}")
-        return sources, meaning, None
-    digest = normalise_digest(q)
-    if digest is not None:
-        algorithm, value = digest
-        sources.append(lambda a, n: queries.entries_by_subject_digest(session, algorithm, value, a, n))
-        meaning.append(f"subject digest {algorithm}:{value}")
-        if algorithm == "sha256" and len(value) == 64:  # a key id has the same shape
+        if not who:
+            raise MalformedError("signer: needs a principal name or a key id after it")
+        key_ids = queries.key_ids_matching(session, who)
+        return [lambda a, n: queries.entries_by_key_ids(session, key_ids, a, n)], [f"records signed by {who!r}"], None
+    m = _DIGEST_PREFIX.fullmatch(q)
+    algorithm = normalise_algorithm(m.group(1)) if m is not None and m.group(1) else None
+    if m is not None and (algorithm is not None or not m.group(1)):
+        value = m.group(2).lower()
+        sources = [lambda a, n: queries.entries_by_digest_prefix(session, algorithm, value, a, n)]
+        meaning = [f"subject digest starting {(algorithm + ':') if algorithm else ''}{value}"]
+        whole = (algorithm or "sha256", value) if len(value) == 64 and algorithm in (None, "sha256") else None
+        if whole is not None:
             sources.append(lambda a, n: queries.entries_by_key_ids(session, [value], a, n))
             meaning.append(f"signer key id {value}")
-        return sources, meaning, digest
-    sources.append(lambda a, n: queries.entries_by_subject_name(session, q, a, n))
-    meaning.append(f"subject name {q!r}")
-    sources.append(lambda a, n: queries.entries_by_predicate_type(session, q, a, n))
-    meaning.append(f"predicate type {q!r}")
-    key_ids = queries.key_ids_named(session, q)
+        return sources, meaning, whole
+    key_ids = queries.key_ids_matching(session, q)
+    sources = [
+        lambda a, n: queries.entries_by_name_text(session, q, a, n),
+        lambda a, n: queries.entries_by_predicate_text(session, q, a, n),
+        lambda a, n: queries.entries_by_host(session, q, a, n),
+    ]
+    meaning = [f"subject name containing {q!r}", f"predicate type containing {q!r}", f"host id containing {q!r}"]
     if key_ids:
         sources.append(lambda a, n: queries.entries_by_key_ids(session, key_ids, a, n))
-        meaning.append(f"signer {q!r}")
+        meaning.append(f"signer named like {q!r}")
     return sources, meaning, None
 
 
@@ -93,6 +102,8 @@ def search(session: Session, q: str, *, after: int | None, limit: int) -> Search
         raise MalformedError(f"a search is at most {MAX_QUERY_CHARS} characters")
     if not q:
         return SearchResult()
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in q):
+        raise MalformedError("a search may not contain control characters")
     sources, meaning, digest = _sources(session, q)
     page, next_after = queries.merge_pages(sources, -1 if after is None else after, limit)
     return SearchResult(queries.summaries(session, page), next_after, meaning, digest)

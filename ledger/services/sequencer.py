@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from ledger.errors import LedgerError, UnavailableError
+from ledger.errors import IntegrityError, LedgerError, UnavailableError
 from ledger.services.append import Appended, Prepared, RightEdge, integrate
 from ledger.services.log import LogIdentity
 from ledger.services.receipts import receipts
@@ -59,11 +59,15 @@ class Sequencer:
         self.batches = 0
         self.entries = 0
         self._edge: RightEdge | None = None
+        #: set when the store was found cut or rewritten behind this process's back: writes stop
+        self.halted: IntegrityError | None = None
 
     def submit(self, batch: Sequence[Prepared], *, timeout: float = 120.0) -> list[Appended | LedgerError]:
         """Queue prepared records; block until they are committed (or the batch failed)."""
         if not batch:
             return []
+        if self.halted is not None:
+            raise self.halted
         self._ensure_started()
         job = _Job(batch)
         self._queue.put(job)
@@ -111,6 +115,9 @@ class Sequencer:
             try:
                 results = self._integrate([p for job in jobs for p in job.batch])
             except BaseException as exc:  # noqa: BLE001 - every submitter must hear of it
+                if isinstance(exc, IntegrityError):
+                    self.halted = exc
+                    log.error("writes stopped: the store failed the right-edge check at index %s: %s", exc.first_bad_index, exc)
                 log.exception("batch of %d records failed; nothing was committed", sum(len(j.batch) for j in jobs))
                 error = exc if isinstance(exc, LedgerError) else UnavailableError(f"the batch could not be committed: {exc}")
                 for job in jobs:

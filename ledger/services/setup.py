@@ -20,7 +20,7 @@ from ledger.tlog.hashing import EMPTY_ROOT
 from ledger.records.keys import PrivateKey, generate_private_key, load_private_key
 from ledger.services.log import LogIdentity, create_log_key, load_log_identity
 
-__all__ = ["admin_key_path", "check_initialised", "create_admin_key", "init_store", "load_admin_key"]
+__all__ = ["admin_key_path", "check_initialised", "create_admin_key", "init_store", "load_admin_key", "make_private_home"]
 
 ADMIN_KEY_FILE = "admin.key"
 
@@ -33,7 +33,7 @@ def admin_key_path(settings: Settings) -> Path:
 def create_admin_key(path: Path) -> PrivateKey:
     """Write a new Ed25519 administrator key (PKCS#8 PEM, mode 0600); never overwrite."""
     key = generate_private_key("ed25519")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_home(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(key.to_pem())
@@ -54,11 +54,22 @@ def load_admin_key(settings: Settings) -> PrivateKey:
         raise ConfigurationError(f"the administrator key {path} is not a PKCS#8 PEM Ed25519 or ECDSA P-256 key") from exc
 
 
+def make_private_home(home: Path) -> None:
+    """Create PROVLEDGER_HOME owner-only (0700), its parents as the umask says."""
+    if home.is_dir():
+        return
+    home.parent.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(home, 0o700)  # mkdir's mode is masked by the umask; this is exact
+
+
 def init_store(settings: Settings, engine: Engine | None = None) -> LogIdentity:
     """Create the home folder, the log key and the administrator key (if absent) and the schema
     (Alembic), then record the log's identity, its root of trust (the administrator key id) and
-    its first (empty) checkpoint. Running it again changes nothing."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    its first (empty) checkpoint. Running it again changes nothing.
+
+    The home folder is created owner-only (0700); the keys and the SQLite file are 0600."""
+    make_private_home(settings.home)
     if not settings.log_key_path.exists():
         create_log_key(settings.log_key_path, settings.origin)
     log = load_log_identity(settings)

@@ -13,8 +13,8 @@ __all__ = ["Token", "admin_token"]
 
 
 def admin_token(session: Session, token_id: int) -> Token | None:
-    """The admin-scope token with this id, or None (unknown, or not an admin token)."""
+    """The live admin-scope token with this id, or None (unknown, revoked, or not an admin token)."""
     row = session.get(Token, token_id)
-    if row is None or row.scope != "admin":
+    if row is None or row.scope != "admin" or row.revoked_at is not None:
         return None
     return row

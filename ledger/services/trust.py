@@ -167,6 +167,8 @@ def _thresholds(session: Session) -> dict[str, tuple[int, int]]:
 #: (``trust_fold``), and the registry built from it
 _FOLDS: dict[str, tuple[TrustFold, TrustRegistry | None]] = {}
 _FOLD_LOCK = threading.Lock()
+#: (database URL) → the chain hash of the last entry its cached fold folded
+_TIPS: dict[str, bytes | None] = {}
 _KEY_EVENTS_AFTER = text(
     "SELECT idx, data FROM entries WHERE predicate_type = :key_event AND idx >= :start AND idx < :size ORDER BY idx"
 )
@@ -184,15 +186,12 @@ def _split(states: Iterable[KeyState]) -> tuple[dict[str, RegisteredKey], dict[s
     return keys, identities
 
 
-def _still_valid(session: Session, fold: TrustFold, size: int) -> bool:
-    """Whether a cached fold belongs to this store (a database may be dropped and re-created)."""
-    if size < fold.size:
-        return False
-    if fold.last_key_event is None:
-        return True
-    index, leaf_hex = fold.last_key_event
-    stored = session.execute(select(Entry.leaf_hash).where(Entry.idx == index)).scalar_one_or_none()
-    return stored is not None and bytes(stored).hex() == leaf_hex
+def _chain_at(session: Session, size: int) -> bytes | None:
+    """The chain hash of entry ``size - 1``: it commits to every entry before it."""
+    if size == 0:
+        return None
+    value = session.execute(select(Entry.chain_hash).where(Entry.idx == size - 1)).scalar_one_or_none()
+    return bytes(value) if value is not None else None
 
 
 def trust_fold(session: Session) -> TrustFold:
@@ -200,7 +199,9 @@ def trust_fold(session: Session) -> TrustFold:
 
     Kept per process and advanced by the key-event entries appended since (found through the
     ``predicate_type`` index, which ``audit`` re-derives from the leaf bytes): O(new entries), no
-    replay per request. Treat the returned fold as read-only: advancing copies it.
+    replay per request. A cached fold is used only if the store still holds the prefix it folded
+    (the chain hash of its last entry matches: a database may be dropped and re-created). Treat
+    the returned fold as read-only: advancing copies it.
     """
     url = session.get_bind().url.render_as_string(hide_password=False)
     root = session.get(TrustRoot, 1)
@@ -209,7 +210,10 @@ def trust_fold(session: Session) -> TrustFold:
     with _FOLD_LOCK:
         cached = _FOLDS.get(url)
         fold = cached[0] if cached is not None else None
-        if fold is None or fold.root_key != root_der or not _still_valid(session, fold, size):
+        if (
+            fold is None or fold.root_key != root_der or size < fold.size
+            or _chain_at(session, fold.size) != _TIPS.get(url)
+        ):
             fold, cached = TrustFold(root_der), None
         if fold.size == size and cached is not None:
             return fold
@@ -227,6 +231,7 @@ def trust_fold(session: Session) -> TrustFold:
         fold.skip_to(size, fold.last_time)
         registry = cached[1] if cached is not None and not rows else None
         _FOLDS[url] = (fold, registry)
+        _TIPS[url] = _chain_at(session, size)
         return fold
 
 

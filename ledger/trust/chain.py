@@ -59,6 +59,9 @@ class RecordInfo:
     edges: tuple[Edge, ...]
     #: deployments: the stored TEE appraisal (None: not a deployment, or none stored)
     tee: TeeInfo | None = None
+    #: what the leaf says about how the record was checked, shown in its link's reasons
+    #: (e.g. a Sigstore bundle whose Rekor inclusion was only promised); never a verdict
+    notes: tuple[str, ...] = ()
 
 
 def parse_digest(text: str) -> Digest:

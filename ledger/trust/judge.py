@@ -64,7 +64,7 @@ def _condemned(state: TrustState, key: KeyState, index: int | None, time: int) -
             return (
                 f"{_key_label(key)} was revoked (entry {key.revoked_index}) as compromised since "
                 f"{format_time(since)}, and the record was integrated at {format_time(time)}"
-                + (f" (entry {index})" if index is not None else "")
+                + (f" (entry {index})" if index is not None and index != APPENDING else "")
             )
     retired = state.retired_index(key)
     if retired is not None and (index > retired if index is not None else key.retired_at is not None and time >= key.retired_at):

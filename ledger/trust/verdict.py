@@ -35,7 +35,7 @@ from ledger.trust.predicates import kind_of
 from ledger.trust.fold import LeafFacts
 from ledger.trust.judge import Judgement, judge
 
-__all__ = ["MAX_LINKS", "chain_verdict", "judge_record", "reachable", "record_info"]
+__all__ = ["MAX_LINKS", "chain_verdict", "judge_record", "parse_artifact", "reachable", "record_info", "records_of"]
 
 Digest = tuple[str, str]
 #: among records of equal verdict about one digest, which holds it up (lower first)
@@ -168,7 +168,7 @@ def chain_verdict(
             return False
         r = records[i]
         j = judge_record(state, r, as_of=as_of_time)
-        node = _Node(r, j.verdict, list(j.reasons), j)
+        node = _Node(r, j.verdict, [*j.reasons, *getattr(r, "notes", ())], j)
         nodes[i] = node
         for kind, alg, value in r.edges:
             if kind not in WALKED_KINDS:
@@ -278,7 +278,7 @@ def chain_verdict(
             links[key] = {
                 "index": None, "kind": "tee-evidence", "subject": f"{host} (deployment entry {key[1]})",
                 "signer": tee.root_name if tee else None, "key_id": tee.root_fingerprint if tee else None,
-                "verdict": node.combined, "reasons": list(node.reasons), "depends_on": [], "digest": None,
+                "verdict": _shown(node), "reasons": list(node.reasons), "depends_on": [], "digest": None,
                 "rests_on": None, "set_aside": [], "why": dict(node.judgement.why) if node.judgement else {},
             }
             return key
@@ -305,7 +305,7 @@ def chain_verdict(
             "subject": subject_of(d) if not isinstance(d, tuple) or d[0] != "tee" else "",
             "signer": ", ".join(principals) if principals else None,
             "key_id": counted[0] if counted else None,
-            "verdict": node.combined, "reasons": reasons, "depends_on": [], "digest": subject_of(d),
+            "verdict": _shown(node), "reasons": reasons, "depends_on": [], "digest": subject_of(d),
             "rests_on": key, "set_aside": set_aside, "why": dict(j.why), "own_verdict": node.own,
             "integrated_time": record.integrated_time,
         }
@@ -347,13 +347,9 @@ def chain_verdict(
                 child = make_link(d, level + 1, cause)
             below.append(child)
             walk.append((child, level + 1))
-            if links[child]["verdict"] != "trusted" and links[key]["verdict"] == links[child]["verdict"] != node.own:
+            if links[child]["verdict"] == "untrusted" and node.own != "untrusted":
                 what = links[child]["index"] if links[child]["index"] is not None else links[child]["subject"]
-                note = (
-                    f"depends on untrusted entry {what}: rebuild from the layer below"
-                    if links[child]["verdict"] == "untrusted"
-                    else f"depends on {links[child]['verdict']} link {what}"
-                )
+                note = f"depends on untrusted entry {what}: rebuild from the layer below"
                 if note not in links[key]["reasons"]:
                     links[key]["reasons"].append(note)
         links[key]["depends_on"] = sorted({links[b]["index"] for b in below if links[b]["index"] is not None})
@@ -406,6 +402,12 @@ def chain_verdict(
     }
 
 
+def _shown(node: _Node) -> str:
+    """A link's verdict: its record's own, or untrusted when it rests on something untrusted
+    (stale and missing inputs are links of their own and count in the chain's verdict there)."""
+    return "untrusted" if node.combined == "untrusted" else node.own
+
+
 def _known(d: Any, links: Mapping[Any, Any], best: Any) -> bool:
     if isinstance(d, tuple) and d and d[0] == "tee":
         return d in links
@@ -439,7 +441,7 @@ def _deployment_link(
         "index": i, "kind": "deployment",
         "subject": f"{record.subjects[0][0]}:{record.subjects[0][1]}" if record.subjects else "",
         "signer": ", ".join(principals) if principals else None, "key_id": counted[0] if counted else None,
-        "verdict": node.combined, "reasons": list(node.reasons), "depends_on": [],
+        "verdict": _shown(node), "reasons": list(node.reasons), "depends_on": [],
         "digest": f"{record.subjects[0][0]}:{record.subjects[0][1]}" if record.subjects else None,
         "rests_on": i, "set_aside": [], "why": dict(j.why), "own_verdict": node.own,
         "integrated_time": record.integrated_time,

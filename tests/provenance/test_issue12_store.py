@@ -234,3 +234,27 @@ def test_the_incremental_fold_and_the_from_scratch_fold_agree(trust: Trust) -> N
                 assert incremental.state.threshold_history == scratch.state.threshold_history
 
     run()
+
+
+# ------------------------------------------------------------------------------ 10. why, and stale shown alike
+
+
+def test_trusted_links_say_why_and_stale_shows_the_same_everywhere(trust: Trust) -> None:
+    from ledger.services import chain as chain_service  # noqa: PLC0415
+    from ledger.services.trust import signer_listing  # noqa: PLC0415
+
+    t = trust.store.clock
+    ci = trust.add("ci", Grant((SLSA_V1,), review_by=t + 50))
+    stmt, digest = build("pkg/app")
+    index = trust.ok(stmt, ci)
+    with trust.store.sessions() as session:
+        fresh = chain_service.chain(session, f"sha256:{digest}", now=t + 10)
+        stale = chain_service.chain(session, f"sha256:{digest}", now=t + 100)
+        listed = {k["key_id"]: k for k in signer_listing(session, now=t + 100)}
+    link = fresh["links"][0]
+    assert fresh["verdict"] == "trusted" and link["index"] == index
+    assert link["why"]["principals"] == ["ci"] and link["why"]["signers"] == [ci.key_id]
+    assert (link["why"]["k"], link["why"]["n"]) == (1, 1) and link["why"]["review_by"] is not None
+    assert fresh["weakest_link"]["index"] == index and "review-by" in fresh["weakest_link"]["weakest_because"]
+    assert stale["verdict"] == "stale" and stale["links"][0]["stale"] is True
+    assert listed[ci.key_id]["stale"] is True and listed[ci.key_id]["stale_since"] == stale["links"][0]["why"]["review_by"]

@@ -13,7 +13,7 @@ from ledger.errors import LedgerError, MalformedError, SignatureError, Verificat
 from ledger.interop.rekor import (
     parse_rekor_v1_entry,
     rekor_v1_set_payload,
-    verify_rekor_v1_entry,
+    verify_rekor_entry,
 )
 from tests.conftest import load_vector
 
@@ -42,16 +42,19 @@ def _flip_b64(value: str, bit: int) -> str:
 
 def test_real_entries_verify(vector: dict[str, Any]) -> None:
     entry = parse_rekor_v1_entry(vector["tlogEntry"])
-    result = verify_rekor_v1_entry(entry, _key(vector))
+    result = verify_rekor_entry(entry, _key(vector))
     research = vector["verified_by_this_research"]
     assert hashlib.sha256(b"\x00" + entry.body).hexdigest() == research["leaf_hash_hex"]
     assert entry.body.decode() == vector["decoded_canonicalized_body"]
+    assert result.checkpoint is not None
+    assert result.inclusion == "proven"
     assert result.checkpoint.origin == f"rekor.sigstore.dev - {result.tree_id}"
     assert result.checkpoint.size == int(vector["tlogEntry"]["inclusionProof"]["treeSize"])
     assert entry.log_id.hex() == vector["log"]["logId_hex"]
     assert f"{int.from_bytes(entry.log_id[:4], 'big'):08x}" == research["checkpoint_key_id"]
     # The global index (what the SET signs) differs from the shard's tree index (the proof's).
-    assert entry.log_index != entry.tree_index
+    assert entry.proof is not None
+    assert entry.log_index != entry.proof.tree_index
     assert result.set_verified == ("set_ok" in research)
     if result.set_verified:
         assert rekor_v1_set_payload(entry).decode() == research["set_signed_payload_rfc8785"]
@@ -59,12 +62,12 @@ def test_real_entries_verify(vector: dict[str, Any]) -> None:
 
 def test_set_is_required_when_asked(vector: dict[str, Any]) -> None:
     if "inclusionPromise" in vector["tlogEntry"]:
-        assert verify_rekor_v1_entry(
+        assert verify_rekor_entry(
             vector["tlogEntry"], _key(vector), require_set=True
         ).set_verified
     else:
         with pytest.raises(SignatureError, match="no signed entry timestamp"):
-            verify_rekor_v1_entry(vector["tlogEntry"], _key(vector), require_set=True)
+            verify_rekor_entry(vector["tlogEntry"], _key(vector), require_set=True)
 
 
 def _with_note_signature_flipped(note: str, bit: int) -> str:
@@ -128,7 +131,7 @@ def test_one_bit_flips_fail(vector: dict[str, Any]) -> None:
     assert len(mutations) > 20
     for label, doc in mutations:
         with pytest.raises(LedgerError) as info:
-            verify_rekor_v1_entry(doc, _key(vector))
+            verify_rekor_entry(doc, _key(vector))
         assert isinstance(info.value, VerificationError | MalformedError), label
 
 
@@ -137,13 +140,13 @@ def test_wrong_key_or_log_name_fails(vector: dict[str, Any]) -> None:
         "rfc6962_type5_notes"
     ][0]
     with pytest.raises(VerificationError, match="log id"):
-        verify_rekor_v1_entry(
+        verify_rekor_entry(
             vector["tlogEntry"], base64.b64decode(other["public_key_der_spki_b64"])
         )
     with pytest.raises(SignatureError):
-        verify_rekor_v1_entry(vector["tlogEntry"], _key(vector), log_name="rekor.example")
+        verify_rekor_entry(vector["tlogEntry"], _key(vector), log_name="rekor.example")
     with pytest.raises(MalformedError):
-        verify_rekor_v1_entry(vector["tlogEntry"], b"not a key")
+        verify_rekor_entry(vector["tlogEntry"], b"not a key")
 
 
 def test_rest_log_entry_shape_verifies_too(vector: dict[str, Any]) -> None:
@@ -167,16 +170,16 @@ def test_rest_log_entry_shape_verifies_too(vector: dict[str, Any]) -> None:
     }
     if "inclusionPromise" in e:
         rest["verification"]["signedEntryTimestamp"] = e["inclusionPromise"]["signedEntryTimestamp"]
-    assert verify_rekor_v1_entry(rest, _key(vector)).set_verified == ("inclusionPromise" in e)
+    assert verify_rekor_entry(rest, _key(vector)).set_verified == ("inclusionPromise" in e)
     rest["verification"]["inclusionProof"]["hashes"][0] = "AB" * 32
     with pytest.raises(MalformedError, match="lowercase hex"):
-        verify_rekor_v1_entry(rest, _key(vector))
+        verify_rekor_entry(rest, _key(vector))
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d.pop("inclusionProof"), "inclusion proof"),
+        (lambda d: d.__setitem__("inclusionProof", []), "inclusion proof is not a JSON object"),
         (lambda d: d.__setitem__("integratedTime", "-1"), "integratedTime"),
         (lambda d: d.__setitem__("logIndex", "01"), "logIndex"),
         (lambda d: d.__setitem__("logIndex", str(1 << 64)), "logIndex"),
@@ -193,3 +196,56 @@ def test_malformed_entries_are_refused(vector: dict[str, Any], change: Any, mess
     change(doc)
     with pytest.raises(MalformedError, match=message):
         parse_rekor_v1_entry(doc)
+
+
+# --------------------------------------------------------------------------------------------
+# Inclusion promised (SET only), proven, both, neither
+
+
+def test_promise_only_entry_verifies_as_promised() -> None:
+    vector = load_vector(FILES["with_set"])
+    for absent in ("missing", "null"):
+        doc = copy.deepcopy(vector["tlogEntry"])
+        if absent == "missing":
+            del doc["inclusionProof"]
+        else:
+            doc["inclusionProof"] = None
+        result = verify_rekor_entry(doc, _key(vector))
+        assert result.inclusion == "promised" and result.set_verified
+        assert result.checkpoint is None and result.tree_id is None
+        with pytest.raises(VerificationError, match="only promised"):
+            verify_rekor_entry(doc, _key(vector), require_proof=True)
+        doc["inclusionPromise"]["signedEntryTimestamp"] = _flip_b64(doc["inclusionPromise"]["signedEntryTimestamp"], 7)
+        with pytest.raises(SignatureError, match="does not verify"):
+            verify_rekor_entry(doc, _key(vector))
+
+
+def test_entry_with_both_is_proven_and_checks_both() -> None:
+    vector = load_vector(FILES["with_set"])
+    result = verify_rekor_entry(vector["tlogEntry"], _key(vector))
+    assert result.inclusion == "proven" and result.set_verified
+    doc = copy.deepcopy(vector["tlogEntry"])
+    doc["inclusionProof"]["rootHash"] = _flip_b64(doc["inclusionProof"]["rootHash"], 3)
+    with pytest.raises(VerificationError):
+        verify_rekor_entry(doc, _key(vector))
+
+
+def test_entry_with_neither_is_refused() -> None:
+    vector = load_vector(FILES["no_set"])
+    doc = copy.deepcopy(vector["tlogEntry"])
+    del doc["inclusionProof"]
+    with pytest.raises(VerificationError, match="neither an inclusion proof nor an inclusion promise"):
+        verify_rekor_entry(doc, _key(vector))
+
+
+def test_rest_entry_without_proof_verifies_by_its_set() -> None:
+    vector = load_vector(FILES["with_set"])
+    e = vector["tlogEntry"]
+    rest = {
+        "body": e["canonicalizedBody"],
+        "integratedTime": int(e["integratedTime"]),
+        "logID": base64.b64decode(e["logId"]["keyId"]).hex(),
+        "logIndex": int(e["logIndex"]),
+        "verification": {"signedEntryTimestamp": e["inclusionPromise"]["signedEntryTimestamp"]},
+    }
+    assert verify_rekor_entry(rest, _key(vector)).inclusion == "promised"

@@ -229,4 +229,4 @@ def test_big_files_show_hashing_progress_and_help_has_an_example(tmp_path: Path,
     assert "hashing" in err and "100%" in err
     assert cli_verify.artifact_digest("SHA256:" + "AB" * 32) == "sha256:" + "ab" * 32
     code, out, _ = run(["verify", "--help"], capsys)
-    assert code == 0 and "Example (a deploy gate)" in out and "Exit status" in out
+    assert code == 0 and "example (a deploy gate)" in out and "Exit status" in out

@@ -16,6 +16,7 @@ from ledger.records.keys import generate_private_key
 from ledger.merkle import range_nodes
 from ledger.records.leaf import decode_leaf, encode_leaf
 from ledger.services import audit, shards
+from ledger.services.shards.results import _Problems
 from tests.fixtures import sign
 from tests.services.test_tamper import BATCHES, CASES, SIZE
 from tests.workers.factory import bulk_ledger_into, ledger_like_batches
@@ -245,7 +246,7 @@ def test_an_empty_ledger_audits_with_no_shards(store):
 
 
 def test_problems_keep_the_lowest_indexes():
-    problems = shards._Problems()
+    problems = _Problems()
     for i in range(500, 0, -1):
         problems.add(i, "leaf_hash", "x")
     problems.add(None, "log_identity", "y")

@@ -1,7 +1,8 @@
 """/api/v1: the JSON API (see ../shared/GUIDE.md, Contracts: HTTP API).
 
-Order of checks on writes: authentication (401) before the body is read, then size (413), then
-parsing (400), then verification (422), then trust (403).
+Order of checks on writes: authentication (401, in a short session closed before the body is
+read), then size (413), then parsing (400), then verification (422), then trust (403). The
+request's own database session opens only once the body is in hand.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ledger.records.leaf import decode_leaf
 from ledger.services import append, browse, receipts
 from ledger.services.deployment import appraisal_of
 from ledger.services.cosign import cosigned_notes, latest_cosigned_note
-from ledger.services.registry import authenticate
+from ledger.services.registry import use_token
 from web.extension import get_session, ledger
 from web.openapi import OPENAPI
 
@@ -32,10 +33,12 @@ MAX_PAGE = 1000
 
 
 def _require_token(scope: str = "submit") -> None:
+    """401 unless the bearer token is live and grants ``scope``. It is checked in a session of
+    its own, closed before the body is read: no database connection waits on a slow upload."""
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else None
-    if authenticate(get_session(), token, scope) is None:
-        raise _Unauthorized("a valid bearer token with scope %r is required" % scope)
+    if use_token(ledger().sessions, token, scope, now=int(time.time())) is None:
+        raise _Unauthorized("a valid, unrevoked bearer token with scope %r is required" % scope)
 
 
 class _Unauthorized(LedgerError):

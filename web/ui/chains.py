@@ -9,10 +9,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ledger.services import chain as chain_service
+from ledger.services.link_names import name_links
 
 __all__ = ["chain_for"]
 
 
 def chain_for(session: Session, algorithm: str, digest: str, *, at: int | None) -> tuple[dict[str, Any], bool]:
     """(chain JSON, provisional?) of the artifact ``algorithm:digest`` as of index ``at``."""
-    return chain_service.chain(session, f"{algorithm}:{digest}", at=at), False
+    chain = chain_service.chain(session, f"{algorithm}:{digest}", at=at)
+    links = [l for l in chain.get("links") or [] if isinstance(l, dict)]
+    name_links(session, links)
+    for key in ("weakest_link", "root"):
+        if isinstance(chain.get(key), dict):
+            name_links(session, [chain[key]])
+    return chain, False

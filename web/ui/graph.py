@@ -13,22 +13,27 @@ its verdict in words, and the weakest link and the root are labelled.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from markupsafe import Markup, escape
 
-__all__ = ["MAX_NODES", "VERDICTS", "Layout", "edge_label", "layout", "render_svg"]
+__all__ = ["MAX_NODES", "VERDICTS", "Layout", "default_reason", "edge_label", "layout", "render_svg"]
 
 VERDICTS = ("trusted", "stale", "untrusted", "missing")
 #: Larger chains are drawn up to this many links; the table beside the drawing lists them all.
 MAX_NODES = 300
 
-NODE_W, NODE_H = 220, 74
-GAP_X, GAP_Y = 28, 70
+NODE_W, NODE_H = 250, 96
+GAP_X, GAP_Y = 28, 76
 MARGIN = 16
-SUBJECT_CHARS = 30
+#: characters that fit one line of a node box: the name (12 px sans) and the digest (11 px mono)
+NAME_CHARS = 28
+SUBJECT_CHARS = 32
+#: where an edge's label sits: this far down the gap below its source box, so never over a box
+LABEL_DROP = 0.5
 
 KIND_NAMES = {
     "build": "build",
@@ -91,6 +96,17 @@ def edge_label(from_kind: Any, to_kind: Any) -> str:
     return _EDGE_LABELS.get((_kind_key(from_kind), _kind_key(to_kind)), "depends on")
 
 
+def default_reason(link: Mapping[str, Any]) -> str:
+    """What a link with no stated reason rests on, in words (older chains carry no reasons)."""
+    v = verdict_of(link)
+    signer = link.get("signer") or link.get("key_id")
+    if v == "trusted" and signer:
+        return f"signed by {signer} within its grant, as of its integration time"
+    if v == "missing":
+        return "no record about this digest in the ledger"
+    return "no reason recorded"
+
+
 def verdict_of(link: Mapping[str, Any]) -> str:
     v = str(link.get("verdict") or "missing")
     return v if v in VERDICTS else "untrusted"
@@ -125,6 +141,28 @@ def _same_link(a: Mapping[str, Any] | None, b: Mapping[str, Any]) -> bool:
     return a.get("subject") == b.get("subject") and a.get("kind") == b.get("kind")
 
 
+_DEPLOYMENT_ENTRY = re.compile(r"deployment entry (\d+)")
+
+
+def _attach_tee_evidence(links: Sequence[Mapping[str, Any]], deps: dict[int, list[int]]) -> None:
+    """Hang each TEE-evidence link (which has no entry of its own) under the deployment it
+    attests, so it is drawn connected: by its ``deployment`` field, else by the deployment entry
+    its subject names, else under the chain's only deployment."""
+    deployments = {l.get("index"): k for k, l in enumerate(links) if _kind_key(l.get("kind")) == "deployment"}
+    for key, link in enumerate(links):
+        if _kind_key(link.get("kind")) != "tee" or any(key in ts for ts in deps.values()):
+            continue
+        owner = link.get("deployment")
+        if owner is None:
+            found = _DEPLOYMENT_ENTRY.search(str(link.get("subject") or ""))
+            owner = int(found.group(1)) if found else None
+        source = deployments.get(owner)
+        if source is None and len(deployments) == 1:
+            source = next(iter(deployments.values()))
+        if source is not None and source != key:
+            deps[source].append(key)
+
+
 def layout(chain: Mapping[str, Any], *, max_nodes: int = MAX_NODES) -> Layout:
     """Place links in levels: a link sits one level below the deepest link that depends on it.
 
@@ -145,6 +183,7 @@ def layout(chain: Mapping[str, Any], *, max_nodes: int = MAX_NODES) -> Layout:
             if t is not None and t != key and t not in targets:
                 targets.append(t)
         deps[key] = targets
+    _attach_tee_evidence(links, deps)
 
     # Depth-first from the links nothing depends on (then any left over, e.g. a pure cycle),
     # keeping only edges that do not close a cycle.
@@ -217,6 +256,11 @@ def layout(chain: Mapping[str, Any], *, max_nodes: int = MAX_NODES) -> Layout:
     return Layout(placed, edges, width, height, max(len(all_links) - len(links), 0))
 
 
+def _looks_like_digest(text: Any) -> bool:
+    algorithm, _, value = str(text or "").partition(":")
+    return bool(algorithm) and len(value) >= 8 and all(c in "0123456789abcdef" for c in value.lower())
+
+
 def _short(text: Any, limit: int = SUBJECT_CHARS) -> str:
     s = str(text if text is not None else "")
     return s if len(s) <= limit else s[: limit - 1] + "…"
@@ -238,17 +282,24 @@ def render_svg(chain: Mapping[str, Any], *, title_id: str = "chain-graph-title")
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" '
         'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead"/></marker></defs>',
     ]
+    labels: list[str] = []
     for source, target, label in placed.edges:
         a, b = nodes[source], nodes[target]
         x1, y1 = a.x + NODE_W // 2, a.y + NODE_H
         x2, y2 = b.x + NODE_W // 2, b.y
         if b.level <= a.level:  # an edge that closes a cycle (or runs sideways): go around
             x1, y1, x2, y2 = a.x + NODE_W, a.y + NODE_H // 2, b.x + NODE_W, b.y + NODE_H // 2
-        mx, my = (x1 + x2) // 2, (y1 + y2) // 2
+            lx, ly = x1 + 8, (y1 + y2) // 2
+            anchor = "start"
+        else:
+            # in the gap just below the source box, on the line: boxes never sit there
+            ly = y1 + int(GAP_Y * LABEL_DROP)
+            lx = x1 + (x2 - x1) * (ly - y1) // max(y2 - y1, 1)
+            anchor = "middle"
         out.append(
-            f'<g class="edge"><line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" marker-end="url(#arrow)"/>'
-            f'<text x="{mx}" y="{my}" class="edge-label" text-anchor="middle">{escape(label)}</text></g>'
+            f'<g class="edge"><line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" marker-end="url(#arrow)"/></g>'
         )
+        labels.append(f'<text x="{lx}" y="{ly + 4}" class="edge-label" text-anchor="{anchor}">{escape(label)}</text>')
     for n in placed.nodes:
         link = n.link
         v = verdict_of(link)
@@ -263,8 +314,14 @@ def render_svg(chain: Mapping[str, Any], *, title_id: str = "chain-graph-title")
         index = link.get("index")
         heading = kind_name(link.get("kind")) + (f" #{index}" if isinstance(index, int) else "")
         subject = link.get("subject")
+        name = link.get("name")
+        version = link.get("version")
+        if name and version and str(version) not in str(name):
+            name = f"{name} {version}"
+        if not name and not _looks_like_digest(subject):  # e.g. TEE evidence: its subject is words
+            name, subject = subject, ""
         signer = link.get("signer") or link.get("key_id") or "no signer"
-        tooltip = f"{heading}: {subject} — signed by {signer} — {v}"
+        tooltip = f"{heading}: {name + ' — ' if name else ''}{subject} — signed by {signer} — {v}"
         reasons = link.get("reasons") or []
         if reasons:
             tooltip += " — " + "; ".join(str(r) for r in reasons[:5])
@@ -272,9 +329,10 @@ def render_svg(chain: Mapping[str, Any], *, title_id: str = "chain-graph-title")
         if n.root:
             shape += f'<rect class="root-ring" x="{n.x + 4}" y="{n.y + 4}" width="{NODE_W - 8}" height="{NODE_H - 8}" rx="4"/>'
         texts = [
-            (18, "node-kind", heading),
-            (38, "node-subject", _short(subject)),
-            (60, "node-verdict", " · ".join(tags)),
+            (20, "node-kind", heading),
+            (42, "node-name", _short(name or "(no name)", NAME_CHARS)),
+            (62, "node-subject", _short(subject)),
+            (84, "node-verdict", " · ".join(tags)),
         ]
         body = "".join(
             f'<text x="{n.x + 10}" y="{n.y + dy}" class="{cls}">{escape(text)}</text>' for dy, cls, text in texts
@@ -283,5 +341,6 @@ def render_svg(chain: Mapping[str, Any], *, title_id: str = "chain-graph-title")
         out.append(
             f'<a href="{escape(anchor)}" class="{" ".join(classes)}"><title>{escape(tooltip)}</title>{shape}{body}</a>'
         )
+    out.append(f'<g class="edge-labels">{"".join(labels)}</g>')
     out.append("</svg>")
     return Markup("".join(out))

@@ -5,6 +5,8 @@ never show a stack trace.
   framing. Templates therefore carry no ``style=`` and no inline ``<script>``.
 - CSRF: a random token per session, in a hidden field of every POST form, compared in constant
   time before any UI POST handler runs.
+- The session cookie (PROVLEDGER_SESSION_COOKIE_NAME; ``Secure`` with PROVLEDGER_SECURE_COOKIES=1
+  or over TLS through a trusted proxy) holds only a server-side session id (web.ui.views, admin).
 - The session cookie is signed with PROVLEDGER_SECRET_KEY, or with a key generated once and kept
   (mode 0600) in PROVLEDGER_HOME/secret.key so that every server process shares it.
 """
@@ -14,12 +16,17 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
 import secrets
 from pathlib import Path
 
-from flask import Flask, Response, request, session
+from collections.abc import Mapping
 
-from ledger.errors import MalformedError
+from flask import Flask, Response, has_request_context, request, session
+from flask.sessions import SecureCookieSessionInterface
+
+from ledger.errors import ConfigurationError, MalformedError
+from ledger.services.sessions import DEFAULT_SESSION_SECONDS
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
@@ -59,7 +66,7 @@ def load_secret_key(home: Path, environ: os._Environ[str] | dict[str, str] | Non
         return env["PROVLEDGER_SECRET_KEY"]
     path = home / SECRET_KEY_FILE
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         pass
@@ -103,10 +110,48 @@ def security_headers(response: Response) -> Response:
     return response
 
 
-def configure(app: Flask, home: Path) -> None:
+DEFAULT_COOKIE_NAME = "provledger_session"
+_COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be 1 or 0, not {value!r}")
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, with ``Secure`` also when this request came over TLS
+    (through a trusted proxy: ``web.proxy``)."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or (has_request_context() and request.is_secure)
+
+
+def configure(app: Flask, home: Path, environ: Mapping[str, str] | None = None) -> None:
+    env = os.environ if environ is None else environ
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_secret_key(home)
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
-    app.config.setdefault("SESSION_COOKIE_NAME", "provledger_session")
+    # Flask's default config already names the cookie "session": a setdefault never applied.
+    name = env.get("PROVLEDGER_SESSION_COOKIE_NAME") or (
+        app.config["SESSION_COOKIE_NAME"] if app.config.get("SESSION_COOKIE_NAME") not in (None, "session") else DEFAULT_COOKIE_NAME
+    )
+    if not _COOKIE_NAME.fullmatch(name):
+        raise ConfigurationError(f"PROVLEDGER_SESSION_COOKIE_NAME {name!r} is not a cookie name (1-64 token characters)")
+    app.config["SESSION_COOKIE_NAME"] = name
+    if env_flag(env, "PROVLEDGER_SECURE_COOKIES"):
+        app.config["SESSION_COOKIE_SECURE"] = True
+    lifetime = env.get("PROVLEDGER_ADMIN_SESSION_SECONDS", "")
+    if lifetime:
+        if not (lifetime.isascii() and lifetime.isdigit()) or not 60 <= int(lifetime) <= 30 * 86400:
+            raise ConfigurationError("PROVLEDGER_ADMIN_SESSION_SECONDS must be a whole number from 60 to 2592000")
+        app.config["ADMIN_SESSION_SECONDS"] = int(lifetime)
+    app.config.setdefault("ADMIN_SESSION_SECONDS", DEFAULT_SESSION_SECONDS)
+    app.session_interface = _SessionInterface()
     app.after_request(security_headers)

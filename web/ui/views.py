@@ -7,6 +7,7 @@ Every value that came from a submitter reaches the browser through Jinja's autoe
 from __future__ import annotations
 
 import base64
+import logging
 import json
 import re
 import time
@@ -14,17 +15,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, session as cookie, url_for
+from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, session as cookie, url_for
 
 from ledger.errors import IntegrityError, LedgerError, MalformedError, NotFoundError
 from ledger.records.leaf import decode_leaf
 from ledger.services import receipts, registry
+from ledger.services import sessions as admin_sessions
+from ledger.services.sessions import AdminLogin
 from ledger.trust.policy import KeyState
 from ledger.services import browse
 from ledger.services import setup as ledger_setup
+from ledger.services.deployment import appraisals_of
 from ledger.services.search import SearchResult, normalise_digest
 from ledger.services.search import search as search_entries
-from ledger.services.tokens import Token, admin_token
 from ledger.services.trust import key_rows, load_keys
 from web.extension import get_session, ledger
 import web.ui.chains as chains
@@ -32,6 +35,8 @@ import web.ui.graph as graph
 from web.ui.security import check_csrf, csrf_token
 
 __all__ = ["bp"]
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint(
     "ui",
@@ -88,6 +93,17 @@ def utc_filter(ts: int | None) -> str:
     return _utc(ts)
 
 
+def _admin_name() -> str | None:
+    """The signed-in administrator's token name, only while the server-side session is live."""
+    if "admin_name" not in cookie:
+        return None
+    try:
+        found = _admin()
+    except Exception:  # noqa: BLE001 - an error page must render even when the store fails
+        return None
+    return found.token_name if found is not None else None
+
+
 @bp.app_context_processor
 def _page_context() -> dict[str, Any]:
     """What every page (error pages included) needs: the integrity state and the login."""
@@ -101,7 +117,7 @@ def _page_context() -> dict[str, Any]:
         "integrity": integrity,
         "compromised": integrity.compromised if integrity is not None else None,
         "origin": origin,
-        "admin_name": cookie.get("admin_name"),
+        "admin_name": _admin_name(),
         "csrf_token": csrf_token,
     }
 
@@ -109,6 +125,12 @@ def _page_context() -> dict[str, Any]:
 @bp.before_request
 def _csrf() -> None:
     check_csrf()
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page says: the same icon, not a 404."""
+    return redirect(url_for("ui.static", filename="favicon.svg"), code=301)
 
 
 # ------------------------------------------------------------------------------ overview
@@ -197,8 +219,10 @@ def entry(index: int) -> str:
     ]
     vkey = ledger().log.vkey
     size = browse.tree_size(session)
+    appraisal = appraisals_of(session, [index]).get(index)
     return render_template(
         "entry.html",
+        appraisal=appraisal,
         index=index,
         row=row,
         summary=summary,
@@ -258,6 +282,7 @@ def artifact(digest: str) -> str | Response:
         svg=graph.render_svg(chain),
         kind_name=graph.kind_name,
         verdict_of=graph.verdict_of,
+        default_reason=graph.default_reason,
         at=at,
         size=size,
         provisional=provisional,
@@ -356,8 +381,8 @@ def checkpoints() -> str:
             "old_size": old,
             "new_size": new,
             "hashes": [base64.b64encode(h).decode("ascii") for h in hashes],
-            "old_root": base64.b64encode(roots[old]).decode("ascii") if old in roots else None,
-            "new_root": base64.b64encode(roots[new]).decode("ascii") if new in roots else None,
+            "old_root": roots[old].hex() if old in roots else None,
+            "new_root": roots[new].hex() if new in roots else None,
             "json": json.dumps(
                 {"old_size": old, "new_size": new, "hashes": [base64.b64encode(h).decode("ascii") for h in hashes]},
                 indent=2,
@@ -393,36 +418,58 @@ def audits() -> str:
 # ------------------------------------------------------------------------------ admin
 
 
-def _admin() -> Token | None:
-    """The admin token row behind this session, re-checked on every request."""
-    token_id = cookie.get("admin")
-    if not isinstance(token_id, int):
-        return None
-    row = admin_token(get_session(), token_id)
-    if row is None:
-        cookie.pop("admin", None)
+def _admin() -> AdminLogin | None:
+    """The live server-side session behind this cookie (looked up on every request: logout,
+    expiry and revoking the token end it at once)."""
+    if "admin_login" in g:
+        return g.admin_login  # type: ignore[no-any-return]
+    sid = cookie.get("sid")
+    found = admin_sessions.admin_of_session(get_session(), sid, now=int(time.time())) if sid is not None else None
+    if found is None and ("sid" in cookie or "admin_name" in cookie):
+        cookie.pop("sid", None)
         cookie.pop("admin_name", None)
-        return None
-    return row
+    g.admin_login = found
+    return found
 
 
-def _require_admin() -> Token:
+def _require_admin() -> AdminLogin:
     row = _admin()
     if row is None:
         abort(redirect(url_for("ui.login", next=request.path)))
     return row  # type: ignore[return-value]
 
 
+def _client() -> str:
+    return request.remote_addr or "unknown"
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> str | Response | tuple[str, int]:
     if request.method == "POST":
+        ext = ledger()
+        now = int(time.time())
+        client = _client()
+        wait = ext.login_throttle.retry_after(client, now=now)
+        if wait > 0:
+            log.warning("admin login from %s refused unchecked: throttled for %d s more", client, wait)
+            page = render_template("login.html", failed=False, throttled=wait)
+            return page, 429, {"Retry-After": str(wait)}  # type: ignore[return-value]
         token = request.form.get("token", "").strip()
-        row = registry.authenticate(get_session(), token, "admin") if 0 < len(token) <= 256 else None
+        session = get_session()
+        row = registry.authenticate(session, token, "admin") if 0 < len(token) <= 256 else None
         if row is None or row.scope != "admin":
+            failures = ext.login_throttle.failed(client, now=now)
+            log.warning("failed admin login from %s (%d in a row)", client, failures)
             return render_template("login.html", failed=True), 403
+        ext.login_throttle.succeeded(client)
+        lifetime = int(current_app.config.get("ADMIN_SESSION_SECONDS", admin_sessions.DEFAULT_SESSION_SECONDS))
+        sid = admin_sessions.open_session(session, row.id, now=now, lifetime=lifetime)
+        name = row.name
+        session.commit()
+        log.info("admin login from %s with token %r", client, name)
         cookie.clear()
-        cookie["admin"] = row.id
-        cookie["admin_name"] = row.name
+        cookie["sid"] = sid
+        cookie["admin_name"] = name
         csrf_token()  # a new session: a new CSRF token
         return redirect(url_for("ui.admin"))
     return render_template("login.html", failed=False)
@@ -430,6 +477,11 @@ def login() -> str | Response | tuple[str, int]:
 
 @bp.post("/logout")
 def logout() -> Response:
+    sid = cookie.get("sid")
+    if sid is not None:
+        session = get_session()
+        admin_sessions.end_session(session, sid, now=int(time.time()))
+        session.commit()
     cookie.clear()
     return redirect(url_for("ui.overview"))
 
@@ -438,7 +490,8 @@ def _admin_page(**extra: Any) -> str:
     session = get_session()
     keys = [k for k in key_rows(session).keys if k.status != "revoked"]
     keys.sort(key=lambda k: (k.principal, k.key_id))
-    context = {"keys": keys, "created": None, "message": None, "admin_key": _admin_key_available()}
+    tokens = registry.list_tokens(session)
+    context = {"keys": keys, "tokens": tokens, "created": None, "message": None, "admin_key": _admin_key_available()}
     context.update(extra)
     return render_template("admin.html", **context)
 
@@ -472,6 +525,21 @@ def admin_create_token() -> str:
     token = registry.create_token(session, name, scope, now=int(time.time()))
     session.commit()
     return _admin_page(created={"name": name, "scope": scope, "token": token})
+
+
+@bp.post("/admin/tokens/revoke")
+def admin_revoke_token() -> str:
+    login = _require_admin()
+    name = request.form.get("name", "")
+    if not name or len(name) > 255:
+        raise MalformedError("choose a token to revoke")
+    session = get_session()
+    count = registry.revoke_token(session, name, now=int(time.time()))
+    session.commit()
+    log.info("admin %r revoked %d token(s) named %r", login.token_name, count, name)
+    if name == login.token_name:
+        g.pop("admin_login", None)
+    return _admin_page(message=f"token {name!r} is revoked ({count}); requests with it now get 401")
 
 
 def _form_key_id() -> str:

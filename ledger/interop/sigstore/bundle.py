@@ -268,8 +268,10 @@ def _parse_tlog_entry(value: object, where: str) -> TlogEntry:
     kind_version = _object(
         obj["kindVersion"], f"{where}.kindVersion", {"kind", "version"}, {"kind", "version"}
     )
+    # protobuf JSON writes an unset message field as absent, but some producers (older npm
+    # publish attestations, cosign) write ``null``: both mean "not present".
     promise = None
-    if "inclusionPromise" in obj:
+    if obj.get("inclusionPromise") is not None:
         item = _object(
             obj["inclusionPromise"],
             f"{where}.inclusionPromise",
@@ -278,7 +280,7 @@ def _parse_tlog_entry(value: object, where: str) -> TlogEntry:
         )
         promise = _bytes(item["signedEntryTimestamp"], f"{where}.inclusionPromise.signedEntryTimestamp")
     proof = None
-    if "inclusionProof" in obj:
+    if obj.get("inclusionProof") is not None:
         proof = _parse_inclusion_proof(obj["inclusionProof"], f"{where}.inclusionProof")
     return TlogEntry(
         log_index=_int64(obj.get("logIndex", "0"), f"{where}.logIndex"),

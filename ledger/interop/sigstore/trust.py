@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -350,9 +349,3 @@ def load_trusted_roots(
             raise ConfigurationError(f"cannot read Sigstore trusted root {path}: {exc.strerror}") from exc
         roots.append(parse_trusted_root(data, source=str(path)))
     return TrustedRoots(tuple(roots))
-
-
-def rekor_v2_log_id(origin: str, public_key: ed25519.Ed25519PublicKey) -> bytes:
-    """The Rekor v2 log id: SHA-256(origin || LF || 0x01 || raw Ed25519 key)."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(origin.encode("utf-8") + b"\n\x01" + raw).digest()

@@ -28,7 +28,8 @@ from ledger.tlog.checkpoint import Checkpoint
 from ledger.records.dsse import Envelope
 from ledger.errors import LedgerError, MalformedError, SignatureError, VerificationError
 from ledger.records.keys import PublicKey
-import ledger.interop.sigstore._rekor as _rekor
+from ledger.interop.rekor import RekorInclusionProof, RekorV1Entry, verify_rekor_entry
+import ledger.interop.sigstore._entry_body as _entry_body
 import ledger.interop.sigstore._sigstore_python as _sigstore_python
 from ledger.interop.sigstore._x509 import (
     CertificateIdentity,
@@ -37,7 +38,7 @@ from ledger.interop.sigstore._x509 import (
     verify_chain,
     verify_sct,
 )
-from ledger.interop.sigstore.bundle import Bundle
+from ledger.interop.sigstore.bundle import Bundle, TlogEntry
 from ledger.interop.sigstore.trust import TrustedRoot, TrustedRoots
 from ledger.records.statement import parse_statement
 
@@ -65,6 +66,9 @@ class VerifiedEntry:
     #: the signed checkpoint the inclusion proof reaches (None for a proof-less v0.1 bundle)
     checkpoint: Checkpoint | None
     has_inclusion_promise: bool
+    #: ``proven`` (inclusion proof under a signed checkpoint, the SET checked too where present)
+    #: or ``promised`` (a v0.1 bundle's SET alone)
+    inclusion: str = "proven"
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,11 @@ class VerifiedBundle:
         return self.entries[0].log_id
 
     @property
+    def inclusion(self) -> str:
+        """``promised`` when some entry's inclusion rests on its SET alone, else ``proven``."""
+        return "promised" if any(e.inclusion == "promised" for e in self.entries) else "proven"
+
+    @property
     def signed_at(self) -> datetime:
         """The earliest verified time."""
         return min(t.time for t in self.times)
@@ -111,6 +120,27 @@ class VerifiedBundle:
 
 def _utc(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _as_rekor_entry(entry: TlogEntry) -> RekorV1Entry:
+    """A bundle's tlog entry as :mod:`ledger.interop.rekor` verifies it."""
+    proof = entry.inclusion_proof
+    return RekorV1Entry(
+        body=entry.canonicalized_body,
+        integrated_time=entry.integrated_time,
+        log_id=entry.log_id,
+        log_index=entry.log_index,
+        proof=None
+        if proof is None
+        else RekorInclusionProof(
+            tree_index=proof.log_index,
+            tree_size=proof.tree_size,
+            root_hash=proof.root_hash,
+            hashes=proof.hashes,
+            checkpoint=None if proof.checkpoint is None else proof.checkpoint.encode("utf-8"),
+        ),
+        signed_entry_timestamp=entry.signed_entry_timestamp,
+    )
 
 
 def _verify_rfc3161(token: bytes, signature: bytes, root: TrustedRoot, index: int) -> datetime:
@@ -242,7 +272,7 @@ def _verify_with_root(
         if public_key is None:
             raise VerificationError("the bundle is signed with a managed key; its public key must be given")
         key_der = public_key.spki_der
-    signer = _rekor.SignerMaterial(certificate=cert, public_key_der=None if cert else key_der)
+    signer = _entry_body.SignerMaterial(certificate=cert, public_key_der=None if cert else key_der)
     digest = _signed_digest(bundle, artifact)
 
     # (1) Each transparency-log entry: its log is in this root, the leaf is in the tree of a
@@ -255,16 +285,19 @@ def _verify_with_root(
         log = root.tlog(entry.log_id)
         if log is None:
             raise VerificationError(f"tlog entry {i} is from log {entry.log_id.hex()}, not a log of the trusted root")
-        checkpoint = None
-        if entry.inclusion_proof is not None:
-            checkpoint = _rekor.verify_inclusion_proof(entry, log)
-        elif bundle.version != "0.1":
+        if entry.inclusion_proof is None and bundle.version != "0.1":
             raise VerificationError(f"tlog entry {i} has no inclusion proof (required from bundle v0.2 on)")
-        elif entry.signed_entry_timestamp is None:
+        if entry.inclusion_proof is None and entry.signed_entry_timestamp is None:
             raise VerificationError(f"tlog entry {i} has neither an inclusion proof nor an inclusion promise")
+        try:
+            checked = verify_rekor_entry(_as_rekor_entry(entry), log.public_key_der, log_name=log.host)
+        except SignatureError as exc:
+            raise SignatureError(f"tlog entry {i} (log {log.base_url}): {exc}") from exc
+        except (VerificationError, MalformedError) as exc:
+            raise VerificationError(f"tlog entry {i} (log {log.base_url}): {exc}") from exc
+        checkpoint = checked.checkpoint
         integrated = None
-        if entry.signed_entry_timestamp is not None:
-            _rekor.verify_set(entry, log)
+        if checked.set_verified:
             # Only the SET binds the integrated time; a bare integratedTime proves nothing.
             if entry.integrated_time:
                 integrated = _utc(entry.integrated_time)
@@ -278,7 +311,7 @@ def _verify_with_root(
                 f"{entry.inclusion_proof.log_index}, and no inclusion promise vouches for it"
             )
         # (2) The logged body is this bundle's signature, by this signer, over this content.
-        _rekor.check_entry_body(entry, bundle, signer, digest)
+        _entry_body.check_entry_body(entry, bundle, signer, digest)
         entries.append(
             VerifiedEntry(
                 log_index=entry.log_index,
@@ -288,6 +321,7 @@ def _verify_with_root(
                 integrated_time=integrated,
                 checkpoint=checkpoint,
                 has_inclusion_promise=entry.signed_entry_timestamp is not None,
+                inclusion=checked.inclusion,
             )
         )
 

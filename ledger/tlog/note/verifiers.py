@@ -376,6 +376,8 @@ class NoteVerification:
     failed: tuple[Signature, ...]
     #: signatures of unknown keys, ignored
     unknown: tuple[Signature, ...]
+    #: ``name+hexid`` of the keys the caller trusts, for the error message
+    expected: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -394,9 +396,12 @@ class NoteVerification:
             labels = ", ".join(sig.key_label for sig in self.failed)
             raise SignatureError(f"invalid signature for key {labels}")
         if not self.verified:
-            names = ", ".join(sig.key_label for sig in self.unknown) or "none"
+            names = ", ".join(sig.key_label for sig in self.unknown) or "no key at all"
+            wanted = ", ".join(self.expected) or "none"
             raise SignatureError(
-                f"note has no verifiable signatures (signatures by unknown keys: {names})"
+                f"the note has no verifiable signatures: it is not signed by the key you gave ({wanted}) "
+                f"but by {names}; "
+                "check the verifier key (for this ledger, `provledger log-key` prints it)"
             )
 
 
@@ -442,7 +447,8 @@ def verify_note_result(data: bytes | str, verifiers: Sequence[Verifier]) -> Note
             verified.append(VerifiedSignature(verifier, sig, _timestamp(verifier, sig.signature)))
         else:
             failed.append(sig)
-    return NoteVerification(note, tuple(verified), tuple(failed), tuple(unknown))
+    expected = tuple(f"{v.name}+{v.key_id:08x}" for v in verifiers)
+    return NoteVerification(note, tuple(verified), tuple(failed), tuple(unknown), expected)
 
 
 def verify_note(data: bytes | str, verifiers: Sequence[Verifier]) -> Note:

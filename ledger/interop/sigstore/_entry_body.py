@@ -1,8 +1,8 @@
-"""Rekor entries in a bundle: inclusion proof and checkpoint, SET, and body consistency.
+"""The body of a bundle's Rekor entry records this bundle: its content, signature and signer.
 
-Rekor v1 signs checkpoints with ECDSA (signed-note type 0x02, key name = the log's host,
-origin ``<host> - <tree id>``) and gives an inclusion promise (SET) over the entry. Rekor v2 signs
-with Ed25519 (type 0x01, key name = origin = the log's host) and gives no SET or integrated time.
+The log side of an entry (inclusion proof, checkpoint, SET) is :mod:`ledger.interop.rekor`; this module
+checks that what the log recorded is the bundle at hand (no CVE-2022-36056), per entry kind:
+``hashedrekord`` 0.0.1 and 0.0.2, ``dsse`` 0.0.1 and ``intoto`` 0.0.2.
 """
 
 from __future__ import annotations
@@ -19,15 +19,11 @@ import rfc8785
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ledger import merkle
-from ledger.tlog.checkpoint import Checkpoint, parse_checkpoint_text
-from ledger.errors import MalformedError, RootMismatchError, SignatureError, VerificationError
-from ledger.tlog.hashing import leaf_hash
-from ledger.tlog.note import ECDSAVerifier, Ed25519Verifier, Verifier, verify_note
+from ledger.errors import VerificationError
 from ledger.interop.sigstore.bundle import Bundle, TlogEntry
-from ledger.interop.sigstore.trust import TransparencyLog, rekor_v2_log_id
+from ledger.records.dsse import Envelope
 
-__all__ = ["SUPPORTED_KINDS", "check_entry_body", "verify_inclusion_proof", "verify_set"]
+__all__ = ["SUPPORTED_KINDS", "SignerMaterial", "check_entry_body"]
 
 SUPPORTED_KINDS = ("hashedrekord/0.0.1", "hashedrekord/0.0.2", "dsse/0.0.1", "intoto/0.0.2")
 
@@ -38,85 +34,6 @@ class SignerMaterial:
 
     certificate: x509.Certificate | None
     public_key_der: bytes | None
-
-
-# --------------------------------------------------------------------------------------------
-# Inclusion proof, checkpoint and SET
-
-
-def _checkpoint_verifier(log: TransparencyLog, origin: str) -> Verifier:
-    """The note verifier of the log's key, bound to the log by its trusted-root entry."""
-    der = log.public_key_der
-    if log.is_ed25519:
-        # Rekor v2: the log id is SHA-256(origin || LF || 0x01 || key), so the trusted root's
-        # log id binds the origin (and key name) to the key.
-        assert log.public_key is not None
-        if rekor_v2_log_id(origin, log.public_key) != log.log_id:  # type: ignore[arg-type]
-            raise VerificationError(f"checkpoint origin {origin!r} is not the origin of log {log.base_url}")
-        raw = log.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return Ed25519Verifier(origin, raw)
-    # Rekor v1: the ECDSA key id does not hash the name, so the origin is checked against the host.
-    if origin != log.host and not origin.startswith(log.host + " - "):
-        raise VerificationError(f"checkpoint origin {origin!r} is not a tree of log {log.host}")
-    try:
-        return ECDSAVerifier(log.host, der)
-    except (MalformedError, ValueError) as exc:
-        raise VerificationError(f"log {log.base_url} key cannot verify checkpoints: {exc}") from exc
-
-
-def verify_inclusion_proof(entry: TlogEntry, log: TransparencyLog) -> Checkpoint:
-    """The entry's leaf is in the tree the log's signed checkpoint commits to.
-
-    Raises:
-        VerificationError: the proof, the checkpoint or its signature does not verify.
-    """
-    proof = entry.inclusion_proof
-    assert proof is not None
-    if proof.checkpoint is None:
-        raise VerificationError("inclusion proof has no checkpoint")
-    # The leaf is SHA-256(0x00 || canonicalized body); the proof leads to the stated root.
-    try:
-        merkle.verify_inclusion(
-            proof.log_index, proof.tree_size, leaf_hash(entry.canonicalized_body), list(proof.hashes), proof.root_hash
-        )
-    except RootMismatchError as exc:
-        raise VerificationError(f"inclusion proof does not lead to the stated root: {exc}") from exc
-    # The checkpoint text parses before we know which key name to use.
-    text_end = proof.checkpoint.rfind("\n\n")
-    if text_end < 0:
-        raise VerificationError("checkpoint is not a signed note")
-    try:
-        checkpoint = parse_checkpoint_text(proof.checkpoint[: text_end + 1])
-        verifier = _checkpoint_verifier(log, checkpoint.origin)
-        verify_note(proof.checkpoint, [verifier])
-    except MalformedError as exc:
-        raise VerificationError(f"checkpoint is malformed: {exc}") from exc
-    except SignatureError as exc:
-        raise SignatureError(f"checkpoint signature does not verify with the key of log {log.base_url}: {exc}") from exc
-    if checkpoint.size != proof.tree_size or checkpoint.root != proof.root_hash:
-        raise VerificationError(
-            f"checkpoint (size {checkpoint.size}) does not commit to the proof's tree "
-            f"(size {proof.tree_size}, root {proof.root_hash.hex()})"
-        )
-    return checkpoint
-
-
-def verify_set(entry: TlogEntry, log: TransparencyLog) -> None:
-    """The inclusion promise: the log's signature over the canonical JSON of the entry.
-
-    Rekor v1 signs RFC 8785 JSON ``{"body", "integratedTime", "logID" (hex), "logIndex"}``.
-    """
-    assert entry.signed_entry_timestamp is not None
-    payload = rfc8785.dumps(
-        {
-            "body": base64.b64encode(entry.canonicalized_body).decode("ascii"),
-            "integratedTime": entry.integrated_time,
-            "logID": entry.log_id.hex(),
-            "logIndex": entry.log_index,
-        }
-    )
-    if not log.verify(entry.signed_entry_timestamp, payload):
-        raise SignatureError(f"signed entry timestamp does not verify with the key of log {log.base_url}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +151,59 @@ def _dsse_v001(entry: TlogEntry, bundle: Bundle, signer: SignerMaterial, digest:
         _check_signer(*_pem_der(pem, "verifier"), signer, "verifier")
 
 
+def _intoto_envelope_hashes(envelope: Envelope, logged_signatures: list[Any]) -> set[str]:
+    """The values an ``intoto/0.0.2`` entry's ``content.hash`` may hold for this envelope.
+
+    Rekor's type (pkg/types/intoto/v0.0.2, schema: "the hash algorithm and value encompassing
+    the entire signed envelope") keeps ``hash`` as the client sent it: the server computes
+    ``payloadHash`` itself but never recomputes ``hash``. Its value is therefore the client's
+    construction. The one in the field (sigstore-js, which signs npm provenance;
+    ``calculateDSSEHash`` in its tlog/format.ts) is SHA-256 of the RFC 8785 JSON of
+    ``{"payloadType", "payload": base64(payload), "signatures": [{"sig": base64(sig),
+    "publicKey": <the signer's PEM, as logged>, "keyid" (only when not empty)}]}``; sigstore-js
+    1.x left ``publicKey`` out. Both are recomputed from the bundle's envelope; a hash over
+    other bytes (rekor-cli hashes the envelope file as uploaded) cannot be recomputed and is
+    refused.
+    """
+    (signature,) = envelope.signatures  # a bundle's envelope has exactly one (parse_bundle)
+    try:
+        pem = base64.b64decode(logged_signatures[0]["publicKey"], validate=True).decode("utf-8")
+    except (KeyError, TypeError, binascii.Error, ValueError, UnicodeDecodeError, IndexError):
+        pem = None
+    item: dict[str, str] = {"sig": base64.b64encode(signature.sig).decode("ascii")}
+    if signature.keyid:
+        item["keyid"] = signature.keyid
+    forms = [item] + ([{**item, "publicKey": pem}] if pem is not None else [])
+    return {
+        hashlib.sha256(
+            rfc8785.dumps(
+                {
+                    "payloadType": envelope.payload_type,
+                    "payload": base64.b64encode(envelope.payload).decode("ascii"),
+                    "signatures": [form],
+                }
+            )
+        ).hexdigest()
+        for form in forms
+    }
+
+
 def _intoto_v002(entry: TlogEntry, bundle: Bundle, signer: SignerMaterial, digest: bytes | None) -> None:
+    """An ``intoto/0.0.2`` body (Rekor pkg/types/intoto/v0.0.2) against the bundle's envelope.
+
+    Rekor's ``Canonicalize`` for this kind keeps ``envelope.payloadType``,
+    ``envelope.signatures`` (each ``sig`` and ``publicKey``), ``hash`` and ``payloadHash`` and
+    drops the payload (``writeOnly`` in the schema), so the body is tied to the envelope by:
+
+    * ``payloadHash``: Rekor sets it in ``Unmarshal`` to hex SHA-256 of the *decoded* payload
+      bytes (algorithm ``sha256``, the schema's only value);
+    * ``hash``: see :func:`_intoto_envelope_hashes`;
+    * each signature: ``sig`` is the envelope's base64 signature string base64-encoded once more
+      (Rekor's ``strfmt.Base64([]byte(sig.Sig))``), and ``publicKey`` is base64 of the signer's
+      PEM certificate or key;
+    * a ``payload`` still present (some logs keep it) is likewise base64 of the envelope's base64
+      payload string and must be the envelope's payload.
+    """
     del digest
     doc = _json(entry.canonicalized_body)
     _check_kind(doc, entry)
@@ -242,16 +211,16 @@ def _intoto_v002(entry: TlogEntry, bundle: Bundle, signer: SignerMaterial, diges
     if envelope is None:
         raise VerificationError("an intoto/0.0.2 entry records a DSSE envelope, but the bundle holds a message signature")
     content = _get(doc, "spec", "content")
-    # intoto/0.0.2 stores the whole envelope, its base64 fields base64-encoded once more.
     logged = _get(content, "envelope")
     if _get(logged, "payloadType") != envelope.payload_type:
         raise VerificationError("tlog entry payloadType does not match the envelope's")
-    payload = _b64(_b64(_get(logged, "payload"), "payload").decode("ascii", "replace"), "payload")
-    if payload != envelope.payload:
-        raise VerificationError("tlog entry payload does not match the envelope's payload")
-    if _get(content, "payloadHash", "algorithm") != "sha256" or _get(
-        content, "payloadHash", "value"
-    ) != hashlib.sha256(envelope.payload).hexdigest():
+    if isinstance(logged, dict) and "payload" in logged:
+        payload = _b64(_b64(_get(logged, "payload"), "payload").decode("ascii", "replace"), "payload")
+        if payload != envelope.payload:
+            raise VerificationError("tlog entry payload does not match the envelope's payload")
+    if _get(content, "payloadHash", "algorithm") != "sha256":
+        raise VerificationError("tlog entry payload hash algorithm is not sha256")
+    if _get(content, "payloadHash", "value") != hashlib.sha256(envelope.payload).hexdigest():
         raise VerificationError("tlog entry payload hash does not match the envelope's payload")
     signatures = _get(logged, "signatures")
     if not isinstance(signatures, list) or len(signatures) != len(envelope.signatures):
@@ -262,6 +231,10 @@ def _intoto_v002(entry: TlogEntry, bundle: Bundle, signer: SignerMaterial, diges
             raise VerificationError("tlog entry signature does not match the envelope's signature")
         pem = _b64(_get(item, "publicKey"), "public key")
         _check_signer(*_pem_der(pem, "public key"), signer, "public key")
+    if _get(content, "hash", "algorithm") != "sha256":
+        raise VerificationError("tlog entry envelope hash algorithm is not sha256")
+    if _get(content, "hash", "value") not in _intoto_envelope_hashes(envelope, signatures):
+        raise VerificationError("tlog entry envelope hash does not match the envelope")
 
 
 _BODY_CHECKS: dict[str, Callable[[TlogEntry, Bundle, SignerMaterial, bytes | None], None]] = {

@@ -1,0 +1,214 @@
+"""Generated Sigstore bundles (tests/sigstore/factory.py): v0.1 bundles whose Rekor entry carries
+only an inclusion promise (SET), both a promise and a proof, a bad SET or neither; ``intoto/0.0.2``
+entries whose body lacks the payload, with right and wrong payload hash, envelope hash, signature
+and public key; ``dsse/0.0.1`` still verifying."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ledger.errors import MalformedError, SignatureError, VerificationError
+from ledger.interop.sigstore import parse_bundle, verify_bundle
+from tests.sigstore.factory import INTEGRATED, NOW, World, encode
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World()
+
+
+def _verify(world: World, doc: dict[str, Any]) -> Any:
+    return verify_bundle(parse_bundle(encode(doc)), world.roots(), now=NOW)
+
+
+def _entry(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["verificationMaterial"]["tlogEntries"][0]
+
+
+def _flip(value: str) -> str:
+    raw = bytearray(base64.b64decode(value))
+    raw[-1] ^= 1
+    return base64.b64encode(bytes(raw)).decode()
+
+
+# ------------------------------------------------------------------------------ promise / proof
+
+
+def test_v01_bundle_with_only_a_promise_is_accepted_as_promised(world: World) -> None:
+    doc = world.bundle(promise=True, proof=False)
+    assert _entry(doc)["inclusionProof"] is None  # as older npm / cosign bundles write it
+    verified = _verify(world, doc)
+    (entry,) = verified.entries
+    assert entry.inclusion == "promised" and entry.checkpoint is None and entry.has_inclusion_promise
+    assert verified.inclusion == "promised"
+    assert entry.integrated_time == INTEGRATED
+    assert [t.source for t in verified.times] == ["tlog"]
+    # the key absent altogether is the same bundle
+    del _entry(doc)["inclusionProof"]
+    assert _verify(world, doc).inclusion == "promised"
+
+
+def test_v01_bundle_with_both_checks_both(world: World) -> None:
+    doc = world.bundle(promise=True, proof=True)
+    verified = _verify(world, doc)
+    assert verified.inclusion == "proven" and verified.entries[0].checkpoint is not None
+    # a bad proof with a good SET is refused: the proof is checked, not skipped
+    bad_proof = copy.deepcopy(doc)
+    _entry(bad_proof)["inclusionProof"]["hashes"][0] = _flip(_entry(bad_proof)["inclusionProof"]["hashes"][0])
+    with pytest.raises(VerificationError, match="inclusion proof does not lead to the stated root"):
+        _verify(world, bad_proof)
+    # a bad SET with a good proof is refused too
+    bad_set = copy.deepcopy(doc)
+    promise = _entry(bad_set)["inclusionPromise"]
+    promise["signedEntryTimestamp"] = _flip(promise["signedEntryTimestamp"])
+    with pytest.raises(SignatureError, match="signed entry timestamp does not verify"):
+        _verify(world, bad_set)
+
+
+def test_a_bad_set_is_refused(world: World) -> None:
+    doc = world.bundle(promise=True)
+    promise = _entry(doc)["inclusionPromise"]
+    promise["signedEntryTimestamp"] = _flip(promise["signedEntryTimestamp"])
+    with pytest.raises(SignatureError, match="signed entry timestamp does not verify"):
+        _verify(world, doc)
+
+
+def test_a_set_by_another_key_is_refused(world: World) -> None:
+    doc = world.bundle(promise=True, set_key=ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(SignatureError, match="signed entry timestamp does not verify"):
+        _verify(world, doc)
+
+
+@pytest.mark.parametrize("field", ["integratedTime", "logIndex"])
+def test_what_the_set_signs_cannot_change(world: World, field: str) -> None:
+    doc = world.bundle(promise=True)
+    _entry(doc)[field] = str(int(_entry(doc)[field]) + 1)
+    with pytest.raises(SignatureError, match="signed entry timestamp does not verify"):
+        _verify(world, doc)
+
+
+def test_neither_promise_nor_proof_is_refused(world: World) -> None:
+    doc = world.bundle(promise=False, proof=False)
+    with pytest.raises(VerificationError, match="neither an inclusion proof nor an inclusion promise"):
+        _verify(world, doc)
+
+
+def test_the_certificate_must_be_valid_at_the_integrated_time(world: World) -> None:
+    # The SET is good, but it says the entry was integrated after the 10-minute certificate expired.
+    doc = world.bundle(promise=True, integrated=INTEGRATED + timedelta(minutes=30))
+    with pytest.raises(VerificationError, match="does not chain to a trusted Fulcio CA at 2026-05-01T12:30"):
+        _verify(world, doc)
+
+
+def test_only_v01_may_omit_the_proof(world: World) -> None:
+    doc = world.bundle(promise=True, version="0.2")
+    with pytest.raises(VerificationError, match="no inclusion proof"):
+        _verify(world, doc)
+
+
+def test_null_promise_parses_as_absent_and_bad_shapes_are_malformed(world: World) -> None:
+    doc = world.bundle(promise=False, proof=True)
+    assert _entry(doc)["inclusionPromise"] is None
+    assert parse_bundle(encode(doc)).tlog_entries[0].signed_entry_timestamp is None
+    _entry(doc)["inclusionProof"] = []
+    with pytest.raises(MalformedError, match="inclusionProof must be a JSON object"):
+        parse_bundle(encode(doc))
+    doc = world.bundle()
+    _entry(doc)["inclusionPromise"] = {"signedEntryTimestamp": "***"}
+    with pytest.raises(MalformedError, match="signedEntryTimestamp is not valid standard base64"):
+        parse_bundle(encode(doc))
+
+
+# ------------------------------------------------------------------------------ intoto/0.0.2
+
+
+def test_intoto_body_without_the_payload_verifies(world: World) -> None:
+    doc = world.bundle(kind="intoto")
+    body = json.loads(base64.b64decode(_entry(doc)["canonicalizedBody"]))
+    assert "payload" not in body["spec"]["content"]["envelope"]
+    assert _verify(world, doc).entries[0].kind == "intoto/0.0.2"
+
+
+def test_intoto_envelope_hash_of_sigstore_js_1_is_accepted(world: World) -> None:
+    envelope = world.envelope()
+    doc = world.bundle(envelope=envelope, body=world.intoto_body(envelope, with_public_key_in_hash=False))
+    assert _verify(world, doc).entries[0].kind == "intoto/0.0.2"
+
+
+def _intoto_variant(world: World, change: Any) -> dict[str, Any]:
+    envelope = world.envelope()
+    body = world.intoto_body(envelope)
+    change(body, envelope, world)
+    return world.bundle(envelope=envelope, body=body)
+
+
+def _content(body: dict[str, Any]) -> dict[str, Any]:
+    return body["spec"]["content"]
+
+
+def _other_signature(body: dict[str, Any], envelope: dict[str, Any], world: World) -> None:
+    other = world.envelope({"_type": "https://in-toto.io/Statement/v1", "subject": [], "predicateType": "x", "predicate": {}})
+    _content(body)["envelope"]["signatures"][0]["sig"] = base64.b64encode(other["signatures"][0]["sig"].encode()).decode()
+
+
+def _other_key(body: dict[str, Any], envelope: dict[str, Any], world: World) -> None:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+    pem = world.issue(ec.generate_private_key(ec.SECP256R1())).public_bytes(serialization.Encoding.PEM)
+    _content(body)["envelope"]["signatures"][0]["publicKey"] = base64.b64encode(pem).decode()
+
+
+def _wrong_payload(body: dict[str, Any], envelope: dict[str, Any], world: World) -> None:
+    _content(body)["envelope"]["payload"] = base64.b64encode(base64.b64encode(b"{}")).decode()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda b, e, w: _content(b)["payloadHash"].__setitem__("value", "0" * 64), "payload hash does not match"),
+        (lambda b, e, w: _content(b)["payloadHash"].__setitem__("algorithm", "sha512"), "payload hash algorithm"),
+        (lambda b, e, w: _content(b).pop("payloadHash"), "has no payloadHash.algorithm"),
+        (lambda b, e, w: _content(b)["hash"].__setitem__("value", "0" * 64), "envelope hash does not match"),
+        (lambda b, e, w: _content(b)["hash"].__setitem__("algorithm", "md5"), "envelope hash algorithm"),
+        (lambda b, e, w: _content(b).pop("hash"), "has no hash.algorithm"),
+        (_other_signature, "signature does not match the envelope's signature"),
+        (lambda b, e, w: _content(b)["envelope"]["signatures"].append(_content(b)["envelope"]["signatures"][0]), "signatures do not match"),
+        (_other_key, "not the bundle's signing certificate"),
+        (lambda b, e, w: _content(b)["envelope"].__setitem__("payloadType", "text/plain"), "payloadType does not match"),
+        (_wrong_payload, "payload does not match the envelope's payload"),
+    ],
+    ids=[
+        "payload-hash", "payload-hash-alg", "no-payload-hash", "envelope-hash", "envelope-hash-alg", "no-envelope-hash",
+        "signature", "extra-signature", "public-key", "payload-type", "payload-present-but-other",
+    ],
+)
+def test_intoto_body_that_is_not_the_envelope_is_refused(world: World, change: Any, reason: str) -> None:
+    doc = _intoto_variant(world, change)
+    with pytest.raises(VerificationError, match=reason):
+        _verify(world, doc)
+
+
+def test_intoto_envelope_hash_over_another_envelope_is_refused(world: World) -> None:
+    # The body is consistent in itself, but for another envelope by the same signer.
+    other = world.envelope({**json.loads(base64.b64decode(world.envelope()["payload"])), "predicateType": "y"})
+    doc = world.bundle(envelope=world.envelope(), body=world.intoto_body(other))
+    with pytest.raises(VerificationError, match="payload hash does not match"):
+        _verify(world, doc)
+
+
+# ------------------------------------------------------------------------------ dsse/0.0.1
+
+
+def test_dsse_entry_still_verifies(world: World, own_checks_only: None) -> None:
+    # (sigstore-python's cross-check needs a CT log; the generated root has none)
+    for options in ({"promise": True}, {"promise": True, "proof": True}):
+        verified = _verify(world, world.bundle(kind="dsse", **options))
+        assert verified.entries[0].kind == "dsse/0.0.1"
+        assert verified.inclusion == ("promised" if not options.get("proof") else "proven")

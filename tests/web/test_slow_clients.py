@@ -1,0 +1,103 @@
+"""Slow and stalled clients cannot starve a real `provledger serve` (issue 10, done-when 4).
+
+100 connections stall — half in their headers, half mid-upload with a valid token — and the
+server still answers /healthz and appends honest submissions (no thread or pool exhaustion);
+the read timeout closes stalled connections. Timings are measured in
+bench/bench_slow_clients.py, not asserted here.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from ledger.services.registry import create_token
+from tests.fixtures import PREDICATE, PROVLEDGER, envelope_bytes, sign
+from tests.web.slow_clients import closed_by_server, request, running_server, stalled_header, stalled_upload
+
+pytestmark = pytest.mark.slow
+
+
+def _token(store) -> str:
+    with store.sessions() as session, session.begin():
+        return create_token(session, "slow", "submit", now=store.clock)
+
+
+def test_healthz_and_appends_hold_while_100_connections_stall(store, tmp_path):
+    token = _token(store)
+    key = store.add_signer(allow=[PREDICATE])
+    env = {**store.env, "PROVLEDGER_READ_TIMEOUT": "120"}
+    with running_server(PROVLEDGER, env, tmp_path / "serve.log", "--threads", "4") as port:
+        stalled = [stalled_header(port) for _ in range(50)] + [stalled_upload(port, token) for _ in range(50)]
+        try:
+            status, body = request(port, "GET", "/healthz", timeout=10)
+            assert status == 200 and body["integrity"] == "verified"
+            auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+            def submit(_: int) -> int:
+                return request(port, "POST", "/api/v1/entries", body=envelope_bytes(sign(key)), headers=auth, timeout=30)[0]
+
+            # more submissions at once than the server has threads or pooled connections
+            with ThreadPoolExecutor(16) as pool:
+                statuses = list(pool.map(submit, range(32)))
+            assert statuses == [201] * 32, statuses
+            status, body = request(port, "GET", "/healthz", timeout=10)
+            assert status == 200 and body["tree_size"] == store.size()
+            assert all(not closed_by_server(s, 0.01) for s in stalled[:3] + stalled[-3:])  # still stalled, still open
+        finally:
+            for s in stalled:
+                s.close()
+    log = (tmp_path / "serve.log").read_text(errors="replace")
+    assert "Traceback" not in log and " 500 " not in log
+
+
+def test_the_read_timeout_closes_stalled_headers_and_uploads(sqlite_store, tmp_path):
+    token = _token(sqlite_store)
+    env = {**sqlite_store.env, "PROVLEDGER_READ_TIMEOUT": "2"}
+    with running_server(PROVLEDGER, env, tmp_path / "serve.log") as port:
+        header, upload = stalled_header(port), stalled_upload(port, token)
+        try:
+            assert closed_by_server(header, 30)
+            assert closed_by_server(upload, 30)
+        finally:
+            header.close()
+            upload.close()
+        assert sqlite_store.size() == 0  # the half upload stored nothing
+        assert request(port, "GET", "/healthz")[0] == 200
+
+
+def test_a_bad_read_timeout_setting_refuses_to_start(sqlite_store):
+    import subprocess  # noqa: PLC0415
+
+    bad_settings = [("PROVLEDGER_READ_TIMEOUT", bad) for bad in ("0", "abc", "١٢")] + [
+        ("PROVLEDGER_MAX_CONNECTIONS", "-5"), ("PROVLEDGER_SECURE_COOKIES", "maybe"),
+    ]
+    for name, bad in bad_settings:
+        proc = subprocess.run(
+            [PROVLEDGER, "serve", "--port", "0"], env={**sqlite_store.env, name: bad},
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert proc.returncode == 1, proc.stderr
+        assert "refusing to start" in proc.stderr and name in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_several_processes_share_the_socket_and_the_sequencer_lock(sqlite_store, tmp_path):
+    token = _token(sqlite_store)
+    key = sqlite_store.add_signer(allow=[PREDICATE])
+    start = sqlite_store.size()
+    with running_server(PROVLEDGER, sqlite_store.env, tmp_path / "serve.log", "--workers", "2", "--threads", "4") as port:
+        auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+        def submit(_: int) -> int:
+            return request(port, "POST", "/api/v1/entries", body=envelope_bytes(sign(key)), headers=auth, timeout=60)[0]
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(submit, range(24)))
+        assert statuses == [201] * 24, statuses
+        # the two processes' sequencers interleave: neither takes the other's appends for a cut store
+        for _ in range(10):  # new connections: both processes answer
+            status, body = request(port, "GET", "/healthz")
+            assert status == 200 and body["integrity"] == "verified"
+    assert sqlite_store.size() == start + 24
+    assert "(waitress, 2 process(es)" in (tmp_path / "serve.log").read_text()
