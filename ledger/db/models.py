@@ -211,7 +211,7 @@ class EntryEdge(Base):
 
 class EntryContent(Base):
     """Each entry's duplicate identity: its signed content and the keys whose signatures verify
-    (``ledger.trust.fold.content_hash``; append-only, migration 0007)."""
+    (``ledger.trust.fold.content_hash``; append-only, migration 0008)."""
 
     __tablename__ = "entry_contents"
     entry_idx: Mapped[int] = mapped_column(ForeignKey("entries.idx"), primary_key=True, autoincrement=False)

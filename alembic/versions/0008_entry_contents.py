@@ -12,8 +12,8 @@ Key events that commit to their predecessor (``prev``) need no schema change: th
 against the fold of the log. Events of older ledgers carry no ``prev`` and stay valid as the
 history before the first event that does.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-05
 """
 
@@ -24,8 +24,8 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
