@@ -273,7 +273,8 @@ def run_demo(home: Path, *, port: int = 8000, serve_it: bool = True) -> int:
     print(f"deployed on {DEMO_HOST}: entry {results[-1].receipt['index']}, its vTPM quote appraised "  # type: ignore[union-attr]
           f"to the demo vTPM CA in {home / 'tee-trust'} and matched to the firmware's PCRs")
     print()
-    print("Look around (first put provledger on PATH in this shell: . .venv/bin/activate):")
+    print("Look around:")
+    print("  first:           . .venv/bin/activate   (puts provledger on PATH in this shell)")
     print(f"  open:            http://127.0.0.1:{port}/                      (the auditor overview)")
     print(f"                   http://127.0.0.1:{port}/artifacts/{artifact}  (the chain, drawn)")
     print(f"  receipts:        {receipts_dir}/{first}.json …")

@@ -39,6 +39,7 @@ def add_parser(sub: Any) -> None:
     s = keys.add_parser("add-tee-root", help="register a non-vendor TEE root (a TPM EK/AK CA) in the key history")
     s.add_argument("--name", required=True, help="who the root belongs to")
     s.add_argument("--certificate", required=True, metavar="FILE", help="PEM (one or more certificates) or DER")
+    s.add_argument("--review-by", metavar="T", help="RFC 3339 time after which its deployments are stale until re-affirmed (default: none)")
     s.set_defaults(func=cmd_keys_add_tee_root)
 
     s = keys.add_parser("list", help="list registered keys")
@@ -236,7 +237,10 @@ def cmd_keys_add_tee_root(args: argparse.Namespace) -> int:
     with open_store() as st:
         admin = setup.load_admin_key(st.settings)
         for cert in certs:
-            result = registry.add_tee_root(st.sessions, st.log, admin, args.name, cert.public_bytes(Encoding.DER), now=now())
+            result = registry.add_tee_root(
+                st.sessions, st.log, admin, args.name, cert.public_bytes(Encoding.DER), now=now(),
+                review_by=parse_time(args.review_by) if args.review_by else None,
+            )
             _out(f"registered TEE root {cert.subject.rfc4514_string()} (key event at entry {result.receipt['index']})")
             _out(hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest())
     return 0

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from ledger.db import store
 from ledger.db.models import ApiToken
 from ledger.records.dsse import sign_envelope
-from ledger.errors import LedgerError, MalformedError, NotFoundError
+from ledger.errors import ConflictError, LedgerError, MalformedError, NotFoundError
 from ledger.records.keys import PrivateKey, PublicKey
 from ledger.trust.policy import Grant, Identity, KeyEvent, key_event_subject
 from ledger.trust.predicates import KEY_EVENT
@@ -86,16 +86,23 @@ def next_prev(session: Session) -> tuple[int, str]:
 
 
 def submit_key_event(sessions: Sessions, log: LogIdentity, admin: PrivateKey, event: KeyEvent, *, now: int) -> Appended:
-    """Sign and append a key event (committing it to the last key event unless it already names
-    its ``prev``); raises its error if the ledger refuses it (ConflictError: another key event
-    was appended in between)."""
-    if event.prev is None:
-        with sessions() as session:
-            event = replace(event, prev=next_prev(session))
-    (result,) = append_batch(sessions, [key_event_envelope(admin, event)], log, now=now)
-    if isinstance(result, LedgerError):
-        raise result
-    return result
+    """Sign and append a key event, committing it to the last key event unless it already names
+    its ``prev``; raises its error if the ledger refuses it. When this function chose ``prev`` and
+    another administrator's key event landed in between, it re-reads the last key event and
+    signs again (a few times): the event is judged against the state it now follows."""
+    auto = event.prev is None
+    attempts = 5 if auto else 1
+    for attempt in range(attempts):
+        if auto:
+            with sessions() as session:
+                event = replace(event, prev=next_prev(session))
+        (result,) = append_batch(sessions, [key_event_envelope(admin, event)], log, now=now)
+        if isinstance(result, ConflictError) and attempt < attempts - 1 and "forked" in str(result):
+            continue
+        if isinstance(result, LedgerError):
+            raise result
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _key_id(key_id: str) -> str:
@@ -142,7 +149,8 @@ def add_identity(
 
 
 def add_tee_root(
-    sessions: Sessions, log: LogIdentity, admin: PrivateKey, name: str, certificate_der: bytes, *, now: int, tee: str = "tpm"
+    sessions: Sessions, log: LogIdentity, admin: PrivateKey, name: str, certificate_der: bytes, *, now: int, tee: str = "tpm",
+    review_by: int | None = None,
 ) -> Appended:
     """Register a non-vendor TEE root (a TPM EK/AK CA certificate, DER) in the key history: its
     key id is the certificate's SHA-256 fingerprint; ``revoke_key`` and ``reaffirm_key`` apply to
@@ -151,7 +159,7 @@ def add_tee_root(
         raise MalformedError("a TEE root needs a non-empty --name")
     event = KeyEvent(
         action="register-tee-root", key_id=hashlib.sha256(certificate_der).hexdigest(), principal=name,
-        certificate=certificate_der, tee=tee, issued_at=now,
+        certificate=certificate_der, tee=tee, review_by=review_by, issued_at=now,
     )
     return submit_key_event(sessions, log, admin, event, now=now)
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.trust.graph import Edge
-from ledger.trust.policy import TrustState
 
 __all__ = ["MAX_LINKS", "RecordInfo", "TeeInfo", "parse_digest"]
 

@@ -605,7 +605,8 @@ class TrustState:
                 principal=event.principal,
                 algorithm=TEE_ROOT_ALGORITHM + event.tee,
                 public_key=event.certificate,
-                grants=event.grants or (),
+                # a root is reviewed like a key: one grant for its evidence type, with its review-by
+                grants=event.grants or (Grant((TEE_ROOT_ALGORITHM + event.tee,), review_by=event.review_by),),
                 registered_index=index,
                 registered_at=time,
                 last_event_index=index,

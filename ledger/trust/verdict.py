@@ -96,7 +96,7 @@ def judge_record(state: TrustState, record: RecordInfo, *, as_of: int) -> Judgem
     )
 
 
-def _tee_judgement(record: RecordInfo, state: TrustState) -> tuple[str, list[str], dict[str, Any]]:
+def _tee_judgement(record: RecordInfo, state: TrustState, as_of: int) -> tuple[str, list[str], dict[str, Any]]:
     """The TEE evidence of a deployment: its stored appraisal, re-judged against the trust state
     (a TEE root revoked in the key history, or a non-vendor root not in it, condemns it)."""
     tee = record.tee
@@ -115,6 +115,15 @@ def _tee_judgement(record: RecordInfo, state: TrustState) -> tuple[str, list[str
         if root.registered_index > record.index:
             return "untrusted", [f"TEE root {tee.root_fingerprint} was registered (entry {root.registered_index}) after the deployment"], why
         why["registered_index"] = root.registered_index
+        dated = [g.review_by for g in root.grants if g.review_by is not None]
+        if dated:
+            why["review_by"] = format_time(min(dated))
+            why["margin_seconds"] = min(dated) - as_of
+            if all(g.stale_at(as_of) for g in root.grants):
+                return "stale", [
+                    f"TEE root {tee.root_name} ({tee.root_fingerprint}) is past its review-by date "
+                    f"{format_time(max(dated))}: re-affirm it (provledger keys reaffirm)"
+                ], why
         return "trusted", [], why
     # A vendor root (AMD, Intel, AWS) is pinned by fingerprint; a TPM root not (yet) in the key
     # history came from the trust folder at submission (TODO issue 12 point 8: folder = import path).
@@ -184,7 +193,7 @@ def chain_verdict(
     for i in deployments:
         add_record(i)
         nodes[i].inputs = list(dict.fromkeys([artifact, *nodes[i].inputs, ("tee", i)]))
-        verdict, reasons, why = _tee_judgement(records[i], state)
+        verdict, reasons, why = _tee_judgement(records[i], state, as_of_time)
         nodes[("tee", i)] = _Node(None, verdict, reasons, None)
         nodes[("tee", i)].judgement = Judgement(verdict, tuple(reasons), (), (), why)
     while queue:

@@ -47,3 +47,43 @@ def test_revoking_a_registered_tpm_root_condemns_its_deployments(store, tpm_pki:
     # the folder still holds the certificate, but the key history revoked it: refused
     result = w.deploy(h.deployment_statement(w.artifact, "tpm", h.tpm_evidence(tpm_pki, w.artifact, host="vm-9"), host="vm-9"))
     assert isinstance(result, NotTrustedError) and "ak_chain" in str(result)
+
+
+@pytest.mark.usefixtures("tee_trust")
+@pytest.mark.parametrize("edit", [
+    "UPDATE appraisals SET root_fingerprint = '{zeros}' WHERE entry_idx = {i}",
+    "UPDATE appraisals SET firmware_idx = NULL WHERE entry_idx = {i}",
+    "DELETE FROM appraisals WHERE entry_idx = {i}",
+])
+def test_audit_checks_the_appraisals_against_their_entries(store, tpm_pki: TpmPki, edit: str) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text  # noqa: PLC0415
+
+    w = h.world(store)
+    index = w.trust.ok(h.deployment_statement(w.artifact, "tpm", h.tpm_evidence(tpm_pki, w.artifact)), w.deployer)
+    with store.sessions() as session:
+        assert audit(session, store.log).ok
+    with store.tamper() as conn:
+        conn.execute(text(edit.format(i=index, zeros="0" * 64)))
+    with store.sessions() as session:
+        report = audit(session, store.log)
+    assert not report.ok and report.first_bad_index == index, report.problems
+
+
+@pytest.mark.usefixtures("tee_trust")
+def test_a_tee_root_is_reviewed_like_a_key(sqlite_store, tpm_pki: TpmPki) -> None:  # type: ignore[no-untyped-def]
+    store = sqlite_store
+    w = h.world(store)
+    der = tpm_pki.root.public_bytes(Encoding.DER)
+    fingerprint = hashlib.sha256(der).hexdigest()
+    registry.add_tee_root(store.sessions, store.log, w.trust.admin, "test TPM CA", der, now=store.tick(), review_by=store.clock + 50)
+    w.trust.ok(h.deployment_statement(w.artifact, "tpm", h.tpm_evidence(tpm_pki, w.artifact)), w.deployer)
+    late = store.clock + 1000
+    with store.sessions() as session:
+        chain = chain_service.chain(session, f"sha256:{w.artifact}", now=late)
+        assert signer_listing(session, now=late)[-1]["stale"] is True
+    (tee,) = [l for l in chain["links"] if l["kind"] == "tee-evidence"]
+    assert tee["verdict"] == "stale" and "review-by" in tee["reasons"][0] and chain["verdict"] == "stale"
+    registry.reaffirm_key(store.sessions, store.log, w.trust.admin, fingerprint, review_by=late + 1000, now=store.tick())
+    with store.sessions() as session:
+        chain = chain_service.chain(session, f"sha256:{w.artifact}", now=late)
+    assert chain["verdict"] == "trusted"

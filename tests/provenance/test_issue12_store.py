@@ -258,3 +258,50 @@ def test_trusted_links_say_why_and_stale_shows_the_same_everywhere(trust: Trust)
     assert fresh["weakest_link"]["index"] == index and "review-by" in fresh["weakest_link"]["weakest_because"]
     assert stale["verdict"] == "stale" and stale["links"][0]["stale"] is True
     assert listed[ci.key_id]["stale"] is True and listed[ci.key_id]["stale_since"] == stale["links"][0]["why"]["review_by"]
+
+
+def test_concurrent_administrators_each_follow_the_last_key_event(trust: Trust) -> None:
+    """Key events racing: each is either appended after the one before it or signed again (never
+    two events following the same predecessor)."""
+    import threading  # noqa: PLC0415
+
+    errors: list[BaseException] = []
+    keys = [generate_private_key() for _ in range(4)]
+
+    def add(i: int) -> None:
+        try:
+            registry.add_key(trust.store.sessions, trust.store.log, trust.admin, f"p{i}", keys[i].public_key,
+                             [Grant((SLSA_V1,))], now=trust.store.clock + i)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with trust.store.sessions() as session:
+        state = trust_fold(session).state
+        report = audit(session, trust.store.log)
+        prevs = [f.key_event.prev for f in (
+            __import__("ledger.trust.fold", fromlist=["leaf_facts"]).leaf_facts(i, bytes(d))
+            for i, d in session.execute(text("SELECT idx, data FROM entries ORDER BY idx")).all())]
+    assert report.ok, report.problems
+    assert len(set(prevs)) == len(prevs)  # a chain, no fork
+    assert errors == [] and all(k.key_id in state.keys for k in keys)  # the losers signed again
+
+
+def test_audit_checks_the_cosignature_index_against_its_lines(trust: Trust) -> None:
+    import base64  # noqa: PLC0415
+
+    ci = trust.add("ci", Grant((SLSA_V1,)))
+    trust.ok(build("pkg/app")[0], ci)
+    size = trust.store.size()
+    line = "\u2014 witness.example " + base64.b64encode(bytes.fromhex("0a0b0c0d") + b"\x00" * 64).decode()
+    with trust.store.tamper() as conn:  # an index row that its own line contradicts
+        conn.execute(text("INSERT INTO checkpoint_cosignatures (tree_size, witness, key_id, line, received_at) "
+                          "VALUES (:s, 'witness.example', 'ffffffff', :l, 0)"), {"s": size, "l": line})
+    with trust.store.sessions() as session:
+        report = audit(session, trust.store.log)
+    assert not report.ok and report.first_bad_index == size - 1
+    assert any("cosignature index" in p.message for p in report.problems)
