@@ -11,7 +11,10 @@ verify it offline (``ledger.trust.bundle_verify.verify_verdict_bundle``: parse, 
 trust head, every inclusion proof and signature, key-history completeness, the fold and the
 chain verdict), median of --repeat runs, warm.
 
-Targets: bundle <= 2 MB; offline verification <= 1 s on this machine.
+Targets: bundle <= 2 MB; offline verification <= 1 s on this machine. Where the bytes go: a key
+event is a DSSE envelope whose payload is base64 inside a leaf that the bundle carries as base64
+(~1.8 KB for a registration), plus its own 10-hash inclusion proof (~0.47 KB at this tree size):
+about 2.3 KB each, so 1,000 key events alone are ~2.2 MB in the v1 format (gzip on the wire: ~0.5 MB).
 
     .venv/bin/python bench/bench_bundle.py [--key-events 1000] [--links 20] [--repeat 7]
 """
@@ -145,7 +148,8 @@ def main() -> None:
         print(f"{'offline verification CPU time, median (ms)':<44}{median(cpu) * 1000:>14.1f}{1000:>12}{median(cpu):>9.2f}")
         print(f"{'load average (1 min) during the run':<44}{os.getloadavg()[0]:>14.2f}")
         print(f"{'offline verification per entry (us)':<44}{verify_s / result.entries * 1e6:>14.1f}")
-        print(f"verdict: {result.verdict}; {'PASS' if size <= 2_000_000 and verify_s <= 1.0 else 'FAIL'} (targets: <= 2 MB, <= 1 s)")
+        print(f"verdict: {result.verdict}; size {'PASS' if size <= 2_000_000 else 'FAIL'} (<= 2 MB), "
+              f"offline verification {'PASS' if verify_s <= 1.0 else 'FAIL'} (<= 1 s wall; CPU {median(cpu):.2f} s)")
 
 
 if __name__ == "__main__":
