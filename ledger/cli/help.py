@@ -72,6 +72,7 @@ EXAMPLES: dict[str, str] = {
     "--subject 'myorg/*/*' --review-by 2027-06-30T00:00:00Z",
     "keys list": "provledger keys list --json",
     "keys show": "provledger keys show 3d718dc0743082967a18f23fe1a63d776c12b0858c76afee46ee042ad174deaa",
+    "keys import-tee-roots": "provledger keys import-tee-roots --dir /etc/provledger/tee-trust",
     "keys add-tee-root": "provledger keys add-tee-root --name 'ACME TPM CA' --certificate tpm-ca.pem",
     "keys revoke": "provledger keys revoke <KEYID> --compromised-since 2026-11-01T00:00:00Z",
     "keys reaffirm": "provledger keys reaffirm <KEYID> --review-by 2027-12-31T00:00:00Z",

@@ -42,6 +42,11 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--review-by", metavar="T", help="RFC 3339 time after which its deployments are stale until re-affirmed (default: none)")
     s.set_defaults(func=cmd_keys_add_tee_root)
 
+    s = keys.add_parser("import-tee-roots", help="register the TEE trust folder's roots not yet in the key history")
+    s.add_argument("--dir", metavar="DIR", help="the folder (default: PROVLEDGER_TEE_TRUST_DIR, else $PROVLEDGER_HOME/tee-trust)")
+    s.add_argument("--name", default="TEE trust folder", help="who the roots belong to (default: 'TEE trust folder')")
+    s.set_defaults(func=cmd_keys_import_tee_roots)
+
     s = keys.add_parser("list", help="list registered keys")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_keys_list)
@@ -243,6 +248,21 @@ def cmd_keys_add_tee_root(args: argparse.Namespace) -> int:
             )
             _out(f"registered TEE root {cert.subject.rfc4514_string()} (key event at entry {result.receipt['index']})")
             _out(hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest())
+    return 0
+
+
+def cmd_keys_import_tee_roots(args: argparse.Namespace) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from ledger.services.deployment import load_tpm_roots, trust_dir  # noqa: PLC0415
+
+    folder = Path(args.dir) if args.dir else trust_dir()
+    with open_store() as st:
+        admin = setup.load_admin_key(st.settings)
+        done = registry.import_tee_roots(st.sessions, st.log, admin, load_tpm_roots(folder), name=args.name, now=now())
+    for fingerprint, result in done:
+        _out(f"registered TEE root {fingerprint} (key event at entry {result.receipt['index']})")
+    _out(f"{len(done)} root(s) imported from {folder}")
     return 0
 
 

@@ -21,7 +21,6 @@ again only when its listing changes.
 
 from __future__ import annotations
 
-import hashlib
 
 import base64
 import json
@@ -114,16 +113,11 @@ def load_tpm_roots(directory: Path) -> tuple[bytes, ...]:
 
 def tpm_roots_of(session: Session) -> tuple[bytes, ...]:
     """The TPM roots that count: the ``tee-root:tpm`` roots in the key history that are not
-    revoked, then the trust folder's (an import path: register them with
-    ``provledger keys add-tee-root``), less any the key history revoked."""
+    revoked. The trust folder is only an import path (``provledger keys import-tee-roots``)."""
     from ledger.services.trust import load_state  # noqa: PLC0415
 
     state = load_state(session)
-    registered = [k for k in state.keys.values() if k.algorithm == "tee-root:tpm"]
-    revoked = {k.key_id for k in registered if k.revoked_index is not None}
-    active = [k.public_key for k in registered if k.revoked_index is None]
-    folder = [der for der in load_tpm_roots(trust_dir()) if hashlib.sha256(der).hexdigest() not in revoked]
-    return tuple(dict.fromkeys([*active, *folder]))
+    return tuple(k.public_key for k in state.keys.values() if k.algorithm == "tee-root:tpm" and k.revoked_index is None)
 
 
 def _statement_of(canonical: bytes) -> dict[str, Any]:

@@ -42,6 +42,7 @@ __all__ = [
     "add_identity",
     "add_key",
     "add_tee_root",
+    "import_tee_roots",
     "authenticate",
     "create_token",
     "key_event_envelope",
@@ -162,6 +163,24 @@ def add_tee_root(
         certificate=certificate_der, tee=tee, review_by=review_by, issued_at=now,
     )
     return submit_key_event(sessions, log, admin, event, now=now)
+
+
+def import_tee_roots(
+    sessions: Sessions, log: LogIdentity, admin: PrivateKey, roots: Sequence[bytes], *, name: str, now: int
+) -> list[tuple[str, Appended]]:
+    """Register every root certificate (DER) not yet in the key history (the TEE trust folder is
+    an import path: only the key history decides which roots count). Returns what it registered."""
+    from ledger.services.trust import trust_fold  # noqa: PLC0415
+
+    with sessions() as session:
+        known = set(trust_fold(session).state.keys)
+    out = []
+    for der in roots:
+        fingerprint = hashlib.sha256(der).hexdigest()
+        if fingerprint not in known:
+            out.append((fingerprint, add_tee_root(sessions, log, admin, name, der, now=now)))
+            known.add(fingerprint)
+    return out
 
 
 def reaffirm_key(sessions: Sessions, log: LogIdentity, admin: PrivateKey, key_id: str, *, review_by: int, now: int) -> Appended:

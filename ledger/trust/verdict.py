@@ -125,9 +125,12 @@ def _tee_judgement(record: RecordInfo, state: TrustState, as_of: int) -> tuple[s
                     f"{format_time(max(dated))}: re-affirm it (provledger keys reaffirm)"
                 ], why
         return "trusted", [], why
-    # A vendor root (AMD, Intel, AWS) is pinned by fingerprint; a TPM root not (yet) in the key
-    # history came from the trust folder at submission (TODO issue 12 point 8: folder = import path).
-    why["pinned" if tee.evidence_type != "tpm" else "trust_folder"] = True
+    if tee.evidence_type == "tpm":  # non-vendor roots count only through the key history
+        return "untrusted", [
+            f"TPM root {tee.root_name} ({tee.root_fingerprint}) is not in the ledger's key history "
+            "(provledger keys add-tee-root / import-tee-roots)"
+        ], why
+    why["pinned"] = True  # a vendor root (AMD, Intel, AWS), pinned by fingerprint
     return "trusted", [], why
 
 

@@ -117,6 +117,11 @@ def world(store: Any) -> World:
     fw_index = trust.ok(fw_s, fw)
     build_s, artifact = prov.build(ARTIFACT_NAME, inputs=[firmware])
     build_index = trust.ok(build_s, ci)
+    # the TEE trust folder is an import path: its roots count once they are in the key history
+    from ledger.services.deployment import load_tpm_roots, trust_dir  # noqa: PLC0415
+    from ledger.services.registry import import_tee_roots  # noqa: PLC0415
+
+    import_tee_roots(store.sessions, store.log, trust.admin, load_tpm_roots(trust_dir()), name="test TPM CAs", now=store.tick())
     return World(trust, hw, fw, ci, deployer, chip, board, firmware, fw_index, artifact, build_index)
 
 

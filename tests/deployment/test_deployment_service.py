@@ -126,8 +126,16 @@ def test_evidence_signed_by_an_untrusted_root_is_refused(sqlite_store, tpm_pki: 
     message = _refused(w.deploy(h.deployment_statement(w.artifact, "sev-snp", report, endorsements)), NotTrustedError,
                        "vcek_chain")
     assert "not a pinned root" in message
-    # a TPM quote whose AK chains to a CA that is not in the trust folder
-    (tee_trust / "test-tpm-root.pem").unlink()
+    # a TPM quote whose AK chains to a CA the key history revoked (issue 12: the folder is only an
+    # import path; the key history decides which roots count)
+    import hashlib  # noqa: PLC0415
+
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
+
+    from ledger.services import registry  # noqa: PLC0415
+
+    fingerprint = hashlib.sha256(tpm_pki.root.public_bytes(Encoding.DER)).hexdigest()
+    registry.revoke_key(sqlite_store.sessions, sqlite_store.log, w.trust.admin, fingerprint, now=sqlite_store.tick())
     _refused(w.deploy(h.deployment_statement(w.artifact, "tpm", h.tpm_evidence(tpm_pki, w.artifact))), NotTrustedError,
              "ak_chain")
     # the evidence cannot bring its own root: the root among its endorsements changes nothing
@@ -148,6 +156,7 @@ def test_a_firmware_record_that_is_no_longer_trusted_does_not_match(sqlite_store
 @pytest.mark.usefixtures("pinned", "tee_trust")
 def test_malformed_deployments_are_400(sqlite_store, snp_pki: SnpPki) -> None:  # type: ignore[no-untyped-def]
     w = h.world(sqlite_store)
+    size = sqlite_store.size()  # the world, and its TEE roots imported into the key history
     report, endorsements = h.snp_evidence(snp_pki, w.artifact)
     cases = [
         (h.deployment_statement(w.artifact, "sev-snp", report[:-1], endorsements), "predicate.evidence.data is not valid sev-snp evidence"),
@@ -162,13 +171,14 @@ def test_malformed_deployments_are_400(sqlite_store, snp_pki: SnpPki) -> None:  
         result = w.deploy(stmt)
         assert isinstance(result, MalformedError), (field, result)
         assert field in str(result), str(result)
-    assert sqlite_store.size() == w.build_index + 1
+    assert sqlite_store.size() == size
 
 
 @pytest.mark.usefixtures("pinned")
 def test_integration_refuses_a_deployment_that_skipped_its_appraisal(sqlite_store, snp_pki: SnpPki) -> None:  # type: ignore[no-untyped-def]
     """Fail closed: a submission path that prepares without ``complete_appraisals`` cannot append."""
     w = h.world(sqlite_store)
+    size = sqlite_store.size()
     report, endorsements = h.snp_evidence(snp_pki, w.artifact)
     raw = envelope(h.deployment_statement(w.artifact, "sev-snp", report, endorsements), w.deployer)
     with sqlite_store.sessions() as session:
@@ -177,7 +187,7 @@ def test_integration_refuses_a_deployment_that_skipped_its_appraisal(sqlite_stor
     with sqlite_store.sessions() as session, pytest.raises(NotTrustedError, match="without its TEE appraisal"):
         with session.begin():
             integrate(session, [prepared], sqlite_store.log, now=sqlite_store.tick())
-    assert sqlite_store.size() == w.build_index + 1
+    assert sqlite_store.size() == size
 
 
 @pytest.mark.usefixtures("pinned")
