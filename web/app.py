@@ -53,6 +53,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     if cosign is not None:
         cosign.start()
+    if settings.redis_url:
+        # large batches of deployments are appraised on the workers (ledger.trust.tee_jobs)
+        from ledger.services.deployment import register_job_runner  # noqa: PLC0415
+        from workers.app import make_celery  # noqa: PLC0415 - only with Redis
+        from workers.dispatch import appraisal_runner  # noqa: PLC0415
+
+        register_job_runner(engine.url.render_as_string(hide_password=False), appraisal_runner(make_celery(settings)))
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:

@@ -53,6 +53,8 @@ MAX_RETRY_DELAY = 60
 #: Beat schedule: publish a checkpoint if the tree grew; re-run the whole audit.
 CHECKPOINT_EVERY = timedelta(minutes=1)
 AUDIT_EVERY = timedelta(hours=24)
+#: re-judge deployments when the trust state moved (a no-op otherwise)
+REEVALUATE_EVERY = timedelta(minutes=5)
 
 
 def redis_prefix(environ: dict[str, str] | None = None) -> str:
@@ -94,6 +96,7 @@ def make_celery(settings: Settings | None = None, environ: dict[str, str] | None
         "beat_schedule": {
             "publish-checkpoint": {"task": "provledger.publish_checkpoint", "schedule": CHECKPOINT_EVERY},
             "scheduled-audit": {"task": "provledger.scheduled_audit", "schedule": AUDIT_EVERY},
+            "reevaluate-verdicts": {"task": "provledger.reevaluate_chain_verdicts", "schedule": REEVALUATE_EVERY},
         },
         "beat_schedule_filename": str(settings.home / "celerybeat-schedule"),
         "worker_hijack_root_logger": False,

@@ -7,9 +7,12 @@ the shard rows into the report.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import redis
-from celery import Celery, chord
+from celery import Celery, chord, group
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import allow_join_result
 from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy.orm import Session
 
@@ -19,7 +22,7 @@ from ledger.services.audit_dispatch import shard_ranges
 from workers.app import is_embedded
 from workers.context import redis_client
 
-__all__ = ["check_broker", "close", "enqueue_audit"]
+__all__ = ["appraisal_runner", "check_broker", "close", "enqueue_audit"]
 
 
 def check_broker(app: Celery) -> None:
@@ -52,6 +55,31 @@ def enqueue_audit(app: Celery, sessions: Callable[[], Session], audit_id: int) -
     except (KombuOperationalError, redis.exceptions.RedisError, OSError) as exc:
         shards.fail_audit(sessions, audit_id, f"the task queue refused the audit: {exc}")
         raise UnavailableError(f"the task queue (Redis) cannot be reached: {exc}") from exc
+
+
+#: appraisal jobs per worker task, and how long a submission waits for the workers
+APPRAISAL_CHUNK = 8
+APPRAISAL_TIMEOUT = 120.0
+
+
+def appraisal_runner(app: Celery, *, chunk: int = APPRAISAL_CHUNK, timeout: float = APPRAISAL_TIMEOUT) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """A job runner for ``ledger.services.deployment.register_job_runner``: a large batch's TEE
+    appraisals as one ``appraise_deployments`` task per ``chunk`` jobs, results in order.
+    Raises UnavailableError when the queue or the workers do not answer in time (the caller then
+    appraises in process)."""
+
+    def run(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        chunks = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
+        try:
+            check_broker(app)
+            result = group(app.signature("provledger.appraise_deployments", args=(c,)) for c in chunks).apply_async()
+            with allow_join_result():
+                parts = result.get(timeout=timeout, propagate=True)
+        except (KombuOperationalError, redis.exceptions.RedisError, OSError, CeleryTimeoutError) as exc:
+            raise UnavailableError(f"the workers did not appraise the batch: {exc}") from exc
+        return [r for part in parts for r in part]
+
+    return run
 
 
 def close(app: Celery) -> None:

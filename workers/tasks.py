@@ -14,12 +14,13 @@ import time
 from typing import Any
 
 import redis.exceptions
-from celery import Task, shared_task
+from celery import Task, group, shared_task
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ledger.errors import LedgerError, NotFoundError, UnavailableError
-from ledger.services import shards
+from ledger.services import reappraisal, shards
 from ledger.services.log import load_log_identity
+from ledger.trust import tee_jobs
 from workers.app import MAX_RETRIES, MAX_RETRY_DELAY, settings_of
 from workers.context import redis_lock, sessions_for
 
@@ -27,7 +28,9 @@ __all__ = [
     "MAX_SHARD_ATTEMPTS",
     "TRANSIENT",
     "audit_combine",
+    "appraise_deployments",
     "audit_shard",
+    "reappraise_batch",
     "publish_checkpoint",
     "reevaluate_chain_verdicts",
     "scheduled_audit",
@@ -46,6 +49,7 @@ STALE_AUDIT = 6 * 3600
 #: Lock lifetimes (ms): longer than the work they guard, short enough to recover from a crash.
 CHECKPOINT_LOCK_MS = 60_000
 SCHEDULE_LOCK_MS = 300_000
+REEVALUATE_LOCK_MS = 60_000
 
 
 class ProvledgerTask(Task):
@@ -158,20 +162,36 @@ def scheduled_audit(self: Task) -> dict[str, Any]:
     return {"audit": audit_id}
 
 
-class NotImplementedYetError(LedgerError):
-    """A duty whose service does not exist yet (never retried)."""
-
-    code = "not_implemented"
-    http_status = 501
-    exit_code = 3
+@shared_task(name="provledger.appraise_deployments", **_COMMON)
+def appraise_deployments(self: Task, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The TEE appraisal of a chunk of a large submission (pure: no database); one result per job."""
+    return [tee_jobs.run_appraisal_job(job) for job in jobs]
 
 
-@shared_task(name="provledger.reevaluate_chain_verdicts", **{**_COMMON, "autoretry_for": ()})
-def reevaluate_chain_verdicts(self: Task) -> None:
-    """Re-evaluate chain-of-trust verdicts when grants reach review_by or keys are revoked.
+@shared_task(name="provledger.reappraise_batch", **_COMMON)
+def reappraise_batch(self: Task, indexes: list[int], trust_index: int) -> dict[str, Any]:
+    """Re-judge these deployments under the trust state after key event ``trust_index`` (idempotent)."""
+    with sessions_for(self.app)() as session, session.begin():
+        rows = reappraisal.reappraise(session, [int(i) for i in indexes], at=int(trust_index))
+    changed = [r.index for r in rows if r.previous is not None and r.previous != r.verdict]
+    return {"trust_index": trust_index, "reappraised": len(rows), "changed": changed}
 
-    Not scheduled: it needs the trust policy of issue 3, which does not exist yet.
-    """
-    raise NotImplementedYetError(
-        "re-evaluating chain verdicts needs the trust policy (issue 3), which is not implemented yet"
-    )
+
+@shared_task(name="provledger.reevaluate_chain_verdicts", **_COMMON)
+def reevaluate_chain_verdicts(self: Task, batch: int = reappraisal.BATCH) -> dict[str, Any]:
+    """Re-judge every deployment when the trust state moved past the last re-judging (a
+    revocation, new TDX collateral, a policy change): one ``reappraise_batch`` per ``batch``
+    deployments, on the workers. A no-op when nothing changed; scheduled by beat."""
+    if type(batch) is not int or batch < 1:
+        raise ValueError("batch must be a positive integer")
+    with redis_lock(self.app, "lock:reevaluate-verdicts", REEVALUATE_LOCK_MS) as held:
+        if not held:
+            return {"trust_index": None, "skipped": "another worker holds the lock"}
+        with sessions_for(self.app)() as session:
+            index = reappraisal.trust_index(session)
+            if not reappraisal.pending(session):
+                return {"trust_index": index, "skipped": "every deployment is judged under the current trust state"}
+            deployments = reappraisal.deployment_indexes(session, before=index)
+        batches = [deployments[i : i + batch] for i in range(0, len(deployments), batch)]
+        group(self.app.signature("provledger.reappraise_batch", args=(b, index)) for b in batches).apply_async()
+    return {"trust_index": index, "deployments": len(deployments), "batches": len(batches)}

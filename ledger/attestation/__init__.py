@@ -19,6 +19,7 @@ from ledger.attestation.kinds import DEFAULT_POLICY, KINDS, appraise
 from ledger.attestation.nitro import AWS_NITRO_ROOT_FINGERPRINTS
 from ledger.attestation.sev_snp import AMD_ARK_FINGERPRINTS
 from ledger.attestation.tdx import INTEL_ROOT_FINGERPRINTS
+from ledger.attestation.tdx_tcb import TdxCollateral
 from ledger.attestation.tpm import KNOWN_TPM_ROOTS
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "Appraisal",
     "Check",
     "Policy",
+    "TdxCollateral",
     "appraise",
     "clear_caches",
 ]

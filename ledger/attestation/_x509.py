@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_CHAIN_DEPTH",
     "ChainResult",
     "clear_caches",
+    "crl_issuer",
     "describe",
     "fingerprint",
     "load_der",
@@ -270,6 +272,13 @@ def verify_chain(
     )
 
 
+@lru_cache(maxsize=256)
+def _crl_signed_by(crl_der: bytes, issuer_der: bytes) -> bool:
+    """Whether the CRL's signature verifies with the issuer's key (cached: it depends on bytes only)."""
+    with quiet():
+        return bool(_load_crl(crl_der).is_signature_valid(load_der(issuer_der).public_key()))  # type: ignore[arg-type]
+
+
 def verify_crls(path: Sequence[bytes], crls: Sequence[bytes], now: datetime) -> tuple[bool, str]:
     """Check the certificates of a verified ``path`` against the supplied CRLs.
 
@@ -284,8 +293,8 @@ def verify_crls(path: Sequence[bytes], crls: Sequence[bytes], now: datetime) -> 
             with quiet():
                 if crl.issuer != issuer.subject:
                     continue
-                if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-                    return False, f"the CRL of {describe(issuer_der)} has a bad signature"
+            if not _crl_signed_by(crl_der, issuer_der):
+                return False, f"the CRL of {describe(issuer_der)} has a bad signature"
             if crl.last_update_utc > now or (
                 crl.next_update_utc is not None and crl.next_update_utc < now
             ):
@@ -305,7 +314,25 @@ def verify_crls(path: Sequence[bytes], crls: Sequence[bytes], now: datetime) -> 
     return True, f"no certificate in the chain is revoked ({used} CRL(s) checked)"
 
 
+def crl_issuer(der: bytes) -> x509.Name:
+    """The issuer name of a DER CRL."""
+    with quiet():
+        return _load_crl(der).issuer
+
+
 def clear_caches() -> None:
     """Forget every parsed certificate and verified signature (for cold benchmarks and tests)."""
-    for cached in (load_der, fingerprint, describe, _parse_blob, _load_crl, _issued_by):
+    for cached in (load_der, fingerprint, describe, _parse_blob, _load_crl, _issued_by, _crl_signed_by):
         cached.cache_clear()
+    for cached in _OTHER_CACHES:
+        cached.cache_clear()
+
+
+#: caches of other attestation modules that hold bytes-only results (``register_cache``)
+_OTHER_CACHES: list[Any] = []
+
+
+def register_cache(cached: Any) -> Any:
+    """Have :func:`clear_caches` clear ``cached`` too (an ``lru_cache`` function); returns it."""
+    _OTHER_CACHES.append(cached)
+    return cached

@@ -113,6 +113,12 @@ class Policy:
         tpm_roots: SHA-256 (hex, of the DER) of the CA certificates a TPM AK chain may end at.
         max_evidence_age: for evidence that carries its own time (Nitro), how old it may be at
             ``now``.
+        tdx_allowed_tcb_statuses: the TDX TCB statuses (Intel's names) that pass, when the
+            status is evaluated (collateral given).
+        tdx_require_tcb_status: refuse TDX quotes whose TCB status could not be evaluated
+            because no collateral was given.
+        require_report_data: refuse evidence when no expected report data was given (the
+            binding is then demanded, not optional).
     """
 
     allow_debug: bool = False
@@ -126,6 +132,9 @@ class Policy:
     expected_report_data: bytes | None = None
     tpm_roots: frozenset[str] | None = None
     max_evidence_age: timedelta | None = None
+    tdx_allowed_tcb_statuses: frozenset[str] = frozenset({"UpToDate"})
+    tdx_require_tcb_status: bool = False
+    require_report_data: bool = False
 
 
 def require_aware(now: datetime) -> datetime:
@@ -181,6 +190,11 @@ def check_report_data(
     """Compare the evidence's binding field with ``policy.expected_report_data``."""
     expected = policy.expected_report_data
     if expected is None:
+        if policy.require_report_data:
+            appraisal.add(
+                "report_data_binding", False,
+                f"the policy requires a {what} binding, and no expected value was given",
+            )
         return
     if report_data is None:
         appraisal.add("report_data_binding", False, f"the evidence carries no {what}")

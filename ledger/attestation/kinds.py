@@ -9,6 +9,7 @@ from ledger.attestation.appraisal import Appraisal, Policy
 from ledger.attestation.nitro import appraise_nitro
 from ledger.attestation.sev_snp import appraise_sev_snp
 from ledger.attestation.tdx import appraise_tdx
+from ledger.attestation.tdx_tcb import TdxCollateral
 from ledger.attestation.tpm import appraise_tpm
 from ledger.errors import MalformedError
 
@@ -32,6 +33,7 @@ def appraise(
     endorsements: Sequence[bytes] = (),
     now: datetime,
     policy: Policy = DEFAULT_POLICY,
+    collateral: TdxCollateral | None = None,
 ) -> Appraisal:
     """Appraise TEE evidence against the pinned vendor roots and ``policy``.
 
@@ -41,6 +43,7 @@ def appraise(
         endorsements: certificate/CRL files (PEM or DER) the evidence does not carry.
         now: the time certificates must be valid at (timezone-aware).
         policy: the appraisal policy.
+        collateral: Intel TCB Info / QE Identity collateral (TDX only; the others take none).
 
     Returns:
         The :class:`Appraisal`; ``verdict`` is ``"accept"`` only if every check passed.
@@ -54,4 +57,6 @@ def appraise(
     except KeyError:
         msg = f"unknown evidence type {kind!r} (expected one of {', '.join(KINDS)})"
         raise MalformedError(msg) from None
+    if kind == "tdx":
+        return appraise_tdx(evidence, endorsements=endorsements, now=now, policy=policy, collateral=collateral)
     return appraiser(evidence, endorsements=endorsements, now=now, policy=policy)

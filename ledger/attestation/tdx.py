@@ -14,10 +14,11 @@ Appraisal steps (the check names):
 4. ``pck_chain``: PCK → Platform/Processor CA → Intel SGX Root CA (pinned), valid at ``now``.
 5. ``qe_identity``: the QE report is from Intel's TD quoting enclave (MRSIGNER, ISVPRODID).
 6. ``crl_not_revoked`` (only when CRLs are supplied).
-7. Policy: ``debug_disabled``, ``min_tcb``, ``measurement_matches`` (MRTD), ``registers_match``,
+7. TCB status (only with collateral, :mod:`.tdx_tcb`): ``tcb_info``, ``qe_identity_collateral``,
+   ``tcb_level``, then ``tcb_status``: the status must be one the policy allows. Without
+   collateral the status is "not evaluated" (and ``tcb_status`` fails when the policy requires it).
+8. Policy: ``debug_disabled``, ``min_tcb``, ``measurement_matches`` (MRTD), ``registers_match``,
    ``report_data_binding``.
-
-Not evaluated: the TCB status from Intel's tcbInfo / QE identity collateral.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cryptography.exceptions import InvalidSignature
@@ -34,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 import ledger.attestation._x509 as _x509
+import ledger.attestation.tdx_tcb as tdx_tcb
 from ledger.attestation._binary import Reader
 from ledger.attestation.appraisal import (
     Appraisal,
@@ -219,6 +221,60 @@ def _check_min_svn(appraisal: Appraisal, policy: Policy, svn: bytes) -> None:
     appraisal.add("min_tcb", ok, reason)
 
 
+def _check_tcb_status(
+    appraisal: Appraisal,
+    policy: Policy,
+    quote: TdxQuote,
+    pck: bytes,
+    collateral: tdx_tcb.TdxCollateral,
+    pool: Sequence[bytes],
+    now: datetime,
+    roots: Mapping[str, str],
+) -> tdx_tcb.TcbEvaluation:
+    allowed = sorted(policy.tdx_allowed_tcb_statuses, key=tdx_tcb.STATUSES.index)
+    if not collateral:
+        if policy.tdx_require_tcb_status:
+            appraisal.add(
+                "tcb_status", False,
+                "the policy requires a TCB status, and no TCB Info / QE Identity collateral was given",
+            )
+        return tdx_tcb.TcbEvaluation()
+    try:
+        result = tdx_tcb.evaluate_tcb(
+            pck_der=pck,
+            tee_tcb_svn=quote.body["tee_tcb_svn"],
+            mrsignerseam=quote.body["mrsignerseam"],
+            seam_attributes=quote.body["seam_attributes"],
+            qe_report=quote.qe_report,
+            collateral=collateral,
+            extra_certificates=pool,
+            now=now,
+            roots=roots,
+        )
+    except MalformedError as exc:
+        if "PCK certificate" not in str(exc):
+            raise
+        appraisal.add("tcb_info", False, f"the TCB cannot be judged: {exc}")
+        appraisal.add("tcb_status", False, "not evaluated: the PCK certificate carries no usable TCB")
+        return tdx_tcb.TcbEvaluation()
+    for name, ok, reason in result.checks:
+        appraisal.add(name, ok, reason)
+    status = result.status
+    if status is None:
+        appraisal.add("tcb_status", False, "not evaluated: the collateral does not apply (see the failed checks)")
+    elif status == tdx_tcb.NOT_SUPPORTED:
+        appraisal.add("tcb_status", False, "the platform's TCB matches no level of the TCB Info (not supported): refused")
+    else:
+        advisories = f" (advisories: {', '.join(result.advisory_ids)})" if result.advisory_ids else ""
+        ok = status in policy.tdx_allowed_tcb_statuses
+        appraisal.add(
+            "tcb_status", ok,
+            f"TCB status {status}{advisories} is {'' if ok else 'not '}allowed by the policy "
+            f"({', '.join(allowed) or 'none allowed'})",
+        )
+    return result
+
+
 def appraise_tdx(
     evidence: bytes,
     *,
@@ -226,11 +282,16 @@ def appraise_tdx(
     now: datetime,
     policy: Policy,
     roots: Mapping[str, str] = INTEL_ROOT_FINGERPRINTS,
+    collateral: tdx_tcb.TdxCollateral | None = None,
 ) -> Appraisal:
     """Appraise a TDX quote (v4/v5). Endorsements: optional CRLs and extra CA certificates.
 
+    ``collateral`` (TCB Info, QE Identity, their issuer chain and CRLs) enables the TCB status;
+    its signatures must chain to one of ``roots`` too.
+
     Raises:
-        MalformedError: the quote, its embedded PEM chain, or an endorsement does not parse.
+        MalformedError: the quote, its embedded PEM chain, an endorsement or the collateral does
+            not parse.
     """
     require_aware(now)
     quote = parse_quote(evidence)
@@ -239,6 +300,9 @@ def appraise_tdx(
         msg = "the TDX quote's PCK certificate chain is empty"
         raise MalformedError(msg)
     extra_certs, crls = _x509.parse_endorsements(endorsements)
+    collateral = collateral or tdx_tcb.TdxCollateral()
+    crls = list(dict.fromkeys([*crls, *collateral.crls]))
+    collateral = replace(collateral, crls=tuple(crls))
     appraisal = Appraisal(kind="tdx")
 
     # (1) Quote signature by the attestation key.
@@ -304,8 +368,11 @@ def appraise_tdx(
         else:
             appraisal.add("crl_not_revoked", False, "no verified chain to check CRLs against")
 
-    # (7) Policy.
+    # (7) TCB status against Intel's collateral.
     body = quote.body
+    tcb = _check_tcb_status(appraisal, policy, quote, pck, collateral, [*chain_certs, *extra_certs], now, roots)
+
+    # (8) Policy.
     check_debug(appraisal, policy, debug=quote.debug, what="TD_ATTRIBUTES.DEBUG")
     _check_min_svn(appraisal, policy, body["tee_tcb_svn"])
     check_measurement(appraisal, policy, body["mrtd"])
@@ -329,7 +396,10 @@ def appraise_tdx(
         "tee_tcb_svn": body["tee_tcb_svn"].hex(),
         "xfam": body["xfam"].hex(),
         "crl_checked": bool(crls),
-        "tcb_status": "not evaluated",
+        "tcb_status": tcb.status if tcb.status is not None else "not evaluated",
+        "advisory_ids": list(tcb.advisory_ids),
+        "fmspc": tcb.fmspc,
+        "tcb_date": tcb.tcb_date,
         **{name: value.hex() for name, value in registers.items()},
     }
     return appraisal

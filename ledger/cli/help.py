@@ -65,6 +65,8 @@ EXAMPLES: dict[str, str] = {
     "serve": "provledger serve --host 127.0.0.1 --port 8000",
     "worker": "provledger worker --concurrency 2 --loglevel info\n  provledger worker --beat",
     "demo": "provledger demo --port 8080",
+    "attest set-policy": "provledger attest set-policy policies/production.json",
+    "attest add-collateral": "provledger attest add-collateral --collateral intel-collateral/\n  provledger attest add-collateral tcbInfo.json qeIdentity.json tcbInfoIssuerChain.pem",
     "attest verify": "provledger attest verify --type sev-snp report.bin --endorsement vcek.der --json",
     "witness keygen": "provledger witness keygen --name witness.example/w1 --out witness.key",
     "witness serve": "provledger witness serve --key witness.key --log-key \"$(provledger log-key)\" --port 8100",

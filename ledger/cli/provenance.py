@@ -201,10 +201,10 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     for k in listing:
         grants = " | ".join(
             ",".join(g["predicate_types"]) + (f" for {','.join(g['subjects'])}" if g["subjects"] else "")
-            + (f" review-by {g['review_by']}" if g["review_by"] else "")
+            + (f" review-by {g['review_by']}" if g["review_by"] else "") + f" ({g['state']})"
             for g in k["grants"]
         )
-        status = f"{k['status']} (stale since {k['stale_since']}: re-affirm it)" if k["stale"] else k["status"]
+        status = f"{k['state']} (since {k['stale_since']}: re-affirm it)" if k["state"] == "stale" and k["stale_since"] else k["state"]
         _out(f"{k['key_id']}  {k['principal']}  {k['algorithm']}  {status}  {grants}")
     return 0
 

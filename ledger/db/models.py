@@ -318,3 +318,16 @@ class DeploymentAppraisal(Base):
     document: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (Index("ix_appraisals_firmware_idx", "firmware_idx"),)
+
+
+class TeeReappraisal(Base):
+    """A deployment's appraisal re-run under the trust state after key event ``trust_index``
+    (migration 0007): a cache that ``ledger.services.reappraisal`` writes and audit rebuilds."""
+
+    __tablename__ = "tee_reappraisals"
+    entry_idx: Mapped[int] = mapped_column(ForeignKey("entries.idx"), primary_key=True, autoincrement=False)
+    trust_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    verdict: Mapped[str] = mapped_column(String(16))
+    document: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_tee_reappraisals_trust_index", "trust_index"),)

@@ -119,7 +119,11 @@ def _verified_keys(envelope: Envelope, registry: TrustRegistry, everything: Call
         if hint in registry:
             raise SignatureError(f"envelope signature {position} does not verify with key {hint} ({registry[hint].name})")
         if not result.keys:
-            raise NotTrustedError("the envelope is not signed by any registered key")
+            named = f" (its signature names key id {hint[:80]})" if hint else " (its signature names no key id)"
+            raise NotTrustedError(
+                f"the envelope is not signed by any registered key{named}: register the signer's public key "
+                "with `provledger keys add --name NAME --public-key KEY.pub --allow PREDICATE_TYPE`"
+            )
         raise SignatureError(
             f"envelope signature {position} does not verify with any registered key; "
             "the ledger stores only signatures it can verify"

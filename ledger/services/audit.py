@@ -337,6 +337,12 @@ def audit(
     fold = check_derived(session, problems.add)
     for p in verify_trust_state(session, log, fold=fold):
         problems.add(p.index, p.kind, p.message)
+    # 7. The re-judged TEE appraisals (a cache) recomputed from the log; a wrong row names its
+    #    deployment but no bad index (the entries themselves are intact).
+    from ledger.services.reappraisal import verify_reappraisals  # noqa: PLC0415 - reappraisal imports services
+
+    for entry, trust_index, why in verify_reappraisals(session):
+        problems.add(None, "tee_reappraisal", f"deployment entry {entry} under key event {trust_index}: {why}")
     return report
 
 

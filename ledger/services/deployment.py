@@ -21,13 +21,12 @@ again only when its listing changes.
 
 from __future__ import annotations
 
-
 import base64
+import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +34,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy.orm import Session
 
+from ledger.attestation.policy_document import PolicyDocument
 from ledger.config import Settings
-from ledger.errors import ConfigurationError, LedgerError, MalformedError, NotTrustedError
+from ledger.errors import ConfigurationError, LedgerError, MalformedError, NotTrustedError, UnavailableError
 from ledger.trust import deployment as pure
 from ledger.trust.judge import judge
 from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE
 from ledger.records.leaf import canonical_json
 from ledger.services.prepared import Prepared
 from ledger.services.trust import load_keys
+from ledger.trust import tee_jobs
+from ledger.trust.tee_events import TeeState
 
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "complete_appraisals",
     "insert_appraisals",
     "load_tpm_roots",
+    "register_job_runner",
     "trust_dir",
 ]
 
@@ -174,7 +177,9 @@ def _firmware_matches(
     return out
 
 
-def _candidates(session: Session, kind: str, claims: Mapping[str, Any], now: int) -> list[pure.FirmwareCandidate]:
+def _candidates(
+    session: Session, kind: str, claims: Mapping[str, Any], now: int, state: Any = None
+) -> list[pure.FirmwareCandidate]:
     """The matching firmware records, each judged (as of ``now``) for the firmware-image grant."""
     matches = _firmware_matches(session, kind, claims)
     if not matches:
@@ -193,7 +198,7 @@ def _candidates(session: Session, kind: str, claims: Mapping[str, Any], now: int
         f"SELECT entry_idx, key_id FROM entry_signers WHERE entry_idx IN ({marks})", indexes
     ).fetchall():
         signers.setdefault(idx, []).append(key_id)
-    state = load_keys(session).state()
+    state = state if state is not None else load_keys(session).state()
     out = []
     for idx, integrated_time, name, measurements in matches:
         verdict = judge(
@@ -208,6 +213,23 @@ def _candidates(session: Session, kind: str, claims: Mapping[str, Any], now: int
         because = None if verdict.trusted else f"{verdict.verdict}: {verdict.message() or 'no trusted signer'}"
         out.append(pure.FirmwareCandidate(idx, name, measurements, because))
     return out
+
+
+def tee_state(session: Session, at: int | None = None) -> TeeState:
+    """The TEE policies and collateral the admin's key events set (up to index ``at``)."""
+    from ledger.services.policy import state_at  # noqa: PLC0415 - policy imports this module's users
+
+    return state_at(session, at).tee
+
+
+def policy_info(document: PolicyDocument, index: int | None, tee: TeeState) -> dict[str, Any]:
+    """What an appraisal records about the policy it ran under (so a verdict names its inputs)."""
+    return {
+        "environment": document.environment,
+        "index": index,
+        "sha256": hashlib.sha256(document.canonical()).hexdigest(),
+        "tee_index": tee.last_index,
+    }
 
 
 def _subject_digests(session: Session, index: int) -> list[tuple[str, str]]:
@@ -238,39 +260,83 @@ def complete_appraisals(
         ``firmware`` edge; one that did not is replaced by its error (MalformedError for
         evidence that does not parse, NotTrustedError naming every failed check).
     """
-    out: list[Prepared | LedgerError] = []
+    results: dict[int, Prepared | LedgerError] = {}
     roots: Sequence[bytes] | None = tpm_roots
-    at = datetime.fromtimestamp(now, UTC)
-    for item in prepared:
+    tee: TeeState | None = None
+    # 1. What each appraisal depends on, as a JSON job (run here or, for a large batch, on workers).
+    jobs: list[tuple[int, Prepared, pure.Deployment, PolicyDocument, int | None, dict[str, Any]]] = []
+    for position, item in enumerate(prepared):
         if isinstance(item, LedgerError) or item.predicate_type != DEPLOYMENT or item.appraisal is not None:
-            out.append(item)
             continue
         try:
             statement = _statement_of(item.canonical)
             record = pure.parse_deployment(statement["predicate"], item.subjects)
-            if record.evidence_type == "tpm" and roots is None:
-                roots = tpm_roots_of(session)
-            try:
-                appraisal, root = pure.appraise_deployment(record, now=at, tpm_roots=roots or ())
-            except MalformedError as exc:
-                raise MalformedError(
-                    f"predicate.evidence.data is not valid {record.evidence_type} evidence: {exc.diagnostics()}"
-                ) from exc
+        except LedgerError as exc:
+            results[position] = exc
+            continue
+        if record.evidence_type == "tpm" and roots is None:
+            roots = tpm_roots_of(session)
+        if tee is None:
+            tee = tee_state(session)
+        policy_document, policy_index = tee.policy_document(record.environment)
+        collateral = tee.tdx_collateral() if record.evidence_type == "tdx" else None
+        job = tee_jobs.appraisal_job(
+            record, now=now, tpm_roots=roots or () if record.evidence_type == "tpm" else (),
+            policy_document=policy_document, collateral=collateral,
+        )
+        jobs.append((position, item, record, policy_document, policy_index, job))
+    outcomes = _run_jobs(session, [j[-1] for j in jobs])
+    # 2. The firmware match (reads the ledger) and the verdict, here.
+    for (position, item, record, policy_document, policy_index, _), outcome in zip(jobs, outcomes, strict=True):
+        try:
+            appraisal, root = tee_jobs.appraisal_from_result(outcome)
             candidates = _candidates(session, record.evidence_type, appraisal.claims, now)
             ok, reason, firmware = pure.match_firmware(record.evidence_type, appraisal.claims, candidates)
             appraisal.add(pure.FIRMWARE_CHECK, ok, reason)
-            document = pure.appraisal_document(record, appraisal, root, appraised_at=now, firmware=firmware)
+            assert tee is not None
+            document = pure.appraisal_document(
+                record, appraisal, root, appraised_at=now, firmware=firmware,
+                policy=policy_info(policy_document, policy_index, tee),
+            )
             if document["verdict"] != "accept":
                 raise NotTrustedError(pure.refusal_message(document))
         except LedgerError as exc:
-            out.append(exc)
+            results[position] = exc
             continue
         assert firmware is not None  # an accepted appraisal passed the firmware check
         edges = tuple(item.edges) + tuple(
             ("firmware", alg, digest) for alg, digest in _subject_digests(session, firmware.index)
         )
-        out.append(replace(item, appraisal=canonical_json(document).decode("utf-8"), edges=edges))
-    return out
+        results[position] = replace(item, appraisal=canonical_json(document).decode("utf-8"), edges=edges)
+    return [results.get(position, item) for position, item in enumerate(prepared)]
+
+
+#: database URL → a function running appraisal jobs elsewhere (the workers), set by the web app
+#: or the command line when Redis is configured; batches smaller than this stay in process
+_JOB_RUNNERS: dict[str, Callable[[list[dict[str, Any]]], list[dict[str, Any]]]] = {}
+MIN_WORKER_BATCH = 16
+
+
+def register_job_runner(database_url: str, runner: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None) -> None:
+    """Run large batches of appraisal jobs through ``runner`` for the store at ``database_url``
+    (None: in process again). The runner returns one result per job, in order, or raises
+    UnavailableError, and then the batch is appraised in process (same function, same result)."""
+    if runner is None:
+        _JOB_RUNNERS.pop(database_url, None)
+    else:
+        _JOB_RUNNERS[database_url] = runner
+
+
+def _run_jobs(session: Session, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    runner = _JOB_RUNNERS.get(session.get_bind().url.render_as_string(hide_password=False))
+    if runner is not None and len(jobs) >= MIN_WORKER_BATCH:
+        try:
+            results = runner(jobs)
+        except UnavailableError:
+            results = None
+        if results is not None and len(results) == len(jobs):
+            return results
+    return [tee_jobs.run_appraisal_job(job) for job in jobs]
 
 
 def insert_appraisals(session: Session, created: Sequence[tuple[int, Prepared]]) -> None:
@@ -312,8 +378,9 @@ def appraisal_of(session: Session, index: int) -> dict[str, Any] | None:
     return None if row is None else json.loads(row[0])
 
 
-def appraisals_of(session: Session, indexes: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The stored appraisal documents of the given entries that have one."""
+def appraisals_of(session: Session, indexes: Sequence[int], *, rejudged: bool = True) -> dict[int, dict[str, Any]]:
+    """The appraisal documents of the given entries that have one: the latest re-judged one
+    (``ledger.services.reappraisal``) when there is one and ``rejudged``, else the submission's."""
     out: dict[int, dict[str, Any]] = {}
     mark = _mark(session)
     conn = session.connection()
@@ -324,4 +391,9 @@ def appraisals_of(session: Session, indexes: Sequence[int]) -> dict[int, dict[st
             f"SELECT entry_idx, document FROM appraisals WHERE entry_idx IN ({marks})", chunk
         ).fetchall():
             out[idx] = json.loads(document)
+        if rejudged:
+            for idx, document in conn.exec_driver_sql(
+                f"SELECT entry_idx, document FROM tee_reappraisals WHERE entry_idx IN ({marks}) ORDER BY trust_index", chunk
+            ).fetchall():
+                out[idx] = json.loads(document)  # ascending trust index: the latest wins
     return out

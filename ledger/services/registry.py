@@ -53,8 +53,10 @@ __all__ = [
     "revoke_key",
     "revoke_token",
     "rotate_key",
+    "set_tee_policy",
     "set_threshold",
     "submit_key_event",
+    "add_tdx_collateral",
     "use_token",
 ]
 
@@ -218,6 +220,34 @@ def set_threshold(
     if not predicate_type.strip():
         raise MalformedError("a threshold needs a predicate-type pattern")
     event = KeyEvent(action="threshold", predicate_type=predicate_type, threshold=threshold, issued_at=now)
+    return submit_key_event(sessions, log, admin, event, now=now)
+
+
+def set_tee_policy(sessions: Sessions, log: LogIdentity, admin: PrivateKey, document: bytes, *, now: int) -> Appended:
+    """Record a TEE appraisal policy document (``tee-policy``): it replaces its environment's."""
+    from ledger.attestation.policy_document import parse_policy_document  # noqa: PLC0415
+
+    event = KeyEvent(action="tee-policy", appraisal_policy=parse_policy_document(document), issued_at=now)
+    return submit_key_event(sessions, log, admin, event, now=now)
+
+
+def add_tdx_collateral(sessions: Sessions, log: LogIdentity, admin: PrivateKey, files: Sequence[bytes], *, now: int) -> Appended:
+    """Record Intel TDX collateral files (``tdx-collateral``), sorted into their fields by content."""
+    from ledger.attestation.tdx_tcb import TdxCollateral  # noqa: PLC0415
+    from ledger.trust.tee_events import parse_collateral  # noqa: PLC0415
+
+    if not files:
+        raise MalformedError("no collateral files given")
+    fields: dict[str, list[bytes]] = {"tcb_infos": [], "qe_identities": [], "certificates": [], "crls": []}
+    for blob in files:
+        one = TdxCollateral.from_files([blob])
+        name = "tcb_infos" if one.tcb_infos else "qe_identities" if one.qe_identities else "crls" if one.crls else "certificates"
+        fields[name].append(bytes(blob))
+    collateral = {k: tuple(v) for k, v in fields.items()}
+    from ledger.trust.tee_events import collateral_predicate  # noqa: PLC0415
+
+    parse_collateral({"collateral": collateral_predicate(collateral)})  # the same checks the ledger makes
+    event = KeyEvent(action="tdx-collateral", collateral=collateral, issued_at=now)
     return submit_key_event(sessions, log, admin, event, now=now)
 
 

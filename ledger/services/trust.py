@@ -311,4 +311,10 @@ def signer_listing(session: Session, *, now: int) -> list[dict[str, Any]]:
     ``keys list``, ``GET /api/v1/signers`` and the UI's signers page."""
     state = load_state(session)
     keys = sorted(state.keys.values(), key=lambda k: (k.registered_index, k.key_id))
-    return [{**k.to_json(), **k.freshness(now)} for k in keys]
+    out = []
+    for k in keys:
+        doc = {**k.to_json(), **k.freshness(now), "state": k.state(now)}
+        for grant_doc, grant in zip(doc["grants"], k.grants, strict=True):
+            grant_doc["state"] = grant.state(now, k.status)
+        out.append(doc)
+    return out

@@ -31,14 +31,15 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ledger.attestation import Appraisal, Policy, nitro, sev_snp, tdx, tpm
+from ledger.attestation import Appraisal, TdxCollateral, nitro, sev_snp, tdx, tpm
+from ledger.attestation.policy_document import PolicyDocument, default_document
 from ledger.errors import MalformedError
 
 __all__ = [
@@ -206,7 +207,12 @@ def _vendor_roots(kind: str) -> Mapping[str, str]:
 
 
 def appraise_deployment(
-    deployment: Deployment, *, now: datetime, tpm_roots: Sequence[bytes] = ()
+    deployment: Deployment,
+    *,
+    now: datetime,
+    tpm_roots: Sequence[bytes] = (),
+    policy_document: PolicyDocument | None = None,
+    collateral: TdxCollateral | None = None,
 ) -> tuple[Appraisal, VendorRoot | None]:
     """Appraise a deployment's evidence (crypto, chain, debug, binding), without the firmware match.
 
@@ -214,6 +220,9 @@ def appraise_deployment(
         deployment: the decoded predicate.
         now: the submission time (timezone-aware).
         tpm_roots: DER certificates of the TPM CAs the trust folder holds (TPM evidence only).
+        policy_document: the appraisal policy of the deployment's environment (default: the
+            built-in policy). The deployment binding is demanded whatever it says.
+        collateral: Intel TDX collateral (TCB Info, QE Identity) for the TCB status.
 
     Returns:
         The appraisal and the vendor root its chain ended at (None when it verified to none).
@@ -222,10 +231,9 @@ def appraise_deployment(
         MalformedError: the evidence or an endorsement does not parse.
     """
     kind = deployment.evidence_type
-    policy = Policy(
-        allow_debug=False,
-        allow_migration_agent=False,
-        expected_report_data=expected_report_data(kind, deployment.binding),
+    document = policy_document or default_document(deployment.environment)
+    policy = replace(
+        document.policy_for(kind, expected_report_data=expected_report_data(kind, deployment.binding)),
         tpm_roots=frozenset(hashlib.sha256(der).hexdigest() for der in tpm_roots),
     )
     endorsements = list(deployment.endorsements)
@@ -248,7 +256,9 @@ def appraise_deployment(
         chain_check = "vcek_chain"
     elif kind == "tdx":
         roots = _vendor_roots(kind)
-        appraisal = tdx.appraise_tdx(deployment.evidence, endorsements=endorsements, now=now, policy=policy, roots=roots)
+        appraisal = tdx.appraise_tdx(
+            deployment.evidence, endorsements=endorsements, now=now, policy=policy, roots=roots, collateral=collateral
+        )
         quote = tdx.parse_quote(deployment.evidence)
         pool = [*_certificates([quote.pck_chain_pem]), *_certificates(endorsements)]
         chain_check = "pck_chain"
@@ -360,6 +370,7 @@ def appraisal_document(
     *,
     appraised_at: int,
     firmware: FirmwareCandidate | None,
+    policy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The stored, EAR-like result: ``verdict``, every ``check`` (``{"name","ok","reason"}``),
     ``claims``, and what the deployment was appraised as."""
@@ -377,6 +388,7 @@ def appraisal_document(
         "firmware_entry": None if firmware is None else firmware.index,
         "checks": doc["checks"],
         "claims": doc["claims"],
+        **({"policy": dict(policy)} if policy is not None else {}),
     }
 
 

@@ -46,6 +46,7 @@ import json
 
 from ledger.errors import MalformedError
 from ledger.records.keys import public_key_from_der
+from ledger.trust.tee_events import TEE_ACTIONS, TeeState, collateral_predicate, parse_collateral, parse_policy, tee_event_subject
 
 __all__ = [
     "ACTIONS",
@@ -54,6 +55,7 @@ __all__ = [
     "Identity",
     "KeyEvent",
     "KeyState",
+    "STATES",
     "TrustState",
     "GENESIS_PREV",
     "TEE_ROOT_ALGORITHM",
@@ -67,7 +69,7 @@ __all__ = [
     "worst",
 ]
 
-ACTIONS = ("register", "register-identity", "register-tee-root", "reaffirm", "rotate", "revoke", "threshold")
+ACTIONS = ("register", "register-identity", "register-tee-root", "reaffirm", "rotate", "revoke", "threshold", *TEE_ACTIONS)
 #: ``KeyState.algorithm`` of a keyless (Sigstore certificate identity) principal
 IDENTITY_ALGORITHM = "sigstore-identity"
 #: ``KeyState.algorithm`` prefix of a non-vendor TEE root (``tee-root:tpm``); its public_key is the
@@ -123,6 +125,10 @@ def _segment_regexes(pattern: str) -> tuple[re.Pattern[str], ...]:
     return tuple(re.compile(fnmatch.translate(segment)) for segment in pattern.split("/"))
 
 
+#: The one vocabulary for keys and grants, in the UI, the API and ``keys list`` alike.
+STATES = ("active", "stale", "expired", "revoked", "rotated", "not yet valid")
+
+
 @dataclass(frozen=True)
 class Grant:
     """What a key may sign: predicate-type globs, subject-name globs (None: any subject), and when."""
@@ -144,6 +150,18 @@ class Grant:
 
     def stale_at(self, t: int) -> bool:
         return self.review_by is not None and t > self.review_by
+
+    def state(self, as_of: int, key_status: str = "active") -> str:
+        """This grant's word in the one vocabulary (:data:`STATES`) as of ``as_of``: its key's
+        ``revoked``/``rotated`` first, then ``expired`` (past not-after), ``not yet valid``,
+        ``stale`` (past review-by), else ``active``."""
+        if key_status in ("revoked", "rotated"):
+            return key_status
+        if self.not_after is not None and as_of > self.not_after:
+            return "expired"
+        if self.not_before is not None and as_of < self.not_before:
+            return "not yet valid"
+        return "stale" if self.stale_at(as_of) else "active"
 
     def describe(self) -> str:
         parts = [f"predicate types {', '.join(self.predicate_types)}"]
@@ -271,6 +289,10 @@ class KeyEvent:
     #: ``register-tee-root``: the root certificate (DER) and the evidence type it anchors
     certificate: bytes | None = None
     tee: str | None = None
+    #: ``tee-policy``: the appraisal policy document (``ledger.attestation.policy_document``)
+    appraisal_policy: Any = None
+    #: ``tdx-collateral``: the files by field (``ledger.trust.tee_events``)
+    collateral: Mapping[str, tuple[bytes, ...]] | None = None
 
     def to_predicate(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action}
@@ -304,6 +326,10 @@ class KeyEvent:
             out["certificate"] = base64.b64encode(self.certificate).decode("ascii")
         if self.tee is not None:
             out["tee"] = self.tee
+        if self.appraisal_policy is not None:
+            out["appraisal_policy"] = dict(self.appraisal_policy.document)
+        if self.collateral is not None:
+            out["collateral"] = collateral_predicate(self.collateral)
         return out
 
     def subject(self) -> dict[str, Any]:
@@ -313,6 +339,8 @@ class KeyEvent:
 def key_event_subject(event: KeyEvent) -> dict[str, Any]:
     """The statement subject of a key event: ``key:<key_id>`` (digest: the key id itself), or for
     a threshold ``threshold:<predicate type glob>`` (digest: SHA-256 of the glob)."""
+    if event.action in TEE_ACTIONS:
+        return tee_event_subject(event.action, event.appraisal_policy, event.collateral)
     if event.action == "threshold":
         assert event.predicate_type is not None
         return {
@@ -382,7 +410,13 @@ def parse_key_event(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, 
         reason=predicate.get("reason"),
         issued_at=parse_time(predicate["issued_at"]) if "issued_at" in predicate else None,
         identity=Identity.from_json(predicate["identity"]) if "identity" in predicate else None,
+        appraisal_policy=parse_policy(predicate),
+        collateral=parse_collateral(predicate),
     )
+    if (event.action == "tee-policy") != (event.appraisal_policy is not None) or (
+        event.action == "tdx-collateral"
+    ) != (event.collateral is not None):
+        raise MalformedError("predicate.appraisal_policy / predicate.collateral belong to (and only to) tee-policy / tdx-collateral events")
     if (event.action == "register-identity") != (event.identity is not None):
         raise MalformedError("predicate.identity belongs to (and only to) a register-identity event")
     if event.identity is not None and event.identity.id != event.key_id:
@@ -452,6 +486,20 @@ class KeyState:
             return "rotated"
         return "active"
 
+    def state(self, as_of: int) -> str:
+        """The key's word in the one vocabulary (:data:`STATES`) as of ``as_of``, the same in
+        ``keys list``, ``GET /api/v1/signers`` and the UI: ``revoked``, ``rotated``, ``expired``
+        (every grant past its not-after), ``stale`` (no grant active, one past its review-by),
+        else ``active``."""
+        if self.status != "active":
+            return self.status
+        grant_states = [g.state(as_of) for g in self.grants]
+        if "active" in grant_states or not grant_states:
+            return "active"
+        if all(s == "expired" for s in grant_states):
+            return "expired"
+        return "stale" if "stale" in grant_states else grant_states[0]
+
     def freshness(self, as_of: int) -> dict[str, Any]:
         """Decay as of ``as_of``: ``stale`` when every grant with a review-by is past it (its
         records are judged stale until re-affirmed), the soonest review-by still ahead and, for a
@@ -507,9 +555,14 @@ class TrustState:
     last_event_index: int = -1
     #: (index, predicate-type glob, threshold) of every threshold event applied, in index order
     threshold_history: list[tuple[int, str, int]] = field(default_factory=list)
+    #: TEE appraisal policies and TDX collateral (``tee-policy``, ``tdx-collateral`` events)
+    tee: TeeState = field(default_factory=TeeState)
 
     def copy(self) -> TrustState:
-        return TrustState(self.root_key_id, dict(self.keys), dict(self.thresholds), self.last_event_index, list(self.threshold_history))
+        return TrustState(
+            self.root_key_id, dict(self.keys), dict(self.thresholds), self.last_event_index, list(self.threshold_history),
+            self.tee.copy(),
+        )
 
     def threshold_for(self, predicate_type: str, at: int | None = None) -> int:
         """The threshold for a record of ``predicate_type`` at index ``at`` (set by events before
@@ -650,4 +703,6 @@ class TrustState:
             assert event.predicate_type is not None and event.threshold is not None
             self.thresholds[event.predicate_type] = (event.threshold, index)
             self.threshold_history.append((index, event.predicate_type, event.threshold))
+        elif event.action in TEE_ACTIONS:
+            self.tee.apply(event.action, event.appraisal_policy, event.collateral, index)
         return None

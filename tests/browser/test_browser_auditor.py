@@ -21,8 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_browser_ui import CHROMIUM_FLAGS, SCREENSHOTS, _chromium, _free_port, _wait_for
-from tests.conftest import skip_or_fail
+from tests.browser.test_browser_ui import SCREENSHOTS, _free_port, _wait_for, browser  # noqa: F401 - the shared browser fixture
 from tests.fixtures import PROVLEDGER
 
 pytestmark = pytest.mark.slow
@@ -52,21 +51,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415
-    except ImportError:
-        skip_or_fail("the playwright package is not installed")
-    executable = _chromium()
-    if executable is None:
-        skip_or_fail("no Chromium found (apt-get install chromium, or set PROVLEDGER_CHROMIUM)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(params=WIDTHS, ids=lambda w: f"{w}px")
@@ -114,7 +98,7 @@ def test_artifact_page_names_reasons_tee_and_layout(page, demo) -> None:
     for kind in ("build", "firmware", "hardware part", "deployment", "TEE evidence"):
         assert kind in table
     rows = page.locator("#links-table tbody tr")
-    assert rows.count() >= 7
+    assert rows.count() >= 6  # deployment, build, firmware, TEE evidence, board, chip (the SBOM rests beside the build)
     for i in range(rows.count()):
         assert rows.nth(i).locator(".reasons li").count() >= 1, f"row {i} gives no reason"
     geometry = page.evaluate(_GEOMETRY)
@@ -191,6 +175,9 @@ def test_other_pages_fit_and_favicon(page, demo) -> None:
         page.goto(demo["base"] + url)
         _shot(page, f"auditor-{name}")
         _no_sideways_scroll(page)
+    page.goto(demo["base"] + "/signers")
+    states = page.locator(".key-state").evaluate_all("els => els.map(e => e.dataset.state)")
+    assert states and set(states) <= {"active", "stale", "expired", "revoked", "rotated", "not yet valid"}
     page.goto(demo["base"] + "/audits")
     assert "OK" in page.inner_text("main"), "a finished, passing audit shows no result"
     page.goto(demo["base"] + "/checkpoints?old=1&new=5")

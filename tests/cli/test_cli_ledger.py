@@ -31,25 +31,6 @@ from tests.fixtures import PROVLEDGER, make_statement
 VKEY = re.compile(r"^[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$")
 
 
-@pytest.fixture
-def cli(store, monkeypatch, capsys):
-    """Run ``provledger ARGS…`` in-process on the test's store: (exit code, stdout, stderr)."""
-    for name in list(__import__("os").environ):
-        if name.startswith("PROVLEDGER_") and name != "PROVLEDGER_REQUIRE_SERVICES":
-            monkeypatch.delenv(name)
-    for name, value in store.env.items():
-        if name.startswith("PROVLEDGER_"):
-            monkeypatch.setenv(name, value)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    run.store = store  # type: ignore[attr-defined]
-    return run
-
-
 def _last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
 

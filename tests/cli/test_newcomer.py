@@ -88,23 +88,6 @@ def test_generated_keys_and_ledgers_are_ignored_by_git() -> None:
 # ------------------------------------------------------------------------------ errors
 
 
-@pytest.fixture
-def cli(store, monkeypatch, capsys):
-    for name in list(os.environ):
-        if name.startswith("PROVLEDGER_") and name != "PROVLEDGER_REQUIRE_SERVICES":
-            monkeypatch.delenv(name)
-    for name, value in store.env.items():
-        if name.startswith("PROVLEDGER_"):
-            monkeypatch.setenv(name, value)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
 def _one_sentence(err: str) -> str:
     lines = [l for l in err.strip().splitlines() if l.strip()]
     assert len(lines) == 1, err
@@ -193,3 +176,16 @@ def test_chain_of_an_unknown_digest_says_so_in_one_line(cli) -> None:
     code, out, _ = cli("chain", "sha256:" + "ab" * 32)
     assert code == 1
     assert out.strip() == f"sha256:{'ab' * 32}: missing: no record about it is in the ledger, so nothing vouches for it"
+
+
+def test_an_unregistered_key_is_named(cli, tmp_path: Path) -> None:
+    from ledger.records.keys import generate_private_key  # noqa: PLC0415
+    from tests.fixtures import make_statement, sign  # noqa: PLC0415
+
+    stranger = generate_private_key()
+    envelope = tmp_path / "envelope.json"
+    envelope.write_text(json.dumps(sign(stranger, make_statement())))
+    code, _, err = cli("submit", str(envelope))
+    assert code == 1
+    line = _one_sentence(err)
+    assert stranger.key_id in line and "provledger keys add" in line

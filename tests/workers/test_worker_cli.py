@@ -208,12 +208,11 @@ def test_provledger_worker_with_concurrency_2_runs_an_audit(cluster_env):
 def test_audit_workers_gives_up_when_no_worker_picks_it_up(cluster_env):
     st, env, logs, procs = cluster_env
     st.fill([3, 4])
-    started = time.monotonic()
-    result = provledger(env, "audit", "--workers", "--wait", "2")
+    result = provledger(env, "audit", "--workers", "--wait", "2", timeout=120)  # it returns at all: it gave up
     assert result.returncode == 3, result.stderr
-    assert time.monotonic() - started < 60
     last = result.stderr.strip().splitlines()[-1]
-    assert "no worker picked up the audit within 2 seconds" in last and "start one with `provledger worker`" in last
+    gave_up = "no worker picked up the audit within 2 seconds"
+    assert gave_up in last and "start one with `provledger worker`" in last
     assert audit_rows(st) == (0, 0)  # nothing half-written
     # A worker started later finds the withdrawn audit's tasks and does nothing with them, and
     # runs the next audit.

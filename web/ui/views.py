@@ -293,21 +293,14 @@ def artifact(digest: str) -> str | Response:
 # ------------------------------------------------------------------------------ signers
 
 
-def _grant_view(grant: Any, now: int) -> dict[str, Any]:
-    state = "active"
-    if grant.not_after is not None and grant.not_after < now:
-        state = "expired"
-    elif grant.not_before is not None and now < grant.not_before:
-        state = "not yet valid"
-    elif grant.stale_at(now):
-        state = "stale"
+def _grant_view(grant: Any, now: int, key_status: str) -> dict[str, Any]:
     return {
         "predicate_types": list(grant.predicate_types),
         "subjects": list(grant.subjects) if grant.subjects is not None else None,
         "not_before": grant.not_before,
         "not_after": grant.not_after,
         "review_by": grant.review_by,
-        "state": state,
+        "state": grant.state(now, key_status),  # the core's vocabulary, as keys list and the API say
     }
 
 
@@ -317,7 +310,8 @@ def _key_view(key: KeyState, now: int) -> dict[str, Any]:
         "principal": key.principal,
         "algorithm": key.algorithm,
         "status": key.status,
-        "grants": [_grant_view(g, now) for g in key.grants],
+        "state": key.state(now),
+        "grants": [_grant_view(g, now, key.status) for g in key.grants],
         "registered_index": key.registered_index,
         "registered_at": key.registered_at,
         "last_event_index": key.last_event_index,
