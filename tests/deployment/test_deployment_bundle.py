@@ -53,30 +53,11 @@ def test_evidence_for_another_firmware_is_not_a_trusted_deployment_offline(store
 
 
 @pytest.mark.usefixtures("pinned", "tee_trust")
-def test_a_tpm_root_outside_the_key_history_is_not_trusted_offline(sqlite_store, tpm_pki: TpmPki) -> None:  # type: ignore[no-untyped-def]
-    """The ledger took this TPM root from its trust folder, which a third party cannot see:
-    offline, only TPM roots the key history registered count (fail closed)."""
-    w = h.world(sqlite_store)
-    w.trust.ok(h.deployment_statement(w.artifact, "tpm", h.tpm_evidence(tpm_pki, w.artifact)), w.deployer)
-    artifact = f"sha256:{w.artifact}"
-    result = verify_verdict_bundle(raw(bundle_doc(sqlite_store, artifact)), artifact, sqlite_store.log.vkey,
-                                   expectations=Expectations(deployment=True))
-    assert not result.ok
-    tee = [l for l in result.chain["links"] if l["kind"] == "tee-evidence"]
-    assert tee and tee[0]["verdict"] == "untrusted"
-
-
-@pytest.mark.usefixtures("pinned", "tee_trust")
 def test_a_tpm_root_in_the_key_history_counts_offline_until_revoked(store, tpm_pki: TpmPki) -> None:  # type: ignore[no-untyped-def]
-    import hashlib  # noqa: PLC0415
-
-    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
-
+    """Only the key history says which TPM roots count, for the server and offline alike."""
     from ledger.services import registry  # noqa: PLC0415
 
-    w = h.world(store)
-    der = tpm_pki.root.public_bytes(Encoding.DER)
-    registry.add_tee_root(store.sessions, store.log, w.trust.admin, "test TPM CA", der, now=store.tick())
+    w = h.world(store)  # imports the trust folder's TPM roots into the key history
     index = w.trust.ok(h.deployment_statement(w.artifact, "tpm", h.tpm_evidence(tpm_pki, w.artifact)), w.deployer)
     artifact = f"sha256:{w.artifact}"
     result = verify_verdict_bundle(raw(bundle_doc(store, artifact)), artifact, store.log.vkey,
@@ -84,7 +65,9 @@ def test_a_tpm_root_in_the_key_history_counts_offline_until_revoked(store, tpm_p
     assert result.ok, result.chain["weakest_link"]
     with store.sessions() as session:
         assert chain_service.chain(session, artifact, now=result.as_of_time) == result.chain
-    registry.revoke_key(store.sessions, store.log, w.trust.admin, hashlib.sha256(der).hexdigest(),
+    (tee,) = [l for l in result.chain["links"] if l["kind"] == "tee-evidence"]
+    assert tee["why"].get("registered_index") is not None  # the root the evidence chains to is key history
+    registry.revoke_key(store.sessions, store.log, w.trust.admin, tee["key_id"],
                         now=store.tick(), compromised_since=store.clock - 100)
     revoked = verify_verdict_bundle(raw(bundle_doc(store, artifact)), artifact, store.log.vkey,
                                     expectations=Expectations(deployment=True))
