@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 from ledger.services.registry import authenticate, use_token
-from tests.cli.test_cli_ledger import cli  # noqa: F401 - the fixture
 from web.app import create_app
 
 
