@@ -11,6 +11,8 @@ Standard library HTTP only (``urllib``), so a pipeline needs nothing beyond this
     receipt = client.submit(envelope)                  # 201 or 200 (duplicate): a receipt
     client.verify(receipt, log_vkey, public_keys=[key.public_key])   # offline check
     print(client.chain("sha256:" + digest)["verdict"])
+    result = client.verify_artifact("sha256:" + digest, log_vkey)   # trusts only what it checks
+    assert result.ok, result.chain["weakest_link"]
 
 Errors are the ledger's own (``ledger.errors``): 400 → MalformedError, 401 → ConfigurationError,
 403 → NotTrustedError, 404 → NotFoundError, 413 → TooLargeError, 422 → VerificationError, and
@@ -23,6 +25,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,7 +43,10 @@ from ledger.errors import (
 from ledger.records.keys import PrivateKey, PublicKey
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
 from ledger.untrusted.json import parse_json
+from ledger.trust.bundle import MAX_VERDICT_BUNDLE_BYTES, Expectations, VerifiedBundle
+from ledger.trust.bundle_verify import verify_verdict_bundle
 from ledger.verify import VerifiedReceipt, verify_receipt
+from ledger.tlog.witness_policy import parse_witness_policy
 
 __all__ = ["LedgerClient", "sign_statement", "statement"]
 
@@ -71,6 +77,18 @@ def sign_statement(statement_bytes: bytes, keys: Sequence[PrivateKey]) -> dict[s
     return sign_envelope(statement_bytes, IN_TOTO_PAYLOAD_TYPE, list(keys))
 
 
+def _gunzip(data: bytes, limit: int | None, what: str) -> bytes:
+    """Decompress a gzip body, refusing more than ``limit`` bytes out (no decompression bomb)."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(data, (limit or MAX_VERDICT_BUNDLE_BYTES) + 1)
+    except zlib.error as exc:
+        raise MalformedError(f"{what}: the gzip body does not decompress: {exc}") from exc
+    if len(out) > (limit or MAX_VERDICT_BUNDLE_BYTES) or inflater.unconsumed_tail:
+        raise TooLargeError(f"{what}: the response is over the limit of {limit or MAX_VERDICT_BUNDLE_BYTES} bytes")
+    return out
+
+
 class LedgerClient:
     """The ledger's HTTP API (``/api/v1``) for one server and token."""
 
@@ -79,8 +97,8 @@ class LedgerClient:
         self.token = token
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
-        headers = {"Accept": "application/json"}
+    def _request(self, method: str, path: str, body: Any = None, *, raw: bool = False, limit: int | None = None) -> Any:
+        headers = {"Accept": "application/json", "Accept-Encoding": "gzip" if raw else "identity"}
         data = None
         if body is not None:
             data = json.dumps(body).encode("utf-8")
@@ -90,10 +108,14 @@ class LedgerClient:
         req = urllib.request.Request(self.server + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - the caller's URL
-                raw = resp.read()
-                if resp.headers.get_content_type() == "text/plain":
-                    return raw.decode("utf-8")
-                return parse_json(raw, what=f"the answer to {method} {path}")
+                data = resp.read() if limit is None else resp.read(limit + 1)
+                if limit is not None and len(data) > limit:
+                    raise TooLargeError(f"{method} {path}: the response is over the limit of {limit} bytes")
+                if resp.headers.get("Content-Encoding") == "gzip":
+                    data = _gunzip(data, limit, f"{method} {path}")
+                if raw:
+                    return data
+                return data.decode("utf-8") if resp.headers.get_content_type() == "text/plain" else parse_json(data, what=f"the answer to {method} {path}")
         except urllib.error.HTTPError as exc:
             try:
                 message = parse_json(exc.read(), what="the error")["error"]["message"]
@@ -123,6 +145,46 @@ class LedgerClient:
     def chain(self, digest: str, *, at: int | None = None) -> dict[str, Any]:
         query = f"?at={int(at)}" if at is not None else ""
         return self._request("GET", f"/api/v1/artifacts/{urllib.parse.quote(digest, safe=':')}/chain{query}")
+
+    def verdict_bundle(self, digest: str, *, at: int | None = None) -> bytes:
+        """The verdict bundle of ``digest`` (raw JSON bytes, at most ``MAX_VERDICT_BUNDLE_BYTES``).
+        Nothing in it is believed until :func:`ledger.trust.bundle_verify.verify_verdict_bundle` checks it."""
+        query = f"?at={int(at)}" if at is not None else ""
+        path = f"/api/v1/artifacts/{urllib.parse.quote(digest, safe=':')}/bundle{query}"
+        return self._request("GET", path, raw=True, limit=MAX_VERDICT_BUNDLE_BYTES)
+
+    def verify_artifact(
+        self,
+        artifact: str,
+        log_vkey: str,
+        *,
+        witness_vkeys: Sequence[str] = (),
+        threshold: int | None = None,
+        at: int | None = None,
+        expectations: Expectations | None = None,
+        max_age: int | None = None,
+        now: int | None = None,
+    ) -> VerifiedBundle:
+        """May I deploy ``artifact`` (``sha256:<hex>``)? Fetches its verdict bundle and verifies it
+        offline against the log key (and witness policy): the server's word counts for nothing.
+
+        Returns the recomputed verdict (``.ok``: trusted and every expectation met, ``.chain``).
+        Raises NotFoundError when the server holds no record of it, VerificationError when a
+        proof or signature fails, MalformedError for a malformed bundle, UnavailableError.
+        """
+        policy = parse_witness_policy(list(witness_vkeys), threshold)
+        raw = self.verdict_bundle(artifact, at=at)
+        return verify_verdict_bundle(
+            raw,
+            artifact,
+            log_vkey,
+            witness_verifiers=policy.verifiers if policy else (),
+            threshold=policy.threshold if policy else 0,
+            expectations=expectations or Expectations(),
+            at=at,
+            max_age=max_age,
+            now=now,
+        )
 
     def search(self, **filters: Any) -> dict[str, Any]:
         query = urllib.parse.urlencode({k: v for k, v in filters.items() if v is not None})

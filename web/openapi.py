@@ -91,6 +91,33 @@ OPENAPI: dict[str, Any] = {
                     "proof": {"type": "string", "description": "c2sp.org/tlog-proof@v1 text"},
                 },
             },
+            "VerdictBundle": {
+                "type": "object",
+                "required": ["media_type", "subject", "checkpoint", "trust_head", "root_of_trust", "entries"],
+                "properties": {
+                    "media_type": {"const": "application/vnd.provledger.verdict-bundle.v1+json"},
+                    "subject": {"type": "string", "description": "sha256:<64 hex>"},
+                    "at": {"type": ["integer", "null"], "description": "judged as of this entry index (null: the checkpoint)"},
+                    "checkpoint": {"type": "string", "description": "C2SP signed checkpoint note, cosignatures included"},
+                    "trust_head": {"type": "string", "description": "provenance-ledger/trust-head/v1 note signed by the log key"},
+                    "root_of_trust": {
+                        "type": "object",
+                        "properties": {"key_id": {"type": "string"}, "public_key": {"type": "string", "format": "byte"}},
+                    },
+                    "entries": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["index", "entry", "inclusion"],
+                            "properties": {
+                                "index": {"type": "integer"},
+                                "entry": {"type": "string", "format": "byte", "description": "base64 leaf data"},
+                                "inclusion": {"type": "array", "items": {"type": "string", "format": "byte"}},
+                            },
+                        },
+                    },
+                },
+            },
             "Envelope": {
                 "type": "object",
                 "description": (
@@ -197,6 +224,29 @@ OPENAPI: dict[str, Any] = {
                     _int_param("at", required=False),
                 ],
                 "responses": {"200": _json({"type": "object"}), **_errors(400, 404)},
+            }
+        },
+        "/artifacts/{digest}/bundle": {
+            "get": {
+                "summary": "The verdict bundle of an artifact: everything needed to re-derive its verdict offline",
+                "description": "Checkpoint (with cosignatures), the log-signed trust head, the root of trust, and every "
+                "record of every link plus the whole key history, each with its inclusion proof. It carries no verdict: "
+                "`provledger verify --bundle FILE --log-key VKEY` recomputes one. Cached per checkpoint: a strong ETag "
+                "(send If-None-Match for a 304); sent gzip-compressed when Accept-Encoding allows (about 4:1).",
+                "parameters": [
+                    {"name": "digest", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^sha256:[0-9a-fA-F]{64}$"}},
+                    _int_param("at", required=False),
+                    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the verdict bundle",
+                        "headers": {"ETag": {"schema": {"type": "string"}}, "Cache-Control": {"schema": {"type": "string"}}},
+                        "content": {"application/vnd.provledger.verdict-bundle.v1+json": {"schema": {"$ref": "#/components/schemas/VerdictBundle"}}},
+                    },
+                    "304": {"description": "not modified (the ETag still matches)"},
+                    **_errors(400, 404),
+                },
             }
         },
         "/search": {

@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ledger.cli import provenance  # noqa: PLC0415
 
     provenance.add_parser(sub)
+    from ledger.cli import verify  # noqa: PLC0415
+
+    verify.add_parser(sub)
     from ledger.cli.help import complete_help  # noqa: PLC0415
 
     complete_help(p)

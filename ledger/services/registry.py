@@ -73,7 +73,8 @@ def key_event_statement(event: KeyEvent) -> bytes:
         "predicateType": KEY_EVENT,
         "predicate": event.to_predicate(),
     }
-    return json.dumps(doc, indent=2, sort_keys=True).encode("utf-8")
+    # compact: a verdict bundle carries every key event (base64 inside base64), so bytes count
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
 def key_event_envelope(admin: PrivateKey, event: KeyEvent) -> dict:  # type: ignore[type-arg]

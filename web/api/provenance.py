@@ -5,6 +5,9 @@ Reads only: no token needed (like the other GET routes of the API).
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import time
 
 from flask import Blueprint, Response, jsonify, request
@@ -12,8 +15,10 @@ from flask import Blueprint, Response, jsonify, request
 from ledger.trust.policy import parse_time
 from ledger.services import chain as chain_service
 from ledger.services.trust import load_state, signer_listing
+from ledger.services.verdict_bundles import verdict_bundle_json
+from ledger.trust.bundle import VERDICT_BUNDLE_MEDIA_TYPE
 from web.api.strict import int_arg
-from web.extension import get_session
+from web.extension import get_session, ledger
 
 __all__ = ["bp"]
 
@@ -35,6 +40,38 @@ def _time(name: str) -> int | None:
 def get_chain(digest: str) -> Response:
     """``?at=INDEX``: as the ledger stood at that entry index."""
     return jsonify(chain_service.chain(get_session(), digest, at=_int("at")))
+
+
+@bp.get("/artifacts/<string:digest>/bundle")
+def get_verdict_bundle(digest: str) -> Response:
+    """The verdict bundle (``?at=INDEX``: as of that entry): everything needed to re-derive the
+    verdict offline. It carries no verdict. Its bytes depend only on the checkpoint it is made
+    against (and its cosignatures), so it is cached per checkpoint: a strong ETag of its bytes."""
+    raw = request.args.get("at")
+    if raw is not None and (not raw.isdigit() or len(raw) > 19):
+        raise MalformedError("the query parameter at must be an entry index (a non-negative integer)")
+    ext = ledger()
+    witnesses = ext.witnesses.policy if ext.witnesses is not None else None
+    doc = verdict_bundle_json(get_session(), ext.log, digest, at=int(raw) if raw is not None else None, witness_policy=witnesses)
+    body = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    etag = hashlib.sha256(body).hexdigest()[:32]
+    headers = {
+        "ETag": f'"{etag}"',
+        # a new checkpoint (or cosignature) makes a new bundle: revalidate, cheaply, by ETag
+        "Cache-Control": "public, max-age=0, must-revalidate",
+        "X-Checkpoint-Size": doc["trust_head"].split("\n")[2],
+        "Vary": "Accept-Encoding",
+    }
+    gzipped = "gzip" in request.accept_encodings
+    if gzipped:  # another representation, another strong ETag
+        headers["ETag"] = f'"{etag}-gz"'
+    if request.if_none_match.contains(etag) or request.if_none_match.contains(f"{etag}-gz"):
+        return Response(status=304, headers=headers)
+    if gzipped:
+        # base64 inside base64 compresses about 4:1 (a 2.3 MB bundle travels as 0.5 MB)
+        headers["Content-Encoding"] = "gzip"
+        body = gzip.compress(body, 6, mtime=0)
+    return Response(body, mimetype=VERDICT_BUNDLE_MEDIA_TYPE, headers=headers)
 
 
 @bp.get("/search")

@@ -1,0 +1,120 @@
+"""The trust fold and the chain verdict as the offline verifier runs them (pure).
+
+The verifier has no fold of its own: it feeds the bundle's leaves to ``ledger.trust.fold``
+(``TrustFold``: the code the append path and ``audit`` run) and judges the chain with
+``ledger.trust.verdict.chain_verdict`` (the code ``chain`` and the API run). Two things the
+server reads from its own tables are recomputed here from the leaves, with the pure code the
+server ran when it stored them:
+
+- a deployment's TEE appraisal (``ledger.trust.deployment.appraise_deployment`` at the entry's
+  integrated time, against the vendor roots pinned in code and, for TPM quotes, the TPM roots
+  the key history registered up to that entry), and its match to a firmware-image record in the
+  bundle whose signers were trusted then (``match_firmware``): the ``firmware`` edge the server
+  stored at submission;
+- nothing else: subjects, signers and edges come from ``leaf_facts``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from ledger.errors import LedgerError, VerificationError
+from ledger.records.keys import PublicKey
+from ledger.trust import deployment as pure
+from ledger.trust.chain import RecordInfo, TeeInfo, parse_digest
+from ledger.trust.fold import GENESIS, LeafFacts, TrustFold, leaf_facts
+from ledger.trust.policy import TEE_ROOT_ALGORITHM, TrustState
+from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, KEY_EVENT
+from ledger.trust.verdict import chain_verdict, judge_record, reachable, record_info
+
+__all__ = ["GENESIS_PREV", "leaf_facts", "prev_of", "recompute_chain"]
+
+#: the predecessor the first key event names: (-1, 32 zero bytes)
+GENESIS_PREV: tuple[int, bytes] = (GENESIS[0], bytes.fromhex(GENESIS[1]))
+
+
+def prev_of(facts: LeafFacts) -> tuple[int, bytes] | None:
+    """The predecessor a key event names, as (index, leaf hash bytes); None for a legacy event."""
+    event = facts.key_event
+    if event is None:
+        raise VerificationError(f"key-event entry {facts.index} does not parse: {facts.key_event_error}")
+    if event.prev is None:
+        return None
+    return int(event.prev[0]), bytes.fromhex(event.prev[1])
+
+
+def _tpm_roots(state: TrustState, index: int) -> tuple[bytes, ...]:
+    return tuple(
+        k.public_key for k in state.keys.values()
+        if k.algorithm == TEE_ROOT_ALGORITHM + "tpm" and k.registered_index < index and k.revoked_index is None
+    )
+
+
+def _reappraise(f: LeafFacts, facts: Sequence[LeafFacts], fold: TrustFold) -> tuple[TeeInfo, tuple[tuple[str, str, str], ...]]:
+    """A deployment's appraisal and firmware edge, recomputed as ``complete_appraisals`` made them."""
+    statement = f.statement or {}
+    deployment = pure.parse_deployment(statement.get("predicate") or {}, f.subjects)
+    state = fold.state_at(f.index - 1)
+    appraisal, root = pure.appraise_deployment(
+        deployment, now=datetime.fromtimestamp(f.integrated_time, UTC), tpm_roots=_tpm_roots(state, f.index)
+    )
+    candidates = []
+    for fw in facts:
+        if fw.index >= f.index or fw.predicate_type != FIRMWARE_IMAGE:
+            continue
+        measurements = pure.firmware_measurements((fw.statement or {}).get("predicate"))
+        kind = deployment.evidence_type
+        if kind not in measurements or not pure.measurement_matches(kind, measurements[kind], appraisal.claims):
+            continue
+        verdict = judge_record(state, record_info(fw), as_of=f.integrated_time)
+        because = None if verdict.trusted else f"{verdict.verdict}: {verdict.message() or 'no trusted signer'}"
+        name = fw.subjects[0][2] if fw.subjects else ""
+        candidates.append(pure.FirmwareCandidate(fw.index, name, measurements, because))
+    ok, reason, firmware = pure.match_firmware(deployment.evidence_type, appraisal.claims, candidates)
+    appraisal.add(pure.FIRMWARE_CHECK, ok, reason)
+    document = pure.appraisal_document(deployment, appraisal, root, appraised_at=f.integrated_time, firmware=firmware)
+    edges: tuple[tuple[str, str, str], ...] = ()
+    if firmware is not None:
+        matched = next(x for x in facts if x.index == firmware.index)
+        edges = tuple(("firmware", alg, digest) for alg, digest in dict.fromkeys((a, d) for a, d, _ in matched.subjects))
+    return TeeInfo.from_document(document), edges
+
+
+def recompute_chain(
+    artifact: str,
+    facts: Sequence[LeafFacts],
+    root: PublicKey,
+    *,
+    as_of_time: int,
+) -> tuple[dict[str, Any], dict[int, str]]:
+    """The chain JSON of ``artifact`` from ``facts`` (ascending, every one up to the index judged
+    at, with every key event among them, their signatures already verified)."""
+    fold = TrustFold(root.spki_der)
+    for f in facts:
+        if f.index > fold.size:
+            fold.skip_to(f.index, fold.last_time)  # the bundle holds every key event: none in between
+        # step 6 checked every recorded signer's signature (key events: the root's), so the fold
+        # need not decode the leaf again to re-check the root's (``data=None``)
+        fold.feed_facts(f, None)
+    damaged = [(i, why) for i, why in fold.problems if why.startswith("key-event")]
+    if damaged:
+        raise VerificationError(f"the log's key history is damaged at entry {damaged[0][0]}: {damaged[0][1]}")
+    records: dict[int, RecordInfo] = {}
+    for f in facts:
+        if f.predicate_type == KEY_EVENT:
+            continue
+        record = record_info(f)
+        if f.predicate_type == DEPLOYMENT:
+            try:
+                tee, extra = _reappraise(f, facts, fold)
+            except LedgerError as exc:  # evidence the ledger accepted no longer appraises: fail closed
+                tee, extra = TeeInfo("", "", "reject", None, None, (f"appraisal: {exc.diagnostics()}",)), ()
+            record = replace(record, tee=tee, edges=tuple(dict.fromkeys(record.edges + extra)))
+        records[f.index] = record
+    digest = parse_digest(artifact)
+    picked = reachable(digest, records)
+    chain = chain_verdict(digest, {i: records[i] for i in picked}, fold.state, as_of_time=as_of_time)
+    return chain, {i: r.predicate_type for i, r in records.items()}

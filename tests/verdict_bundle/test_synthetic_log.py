@@ -1,0 +1,74 @@
+"""Verdict bundles from a log that misbehaves (pure: a log key and a tree made here).
+
+A server cannot get bytes past the inclusion proofs, but the holder of the log key can put
+anything in its own tree: the verifier must still refuse what does not parse or is not signed
+as the key history demands."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from ledger import merkle
+from ledger.errors import MalformedError, SignatureError
+from ledger.records.dsse import sign_envelope
+from ledger.records.keys import generate_private_key
+from ledger.records.leaf import encode_leaf
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE
+from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
+from ledger.tlog.hashing import leaf_hash
+from ledger.tlog.note import generate_signer
+from ledger.trust.bundle import TrustHead, sign_trust_head
+from ledger.trust.bundle_verify import verify_verdict_bundle
+from ledger.trust.policy import GENESIS_PREV, Grant, KeyEvent
+from ledger.services.registry import key_event_statement
+
+ORIGIN = "synthetic.example/log"
+T = 1_760_000_000
+
+
+def _bundle(leaves: list[bytes], subject: str, admin_der: bytes, key_events: list[int]) -> bytes:
+    log = generate_signer(ORIGIN)
+    hashes = [leaf_hash(d) for d in leaves]
+    root = merkle.root(hashes)
+    note = sign_checkpoint(Checkpoint(ORIGIN, len(leaves), root), log)
+    from ledger.records.keys import public_key_from_der  # noqa: PLC0415
+
+    head = TrustHead(ORIGIN, len(leaves), root, public_key_from_der(admin_der).key_id, len(key_events),
+                     key_events[-1] if key_events else None, hashes[key_events[-1]] if key_events else None)
+    doc = {
+        "media_type": "application/vnd.provledger.verdict-bundle.v1+json", "subject": subject, "at": None,
+        "checkpoint": note.decode(), "trust_head": sign_trust_head(head, log).decode(),
+        "root_of_trust": {"key_id": "", "public_key": base64.b64encode(admin_der).decode()},
+        "entries": [{"index": i, "entry": base64.b64encode(d).decode(),
+                     "inclusion": [base64.b64encode(h).decode() for h in merkle.inclusion_proof(i, hashes)]}
+                    for i, d in enumerate(leaves)],
+    }
+    return json.dumps(doc).encode(), log.vkey  # type: ignore[return-value]
+
+
+def _key_event_leaf(signer, event: KeyEvent, t: int) -> bytes:  # type: ignore[no-untyped-def]
+    envelope = sign_envelope(key_event_statement(event), IN_TOTO_PAYLOAD_TYPE, [signer])
+    from ledger.records.dsse import parse_envelope  # noqa: PLC0415
+
+    return encode_leaf(parse_envelope(envelope).document, t, [signer.public_key])
+
+
+def test_a_key_event_not_signed_by_the_root_is_refused() -> None:
+    admin, impostor, ci = generate_private_key(), generate_private_key(), generate_private_key()
+    event = KeyEvent(action="register", key_id=ci.key_id, principal="ci", public_key=ci.public_key.spki_der,
+                     grants=(Grant(("*",)),), issued_at=T, prev=GENESIS_PREV)
+    leaves = [_key_event_leaf(impostor, event, T)]
+    data, vkey = _bundle(leaves, "sha256:" + "1" * 64, admin.public_key.spki_der, [0])
+    with pytest.raises(SignatureError, match="root of trust"):
+        verify_verdict_bundle(data, "sha256:" + "1" * 64, vkey, now=T)
+
+
+def test_a_leaf_nested_past_the_parser_is_malformed_not_a_crash() -> None:
+    admin = generate_private_key()
+    leaves = [b"[" * 200_000 + b"]" * 200_000]
+    data, vkey = _bundle(leaves, "sha256:" + "2" * 64, admin.public_key.spki_der, [])
+    with pytest.raises(MalformedError, match="nested too deeply|not JSON"):
+        verify_verdict_bundle(data, "sha256:" + "2" * 64, vkey, now=T)
