@@ -90,6 +90,7 @@ from typing import Any
 
 from ledger import merkle
 from ledger.tlog.checkpoint import Checkpoint, open_checkpoint
+from ledger.untrusted.json import parse_json
 from ledger.errors import MalformedError, SignatureError, TooLargeError, VerificationError
 from ledger.tlog.hashing import HASH_SIZE, leaf_hash
 from ledger.records.keys import PublicKey, public_key_from_der
@@ -298,10 +299,7 @@ def parse_verdict_bundle(data: bytes | str | Mapping[str, Any]) -> VerdictBundle
     if isinstance(data, bytes | bytearray | str):
         if len(data) > MAX_VERDICT_BUNDLE_BYTES:
             raise TooLargeError(f"the verdict bundle is over the limit of {MAX_VERDICT_BUNDLE_BYTES} bytes")
-        try:
-            doc = json.loads(data)
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise MalformedError(f"the verdict bundle is not valid JSON: {str(exc)[:120]}") from exc
+        doc = parse_json(data, what="the verdict bundle")  # the one strict loader for untrusted bytes
     else:
         doc = data
     if not isinstance(doc, Mapping):

@@ -47,12 +47,10 @@ def get_verdict_bundle(digest: str) -> Response:
     """The verdict bundle (``?at=INDEX``: as of that entry): everything needed to re-derive the
     verdict offline. It carries no verdict. Its bytes depend only on the checkpoint it is made
     against (and its cosignatures), so it is cached per checkpoint: a strong ETag of its bytes."""
-    raw = request.args.get("at")
-    if raw is not None and (not raw.isdigit() or len(raw) > 19):
-        raise MalformedError("the query parameter at must be an entry index (a non-negative integer)")
+    at = _int("at")  # ASCII digits only, bounded: anything else is a 400
     ext = ledger()
     witnesses = ext.witnesses.policy if ext.witnesses is not None else None
-    doc = verdict_bundle_json(get_session(), ext.log, digest, at=int(raw) if raw is not None else None, witness_policy=witnesses)
+    doc = verdict_bundle_json(get_session(), ext.log, digest, at=at, witness_policy=witnesses)
     body = json.dumps(doc, separators=(",", ":")).encode("utf-8")
     etag = hashlib.sha256(body).hexdigest()[:32]
     headers = {
