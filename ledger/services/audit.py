@@ -341,8 +341,10 @@ def audit(
         problems.add(p.index, p.kind, p.message)
     # 7. The re-judged TEE appraisals (a cache) recomputed from the log; a wrong row names its
     #    deployment but no bad index (the entries themselves are intact).
-    from ledger.services.reappraisal import verify_reappraisals  # noqa: PLC0415 - reappraisal imports services
+    from ledger.services.reappraisal import verify_appraisals, verify_reappraisals  # noqa: PLC0415 - reappraisal imports services
 
+    for entry, why in verify_appraisals(session):  # the submission appraisals, re-run from the leaves
+        problems.add(entry, "appraisal", f"deployment entry {entry}: {why}")
     for entry, trust_index, why in verify_reappraisals(session):
         problems.add(None, "tee_reappraisal", f"deployment entry {entry} under key event {trust_index}: {why}")
     return report

@@ -30,7 +30,9 @@ from ledger.services.policy import state_at
 from ledger.trust import deployment as pure
 from ledger.trust.policy import TrustState
 
-__all__ = ["BATCH", "Reappraised", "deployment_indexes", "pending", "reappraise", "trust_index", "verify_reappraisals"]
+__all__ = [
+    "BATCH", "Reappraised", "deployment_indexes", "pending", "reappraise", "trust_index", "verify_appraisals", "verify_reappraisals",
+]
 
 #: deployments per worker task
 BATCH = 200
@@ -163,6 +165,32 @@ def reappraise(session: Session, indexes: Sequence[int] | None = None, *, at: in
         out.append(Reappraised(entry, index, document["verdict"], previous.get(entry)))
     session.flush()
     return out
+
+
+def verify_appraisals(session: Session) -> list[tuple[int, str]]:
+    """Re-run each deployment's submission appraisal from its leaf bytes, at its integrated time,
+    under the trust state it was appended in; (entry, why) of each stored one whose verdict or
+    named checks differ. The reasons are not compared: they quote times and a recomputation at
+    the integrated time may word a validity window a second apart from the submission's."""
+    rows = session.connection().exec_driver_sql("SELECT entry_idx, document FROM appraisals ORDER BY entry_idx").fetchall()
+    problems = []
+    for entry, stored in rows:
+        try:
+            doc = json.loads(stored)
+            expected = _judge(session, int(entry), state_at(session, int(entry)), int(entry))
+        except (LedgerError, ValueError, KeyError, TypeError) as exc:
+            problems.append((int(entry), f"its appraisal cannot be recomputed from the log: {exc}"))
+            continue
+        if not isinstance(doc, dict):
+            problems.append((int(entry), "its stored appraisal is not a JSON object"))
+            continue
+
+        def outcome(d: dict[str, Any]) -> tuple[Any, list[tuple[Any, Any]]]:
+            return d.get("verdict"), [(c.get("name"), c.get("ok")) for c in d.get("checks") or () if isinstance(c, dict)]
+
+        if outcome(doc) != outcome(expected):
+            problems.append((int(entry), f"its stored appraisal ({doc.get('verdict')}) differs from a recomputation from the log ({expected.get('verdict')})"))
+    return problems
 
 
 def verify_reappraisals(session: Session) -> list[tuple[int, int, str]]:

@@ -5,9 +5,11 @@ untrusted root or an untrusted firmware record; 400 for malformed evidence."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+
 from sqlalchemy import text
 
 from ledger.errors import MalformedError, NotTrustedError
@@ -217,3 +219,27 @@ def test_the_trust_folder(tmp_path: Path, tpm_pki: TpmPki) -> None:
     with pytest.raises(ConfigurationError, match="b.crt"):
         load_tpm_roots(folder)
     assert trust_dir({}).name == "tee-trust"
+
+
+@pytest.mark.usefixtures("pinned")
+def test_audit_re_runs_each_submission_appraisal(store, snp_pki: SnpPki) -> None:  # type: ignore[no-untyped-def]
+    """The appraisal row is a cache: audit re-runs the appraisal from the deployment's leaf bytes
+    and names the entry whose stored outcome differs, even when row and document agree."""
+    from ledger.services import audit  # noqa: PLC0415
+    from ledger.services.reappraisal import verify_appraisals  # noqa: PLC0415
+
+    w = h.world(store)
+    report, endorsements = h.snp_evidence(snp_pki, w.artifact)
+    index = w.trust.ok(h.deployment_statement(w.artifact, "sev-snp", report, endorsements), w.deployer)
+    with store.sessions() as session:
+        assert verify_appraisals(session) == []
+        assert audit.audit(session, store.log).ok
+    with store.tamper() as conn:  # one named check flipped to a pass it never had, consistently
+        document = conn.execute(text("SELECT document FROM appraisals WHERE entry_idx = :i"), {"i": index}).scalar_one()
+        doc = json.loads(document)
+        doc["checks"][0]["ok"] = not doc["checks"][0]["ok"]
+        conn.execute(text("UPDATE appraisals SET document = :d WHERE entry_idx = :i"), {"d": json.dumps(doc), "i": index})
+    with store.sessions() as session:
+        assert [entry for entry, _ in verify_appraisals(session)] == [index]
+        result = audit.audit(session, store.log)
+    assert not result.ok and result.first_bad_index == index
