@@ -92,17 +92,18 @@ def _make_ed25519_key(public_key: bytes) -> nacl.signing.VerifyKey:
     return nacl.signing.VerifyKey(bytes(public_key))
 
 
-class Ed25519Verifier:
-    """Type 0x01: an Ed25519 signature over the note text."""
+class _Ed25519KeyVerifier:
+    """What the Ed25519-keyed types (0x01 and 0x04) share: name, key id and vkey of
+    ``sig_type || public key``; subclasses say what the signature covers."""
 
-    sig_type = SIG_ED25519
+    sig_type: int
 
     def __init__(self, name: str, public_key: bytes) -> None:
         _check_key_name(name)
         self._key = _make_ed25519_key(public_key)
         self._name = name
         self.public_key = bytes(public_key)
-        self._key_id = _key_id(name, SIG_ED25519, self.public_key)
+        self._key_id = _key_id(name, self.sig_type, self.public_key)
 
     @property
     def name(self) -> str:
@@ -114,14 +115,20 @@ class Ed25519Verifier:
 
     @property
     def vkey(self) -> str:
-        key = bytes([SIG_ED25519]) + self.public_key
+        key = bytes([self.sig_type]) + self.public_key
         return f"{self._name}+{self._key_id:08x}+{_b64encode(key)}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.vkey!r})"
+
+
+class Ed25519Verifier(_Ed25519KeyVerifier):
+    """Type 0x01: an Ed25519 signature over the note text."""
+
+    sig_type = SIG_ED25519
 
     def verify(self, msg: bytes, sig: bytes) -> bool:
         return _ed25519_verify(self._key, msg, sig)
-
-    def __repr__(self) -> str:
-        return f"Ed25519Verifier({self.vkey!r})"
 
 
 def cosignature_message(text: str | bytes, timestamp: int) -> bytes:
@@ -131,30 +138,10 @@ def cosignature_message(text: str | bytes, timestamp: int) -> bytes:
     return f"cosignature/v1\ntime {timestamp}\n".encode("ascii") + _to_bytes(text)
 
 
-class CosignatureV1Verifier:
+class CosignatureV1Verifier(_Ed25519KeyVerifier):
     """Type 0x04: a witness cosignature, ``timestamp u64 BE || Ed25519 signature``."""
 
     sig_type = SIG_COSIGNATURE_V1
-
-    def __init__(self, name: str, public_key: bytes) -> None:
-        _check_key_name(name)
-        self._key = _make_ed25519_key(public_key)
-        self._name = name
-        self.public_key = bytes(public_key)
-        self._key_id = _key_id(name, SIG_COSIGNATURE_V1, self.public_key)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
-
-    @property
-    def vkey(self) -> str:
-        key = bytes([SIG_COSIGNATURE_V1]) + self.public_key
-        return f"{self._name}+{self._key_id:08x}+{_b64encode(key)}"
 
     @staticmethod
     def signature_timestamp(sig: bytes) -> int:
@@ -170,9 +157,6 @@ class CosignatureV1Verifier:
         return _ed25519_verify(
             self._key, cosignature_message(msg, timestamp), sig[_TIMESTAMP_SIZE:]
         )
-
-    def __repr__(self) -> str:
-        return f"CosignatureV1Verifier({self.vkey!r})"
 
 
 class ECDSAVerifier:
