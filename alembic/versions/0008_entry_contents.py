@@ -39,7 +39,8 @@ def _content_hash(data: bytes, envelope_hash: bytes) -> bytes:
         return bytes(envelope_hash)
     envelope = doc["envelope"]
     payload = base64.b64decode(envelope["payload"])
-    key_ids = sorted({s["key_id"] for s in doc.get("signers") or ()})
+    # a signer's key id is the SHA-256 of its DER SPKI (later leaves leave the key_id member out)
+    key_ids = sorted({s.get("key_id") or hashlib.sha256(base64.b64decode(s["public_key"])).hexdigest() for s in doc.get("signers") or ()})
     text = b"".join(
         (
             DOMAIN,

@@ -115,14 +115,15 @@ def parse_envelope(data: bytes | str | Mapping[str, Any], *, limit: int = MAX_EN
     return Envelope(payload=payload, payload_type=payload_type, signatures=tuple(parsed), document=doc)
 
 
-def sign_envelope(payload: bytes, payload_type: str, signers: Sequence[PrivateKey]) -> dict[str, Any]:
-    """A DSSE envelope (as a JSON object) signed by each signer, keyid = the signer's key id."""
+def sign_envelope(payload: bytes, payload_type: str, signers: Sequence[PrivateKey], *, hint: bool = True) -> dict[str, Any]:
+    """A DSSE envelope (as a JSON object) signed by each signer, keyid = the signer's key id
+    (``hint=False``: no keyid, for envelopes whose verifier knows the one key to try)."""
     message = pae(payload_type, payload)
     return {
         "payload": base64.b64encode(payload).decode("ascii"),
         "payloadType": payload_type,
         "signatures": [
-            {"keyid": s.key_id, "sig": base64.b64encode(s.sign(message)).decode("ascii")}
+            ({"keyid": s.key_id} if hint else {}) | {"sig": base64.b64encode(s.sign(message)).decode("ascii")}
             for s in signers
         ],
     }

@@ -5,10 +5,13 @@ A leaf is canonical JSON (RFC 8785) of::
     {"kind": "dsse",
      "envelope": <the DSSE envelope as submitted>,
      "integrated_time": <seconds since the epoch, the ledger's clock>,
-     "signers": [{"key_id": <hex>, "public_key": <base64 DER SPKI>}, ...]}
+     "signers": [{"public_key": <base64 DER SPKI>}, ...]}
 
 so a receipt alone lets anyone re-check the record's signature: ``signers`` names the keys that
 the ledger verified it with (the tree commits to them; which of them are *trusted* is policy).
+A signer's key id is the SHA-256 of that SPKI, so the leaf does not repeat it (a verdict bundle
+carries every key event's leaf, and bytes count); leaves written before this change also carry
+``"key_id"``, which must then match the key.
 
 A Sigstore bundle is kept whole, so a receipt lets anyone re-verify it with Sigstore's tools::
 
@@ -103,7 +106,7 @@ def encode_leaf_from_canonical(envelope: bytes, integrated_time: int, signers: S
 def signers_json(signers: Sequence[PublicKey]) -> bytes:
     """The leaf's ``signers`` member (canonical JSON); the same for every entry of one signer, so
     a sequencer computes it once per signer set (``encode_leaf_with_signers``)."""
-    listed = [{"key_id": k.key_id, "public_key": base64.b64encode(k.spki_der).decode("ascii")} for k in signers]
+    listed = [{"public_key": base64.b64encode(k.spki_der).decode("ascii")} for k in signers]
     return canonical_strings(listed)
 
 
@@ -173,14 +176,14 @@ def decode_leaf(data: bytes) -> Leaf:
         raise MalformedError("leaf signers must be a list")
     keys = []
     for s in signers:
-        if not isinstance(s, dict) or not isinstance(s.get("public_key"), str):
-            raise MalformedError("leaf signer must carry a base64 public_key")
+        if not isinstance(s, dict) or not isinstance(s.get("public_key"), str) or set(s) - {"key_id", "public_key"}:
+            raise MalformedError("leaf signer must be an object with a base64 public_key (and, in older leaves, its key_id)")
         try:
             der = base64.b64decode(s["public_key"], validate=True)
         except ValueError as exc:
             raise MalformedError("leaf signer public_key is not base64") from exc
         key = public_key_from_der(der)
-        if s.get("key_id") != key.key_id:
+        if "key_id" in s and s["key_id"] != key.key_id:
             raise MalformedError("leaf signer key_id does not match its public key")
         keys.append(key)
     return Leaf(kind=LEAF_KIND_DSSE, envelope=parse_envelope(doc.get("envelope")), integrated_time=t, signers=tuple(keys))

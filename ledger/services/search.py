@@ -67,6 +67,10 @@ def _sources(session: Session, q: str) -> tuple[list[PageSource], list[str], tup
             raise MalformedError("signer: needs a principal name or a key id after it")
         key_ids = queries.key_ids_matching(session, who)
         return [lambda a, n: queries.entries_by_key_ids(session, key_ids, a, n)], [f"records signed by {who!r}"], None
+    if q.lower().startswith("key:") and _BARE_SHA256.fullmatch(q[4:].strip()):
+        # the key events about one key, identity or TEE root: their subject digest is its id
+        value = q[4:].strip().lower()
+        return [lambda a, n: queries.entries_by_digest_prefix(session, "sha256", value, a, n)], [f"key events about key {value}"], None
     m = _DIGEST_PREFIX.fullmatch(q)
     algorithm = normalise_algorithm(m.group(1)) if m is not None and m.group(1) else None
     if m is not None and (algorithm is not None or not m.group(1)):

@@ -276,9 +276,8 @@ class KeyEvent:
     collateral: Mapping[str, tuple[bytes, ...]] | None = None
 
     def to_predicate(self) -> dict[str, Any]:
+        # no key_id: the statement's one subject digest is the key id (``key_event_subject``)
         out: dict[str, Any] = {"action": self.action}
-        if self.key_id is not None:
-            out["key_id"] = self.key_id
         if self.principal is not None:
             out["principal"] = self.principal
         if self.public_key is not None:
@@ -317,9 +316,16 @@ class KeyEvent:
         return key_event_subject(self)
 
 
+#: the subject name of the events about one key, identity or TEE root (digest: its id)
+_KEYED_SUBJECT = {"register-identity": "identity", "register-tee-root": "tee-root"}
+_KEY_ID = re.compile(r"[0-9a-f]{64}")
+
+
 def key_event_subject(event: KeyEvent) -> dict[str, Any]:
-    """The statement subject of a key event: ``key:<key_id>`` (digest: the key id itself), or for
-    a threshold ``threshold:<predicate type glob>`` (digest: SHA-256 of the glob)."""
+    """The statement subject of a key event: ``key`` (``identity``, ``tee-root``) with the key id
+    as its SHA-256 digest (older events named it ``key:<key_id>`` and repeated it as
+    ``predicate.key_id``; both are accepted), or for a threshold ``threshold:<predicate type
+    glob>`` (digest: SHA-256 of the glob)."""
     if event.action in TEE_ACTIONS:
         return tee_event_subject(event.action, event.appraisal_policy, event.collateral)
     if event.action == "threshold":
@@ -329,11 +335,20 @@ def key_event_subject(event: KeyEvent) -> dict[str, Any]:
             "digest": {"sha256": hashlib.sha256(event.predicate_type.encode("utf-8")).hexdigest()},
         }
     assert event.key_id is not None
-    if event.action == "register-identity":
-        return {"name": f"identity:{event.key_id}", "digest": {"sha256": event.key_id}}
-    if event.action == "register-tee-root":
-        return {"name": f"tee-root:{event.key_id}", "digest": {"sha256": event.key_id}}
-    return {"name": f"key:{event.key_id}", "digest": {"sha256": event.key_id}}
+    return {"name": _KEYED_SUBJECT.get(event.action, "key"), "digest": {"sha256": event.key_id}}
+
+
+def _event_key_id(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, Mapping[str, str]]]) -> str | None:
+    """The key id a key event is about: its one subject's SHA-256 digest (or, in older events,
+    ``predicate.key_id``, which the subject check below holds equal to it)."""
+    if predicate["action"] == "threshold" or predicate["action"] in TEE_ACTIONS:
+        return predicate.get("key_id")
+    if "key_id" in predicate:
+        return str(predicate["key_id"])
+    digest = subjects[0][1].get("sha256") if len(subjects) == 1 else None
+    if not isinstance(digest, str) or not _KEY_ID.fullmatch(digest):
+        raise MalformedError(f"a {predicate['action']} key event must have exactly one subject whose sha256 digest is the key id")
+    return digest
 
 
 def _grant_from_predicate(doc: Mapping[str, Any]) -> Grant:
@@ -355,6 +370,7 @@ def _grant_from_predicate(doc: Mapping[str, Any]) -> Grant:
 def parse_key_event(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, Mapping[str, str]]]) -> KeyEvent:
     """A key event from a predicate that already passed the key-event/v1 schema, and the
     statement's subjects ((name, digest) pairs), which must name what the event is about."""
+    key_id = _event_key_id(predicate, subjects)
     public_key = None
     if "public_key" in predicate:
         try:
@@ -362,16 +378,16 @@ def parse_key_event(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, 
         except (binascii.Error, ValueError) as exc:
             raise MalformedError("predicate.public_key is not base64") from exc
         key = public_key_from_der(public_key)
-        if key.key_id != predicate.get("key_id"):
-            raise MalformedError(f"predicate.key_id is not the SHA-256 of predicate.public_key ({key.key_id})")
+        if key.key_id != key_id:
+            raise MalformedError(f"the key id {key_id} is not the SHA-256 of predicate.public_key ({key.key_id})")
     certificate = None
     if "certificate" in predicate:
         try:
             certificate = base64.b64decode(predicate["certificate"], validate=True)
         except (binascii.Error, ValueError) as exc:
             raise MalformedError("predicate.certificate is not base64") from exc
-        if hashlib.sha256(certificate).hexdigest() != predicate.get("key_id"):
-            raise MalformedError("predicate.key_id is not the SHA-256 fingerprint of predicate.certificate")
+        if hashlib.sha256(certificate).hexdigest() != key_id:
+            raise MalformedError(f"the key id {key_id} is not the SHA-256 fingerprint of predicate.certificate")
         _check_certificate(certificate)
     prev = predicate.get("prev")
     event = KeyEvent(
@@ -379,7 +395,7 @@ def parse_key_event(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, 
         prev=(prev["index"], prev["leaf_hash"]) if prev is not None else None,
         certificate=certificate,
         tee=predicate.get("tee"),
-        key_id=predicate.get("key_id"),
+        key_id=key_id,
         principal=predicate.get("principal"),
         public_key=public_key,
         grants=tuple(_grant_from_predicate(g) for g in predicate["grants"]) if "grants" in predicate else None,
@@ -401,7 +417,7 @@ def parse_key_event(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, 
     if (event.action == "register-identity") != (event.identity is not None):
         raise MalformedError("predicate.identity belongs to (and only to) a register-identity event")
     if event.identity is not None and event.identity.id != event.key_id:
-        raise MalformedError(f"predicate.key_id is not the SHA-256 of predicate.identity ({event.identity.id})")
+        raise MalformedError(f"the key id {event.key_id} is not the SHA-256 of predicate.identity ({event.identity.id})")
     if (event.action == "register-tee-root") != (event.certificate is not None and event.tee is not None):
         raise MalformedError("predicate.certificate and predicate.tee belong to (and only to) a register-tee-root event")
     if event.prev is not None and event.prev[0] == -1 and event.prev[1] != GENESIS_PREV[1]:
@@ -409,7 +425,9 @@ def parse_key_event(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, 
     if event.action == "rotate" and event.replaces == event.key_id:
         raise MalformedError("predicate.replaces names the new key itself")
     expected = key_event_subject(event)
-    if len(subjects) != 1 or subjects[0][0] != expected["name"] or dict(subjects[0][1]) != expected["digest"]:
+    keyed = event.action != "threshold" and event.action not in TEE_ACTIONS
+    names = {expected["name"], f"{expected['name']}:{event.key_id}"} if keyed else {expected["name"]}
+    if len(subjects) != 1 or subjects[0][0] not in names or dict(subjects[0][1]) != expected["digest"]:
         raise MalformedError(
             f"a {event.action} key event must have exactly one subject {expected['name']!r} with digest {expected['digest']}"
         )

@@ -135,3 +135,26 @@ def test_parse_key_event_checks_key_id_and_subject() -> None:
         parse_key_event(predicate, [("key:other", {"sha256": key.key_id})])
     with pytest.raises(MalformedError, match="not the SHA-256"):
         parse_key_event({**predicate, "key_id": hashlib.sha256(b"x").hexdigest()}, subject)
+
+
+def test_key_event_key_id_is_its_subject_digest() -> None:
+    """Current key events leave ``predicate.key_id`` out (the subject digest is the key id) and name
+    the subject ``key``; older ones, with both, still parse to the same event."""
+    key, other = generate_private_key(), generate_private_key()
+    predicate = {"action": "register", "principal": "ci", "public_key": base64.b64encode(key.public_key.spki_der).decode(),
+                 "grants": [{"predicate_types": ["*"]}]}
+    event = parse_key_event(predicate, [("key", {"sha256": key.key_id})])
+    legacy = parse_key_event({**predicate, "key_id": key.key_id}, [(f"key:{key.key_id}", {"sha256": key.key_id})])
+    assert event == legacy and event.key_id == key.key_id
+    assert "key_id" not in event.to_predicate() and event.subject() == {"name": "key", "digest": {"sha256": key.key_id}}
+    with pytest.raises(MalformedError, match="not the SHA-256"):  # the digest names another key
+        parse_key_event(predicate, [("key", {"sha256": other.key_id})])
+    with pytest.raises(MalformedError, match="exactly one subject"):  # predicate.key_id and the digest disagree
+        parse_key_event({**predicate, "key_id": key.key_id}, [("key", {"sha256": other.key_id})])
+    for subjects in ([], [("key", {"sha256": key.key_id})] * 2, [("key", {"sha512": "ab" * 64})], [("key", {"sha256": "AB" * 32})]):
+        with pytest.raises(MalformedError, match="exactly one subject"):
+            parse_key_event(predicate, subjects)
+    with pytest.raises(MalformedError, match="exactly one subject"):  # a name for another kind of event
+        parse_key_event(predicate, [("identity", {"sha256": key.key_id})])
+    revoke = parse_key_event({"action": "revoke"}, [("key", {"sha256": other.key_id})])
+    assert revoke.key_id == other.key_id

@@ -82,8 +82,10 @@ def test_tpm_digest_length_follows_the_bank() -> None:
 
 
 def test_key_event_schema() -> None:
-    with pytest.raises(MalformedError, match="predicate.key_id is required"):
-        validate_predicate(KEY_EVENT, {"action": "revoke"})
+    with pytest.raises(MalformedError, match="predicate.review_by is required"):
+        validate_predicate(KEY_EVENT, {"action": "reaffirm"})
+    with pytest.raises(MalformedError, match="predicate.key_id"):  # optional (older events), but a key id
+        validate_predicate(KEY_EVENT, {"action": "revoke", "key_id": "0" * 63})
     with pytest.raises(MalformedError, match="predicate.action"):
         validate_predicate(KEY_EVENT, {"action": "delete", "key_id": "0" * 64})
 

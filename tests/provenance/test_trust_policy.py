@@ -175,7 +175,7 @@ def test_tampered_key_event_entry_is_caught_by_audit(trust: Trust) -> None:
     key = trust.add("ci", Grant((SLSA_V1,), ("pkg/*",)))
     with trust.store.sessions() as session:
         data = session.execute(text("SELECT data FROM entries WHERE idx = 0")).scalar_one()
-    forged = bytes(data).replace(b'"key_id"', b'"key_jd"', 1)
+    forged = bytes(data).replace(b'"public_key"', b'"public_kez"', 1)  # its recorded signer
     assert forged != bytes(data)
     with trust.store.tamper() as conn:
         conn.execute(text("UPDATE entries SET data = :d WHERE idx = 0"), {"d": forged})

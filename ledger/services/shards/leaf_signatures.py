@@ -20,7 +20,8 @@ __all__ = ["check_leaf_signatures"]
 MAX_CACHED_KEYS = 4096
 
 _LEAF_KEYS = frozenset({"kind", "envelope", "integrated_time", "signers"})
-_SIGNER_KEYS = frozenset({"key_id", "public_key"})
+#: a leaf signer: its public key, and in leaves written before key ids were left implicit, its key id
+_SIGNER_SHAPES = (frozenset({"public_key"}), frozenset({"key_id", "public_key"}))
 _MAX_SAFE_INT = 2**53  # RFC 8785 numbers are IEEE doubles: beyond this the fast path gives way
 
 
@@ -30,7 +31,7 @@ class _Signers:
     def __init__(self) -> None:
         self._keys: dict[str, PublicKey] = {}
 
-    def key(self, public_key: str, key_id: str) -> PublicKey:
+    def key(self, public_key: str, key_id: str | None) -> PublicKey:
         key = self._keys.get(public_key)
         if key is None:
             try:
@@ -40,7 +41,7 @@ class _Signers:
             if len(self._keys) >= MAX_CACHED_KEYS:
                 self._keys.clear()
             self._keys[public_key] = key
-        if key.key_id != key_id:
+        if key_id is not None and key.key_id != key_id:
             raise MalformedError("leaf signer key_id does not match its public key")
         return key
 
@@ -137,7 +138,7 @@ def _decode_fast(data: bytes, signers: _Signers) -> tuple[list[PublicKey], Any]:
     if type(t) is not int or not 0 <= t < _MAX_SAFE_INT or type(recorded) is not list:
         raise _SlowPath
     for s in recorded:
-        if type(s) is not dict or s.keys() != _SIGNER_KEYS or type(s["public_key"]) is not str or type(s["key_id"]) is not str:
+        if type(s) is not dict or s.keys() not in _SIGNER_SHAPES or type(s["public_key"]) is not str or type(s.get("key_id", "")) is not str:
             raise _SlowPath
     try:
         compact = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -146,4 +147,4 @@ def _decode_fast(data: bytes, signers: _Signers) -> tuple[list[PublicKey], Any]:
     if compact != data:
         raise _SlowPath
     envelope = parse_envelope(doc["envelope"])
-    return [signers.key(s["public_key"], s["key_id"]) for s in recorded], envelope
+    return [signers.key(s["public_key"], s.get("key_id")) for s in recorded], envelope
