@@ -35,11 +35,10 @@ from ledger.tlog.hashing import CHAIN_SEED, EMPTY_ROOT, node_hash
 from ledger.merkle import range_nodes
 from ledger.services.audit_chunks import (
     SubtreeResult,
-    check_in_worker,
     check_subtree,
     extra_levels,
-    init_worker,
     interior_position,
+    measure_on_every_core,
     plan_subtrees,
 )
 from ledger.services.log import LogIdentity
@@ -280,8 +279,9 @@ def audit(
 
     ``workers`` > 1 re-measures the complete subtrees (chunks of 2**CHUNK_LEVEL entries) on
     that many processes: this one and ``workers - 1`` forked ones, each with its own
-    connection; this process folds the results in order. The report is the same. Fork only from a process without other threads
-    (the command line, ``serve`` before it starts serving).
+    connection, each claiming the next unmeasured subtree; this process folds the results in
+    order. The report is the same. Fork only from a process without other threads (the command
+    line, ``serve`` before it starts serving).
     """
     declared = store.current_size(session)
     report = AuditReport(tree_size=declared)
@@ -351,7 +351,7 @@ def audit(
 
 
 def _subtree_results(session: Session, log: LogIdentity, plan: list[tuple[int, int]], workers: int) -> Iterator[SubtreeResult]:
-    """Each planned subtree re-measured, in order: here, or on ``workers`` forked processes."""
+    """Each planned subtree re-measured, in order: here, or on ``workers`` processes."""
     engine = session.get_bind()
     database = engine.url.database
     local = engine.dialect.name == "sqlite" and (not database or database == ":memory:")
@@ -360,22 +360,7 @@ def _subtree_results(session: Session, log: LogIdentity, plan: list[tuple[int, i
         for start, level in plan:
             yield check_subtree(session, start, level, verifier, log.origin)
         return
-    import multiprocessing  # noqa: PLC0415
-
-    # This process takes every ``workers``-th subtree itself; ``workers - 1`` forked processes
-    # take the rest, ahead of it. Results are folded in plan order.
-    url = engine.url.render_as_string(hide_password=False)
-    verifier = log.verifier
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers - 1, initializer=init_worker, initargs=(url, log.vkey, log.origin, engine)) as pool:
-        pending = {
-            i: pool.apply_async(check_in_worker, (job,)) for i, job in enumerate(plan) if i % workers
-        }
-        for i, (start, level) in enumerate(plan):
-            if i % workers:
-                yield pending.pop(i).get()
-            else:
-                yield check_subtree(session, start, level, verifier, log.origin)
+    yield from measure_on_every_core(session, plan, log.verifier, log.origin, workers)
 
 
 def _fold(hashes: list[bytes]) -> bytes:

@@ -66,3 +66,23 @@ def test_parallel_and_slow_paths_agree_on_damage(ledger40, case, monkeypatch):
         parallel, _ = _report(ledger40, monkeypatch, chunk_level=chunk_level, min_level=min_level, workers=2)
         assert parallel == slow, (chunk_level, parallel, slow)
     assert not slow["ok"]
+
+
+def test_a_helper_that_dies_costs_time_never_a_check(ledger40, monkeypatch):
+    """A forked helper that claims a subtree and dies without sending it: this process
+    re-measures that subtree itself, and the report is the one of the single-process pass."""
+    import os
+
+    from ledger.services import audit_chunks
+
+    def dying(send, counter, plan, *_rest):
+        audit_chunks._claim(counter)
+        os._exit(1)
+
+    monkeypatch.setattr(audit_chunks, "_helper", dying)
+    report, fast = _report(ledger40, monkeypatch, chunk_level=3, min_level=1, workers=3)
+    assert report["ok"] and fast == len(plan_subtrees(1 + SIZE, 3, 1))
+    CASES["edit-byte-entry-22"](ledger40)
+    damaged, _ = _report(ledger40, monkeypatch, chunk_level=3, min_level=1, workers=3)
+    slow, _ = _report(ledger40, monkeypatch, chunk_level=30, min_level=30, workers=1)
+    assert damaged == slow and damaged["first_bad_index"] == 22
