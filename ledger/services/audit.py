@@ -43,7 +43,7 @@ from ledger.services.audit_chunks import (
 )
 from ledger.services.log import LogIdentity
 
-__all__ = ["AuditReport", "Problem", "audit"]
+__all__ = ["AuditReport", "Problem", "audit", "audit_caches", "audit_hashes"]
 
 #: Stop listing problems past this many (the first bad index is what matters).
 MAX_PROBLEMS = 100
@@ -224,6 +224,9 @@ class _Auditor:
         self.sync_hashes()
         pending = self.hashes.next()
         for idx, data, leaf, stored_chain in rows:
+            if type(idx) is not int:  # SQLite keeps a REAL or TEXT put in an INTEGER column
+                problems.add(self.expected, "missing_entry", f"a row's index {idx!r} is not an entry index")
+                continue
             if idx != self.expected:
                 problems.add(self.expected, "missing_entry", f"entries {self.expected}..{idx - 1} are missing")
                 self.expected = idx  # re-measure the rest as stored
@@ -275,7 +278,24 @@ def audit(
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
 ) -> AuditReport:
-    """Re-measure everything in the store; never raises for what it finds, only reports it.
+    """Re-measure everything in the store; never raises for what it finds, only reports it:
+    the hashes (steps 1 to 5, ``audit_hashes``), then every cache (steps 6 and 7, ``audit_caches``).
+
+    ``workers`` and ``progress`` as in ``audit_hashes``.
+    """
+    report = audit_hashes(session, log, progress=progress, workers=workers)
+    audit_caches(session, log, report)
+    return report
+
+
+def audit_hashes(
+    session: Session,
+    log: LogIdentity,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+) -> AuditReport:
+    """Steps 1 to 5 (leaves, chain, interior hashes, checkpoints, sizes and the log's identity).
 
     ``workers`` > 1 re-measures the complete subtrees (chunks of 2**CHUNK_LEVEL entries) on
     that many processes: this one and ``workers - 1`` forked ones, each with its own
@@ -330,6 +350,12 @@ def audit(
             "checkpoint",
             f"the latest checkpoint is of size {latest.tree_size if latest else 'none'}, the tree of size {declared}",
         )
+    return report
+
+
+def audit_caches(session: Session, log: LogIdentity, report: AuditReport) -> None:
+    """Steps 6 and 7, adding to ``report``: every cache of the log recomputed from the leaf bytes."""
+    problems = _Problems(report)
     # 6. Every cache of the log recomputed from the leaf bytes (derived tables and columns, the
     #    trust fold from scratch: time never going backwards, key events signed by the root and
     #    each following the last), then the trust tables compared with the fold's state.
@@ -347,7 +373,6 @@ def audit(
         problems.add(entry, "appraisal", f"deployment entry {entry}: {why}")
     for entry, trust_index, why in verify_reappraisals(session):
         problems.add(None, "tee_reappraisal", f"deployment entry {entry} under key event {trust_index}: {why}")
-    return report
 
 
 def _subtree_results(session: Session, log: LogIdentity, plan: list[tuple[int, int]], workers: int) -> Iterator[SubtreeResult]:
