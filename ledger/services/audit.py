@@ -35,16 +35,15 @@ from ledger.tlog.hashing import CHAIN_SEED, EMPTY_ROOT, node_hash
 from ledger.merkle import range_nodes
 from ledger.services.audit_chunks import (
     SubtreeResult,
-    check_in_worker,
     check_subtree,
     extra_levels,
-    init_worker,
     interior_position,
+    measure_on_every_core,
     plan_subtrees,
 )
 from ledger.services.log import LogIdentity
 
-__all__ = ["AuditReport", "Problem", "audit"]
+__all__ = ["AuditReport", "Problem", "audit", "audit_caches", "audit_hashes"]
 
 #: Stop listing problems past this many (the first bad index is what matters).
 MAX_PROBLEMS = 100
@@ -225,6 +224,9 @@ class _Auditor:
         self.sync_hashes()
         pending = self.hashes.next()
         for idx, data, leaf, stored_chain in rows:
+            if type(idx) is not int:  # SQLite keeps a REAL or TEXT put in an INTEGER column
+                problems.add(self.expected, "missing_entry", f"a row's index {idx!r} is not an entry index")
+                continue
             if idx != self.expected:
                 problems.add(self.expected, "missing_entry", f"entries {self.expected}..{idx - 1} are missing")
                 self.expected = idx  # re-measure the rest as stored
@@ -276,12 +278,30 @@ def audit(
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
 ) -> AuditReport:
-    """Re-measure everything in the store; never raises for what it finds, only reports it.
+    """Re-measure everything in the store; never raises for what it finds, only reports it:
+    the hashes (steps 1 to 5, ``audit_hashes``), then every cache (steps 6 and 7, ``audit_caches``).
+
+    ``workers`` and ``progress`` as in ``audit_hashes``.
+    """
+    report = audit_hashes(session, log, progress=progress, workers=workers)
+    audit_caches(session, log, report)
+    return report
+
+
+def audit_hashes(
+    session: Session,
+    log: LogIdentity,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+) -> AuditReport:
+    """Steps 1 to 5 (leaves, chain, interior hashes, checkpoints, sizes and the log's identity).
 
     ``workers`` > 1 re-measures the complete subtrees (chunks of 2**CHUNK_LEVEL entries) on
     that many processes: this one and ``workers - 1`` forked ones, each with its own
-    connection; this process folds the results in order. The report is the same. Fork only from a process without other threads
-    (the command line, ``serve`` before it starts serving).
+    connection, each claiming the next unmeasured subtree; this process folds the results in
+    order. The report is the same. Fork only from a process without other threads (the command
+    line, ``serve`` before it starts serving).
     """
     declared = store.current_size(session)
     report = AuditReport(tree_size=declared)
@@ -330,6 +350,12 @@ def audit(
             "checkpoint",
             f"the latest checkpoint is of size {latest.tree_size if latest else 'none'}, the tree of size {declared}",
         )
+    return report
+
+
+def audit_caches(session: Session, log: LogIdentity, report: AuditReport) -> None:
+    """Steps 6 and 7, adding to ``report``: every cache of the log recomputed from the leaf bytes."""
+    problems = _Problems(report)
     # 6. Every cache of the log recomputed from the leaf bytes (derived tables and columns, the
     #    trust fold from scratch: time never going backwards, key events signed by the root and
     #    each following the last), then the trust tables compared with the fold's state.
@@ -347,11 +373,10 @@ def audit(
         problems.add(entry, "appraisal", f"deployment entry {entry}: {why}")
     for entry, trust_index, why in verify_reappraisals(session):
         problems.add(None, "tee_reappraisal", f"deployment entry {entry} under key event {trust_index}: {why}")
-    return report
 
 
 def _subtree_results(session: Session, log: LogIdentity, plan: list[tuple[int, int]], workers: int) -> Iterator[SubtreeResult]:
-    """Each planned subtree re-measured, in order: here, or on ``workers`` forked processes."""
+    """Each planned subtree re-measured, in order: here, or on ``workers`` processes."""
     engine = session.get_bind()
     database = engine.url.database
     local = engine.dialect.name == "sqlite" and (not database or database == ":memory:")
@@ -360,22 +385,7 @@ def _subtree_results(session: Session, log: LogIdentity, plan: list[tuple[int, i
         for start, level in plan:
             yield check_subtree(session, start, level, verifier, log.origin)
         return
-    import multiprocessing  # noqa: PLC0415
-
-    # This process takes every ``workers``-th subtree itself; ``workers - 1`` forked processes
-    # take the rest, ahead of it. Results are folded in plan order.
-    url = engine.url.render_as_string(hide_password=False)
-    verifier = log.verifier
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers - 1, initializer=init_worker, initargs=(url, log.vkey, log.origin, engine)) as pool:
-        pending = {
-            i: pool.apply_async(check_in_worker, (job,)) for i, job in enumerate(plan) if i % workers
-        }
-        for i, (start, level) in enumerate(plan):
-            if i % workers:
-                yield pending.pop(i).get()
-            else:
-                yield check_subtree(session, start, level, verifier, log.origin)
+    yield from measure_on_every_core(session, plan, log.verifier, log.origin, workers)
 
 
 def _fold(hashes: list[bytes]) -> bytes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import accumulate
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -26,7 +26,15 @@ from ledger.merkle import range_nodes
 from ledger.tlog.checkpoint import open_checkpoint
 from ledger.tlog.hashing import CHAIN_SEED
 
-__all__ = ["CheckpointSeen", "SubtreeResult", "check_subtree", "extra_levels", "interior_position", "plan_subtrees"]
+__all__ = [
+    "CheckpointSeen",
+    "SubtreeResult",
+    "check_subtree",
+    "extra_levels",
+    "interior_position",
+    "measure_on_every_core",
+    "plan_subtrees",
+]
 
 
 @dataclass(frozen=True)
@@ -117,15 +125,16 @@ def check_subtree(session: Session, start: int, level: int, verifier: Any, origi
         rows = rows[1:]
     else:
         prev_chain = CHAIN_SEED
-    if len(rows) != n or rows[0][0] != start or rows[-1][0] != start + n - 1:
+    if [r[0] for r in rows] != list(range(start, start + n)):  # every index, as the slow path sees them
         return bad
     sha256 = hashlib.sha256
     leaves = [r[2] for r in rows]  # bytes from both drivers (sqlite3 BLOB, psycopg bytea)
     if [sha256(b"\x00" + r[1]).digest() for r in rows] != leaves:
         return bad
     chains = [r[3] for r in rows]
-    links = list(accumulate(leaves, lambda h, leaf: sha256(h + leaf).digest(), initial=prev_chain))
-    if links[1:] != chains:
+    # Each stored link from the stored link before it: they all hold exactly when the chain
+    # recomputed from prev_chain equals the stored one (by induction), without a call per link.
+    if [sha256(h + leaf).digest() for h, leaf in zip([prev_chain, *chains[:-1]], leaves)] != chains:
         return bad
     extra = extra_levels(start, level)
     need = n - 1 + extra
@@ -166,23 +175,93 @@ def check_subtree(session: Session, start: int, level: int, verifier: Any, origi
     )
 
 
-# ---------------------------------------------------------------- pool processes
-
-_worker: dict[str, Any] = {}
+# ---------------------------------------------------------------- on every core
 
 
-def init_worker(url: str, vkey: str, origin: str, inherited: Any = None) -> None:
-    """A pool process's own engine (a forked child never touches the parent's connections)."""
+def measure_on_every_core(session: Session, plan: list[tuple[int, int]], verifier: Any, origin: str,
+                          workers: int) -> Iterator[SubtreeResult]:
+    """Each planned subtree re-measured, yielded in plan order, on this process and ``workers - 1``
+    forked helpers (fork only from a process without other threads).
+
+    Every process claims the next unmeasured subtree from one shared counter, so a process slowed
+    by other load on the machine simply takes fewer; a helper sends each result back on its own
+    pipe as soon as it is done (a result is a few hashes, so that costs little). A subtree a helper
+    claimed but never sent (it died) is re-measured here, so a helper's failure costs time, never
+    a check.
+    """
+    import multiprocessing  # noqa: PLC0415
+    from multiprocessing.connection import wait  # noqa: PLC0415
+
+    context = multiprocessing.get_context("fork")
+    counter = context.Value("q", 0)
+    engine = session.get_bind()
+    url = engine.url.render_as_string(hide_password=False)
+    helpers = []
+    for _ in range(workers - 1):
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(target=_helper, args=(send, counter, plan, url, verifier, origin, engine), daemon=True)
+        process.start()
+        send.close()
+        helpers.append((process, receive))
+    done: dict[int, SubtreeResult] = {}
+    listening = [receive for _, receive in helpers]
+
+    def collect(timeout: float | None) -> None:
+        for receive in wait(listening, timeout):
+            try:
+                i, result = receive.recv()
+            except EOFError:
+                listening.remove(receive)
+            else:
+                done[i] = result
+
+    following = 0
+    try:
+        while (i := _claim(counter)) < len(plan):
+            start, level = plan[i]
+            done[i] = check_subtree(session, start, level, verifier, origin)
+            if listening:
+                collect(0)
+            while following in done:
+                yield done.pop(following)
+                following += 1
+        while following < len(plan):
+            if following not in done and listening:
+                collect(None)
+                continue
+            if following not in done:  # claimed by a helper that ended without sending it
+                start, level = plan[following]
+                done[following] = check_subtree(session, start, level, verifier, origin)
+            yield done.pop(following)
+            following += 1
+    finally:
+        for process, receive in helpers:
+            receive.close()
+            if process.is_alive():
+                process.terminate()
+            process.join()
+
+
+def _claim(counter: Any) -> int:
+    with counter.get_lock():
+        claimed = int(counter.value)
+        counter.value = claimed + 1
+    return claimed
+
+
+def _helper(send: Any, counter: Any, plan: list[tuple[int, int]], url: str, verifier: Any, origin: str,
+            inherited: Any) -> None:
+    """A forked helper: its own engine and connection (it never touches the parent's), then
+    subtrees until none is left."""
     from ledger.db.engine import make_engine, make_session_factory  # noqa: PLC0415
-    from ledger.tlog.note import parse_vkey  # noqa: PLC0415
 
-    if inherited is not None:
-        inherited.dispose(close=False)
+    inherited.dispose(close=False)
     engine = make_engine(url)
-    _worker.update(sessions=make_session_factory(engine), verifier=parse_vkey(vkey), origin=origin)
-
-
-def check_in_worker(job: tuple[int, int]) -> SubtreeResult:
-    start, level = job
-    with _worker["sessions"]() as session:
-        return check_subtree(session, start, level, _worker["verifier"], _worker["origin"])
+    try:
+        with make_session_factory(engine)() as session:
+            while (i := _claim(counter)) < len(plan):
+                start, level = plan[i]
+                send.send((i, check_subtree(session, start, level, verifier, origin)))
+    finally:
+        send.close()
+        engine.dispose()
