@@ -312,8 +312,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
             )
     else:
         with open_store() as st, st.sessions() as session:
-            # hash level on every core: complete subtrees re-measured in forked processes
-            report = audit.audit(session, st.log, progress=progress, workers=os.cpu_count() or 1)
+            # hashes on every core (complete subtrees re-measured in forked processes), then,
+            # unless --hashes, every table beside the leaves rebuilt from the leaf bytes
+            check = audit.audit_hashes if args.hashes else audit.audit
+            report = check(session, st.log, progress=progress, workers=os.cpu_count() or 1)
     if args.json:
         _out(json.dumps(report.to_json(), indent=2))
     elif report.ok:

@@ -61,7 +61,7 @@ EXAMPLES: dict[str, str] = {
     "verify-receipt": 'provledger verify-receipt receipt.json --log-key "$(provledger log-key)"',
     "checkpoint": "provledger checkpoint > checkpoint.txt",
     "prove-consistency": "provledger prove-consistency --old 10 --new 20",
-    "audit": "provledger audit --json\n  provledger audit --signatures\n  provledger audit --workers --wait 60",
+    "audit": "provledger audit --json\n  provledger audit --hashes\n  provledger audit --signatures\n  provledger audit --workers --wait 60",
     "serve": "provledger serve --host 127.0.0.1 --port 8000",
     "worker": "provledger worker --concurrency 2 --loglevel info\n  provledger worker --beat",
     "demo": "provledger demo --port 8080",

@@ -142,10 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Re-measure the whole ledger; exit 1 naming the first bad index. Without options: every "
         "leaf hash, the hash chain, every interior hash, every checkpoint (signature and root), the sizes "
         "and the trust state, in one streaming pass. --signatures and --workers check all of that and "
-        "also re-verify every DSSE signature in every leaf.",
+        "also re-verify every DSSE signature in every leaf; --hashes checks only the hashes.",
     )
     s.add_argument("--json", action="store_true")
     mode = s.add_mutually_exclusive_group()
+    mode.add_argument("--hashes", action="store_true",
+                      help="hash level only: leaves, chain, interior hashes, checkpoints, sizes; not the trust "
+                      "state or the other tables rebuilt from the leaves (a quick check of the bytes)")
     mode.add_argument("--signatures", action="store_true",
                       help="also re-verify every signature, on every core of this machine (no Redis needed)")
     mode.add_argument("--workers", action="store_true",

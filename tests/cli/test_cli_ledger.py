@@ -362,6 +362,28 @@ def test_audit_json_shape(cli, receipt_file):
     assert code == 0 and out.startswith(f"OK: {size} entries")
 
 
+def test_audit_hashes_checks_the_bytes_and_only_the_bytes(cli, receipt_file):
+    """``--hashes`` is the hash level: it finds a changed leaf, but not a changed cache table (that
+    is the full audit's rebuild, which does)."""
+    from sqlalchemy import text  # noqa: PLC0415
+
+    assert cli("audit", "--hashes")[0] == 0
+    with cli.store.tamper() as conn:
+        conn.execute(text("UPDATE entry_subjects SET name = 'pkg/forged' WHERE entry_idx = 1"))
+    code, out, _ = cli("audit", "--hashes", "--json")
+    assert code == 0 and json.loads(out)["ok"]
+    code, out, _ = cli("audit", "--json")
+    assert code == 1 and json.loads(out)["first_bad_index"] == 1
+    with cli.store.tamper() as conn:
+        data = bytes(conn.execute(text("SELECT data FROM entries WHERE idx = 0")).scalar_one())
+        conn.execute(text("UPDATE entries SET data = :d WHERE idx = 0"), {"d": data.replace(b'"integrated_time":', b'"integrated_time": ', 1)})
+    code, out, _ = cli("audit", "--hashes", "--json")
+    assert code == 1 and json.loads(out)["first_bad_index"] == 0
+    with pytest.raises(SystemExit) as exited:  # one mode at a time
+        cli("audit", "--hashes", "--signatures")
+    assert exited.value.code == 2
+
+
 # ------------------------------------------------------------------------------ exit code 3
 
 
