@@ -115,13 +115,28 @@ def parse_json(data: bytes | bytearray | memoryview | str, *, what: str = "the i
     # surrogates. Nesting cannot exceed the count of "[" and "{" in the text, and a surrogate
     # can only come from a \\uDxxx escape or (str input) the text itself: when neither can
     # happen, the walk over every value (most of the cost for small documents) finds nothing.
-    if (
-        text.count("{") + text.count("[") > max_depth
-        or _SURROGATE_ESCAPE.search(text)
-        or (data is text and _SURROGATE.search(text))
-    ):
+    if _SURROGATE_ESCAPE.search(text) or (data is text and _SURROGATE.search(text)):
         check_json(doc, what=what, max_depth=max_depth)
+    elif text.count("{") + text.count("[") > max_depth and _deeper_than(doc, max_depth):
+        check_json(doc, what=what, max_depth=max_depth)  # names the rule
     return doc
+
+
+def _deeper_than(doc: Any, max_depth: int) -> bool:
+    """Whether arrays and objects nest deeper than ``max_depth`` (level by level, containers only)."""
+    level = [doc] if isinstance(doc, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            return True
+        level = [
+            item
+            for value in level
+            for item in (value.values() if isinstance(value, dict) else value)
+            if isinstance(item, dict | list)
+        ]
+    return False
 
 
 def check_json(doc: Any, *, what: str = "the input", max_depth: int = MAX_JSON_DEPTH) -> None:
