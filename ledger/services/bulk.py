@@ -39,6 +39,9 @@ __all__ = ["ImportSummary", "import_envelopes"]
 #: Errors kept in the summary (the counts cover all of them).
 MAX_REPORTED_ERRORS = 100
 
+#: The collector's first threshold (allocations between passes) while importing.
+GC_THRESHOLD = 100_000
+
 #: Whether this process checks batches itself while the pool starts (tests turn it off to
 #: send every batch through the pool).
 CHECK_WHILE_STARTING = True
@@ -51,8 +54,9 @@ def _init_worker(rows: TrustRows) -> None:
     global _registry  # noqa: PLW0603 - one registry per pool process
     _registry = registry_from_rows(rows)
     # What the process holds now (modules, the registry) lives as long as it does: leave it out
-    # of the collector's full passes, which the parsing's many short-lived objects trigger.
+    # of the collector's passes, and pass less often (parsing makes many short-lived objects).
     gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _start(pool: ProcessPoolExecutor, started: threading.Event) -> None:
@@ -100,6 +104,28 @@ def import_envelopes(
     progress: Callable[[ImportSummary], None] | None = None,
 ) -> ImportSummary:
     """Append many envelopes; every signature is checked, every batch committed with a checkpoint."""
+    # Each batch allocates (and frees) hundreds of thousands of objects, and the cyclic collector
+    # would pass over this process's whole heap every few hundred: collect less often while
+    # importing (the few cycles a batch leaves, sessions and transactions, are still collected).
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+    try:
+        return _import(sessions, raws, log, workers=workers, batch_size=batch_size, clock=clock, limit=limit, progress=progress)
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def _import(
+    sessions: Callable[[], Session],
+    raws: Iterable[bytes],
+    log: LogIdentity,
+    *,
+    workers: int | None,
+    batch_size: int,
+    clock: Callable[[], float],
+    limit: int,
+    progress: Callable[[ImportSummary], None] | None,
+) -> ImportSummary:
     if workers is None:
         workers = os.cpu_count() or 1
     with sessions() as session:
