@@ -48,7 +48,6 @@ from ledger.services.deployment import complete_appraisals, insert_appraisals
 from ledger.services.policy import apply_key_events
 from ledger.services.trust import TrustRegistry, load_keys
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, Statement, parse_statement
-from ledger.untrusted.json import parse_json
 
 __all__ = [
     "Appended",
@@ -66,10 +65,22 @@ __all__ = [
 ]
 
 
-def _decode(raw: bytes | str | Mapping[str, Any], limit: int) -> Envelope:
+@dataclass(frozen=True)
+class _Decoded:
+    """A submission that parsed as a DSSE envelope, with its RFC 8785 bytes (what the leaf keeps)."""
+
+    envelope: Envelope
+    canonical: bytes
+
+
+def _decode(raw: bytes | str | Mapping[str, Any], limit: int) -> _Decoded:
     envelope = parse_envelope(raw, limit=limit)
-    if not isinstance(raw, bytes | str):
-        # An already decoded object (a batch item): measure it the way it would arrive alone.
+    canonical = canonical_strings(envelope.document)
+    # An already decoded object (a batch item): measure it the way it would arrive alone (as
+    # compact JSON with ASCII escapes). That is at most 3 bytes per byte of its UTF-8 canonical
+    # form (one character: at most 4 UTF-8 bytes, at most 12 as escapes), so the exact size is
+    # needed only near the limit.
+    if not isinstance(raw, bytes | str) and 3 * len(canonical) > limit:
         size = len(json.dumps(raw, separators=(",", ":")))
         if size > limit:
             raise TooLargeError(f"envelope is {size} bytes, over the limit of {limit} bytes")
@@ -77,7 +88,19 @@ def _decode(raw: bytes | str | Mapping[str, Any], limit: int) -> Envelope:
         raise MalformedError(
             f"envelope payloadType is {envelope.payload_type!r}; the ledger accepts {IN_TOTO_PAYLOAD_TYPE!r}"
         )
-    return envelope
+    return _Decoded(envelope, canonical)
+
+
+def _parse_submission(raw: Any, limit: int) -> Any:
+    """A submission's first step: a DSSE envelope decoded (``_Decoded``) or the error that
+    refuses it; anything else (a Sigstore bundle, a value of the wrong type) is returned as it
+    is, for ``prepare_envelopes`` to take in full."""
+    if not isinstance(raw, bytes | str | Mapping) or bundles.is_bundle(raw):
+        return raw
+    try:
+        return _decode(raw, limit)
+    except LedgerError as exc:
+        return exc
 
 
 def _judge_key_event(envelope: Envelope, statement: Statement, registry: TrustRegistry) -> tuple[tuple[PublicKey, ...], KeyEvent]:
@@ -111,6 +134,11 @@ def _judge_key_event(envelope: Envelope, statement: Statement, registry: TrustRe
 def _verified_keys(envelope: Envelope, registry: TrustRegistry, everything: Callable[[], TrustRegistry] | None) -> list[PublicKey]:
     """Every signature must verify under a registered key (hinted first, then any): one that
     verifies under none is refused (422) and never stored. Returns the distinct keys."""
+    if len(envelope.signatures) == 1 and envelope.signatures[0].keyid in registry:
+        # the common case, one signature naming its key: check it under that key first
+        key = registry[envelope.signatures[0].keyid].key  # type: ignore[index]
+        if key.verify(envelope.signatures[0].sig, envelope.pae()):
+            return [key]
     hinted = [registry[s.keyid].key for s in envelope.signatures if s.keyid in registry]
     result = verify_envelope_result(envelope, hinted)
     if result.unverified and everything is not None:
@@ -152,6 +180,7 @@ def _judge(envelope: Envelope, statement: Statement, registry: TrustRegistry, no
         key_ids=[k.key_id for k in keys],
         time=now,
         index=APPENDING,
+        explain=False,  # only the verdict and its reasons are used
     )
     if not verdict.trusted:
         raise NotTrustedError(verdict.message())
@@ -168,7 +197,8 @@ def prepare_envelopes(
 ) -> list[Prepared | LedgerError]:
     """Parse, verify and judge each submission against ``registry`` (pure: no database).
 
-    A failure is returned in its place, not raised. ``registry`` must hold at least the keys the
+    A failure is returned in its place, not raised. An item may also be what ``_parse_submission``
+    made of a submission (``prepare_batch`` parses each one once). ``registry`` must hold at least the keys the
     signatures' keyid hints name; ``everything`` supplies all registered keys for envelopes
     without a usable hint (keyid is only a hint).
     """
@@ -176,17 +206,21 @@ def prepare_envelopes(
         raise RuntimeError("prepare_envelopes needs a TrustRegistry (ledger.services.trust.load_keys / registry_from_rows)")
     out: list[Prepared | LedgerError] = []
     for raw in raws:
-        if not isinstance(raw, bytes | str | Mapping):
+        if isinstance(raw, LedgerError):  # refused by ``_parse_submission`` (``prepare_batch``)
+            out.append(raw)
+            continue
+        if not isinstance(raw, bytes | str | Mapping | _Decoded):
             out.append(MalformedError(f"a submission is a JSON object (a DSSE envelope or a Sigstore bundle), not {type(raw).__name__}"))
             continue
-        if bundles.is_bundle(raw):  # a JSON object with a mediaType: a Sigstore bundle
+        if not isinstance(raw, _Decoded) and bundles.is_bundle(raw):  # a JSON object with a mediaType: a Sigstore bundle
             try:
                 out.append(bundles.prepare_bundle(raw, everything() if everything is not None else registry, now=now, limit=limit))
             except LedgerError as exc:
                 out.append(exc)
             continue
         try:
-            envelope = _decode(raw, limit)
+            decoded = raw if isinstance(raw, _Decoded) else _decode(raw, limit)
+            envelope = decoded.envelope
             statement = parse_statement(envelope.payload)
             if statement.predicate_type != KEY_EVENT:
                 statement.check_names()
@@ -204,13 +238,12 @@ def prepare_envelopes(
                 if statement.predicate_type == DEPLOYMENT:
                     # decodes the evidence and checks the subject; the appraisal needs the store
                     parse_deployment(statement.predicate, subjects)
-            canonical = canonical_strings(envelope.document)
         except LedgerError as exc:
             out.append(exc)
             continue
         out.append(
             Prepared(
-                canonical=canonical,
+                canonical=decoded.canonical,
                 envelope_hash=content_hash(envelope.payload_type, envelope.payload, [k.key_id for k in signers]),
                 predicate_type=statement.predicate_type,
                 subjects=subjects,
@@ -222,19 +255,9 @@ def prepare_envelopes(
     return out
 
 
-def _hints(raws: Sequence[bytes | str | Mapping[str, Any]]) -> set[str]:
-    """The keyid hints of the envelopes that parse (cheaply, to load only those keys)."""
-    hints: set[str] = set()
-    for raw in raws:
-        try:
-            doc = parse_json(raw, what="envelope") if isinstance(raw, bytes | str) else raw
-        except MalformedError:
-            continue  # refused with its reason when it is prepared
-        sigs = doc.get("signatures") if isinstance(doc, Mapping) else None
-        for sig in sigs if isinstance(sigs, list) else ():
-            if isinstance(sig, dict) and isinstance(sig.get("keyid"), str):
-                hints.add(sig["keyid"])
-    return hints
+def _hints(parsed: Sequence[Any]) -> set[str]:
+    """The keyid hints of the submissions that parsed as envelopes (to load only those keys)."""
+    return {s.keyid for p in parsed if isinstance(p, _Decoded) for s in p.envelope.signatures if s.keyid}
 
 
 def prepare_batch(
@@ -246,7 +269,9 @@ def prepare_batch(
 ) -> list[Prepared | LedgerError]:
     """Load the keys the submissions name, then ``prepare_envelopes``, then appraise the
     deployment records' TEE evidence against the store (``ledger.services.deployment``)."""
-    registry = load_keys(session, _hints(raws))
+    # each submission is parsed once: its keyid hints come from the parsed envelope
+    parsed = [_parse_submission(raw, limit) for raw in raws]
+    registry = load_keys(session, _hints(parsed))
     # End the read transaction before the CPU-bound checks: on SQLite an open reader pins the WAL
     # snapshot, and readers held through every batch's verification starve its checkpoints (the
     # WAL then grows without bound under load). Later reads begin a new transaction.
@@ -258,7 +283,7 @@ def prepare_batch(
             cache.append(load_keys(session))
         return cache[0]
 
-    prepared = prepare_envelopes(raws, registry, now=now, limit=limit, everything=everything)
+    prepared = prepare_envelopes(parsed, registry, now=now, limit=limit, everything=everything)
     return complete_appraisals(session, prepared, now=now)
 
 

@@ -4,12 +4,18 @@ Signature checks dominate an append. ``import_envelopes`` spreads parsing, verif
 policy over a pool of processes (each holding the registered keys), while this process
 integrates batch after batch in order — each in one transaction with its own checkpoint, as
 the sequencer does — so the checks of the next batches overlap the writes of this one.
+
+The pool's processes come from a fork server that imports this module once (a fresh process,
+like ``spawn``: nothing of this process's database connections or threads is inherited), and
+while it starts this process checks the first batches itself rather than wait.
 """
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,6 +39,13 @@ __all__ = ["ImportSummary", "import_envelopes"]
 #: Errors kept in the summary (the counts cover all of them).
 MAX_REPORTED_ERRORS = 100
 
+#: The collector's first threshold (allocations between passes) while importing.
+GC_THRESHOLD = 100_000
+
+#: Whether this process checks batches itself while the pool starts (tests turn it off to
+#: send every batch through the pool).
+CHECK_WHILE_STARTING = True
+
 #: The trust registry of a pool process (keys, thresholds and the root), set once at start.
 _registry: TrustRegistry | None = None
 
@@ -40,6 +53,20 @@ _registry: TrustRegistry | None = None
 def _init_worker(rows: TrustRows) -> None:
     global _registry  # noqa: PLW0603 - one registry per pool process
     _registry = registry_from_rows(rows)
+    # What the process holds now (modules, the registry) lives as long as it does: leave it out
+    # of the collector's passes, and pass less often (parsing makes many short-lived objects).
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def _start(pool: ProcessPoolExecutor, started: threading.Event) -> None:
+    """Start the pool's processes (a first task), then set ``started``."""
+    try:
+        pool.submit(os.getpid).result()
+    except BaseException:  # noqa: BLE001, S110 - a broken pool raises again at the next submit, in the caller
+        pass
+    finally:
+        started.set()
 
 
 def _prepare_chunk(raws: Sequence[bytes], now: int, limit: int) -> list[Prepared | LedgerError]:
@@ -77,6 +104,28 @@ def import_envelopes(
     progress: Callable[[ImportSummary], None] | None = None,
 ) -> ImportSummary:
     """Append many envelopes; every signature is checked, every batch committed with a checkpoint."""
+    # Each batch allocates (and frees) hundreds of thousands of objects, and the cyclic collector
+    # would pass over this process's whole heap every few hundred: collect less often while
+    # importing (the few cycles a batch leaves, sessions and transactions, are still collected).
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+    try:
+        return _import(sessions, raws, log, workers=workers, batch_size=batch_size, clock=clock, limit=limit, progress=progress)
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def _import(
+    sessions: Callable[[], Session],
+    raws: Iterable[bytes],
+    log: LogIdentity,
+    *,
+    workers: int | None,
+    batch_size: int,
+    clock: Callable[[], float],
+    limit: int,
+    progress: Callable[[ImportSummary], None] | None,
+) -> ImportSummary:
     if workers is None:
         workers = os.cpu_count() or 1
     with sessions() as session:
@@ -132,20 +181,35 @@ def import_envelopes(
             integrate_batch(prepare_envelopes(batch, registry, now=now, limit=limit, everything=lambda: registry), now)
         return summary
 
-    # spawn, not fork: the parent may hold database connections and threads.
-    context = multiprocessing.get_context("spawn")
+    # A fresh process per worker, not fork: this process may hold database connections and threads.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    batches = _batches(raws, batch_size)
+    chunk = max(1, -(-batch_size // workers))
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(rows,)) as pool:
+        # Starting the pool blocks until the fork server has imported this module (about half a
+        # second): start it on a thread and check the first batches here meanwhile.
+        started = threading.Event()
+        starter = threading.Thread(target=_start, args=(pool, started), daemon=True)
+        starter.start()
+        local = registry_from_rows(rows)
+        while CHECK_WHILE_STARTING and not started.is_set():
+            batch = next(batches, None)
+            if batch is None:
+                break
+            now = int(clock())
+            integrate_batch(prepare_envelopes(batch, local, now=now, limit=limit, everything=lambda: local), now)
+        starter.join()
         in_flight: deque[tuple[int, list[Future[list[Prepared | LedgerError]]]]] = deque()
-        chunk = max(1, batch_size // workers)
 
         def submit(batch: list[bytes]) -> None:
             now = int(clock())
             futures = [pool.submit(_prepare_chunk, batch[i : i + chunk], now, limit) for i in range(0, len(batch), chunk)]
             in_flight.append((now, futures))
 
-        for batch in _batches(raws, batch_size):
+        for batch in batches:
             submit(batch)
-            # Keep two batches ahead so that verification overlaps integration.
+            # Keep batches ahead so that verification overlaps integration.
             if len(in_flight) > 2:
                 now, futures = in_flight.popleft()
                 integrate_batch([p for f in futures for p in f.result()], now)
@@ -153,5 +217,3 @@ def import_envelopes(
             now, futures = in_flight.popleft()
             integrate_batch([p for f in futures for p in f.result()], now)
     return summary
-
-

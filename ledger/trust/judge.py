@@ -81,11 +81,13 @@ def judge(
     time: int,
     as_of: int | None = None,
     index: int | None = None,
+    explain: bool = True,
 ) -> Judgement:
     """Judge a record at ``index``, integrated at ``time``, signed by ``key_ids``, as of ``as_of``
     (default ``time``). A record being appended is after every event of ``state``: pass
     ``APPENDING`` (a revoked or rotated key signs nothing new). ``index`` None judges by time alone (revocation at
-    compromised-since, rotation at its time, the latest thresholds)."""
+    compromised-since, rotation at its time, the latest thresholds). ``explain=False`` leaves
+    ``why`` empty (the verdict and reasons are the same): for callers that only act on the verdict."""
     as_of = time if as_of is None else as_of
     trusted: dict[str, str] = {}  # key id → principal
     stale: dict[str, str] = {}
@@ -135,11 +137,13 @@ def judge(
     needed = state.threshold_for(predicate_type, None if index == APPENDING else index)
     principals = set(trusted.values())
     if len(principals) >= needed:
-        return Judgement("trusted", (), tuple(trusted), tuple(sorted(principals)), _why(trusted, counted_grants, needed, as_of))
+        return Judgement("trusted", (), tuple(trusted), tuple(sorted(principals)),
+                         _why(trusted, counted_grants, needed, as_of) if explain else {})
     with_stale = principals | set(stale.values())
     if len(with_stale) >= needed and stale:
         both = {**trusted, **stale}
-        return Judgement("stale", tuple(reasons), tuple(both), tuple(sorted(with_stale)), _why(both, counted_grants, needed, as_of))
+        return Judgement("stale", tuple(reasons), tuple(both), tuple(sorted(with_stale)),
+                         _why(both, counted_grants, needed, as_of) if explain else {})
     if needed > 1:
         have = ", ".join(sorted(principals)) or "none"
         reasons.append(

@@ -40,6 +40,9 @@ MAX_JSON_INTEGER = 2**64 - 1
 MAX_JSON_NUMBER_CHARS = 40
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: a ``\\uD800``-``\\uDFFF`` escape: where a decoded string could hold a surrogate when the text
+#: itself holds none (a pair of them may decode to a valid character; the full check tells)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
 class _Refused(Exception):
@@ -91,7 +94,7 @@ def parse_json(data: bytes | bytearray | memoryview | str, *, what: str = "the i
     """Decode untrusted JSON strictly (see the module docstring); ``what`` names it in errors."""
     if isinstance(data, bytes | bytearray | memoryview):
         try:
-            text = bytes(data).decode("utf-8")
+            text = bytes(data).decode("utf-8")  # strict: never yields a surrogate
         except UnicodeDecodeError as exc:
             raise MalformedError(f"{what} is not valid JSON: it must be UTF-8 text, and byte {exc.start} is not") from exc
     elif isinstance(data, str):
@@ -108,8 +111,32 @@ def parse_json(data: bytes | bytearray | memoryview | str, *, what: str = "the i
         raise MalformedError(f"{what} is not valid JSON: {exc}") from None
     except ValueError as exc:  # int() of a literal: cannot happen within the length bound
         raise MalformedError(f"{what} is not valid JSON: {exc}") from None
-    check_json(doc, what=what, max_depth=max_depth)
+    # The decoder's hooks already enforce the number and key rules; what is left is depth and
+    # surrogates. Nesting cannot exceed the count of "[" and "{" in the text, and a surrogate
+    # can only come from a \\uDxxx escape or (str input) the text itself: when neither can
+    # happen, the walk over every value (most of the cost for small documents) finds nothing.
+    if _SURROGATE_ESCAPE.search(text) or (data is text and _SURROGATE.search(text)):
+        check_json(doc, what=what, max_depth=max_depth)
+    elif text.count("{") + text.count("[") > max_depth and _deeper_than(doc, max_depth):
+        check_json(doc, what=what, max_depth=max_depth)  # names the rule
     return doc
+
+
+def _deeper_than(doc: Any, max_depth: int) -> bool:
+    """Whether arrays and objects nest deeper than ``max_depth`` (level by level, containers only)."""
+    level = [doc] if isinstance(doc, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            return True
+        level = [
+            item
+            for value in level
+            for item in (value.values() if isinstance(value, dict) else value)
+            if isinstance(item, dict | list)
+        ]
+    return False
 
 
 def check_json(doc: Any, *, what: str = "the input", max_depth: int = MAX_JSON_DEPTH) -> None:

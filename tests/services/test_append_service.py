@@ -334,3 +334,20 @@ def test_stored_entries_are_consistent(store):
         report = audit(session, store.log)
     assert report.ok, report.problems
     assert report.tree_size == base + 7
+
+
+def test_a_decoded_batch_item_is_measured_as_it_would_arrive_alone():
+    """A batch item (already decoded) is sized as compact JSON with ASCII escapes: non-ASCII text
+    counts 6 bytes a character there, though its UTF-8 canonical form (the leaf's) is smaller."""
+    from ledger.errors import TooLargeError  # noqa: PLC0415
+    from ledger.services.append import prepare_envelopes  # noqa: PLC0415
+    from ledger.services.trust import TrustRegistry  # noqa: PLC0415
+
+    envelope = sign_envelope(make_statement("pkg/a"), IN_TOTO_PAYLOAD_TYPE, [generate_private_key("ed25519")])
+    envelope["signatures"][0]["keyid"] = "\u00e9" * 400  # 800 bytes of UTF-8, 2,400 as escapes
+    size = len(json.dumps(envelope, separators=(",", ":")))
+    nobody = TrustRegistry({}, None, {})
+    (over,) = prepare_envelopes([envelope], nobody, now=1, limit=size - 1)
+    assert isinstance(over, TooLargeError) and f"envelope is {size} bytes" in str(over)
+    (within,) = prepare_envelopes([envelope], nobody, now=1, limit=size)
+    assert not isinstance(within, TooLargeError)  # past the size check (then refused: no such key)

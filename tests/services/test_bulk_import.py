@@ -11,6 +11,7 @@ import pytest
 from ledger.errors import MalformedError, NotTrustedError, SignatureError
 from ledger.records.keys import generate_private_key
 from ledger.services.audit import audit
+from ledger.services import bulk
 from ledger.services.bulk import import_envelopes
 from ledger.verify import verify_receipt
 from ledger.services.receipts import receipt
@@ -25,8 +26,10 @@ def _corrupt_signature(env: dict) -> dict:
     return env
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_import_appends_in_order_and_lists_refusals(store, workers):
+@pytest.mark.parametrize("workers, pool_only", [(1, False), (2, False), (2, True)])
+def test_import_appends_in_order_and_lists_refusals(store, workers, pool_only, monkeypatch):
+    if pool_only:  # every batch through the pool processes (none checked here while it starts)
+        monkeypatch.setattr(bulk, "CHECK_WHILE_STARTING", False)
     key = store.add_signer()
     base = store.size()  # the signer's key event
     assert base == 1

@@ -95,6 +95,17 @@ def test_nesting_up_to_the_limit_is_accepted():
     assert parse_json("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
 
 
+def test_brackets_and_escapes_inside_strings_are_only_text():
+    # more "[" and "{" than the depth limit, and \u escapes, all inside strings: a shallow
+    # document of valid characters (the full walk runs and finds nothing)
+    text = json.dumps({"a": "[{" * MAX_JSON_DEPTH, "b": "\ud83d\ude00 \u00e9 \\ud800"}, ensure_ascii=True)
+    assert parse_json(text.encode()) == {"a": "[{" * MAX_JSON_DEPTH, "b": "\U0001f600 \u00e9 \\ud800"}
+    assert parse_json(text) == parse_json(text.encode())
+    # a lone surrogate escape among valid ones is still found, in bytes and in str
+    for data in (b'["\\u00e9", {"k": "\\uD800"}]', '["\\u00e9", {"k": "\\uDBFF"}]'):
+        _refused(data, "surrogate")
+
+
 @pytest.mark.parametrize(
     "literal",
     ["NaN", "Infinity", "-Infinity", "1e999", "-1e400", str(MAX_JSON_INTEGER + 1), str(-MAX_JSON_INTEGER - 1), "9" * 5000, "1." + "0" * 100],
