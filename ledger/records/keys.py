@@ -6,6 +6,8 @@ PKCS#8 PEM files, public keys SPKI PEM.
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 from dataclasses import dataclass, field
 
@@ -109,7 +111,13 @@ def _algorithm_of(key: object) -> str:
 
 
 def public_key_from_der(spki_der: bytes) -> PublicKey:
-    """A public key from its DER SubjectPublicKeyInfo."""
+    """A public key from its DER SubjectPublicKeyInfo (immutable: the few keys of a ledger are
+    decoded once per process, not once per leaf that names them)."""
+    return _public_key_from_der(bytes(spki_der))
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key_from_der(spki_der: bytes) -> PublicKey:
     return PublicKey(_algorithm_of(_load_spki(spki_der)), spki_der)
 
 

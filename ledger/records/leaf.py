@@ -42,7 +42,7 @@ import rfc8785
 from ledger.records.dsse import Envelope, parse_envelope
 from ledger.errors import MalformedError
 from ledger.records.keys import PublicKey, public_key_from_der
-from ledger.untrusted.json import parse_json
+from ledger.untrusted.json import MAX_JSON_DEPTH, parse_json
 
 __all__ = [
     "LEAF_KIND_BUNDLE",
@@ -157,12 +157,55 @@ class Leaf:
     signer: Mapping[str, Any] | None = None
 
 
+class _NotPlain(Exception):
+    """A number the plain encoder may write differently from RFC 8785 (the exact path decides)."""
+
+
+def _plain_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > _SAFE_INTEGER:
+        raise _NotPlain
+    return value
+
+
+def _not_plain(_text: str) -> Any:
+    raise _NotPlain
+
+
+_SAFE_INTEGER = 2**53 - 1
+_PLAIN_DECODER = json.JSONDecoder(parse_int=_plain_int, parse_float=_not_plain, parse_constant=_not_plain)
+
+
+def _plain_canonical(data: bytes) -> Any:
+    """The decoded leaf (an object) when its bytes are provably RFC 8785 by a cheaper test, else None.
+
+    For ASCII bytes whose only numbers are integers within ±(2**53 - 1), RFC 8785 is exactly
+    Python's encoder with sorted keys, no spaces and ``ensure_ascii=False`` (``canonical_strings``:
+    ASCII keys sort the same by code point as by UTF-16 unit; safe integers print the same). So
+    when re-encoding the decoded value that way gives back the very bytes, they are canonical, and
+    the strict loader would accept them too: a repeated key, an escaped surrogate, an escape RFC
+    8785 does not use or a space would not re-encode to the same bytes, and fewer brackets than
+    the depth limit cannot nest deeper than it. Anything else (None) takes the exact path."""
+    if not data.isascii() or data.count(b"{") + data.count(b"[") > MAX_JSON_DEPTH:
+        return None
+    try:
+        doc = _PLAIN_DECODER.decode(data.decode("ascii"))
+        again = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    except (_NotPlain, ValueError, UnicodeEncodeError, RecursionError):
+        return None
+    return doc if type(doc) is dict and again == data else None
+
+
 def decode_leaf(data: bytes) -> Leaf:
     """Parse leaf data; it must be exactly the canonical encoding (one accepted encoding)."""
-    doc = parse_json(data, what="leaf data")
+    data = bytes(data)
+    doc = _plain_canonical(data)
+    exact = doc is None
+    if exact:
+        doc = parse_json(data, what="leaf data")
     if not isinstance(doc, dict) or doc.get("kind") not in (LEAF_KIND_DSSE, LEAF_KIND_BUNDLE):
         raise MalformedError("leaf data is not a dsse or sigstore-bundle leaf")
-    if canonical_json(doc) != data:
+    if exact and canonical_json(doc) != data:
         raise MalformedError("leaf data is not in canonical (RFC 8785) form")
     t = doc.get("integrated_time")
     if type(t) is not int or t < 0:
@@ -186,7 +229,7 @@ def decode_leaf(data: bytes) -> Leaf:
         if "key_id" in s and s["key_id"] != key.key_id:
             raise MalformedError("leaf signer key_id does not match its public key")
         keys.append(key)
-    return Leaf(kind=LEAF_KIND_DSSE, envelope=parse_envelope(doc.get("envelope")), integrated_time=t, signers=tuple(keys))
+    return Leaf(kind=LEAF_KIND_DSSE, envelope=parse_envelope(doc.get("envelope"), checked=True), integrated_time=t, signers=tuple(keys))
 
 
 def _decode_bundle_leaf(doc: Mapping[str, Any], t: int) -> Leaf:
@@ -206,7 +249,7 @@ def _decode_bundle_leaf(doc: Mapping[str, Any], t: int) -> Leaf:
     key = public_key_from_der(der)
     if signer.get("key_id") != key.key_id:
         raise MalformedError("leaf signer key_id does not match its public key")
-    envelope = parse_envelope(bundle["dsseEnvelope"]) if "dsseEnvelope" in bundle else None
+    envelope = parse_envelope(bundle["dsseEnvelope"], checked=True) if "dsseEnvelope" in bundle else None
     return Leaf(
         kind=LEAF_KIND_BUNDLE, envelope=envelope, integrated_time=t, signers=(key,), bundle=bundle, signer=signer
     )

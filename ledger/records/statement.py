@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.errors import MalformedError
@@ -59,6 +59,8 @@ class Statement:
     subjects: tuple[Subject, ...]
     predicate_type: str
     predicate: Any
+    #: the whole statement as decoded (strictly), for those that keep it
+    document: Any = field(default=None, compare=False, repr=False)
 
     def check_names(self) -> None:
         """Every subject name follows the grammar (``check_subject_name``): records judged by
@@ -139,4 +141,4 @@ def parse_statement(payload: bytes) -> Statement:
         subjects.append(Subject(name=name, digest=dict(digest)))
     if "predicate" in doc and not isinstance(doc["predicate"], dict | list | type(None)):
         raise MalformedError("statement predicate must be a JSON object")
-    return Statement(type=stype, subjects=tuple(subjects), predicate_type=predicate_type, predicate=doc.get("predicate"))
+    return Statement(type=stype, subjects=tuple(subjects), predicate_type=predicate_type, predicate=doc.get("predicate"), document=doc)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +92,7 @@ def _statement_parts(payload: bytes) -> tuple[dict[str, Any], str, tuple[tuple[s
     edges: tuple[tuple[str, str, str], ...] = ()
     if statement.predicate_type != KEY_EVENT:
         edges = tuple(edges_of(statement.predicate_type, statement.predicate, [(a, v) for a, v, _ in subjects]))
-    return json.loads(payload), statement.predicate_type, subjects, edges
+    return statement.document, statement.predicate_type, subjects, edges
 
 
 def leaf_facts(index: int, data: bytes) -> LeafFacts:

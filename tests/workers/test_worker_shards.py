@@ -17,6 +17,7 @@ from ledger.merkle import range_nodes
 from ledger.records.leaf import decode_leaf, encode_leaf
 from ledger.services import audit, shards
 from ledger.services.shards.results import _Problems
+from ledger.services.shards.leaf_signatures import _COMMON_LEAF
 from tests.fixtures import sign
 from tests.services.test_tamper import BATCHES, CASES, SIZE
 from tests.workers.factory import bulk_ledger_into, ledger_like_batches
@@ -174,6 +175,16 @@ def test_fast_and_exact_leaf_decoding_agree():
     unpadded = dict(envelope, payload=envelope["payload"].rstrip("="))
     if unpadded["payload"] != envelope["payload"]:
         assert shards.check_leaf_signatures(encode_leaf(unpadded, 1, [key.public_key])) is None
+    # older leaves name each signer's key id; key events carry no keyid hint: both still verify
+    # on the byte-matched path (and a wrong signature under either form does not)
+    legacy = json.loads(data)
+    legacy["signers"][0]["key_id"] = key.key_id
+    legacy_data = json.dumps(legacy, sort_keys=True, separators=(",", ":")).encode()
+    no_hint = encode_leaf(dict(envelope, signatures=[{"sig": envelope["signatures"][0]["sig"]}]), 1, [key.public_key])
+    for form in (legacy_data, no_hint):
+        assert _COMMON_LEAF.fullmatch(form) is not None
+        assert shards.check_leaf_signatures(form) is None and decode_leaf(form).signers[0].key_id == key.key_id
+    assert shards.check_leaf_signatures(encode_leaf(dict(envelope, signatures=[{"sig": sign(other)["signatures"][0]["sig"]}]), 1, [key.public_key]))[0] == "signature"
     # a flipped signature bit
     sig = base64.b64decode(envelope["signatures"][0]["sig"])
     flipped = dict(envelope, signatures=[{"keyid": key.key_id, "sig": base64.b64encode(bytes([sig[0] ^ 1]) + sig[1:]).decode()}])

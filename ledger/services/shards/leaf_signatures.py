@@ -50,12 +50,13 @@ _SIGNERS = _Signers()
 
 
 #: The shape ``ledger.records.leaf.encode_leaf`` writes for one signature by one recorded signer, with
-#: strings that need no escaping: bytes that match are RFC 8785 canonical by construction.
+#: strings that need no escaping: bytes that match are RFC 8785 canonical by construction. The
+#: keyid hint is optional (key events carry none), and so is the signer's key_id (older leaves).
 _COMMON_LEAF = re.compile(
     rb'\{"envelope":\{"payload":"([A-Za-z0-9+/]*={0,2})","payloadType":"([ !#-\[\]-~]+)",'
-    rb'"signatures":\[\{"keyid":"([ !#-\[\]-~]*)","sig":"([A-Za-z0-9+/]+={0,2})"\}\]\},'
+    rb'"signatures":\[\{(?:"keyid":"([ !#-\[\]-~]*)",)?"sig":"([A-Za-z0-9+/]+={0,2})"\}\]\},'
     rb'"integrated_time":(0|[1-9][0-9]{0,15}),"kind":"dsse",'
-    rb'"signers":\[\{"key_id":"([0-9a-f]{64})","public_key":"([A-Za-z0-9+/]+={0,2})"\}\]\}'
+    rb'"signers":\[\{(?:"key_id":"([0-9a-f]{64})",)?"public_key":"([A-Za-z0-9+/]+={0,2})"\}\]\}'
 )
 
 
@@ -83,7 +84,7 @@ def check_leaf_signatures(data: bytes, signers: _Signers = _SIGNERS) -> tuple[st
         else:
             if sig and int(t) < _MAX_SAFE_INT:
                 try:
-                    key = signers.key(public_key.decode("ascii"), key_id.decode("ascii"))
+                    key = signers.key(public_key.decode("ascii"), key_id.decode("ascii") if key_id is not None else None)
                 except LedgerError as exc:
                     return "leaf_data", exc.diagnostics()
                 if key.verify(sig, pae(payload_type.decode("ascii"), payload)):
