@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from ledger.errors import MalformedError, SignatureError, TooLargeError, VerificationError
 from ledger.records.keys import generate_private_key
@@ -100,6 +101,45 @@ def test_revoked_key_is_untrusted(store, fetch) -> None:  # type: ignore[no-unty
     with store.sessions() as session:
         server = chain_service.chain(session, chain.artifact, now=NOW)
     assert server == result.chain
+
+
+def test_a_ledger_written_in_the_older_forms_still_verifies(store, fetch, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Ledgers from before key events named their key once: key events with ``predicate.key_id``,
+    a ``key:<id>`` subject and a keyid hint, and leaves whose signers carry their key ids. The
+    server's chain, the audit and the offline bundle verdict are the same as for the current forms."""
+    from ledger.records.dsse import sign_envelope  # noqa: PLC0415
+    from ledger.records.leaf import canonical_strings  # noqa: PLC0415
+    from ledger.services import append, audit, registry  # noqa: PLC0415
+    from ledger.services import chain as chain_service  # noqa: PLC0415
+
+    def legacy_statement(event):  # type: ignore[no-untyped-def]
+        doc = json.loads(original_statement(event))
+        if event.key_id is not None and doc["subject"][0]["name"] in ("key", "identity", "tee-root"):
+            doc["predicate"]["key_id"] = event.key_id
+            doc["subject"][0]["name"] += f":{event.key_id}"
+        return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+    def legacy_signers(keys):  # type: ignore[no-untyped-def]
+        return canonical_strings([{"key_id": k.key_id, "public_key": base64.b64encode(k.spki_der).decode()} for k in keys])
+
+    original_statement = registry.key_event_statement
+    monkeypatch.setattr(registry, "key_event_statement", legacy_statement)
+    monkeypatch.setattr(registry, "key_event_envelope", lambda admin, event: sign_envelope(legacy_statement(event), "application/vnd.in-toto+json", [admin]))
+    monkeypatch.setattr(append, "signers_json", legacy_signers)
+    chain = supply_chain(store)
+    chain.trust.revoke(chain.keys["fw"], compromised_since=store.clock - 100)
+    with store.sessions() as session:
+        data = [bytes(d) for (d,) in session.execute(text("SELECT data FROM entries ORDER BY idx"))]
+        server = chain_service.chain(session, chain.artifact, now=NOW)
+        assert audit.audit(session, store.log).ok
+    assert all(b'"key_id":' in d for d in data) and b'"keyid":' in data[0]  # really the older forms
+    assert b"key:" in base64.b64decode(json.loads(data[0])["envelope"]["payload"])
+    result = check(store, fetch(chain.artifact), chain.artifact)
+    assert result.verdict == "untrusted" and result.chain == server and len(result.key_events) == 4
+    monkeypatch.undo()  # the current forms land beside the older ones
+    chain.trust.reaffirm(chain.keys["ci"], NOW + 10**8)
+    result = check(store, fetch(chain.artifact), chain.artifact)
+    assert result.verdict == "untrusted" and len(result.key_events) == 5
 
 
 def test_stale_grant_is_stale(store, fetch) -> None:  # type: ignore[no-untyped-def]
