@@ -365,14 +365,19 @@ def audit_caches(session: Session, log: LogIdentity, report: AuditReport) -> Non
     fold = check_derived(session, problems.add)
     for p in verify_trust_state(session, log, fold=fold):
         problems.add(p.index, p.kind, p.message)
-    # 7. The re-judged TEE appraisals (a cache) recomputed from the log; a wrong row names its
-    #    deployment but no bad index (the entries themselves are intact).
+    audit_appraisals(session, problems.add)
+
+
+def audit_appraisals(session: Session, add: Callable[[int | None, str, str], None]) -> None:
+    """Step 7: the TEE appraisals (caches) recomputed from the log. Every audit mode runs it
+    (the shards' combiner too); a wrong re-judged row names its deployment but no bad index
+    (the entries themselves are intact)."""
     from ledger.services.reappraisal import verify_appraisals, verify_reappraisals  # noqa: PLC0415 - reappraisal imports services
 
     for entry, why in verify_appraisals(session):  # the submission appraisals, re-run from the leaves
-        problems.add(entry, "appraisal", f"deployment entry {entry}: {why}")
+        add(entry, "appraisal", f"deployment entry {entry}: {why}")
     for entry, trust_index, why in verify_reappraisals(session):
-        problems.add(None, "tee_reappraisal", f"deployment entry {entry} under key event {trust_index}: {why}")
+        add(None, "tee_reappraisal", f"deployment entry {entry} under key event {trust_index}: {why}")
 
 
 def _subtree_results(session: Session, log: LogIdentity, plan: list[tuple[int, int]], workers: int) -> Iterator[SubtreeResult]:

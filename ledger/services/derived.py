@@ -28,7 +28,7 @@ from ledger.trust.fold import LeafFacts, TrustFold, leaf_facts
 from ledger.trust.policy import IDENTITY_ALGORITHM
 from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, KEY_EVENT
 
-__all__ = ["DerivedProblem", "check_derived", "check_derived_range"]
+__all__ = ["DerivedProblem", "check_cosignatures", "check_derived", "check_derived_range"]
 
 CHUNK = 2000
 
@@ -71,6 +71,7 @@ class _Checker:
         self.firmware_subjects: dict[int, list[tuple[str, str]]] = {}
         self.last_time: int | None = None
         self.deployed: set[str] = set()
+        self._state: Any = None
 
     def check_chunk(self, rows: list[tuple[Any, ...]]) -> None:
         start, end = rows[0][0], rows[-1][0] + 1
@@ -144,13 +145,22 @@ class _Checker:
             out.append("entry_signers is empty for a keyless bundle")
         if key_id not in stored:
             out.append(f"entries.key_id {key_id} is not among its entry_signers")
-        if self.fold is not None:
-            state = self.fold.state
+        # a shard has no fold of its own: the whole log's key events say when each identity was
+        # registered (registrations are never undone, so "before idx" reads the same either way)
+        state = self.fold.state if self.fold is not None else self._whole_state()
+        if state is not None:
             for k in stored:
                 identity = state.keys.get(k)
                 if identity is None or identity.algorithm != IDENTITY_ALGORITHM or identity.registered_index >= idx:
                     out.append(f"entry_signers names {k}, which is not an identity registered before entry {idx}")
         return out
+
+    def _whole_state(self) -> Any:
+        if self._state is None:
+            from ledger.services.policy import fold_key_events  # noqa: PLC0415 - policy imports this module's neighbours
+
+            self._state = fold_key_events(self.session).state
+        return self._state
 
     def _deployment(self, idx: int, appraisals: list[Any], wrong: list[str]) -> list[tuple[str, str, str]]:
         if len(appraisals) != 1:
@@ -225,11 +235,11 @@ def check_derived(session: Session, add: Callable[[int | None, str, str], None])
     checker = _Checker(session, fold, add)
     for rows in _entries(session, 0, None):
         checker.check_chunk(rows)
-    _check_cosignatures(session, add)
+    check_cosignatures(session, add)
     return fold
 
 
-def _check_cosignatures(session: Session, add: Callable[[int | None, str, str], None]) -> None:
+def check_cosignatures(session: Session, add: Callable[[int | None, str, str], None]) -> None:
     """Each stored cosignature belongs to a checkpoint the log signed, and names its witness."""
     rows = session.connection().exec_driver_sql(
         "SELECT c.tree_size, c.witness, c.key_id, c.line, k.note FROM checkpoint_cosignatures c "

@@ -243,3 +243,11 @@ def test_audit_re_runs_each_submission_appraisal(store, snp_pki: SnpPki) -> None
         assert [entry for entry, _ in verify_appraisals(session)] == [index]
         result = audit.audit(session, store.log)
     assert not result.ok and result.first_bad_index == index
+    # the signature-level audits (shards, then the combiner) re-run it too
+    from ledger.services import shards  # noqa: PLC0415
+
+    with store.sessions() as session:
+        log = store.log
+        results = [shards.verify_shard(session, s, vkey=log.vkey, origin=log.origin) for s in shards.plan_shards(result.tree_size, 1)]
+        combined = shards.combine_shards(session, result.tree_size, results, vkey=log.vkey, origin=log.origin)
+    assert not combined.ok and combined.first_bad_index == index

@@ -305,3 +305,10 @@ def test_audit_checks_the_cosignature_index_against_its_lines(trust: Trust) -> N
         report = audit(session, trust.store.log)
     assert not report.ok and report.first_bad_index == size - 1
     assert any("cosignature index" in p.message for p in report.problems)
+    # the signature-level audits (shards, then the combiner) check it too
+    with trust.store.sessions() as session:
+        log = trust.store.log
+        results = [shards.verify_shard(session, s, vkey=log.vkey, origin=log.origin) for s in shards.plan_shards(size, 1)]
+        combined = shards.combine_shards(session, size, results, vkey=log.vkey, origin=log.origin)
+    assert not combined.ok and combined.first_bad_index == size - 1
+    assert any("cosignature index" in p["message"] if isinstance(p, dict) else "cosignature index" in p.message for p in combined.problems)

@@ -204,6 +204,34 @@ def test_identity_grants_scope_predicate_type_subject_and_revocation(bundle_stor
     assert isinstance(result, NotTrustedError) and "not valid at" in str(result)
 
 
+def test_a_keyless_entry_whose_signer_rows_name_no_registered_identity_fails_every_audit(any_bundle_store: Any, provenance: Path) -> None:
+    """entry_signers of a keyless entry is a cache of the identity its certificate matched: rows
+    naming something that is not an identity registered before the entry fail the audit, the
+    hash-plus-cache one and the signature-level one (shards, then the combiner)."""
+    from sqlalchemy import text  # noqa: PLC0415
+
+    from ledger.services import audit, shards  # noqa: PLC0415
+
+    st = any_bundle_store
+    policy = Policy(st)
+    policy.identity("beacon", BEACON_SAN, GITHUB, BEACON_REPO, Grant((SLSA_V1,), subjects=("a.txt",)))
+    index = ok(_submit(st, HAPPY_DSSE, provenance))["index"]
+    with st.sessions() as session:
+        assert audit.audit(session, st.log).ok
+    with st.tamper() as conn:
+        conn.execute(text("UPDATE entry_signers SET key_id = :z WHERE entry_idx = :i"), {"z": "0" * 64, "i": index})
+        conn.execute(text("UPDATE entries SET key_id = :z WHERE idx = :i"), {"z": "0" * 64, "i": index})
+    with st.sessions() as session:
+        report = audit.audit(session, st.log)
+        log = st.log
+        results = [shards.verify_shard(session, s, vkey=log.vkey, origin=log.origin) for s in shards.plan_shards(report.tree_size, 1)]
+        combined = shards.combine_shards(session, report.tree_size, results, vkey=log.vkey, origin=log.origin)
+    for found in (report, combined):
+        assert not found.ok and found.first_bad_index == index
+        messages = " ".join(p["message"] if isinstance(p, dict) else p.message for p in found.problems)
+        assert "not an identity registered before" in messages
+
+
 def test_identities_are_in_the_key_history_and_audited(bundle_store: Any, provenance: Path) -> None:
     from sqlalchemy import text  # noqa: PLC0415
 

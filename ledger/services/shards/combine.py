@@ -116,6 +116,13 @@ def combine_shards(
 
     for p in verify_trust_state(session):
         problems.add(p.index, p.kind, p.message)
+    # The caches that belong to no shard, as every audit mode checks them: the cosignature index
+    # and the TEE appraisals re-run from the leaves.
+    from ledger.services.audit import audit_appraisals  # noqa: PLC0415 - as above
+    from ledger.services.derived import check_cosignatures  # noqa: PLC0415
+
+    check_cosignatures(session, problems.add)
+    audit_appraisals(session, problems.add)
 
     ordered = problems.items
     return DistributedReport(
