@@ -116,7 +116,7 @@ __all__ = [
 
 VERDICT_BUNDLE_MEDIA_TYPE = "application/vnd.provledger.verdict-bundle.v1+json"
 TRUST_HEAD_HEADER = "provenance-ledger/trust-head/v1"
-#: a bundle of 20 links over 1,000 key events is about 2 MB; this leaves room for big SBOMs
+#: a bundle of 20 links over 1,000 key events is about 1.9 MB; this leaves room for big SBOMs
 MAX_VERDICT_BUNDLE_BYTES = 64 * 1024 * 1024
 #: entries a bundle holds at most (records reachable from the subject plus the key history)
 MAX_BUNDLE_ENTRIES = 200_000
