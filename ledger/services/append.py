@@ -363,12 +363,12 @@ def check_right_edge(session: Session, size: int, edge: RightEdge | None, *, sto
             f"the store's right edge moved: the sequencer is at size {size} but the last stored entry is {last_idx}",
             first_bad,
         )
-    latest = store.latest_checkpoint(session)
-    if size > 0 and (latest is None or latest.tree_size != size):
+    latest = store.latest_checkpoint_root(session)  # (tree size, root hash)
+    if size > 0 and (latest is None or latest[0] != size):
         raise _edge_error(
             f"the store's right edge moved: no checkpoint covers the tree of size {size}", size - 1
         )
-    if stored is not None and size > 0 and latest is not None and stored.root() != latest.root_hash:
+    if stored is not None and size > 0 and latest is not None and stored.root() != latest[1]:
         raise _edge_error(
             f"the stored tree of size {size} does not lead to the latest checkpoint's root", size - 1
         )
@@ -382,7 +382,7 @@ def check_right_edge(session: Session, size: int, edge: RightEdge | None, *, sto
     if edge.size == 0:
         return
     if edge.size == size:
-        head, root = last[1] if last is not None else None, latest.root_hash if latest is not None else None
+        head, root = last[1] if last is not None else None, latest[1] if latest is not None else None
     else:  # another process appended since: what this one wrote must still be there
         then = store.checkpoint_of_size(session, edge.size)
         head, root = store.chain_head(session, edge.size), then.root_hash if then is not None else None
