@@ -73,8 +73,8 @@ class _Decoded:
     canonical: bytes
 
 
-def _decode(raw: bytes | str | Mapping[str, Any], limit: int) -> _Decoded:
-    envelope = parse_envelope(raw, limit=limit)
+def _decode(raw: bytes | str | Mapping[str, Any], limit: int, checked: bool = False) -> _Decoded:
+    envelope = parse_envelope(raw, limit=limit, checked=checked)
     canonical = canonical_strings(envelope.document)
     # An already decoded object (a batch item): measure it the way it would arrive alone (as
     # compact JSON with ASCII escapes). That is at most 3 bytes per byte of its UTF-8 canonical
@@ -91,14 +91,14 @@ def _decode(raw: bytes | str | Mapping[str, Any], limit: int) -> _Decoded:
     return _Decoded(envelope, canonical)
 
 
-def _parse_submission(raw: Any, limit: int) -> Any:
+def _parse_submission(raw: Any, limit: int, checked: bool = False) -> Any:
     """A submission's first step: a DSSE envelope decoded (``_Decoded``) or the error that
     refuses it; anything else (a Sigstore bundle, a value of the wrong type) is returned as it
     is, for ``prepare_envelopes`` to take in full."""
     if not isinstance(raw, bytes | str | Mapping) or bundles.is_bundle(raw):
         return raw
     try:
-        return _decode(raw, limit)
+        return _decode(raw, limit, checked)
     except LedgerError as exc:
         return exc
 
@@ -266,11 +266,15 @@ def prepare_batch(
     *,
     now: int,
     limit: int = MAX_ENVELOPE_BYTES,
+    checked: bool = False,
 ) -> list[Prepared | LedgerError]:
     """Load the keys the submissions name, then ``prepare_envelopes``, then appraise the
-    deployment records' TEE evidence against the store (``ledger.services.deployment``)."""
+    deployment records' TEE evidence against the store (``ledger.services.deployment``).
+
+    ``checked``: the submissions are values ``parse_json`` returned (a batch body's items),
+    already held to the strict loader's rules."""
     # each submission is parsed once: its keyid hints come from the parsed envelope
-    parsed = [_parse_submission(raw, limit) for raw in raws]
+    parsed = [_parse_submission(raw, limit, checked) for raw in raws]
     registry = load_keys(session, _hints(parsed))
     # End the read transaction before the CPU-bound checks: on SQLite an open reader pins the WAL
     # snapshot, and readers held through every batch's verification starve its checkpoints (the
