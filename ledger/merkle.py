@@ -38,6 +38,7 @@ __all__ = [
     "consistency_proof_plan",
     "frontier_nodes",
     "inclusion_proof",
+    "inclusion_paths",
     "inclusion_proof_plan",
     "leaf_hash",
     "node_hash",
@@ -172,6 +173,41 @@ def consistency_proof_plan(old_size: int, new_size: int) -> Plan:
 def proof_from_plan(plan: Plan, hashes: Mapping[NodeId, bytes]) -> list[bytes]:
     """Turn a plan into proof hashes, given the hash of every node the plan names."""
     return [range_hash(nodes, hashes) for nodes in plan]
+
+
+def inclusion_paths(indexes: Iterable[int], size: int, hashes: Mapping[NodeId, bytes]) -> list[list[bytes]]:
+    """PATH(index, D[size]) for each index, leaf to root, given the hash of every complete
+    subtree the paths read (KeyError names one that is missing).
+
+    The RFC 9162 §2.1.3.1 recursion, as ``inclusion_proof_plan``, with each subtree's hash
+    computed once for all the paths: the proofs of a batch of neighbouring entries share
+    most of their hashes (and the same ``bytes`` objects, so callers may cache by hash).
+    """
+    memo: dict[tuple[int, int], bytes] = {}
+
+    def mth(start: int, end: int) -> bytes:
+        h = memo.get((start, end))
+        if h is None:
+            h = memo[(start, end)] = range_hash(range_nodes(start, end), hashes)
+        return h
+
+    paths = []
+    for index in indexes:
+        if not 0 <= index < size:
+            raise ValueError(f"inclusion proof needs 0 <= index < size, got index {index}, size {size}")
+        path: list[bytes] = []
+        lo, hi = 0, size
+        while hi - lo > 1:
+            k = _largest_power_of_two_below(hi - lo)
+            if index < lo + k:
+                path.append(mth(lo + k, hi))
+                hi = lo + k
+            else:
+                path.append(mth(lo, lo + k))
+                lo += k
+        path.reverse()
+        paths.append(path)
+    return paths
 
 
 def plan_nodes(plan: Plan) -> set[NodeId]:

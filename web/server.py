@@ -22,6 +22,7 @@ from ledger.errors import ConfigurationError, IntegrityError
 from ledger.services import audit, browse, integrity, setup
 from ledger.services.log import LogIdentity, load_log_identity
 from web.app import MAX_REQUEST_BYTES, create_app
+from web.balance import Balancer
 from web.extension import IntegrityState
 
 __all__ = ["access_log", "check_at_start", "serve", "server_options"]
@@ -139,7 +140,7 @@ def access_log(app: Any) -> Any:
 
 def _serve_process(
     settings: Settings, state: IntegrityState, background: bool, sock: socket.socket, options: dict[str, Any],
-    log_requests: bool = False,
+    log_requests: bool = False, balance: tuple[Balancer, int] | None = None,
 ) -> int:
     import waitress  # noqa: PLC0415
 
@@ -151,6 +152,9 @@ def _serve_process(
     if background:
         start_background_audit(settings, app.extensions["provledger"].log, state)
     server = waitress.create_server(access_log(app) if log_requests else app, sockets=[sock], **options)
+    if balance is not None:
+        balancer, worker = balance
+        balancer.install(worker, server)
     try:
         server.run()
     except KeyboardInterrupt:
@@ -192,14 +196,17 @@ def serve(
     if workers == 1:
         return _serve_process(settings, state, background, sock, options, access_log)
     # Several processes accept on the one listening socket; each runs its own sequencer, and
-    # they serialise through the database's sequencer lock.
+    # they serialise through the database's sequencer lock. The balancer spreads connections
+    # evenly over them (web.balance).
+    balancer = Balancer(workers)
     children: list[int] = []
-    for _n in range(workers):
+    for n in range(workers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             code = 1
             try:
-                code = _serve_process(settings, state, background, sock, options, access_log)  # each its own audit and state
+                # each its own audit and state
+                code = _serve_process(settings, state, background, sock, options, access_log, (balancer, n))
             finally:
                 os._exit(code)
         children.append(pid)

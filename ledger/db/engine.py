@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = ["WRITE_LOCK", "is_sqlite", "make_engine", "make_session_factory"]
 
+#: Pooled connections an SQLite engine keeps open (each is a file handle and a page cache).
+SQLITE_POOL_SIZE = 24
+
 #: Execution option naming a transaction that takes the write lock at BEGIN (SQLite).
 WRITE_LOCK = "provledger_write_lock"
 
@@ -24,8 +27,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``. SQLite gets WAL, full sync and explicit BEGIN handling."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs)
         database = parsed.database
+        if database and database != ":memory:" and "poolclass" not in kwargs:
+            # A serving process has up to 16 request threads, a sequencer and short token and
+            # trust reads: with the default 5 (+10 overflow) the overflow connections were
+            # closed on return and reopened (file open, PRAGMAs) several times a request.
+            kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs)
 
         @event.listens_for(engine, "do_connect")
         def _private_file(*_args: Any) -> None:

@@ -133,7 +133,8 @@ def read_frontier(session: Session, size: int) -> CompactRange:
 
 def last_entry(session: Session) -> tuple[int, bytes] | None:
     """The index and chain hash of the highest stored entry (None: no entries)."""
-    row = session.execute(select(Entry.idx, Entry.chain_hash).order_by(Entry.idx.desc()).limit(1)).first()
+    # plain SQL: the sequencer checks the right edge before every batch
+    row = session.connection().exec_driver_sql("SELECT idx, chain_hash FROM entries ORDER BY idx DESC LIMIT 1").first()
     return (int(row[0]), bytes(row[1])) if row is not None else None
 
 
@@ -323,6 +324,14 @@ def insert_checkpoint(session: Session, tree_size: int, root_hash: bytes, note: 
 
 def latest_checkpoint(session: Session) -> Checkpoint | None:
     return session.execute(select(Checkpoint).order_by(Checkpoint.tree_size.desc()).limit(1)).scalar_one_or_none()
+
+
+def latest_checkpoint_root(session: Session) -> tuple[int, bytes] | None:
+    """The size and root hash of the latest checkpoint (plain SQL: the sequencer reads it per batch)."""
+    row = session.connection().exec_driver_sql(
+        "SELECT tree_size, root_hash FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+    ).first()
+    return (int(row[0]), bytes(row[1])) if row is not None else None
 
 
 def checkpoint_of_size(session: Session, tree_size: int) -> Checkpoint | None:

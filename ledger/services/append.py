@@ -73,8 +73,8 @@ class _Decoded:
     canonical: bytes
 
 
-def _decode(raw: bytes | str | Mapping[str, Any], limit: int) -> _Decoded:
-    envelope = parse_envelope(raw, limit=limit)
+def _decode(raw: bytes | str | Mapping[str, Any], limit: int, checked: bool = False) -> _Decoded:
+    envelope = parse_envelope(raw, limit=limit, checked=checked)
     canonical = canonical_strings(envelope.document)
     # An already decoded object (a batch item): measure it the way it would arrive alone (as
     # compact JSON with ASCII escapes). That is at most 3 bytes per byte of its UTF-8 canonical
@@ -91,14 +91,14 @@ def _decode(raw: bytes | str | Mapping[str, Any], limit: int) -> _Decoded:
     return _Decoded(envelope, canonical)
 
 
-def _parse_submission(raw: Any, limit: int) -> Any:
+def _parse_submission(raw: Any, limit: int, checked: bool = False) -> Any:
     """A submission's first step: a DSSE envelope decoded (``_Decoded``) or the error that
     refuses it; anything else (a Sigstore bundle, a value of the wrong type) is returned as it
     is, for ``prepare_envelopes`` to take in full."""
     if not isinstance(raw, bytes | str | Mapping) or bundles.is_bundle(raw):
         return raw
     try:
-        return _decode(raw, limit)
+        return _decode(raw, limit, checked)
     except LedgerError as exc:
         return exc
 
@@ -266,11 +266,15 @@ def prepare_batch(
     *,
     now: int,
     limit: int = MAX_ENVELOPE_BYTES,
+    checked: bool = False,
 ) -> list[Prepared | LedgerError]:
     """Load the keys the submissions name, then ``prepare_envelopes``, then appraise the
-    deployment records' TEE evidence against the store (``ledger.services.deployment``)."""
+    deployment records' TEE evidence against the store (``ledger.services.deployment``).
+
+    ``checked``: the submissions are values ``parse_json`` returned (a batch body's items),
+    already held to the strict loader's rules."""
     # each submission is parsed once: its keyid hints come from the parsed envelope
-    parsed = [_parse_submission(raw, limit) for raw in raws]
+    parsed = [_parse_submission(raw, limit, checked) for raw in raws]
     registry = load_keys(session, _hints(parsed))
     # End the read transaction before the CPU-bound checks: on SQLite an open reader pins the WAL
     # snapshot, and readers held through every batch's verification starve its checkpoints (the
@@ -363,12 +367,12 @@ def check_right_edge(session: Session, size: int, edge: RightEdge | None, *, sto
             f"the store's right edge moved: the sequencer is at size {size} but the last stored entry is {last_idx}",
             first_bad,
         )
-    latest = store.latest_checkpoint(session)
-    if size > 0 and (latest is None or latest.tree_size != size):
+    latest = store.latest_checkpoint_root(session)  # (tree size, root hash)
+    if size > 0 and (latest is None or latest[0] != size):
         raise _edge_error(
             f"the store's right edge moved: no checkpoint covers the tree of size {size}", size - 1
         )
-    if stored is not None and size > 0 and latest is not None and stored.root() != latest.root_hash:
+    if stored is not None and size > 0 and latest is not None and stored.root() != latest[1]:
         raise _edge_error(
             f"the stored tree of size {size} does not lead to the latest checkpoint's root", size - 1
         )
@@ -382,7 +386,7 @@ def check_right_edge(session: Session, size: int, edge: RightEdge | None, *, sto
     if edge.size == 0:
         return
     if edge.size == size:
-        head, root = last[1] if last is not None else None, latest.root_hash if latest is not None else None
+        head, root = last[1] if last is not None else None, latest[1] if latest is not None else None
     else:  # another process appended since: what this one wrote must still be there
         then = store.checkpoint_of_size(session, edge.size)
         head, root = store.chain_head(session, edge.size), then.root_hash if then is not None else None

@@ -72,19 +72,24 @@ def receipts(
             raise NotFoundError(f"there is no entry at index {index} (the tree has {tree_size} entries)")
     known = known or {}
     data = dict(data or {})
-    plans = {i: merkle.inclusion_proof_plan(i, tree_size) for i in set(indexes)}
-    needed = set().union(*(merkle.plan_nodes(p) for p in plans.values())) if plans else set()
-    hashes = _read_nodes(session, needed, known)
+    paths: list[list[bytes]] | None = None
+    if known:
+        try:  # the sequencer's batch: every hash its proofs read is in memory
+            paths = merkle.inclusion_paths(indexes, tree_size, known)
+        except KeyError:
+            paths = None
+    if paths is None:
+        plans = {i: merkle.inclusion_proof_plan(i, tree_size) for i in set(indexes)}
+        needed = set().union(*(merkle.plan_nodes(p) for p in plans.values())) if plans else set()
+        hashes = _read_nodes(session, needed, known)
+        paths = [merkle.proof_from_plan(plans[index], hashes) for index in indexes]
     missing = sorted(set(indexes) - data.keys())
     for i in range(0, len(missing), _READ_CHUNK):
         chunk = missing[i : i + _READ_CHUNK]
         data.update((i, d) for i, d in session.execute(select(Entry.idx, Entry.data).where(Entry.idx.in_(chunk))))
     if cosignatures:
         checkpoint_note = cosigned_note(session, tree_size, checkpoint_note)
-    texts = format_tlog_proofs(
-        [(index, merkle.proof_from_plan(plans[index], hashes)) for index in indexes],
-        checkpoint_note.encode("utf-8"),
-    )
+    texts = format_tlog_proofs(list(zip(indexes, paths, strict=True)), checkpoint_note.encode("utf-8"))
     return [
         {
             "index": index,

@@ -14,6 +14,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -48,13 +49,7 @@ class TokenCache:
                     self._noted.clear()
                 self._noted[digest] = now
             return True
-        with sessions() as session:
-            conn = session.connection()
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            row = conn.exec_driver_sql(
-                f"SELECT scope, revoked_at FROM api_tokens WHERE token_hash = {mark}", (digest,)
-            ).first()
-            session.rollback()
+        row = _token_row(sessions, digest)
         if row is None or row[1] is not None:
             self.forget_digest(digest)
             return False
@@ -67,3 +62,31 @@ class TokenCache:
     def clear(self) -> None:
         with self._lock:
             self._noted.clear()
+
+
+_TOKEN_ROW = "SELECT scope, revoked_at FROM api_tokens WHERE token_hash = {mark}"
+
+
+def _token_row(sessions: Callable[[], Session], digest: bytes) -> Any:
+    """(scope, revoked_at) of the token with this SHA-256, or None: one indexed read on a pooled
+    DBAPI connection (no ORM session, no SQLAlchemy statement: about a tenth of the cost; the pool
+    rolls the connection back when it is returned)."""
+    engine = getattr(sessions, "kw", {}).get("bind")
+    if engine is None:  # a plain session factory
+        with sessions() as session:
+            conn = session.connection()
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            row = conn.exec_driver_sql(_TOKEN_ROW.format(mark=mark), (digest,)).first()
+            session.rollback()
+            return row
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(_TOKEN_ROW.format(mark=mark), (digest,))
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+    finally:
+        connection.close()

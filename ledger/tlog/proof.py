@@ -77,7 +77,8 @@ def format_tlog_proof(p: TlogProof) -> str:
 def format_tlog_proofs(proofs: Sequence[tuple[int, Sequence[bytes]]], checkpoint: bytes) -> list[str]:
     """The texts of many proofs against one checkpoint, which is checked once (receipts in bulk)."""
     _check_checkpoint_note(checkpoint)
-    return [_format(TlogProof(index=i, hashes=list(h), checkpoint=checkpoint)) for i, h in proofs]
+    encoded: dict[bytes, str] = {}  # the proofs of a batch share most of their hashes
+    return [_format(TlogProof(index=i, hashes=list(h), checkpoint=checkpoint), encoded) for i, h in proofs]
 
 
 def _check_checkpoint_note(checkpoint: bytes) -> None:
@@ -85,7 +86,11 @@ def _check_checkpoint_note(checkpoint: bytes) -> None:
     parse_checkpoint_text(note.text)
 
 
-def _format(p: TlogProof) -> str:
+def _b64_hash(h: bytes) -> str:
+    return base64.b64encode(check_hash(h, "inclusion proof hash")).decode("ascii")
+
+
+def _format(p: TlogProof, encoded: dict[bytes, str] | None = None) -> str:
     if not 0 <= p.index <= _MAX_INDEX:
         raise ValueError(f"proof index {p.index} is not a uint64")
     if p.extra is not None and not p.extra:
@@ -96,9 +101,14 @@ def _format(p: TlogProof) -> str:
     if p.extra is not None:
         lines.append("extra " + base64.b64encode(p.extra).decode("ascii"))
     lines.append(f"index {p.index}")
-    lines.extend(
-        base64.b64encode(check_hash(h, "inclusion proof hash")).decode("ascii") for h in p.hashes
-    )
+    if encoded is None:
+        lines.extend(_b64_hash(h) for h in p.hashes)
+    else:
+        for h in p.hashes:
+            text = encoded.get(h)
+            if text is None:
+                text = encoded[h] = _b64_hash(h)
+            lines.append(text)
     return "".join(line + "\n" for line in lines) + "\n" + p.checkpoint.decode("utf-8")
 
 

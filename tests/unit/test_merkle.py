@@ -374,6 +374,23 @@ def test_inclusion_sweep() -> None:
                 assert rejects(merkle.verify_inclusion, index, size, LEAVES[index], proof[1:], root)
 
 
+def test_inclusion_paths_match_the_reference_and_need_only_what_a_batch_holds() -> None:
+    for size in range(1, SWEEP_MAX + 1):
+        every = complete_subtrees(size)
+        assert merkle.inclusion_paths(range(size), size, every) == [REF.path(i, size) for i in range(size)]
+        for old in range(size):
+            # what the sequencer holds after appending leaves old..size-1: the old right edge and
+            # every subtree those appends completed
+            held = {n: every[n] for n in expected_frontier(old)}
+            held.update({(lv, i): h for (lv, i), h in every.items() if ((i + 1) << lv) > old})
+            batch = list(range(old, size))
+            assert merkle.inclusion_paths(batch, size, held) == [REF.path(i, size) for i in batch], (old, size)
+    with pytest.raises(KeyError):
+        merkle.inclusion_paths([0], 4, {(0, 1): LEAVES[1]})  # (1, 1) is missing
+    with pytest.raises(ValueError):
+        merkle.inclusion_paths([4], 4, complete_subtrees(4))
+
+
 @pytest.mark.slow
 def test_consistency_sweep() -> None:
     for new in range(1, SWEEP_MAX + 1):

@@ -125,7 +125,10 @@ def post_batch() -> tuple[Response, int]:
     ext = ledger()
     session = get_session()
     # Each item must be a JSON object (an envelope or a bundle); any other item is refused alone.
-    objects = iter(append.prepare_batch(session, [e for e in envelopes if isinstance(e, dict)], now=int(time.time()), limit=envelope_limit))
+    objects = iter(append.prepare_batch(
+        session, [e for e in envelopes if isinstance(e, dict)], now=int(time.time()), limit=envelope_limit,
+        checked=True,  # parse_json held the whole body to its rules
+    ))
     session.rollback()
     prepared = [
         next(objects) if isinstance(e, dict) else MalformedError(f"batch item {i} is not a JSON object (a DSSE envelope or a Sigstore bundle)")
