@@ -4,9 +4,11 @@ earlier integrated time, and integrated time never goes backwards with the index
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import urllib.error
@@ -50,19 +52,23 @@ def two_servers(postgres_store, tmp_path) -> Iterator[tuple[str, str]]:
         port = _free_port()
         log = (tmp_path / f"serve-{name}.log").open("wb")
         processes.append((subprocess.Popen([*prefix, PROVLEDGER, "serve", "--port", str(port), "--workers", "1"],  # noqa: S603
-                                           env=env, stdout=log, stderr=subprocess.STDOUT), log))
+                                           env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True), log))
         bases.append(f"http://127.0.0.1:{port}")
     try:
         for base, (process, _) in zip(bases, processes, strict=True):
             _wait_for(f"{base}/healthz", process)
         yield bases[0], bases[1]
     finally:
+        # the whole process group: faketime runs the server as its child
         for process, log in processes:
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
             log.close()
 
 
