@@ -134,26 +134,31 @@ def build_signed_ledger(backend_store: BenchStore, key: PrivateKey, n: int, *, b
     """Fill a store with n genuinely signed entries, quickly: each batch is signed here and
     integrated directly (the signatures are made by ``key``; verification is what the append
     benchmark measures, so this fill skips it)."""
-    import hashlib  # noqa: PLC0415
     import sys  # noqa: PLC0415
     import time  # noqa: PLC0415
 
     from ledger.records.leaf import canonical_strings  # noqa: PLC0415
     from ledger.services.append import Prepared, Signer, integrate  # noqa: PLC0415
+    from ledger.trust.fold import content_hash  # noqa: PLC0415
+    from ledger.trust.graph import edges_of  # noqa: PLC0415
 
     signer = (Signer(key.key_id, key.public_key.spki_der),)
     start = time.time()
     for lo in range(0, n, batch):
         ready = []
         for i in range(lo, min(n, lo + batch)):
-            canonical = canonical_strings(sign_envelope(statement(i), IN_TOTO_PAYLOAD_TYPE, [key]))
+            payload = statement(i)
+            canonical = canonical_strings(sign_envelope(payload, IN_TOTO_PAYLOAD_TYPE, [key]))
+            digest = ("sha256", f"{i:064x}")
             ready.append(
+                # the rows the append path would derive (the audit rebuilds and compares them)
                 Prepared(
                     canonical=canonical,
-                    envelope_hash=hashlib.sha256(canonical).digest(),
+                    envelope_hash=content_hash(IN_TOTO_PAYLOAD_TYPE, payload, [key.key_id]),
                     predicate_type=PREDICATE,
-                    subjects=(("sha256", f"{i:064x}", f"pkg/service-{i % 97}/build-{i}.tar.gz"),),
+                    subjects=((*digest, f"pkg/service-{i % 97}/build-{i}.tar.gz"),),
                     signers=signer,
+                    edges=tuple(edges_of(PREDICATE, json.loads(payload)["predicate"], [digest])),
                 )
             )
         with backend_store.sessions() as session, session.begin():

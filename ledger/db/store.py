@@ -371,11 +371,20 @@ def token_by_hash(session: Session, token_hash: bytes) -> ApiToken | None:
 
 
 def current_size(session: Session) -> int:
-    """The tree size the sequencer has reached (committed), without taking its lock."""
-    size = session.execute(select(Sequencer.size).where(Sequencer.id == 1)).scalar_one_or_none()
+    """The tree size the sequencer has reached (committed), without taking its lock (plain SQL:
+    read per request, and first thing in every audit)."""
+    size = session.connection().exec_driver_sql("SELECT size FROM sequencer WHERE id = 1").scalar()
     if size is None:
         raise ConfigurationError("the store is not initialised: run `provledger init`")
-    return size
+    return int(size)
+
+
+def log_identity_row(session: Session) -> tuple[str, str]:
+    """(origin, vkey) of the log the store belongs to (plain SQL: ``log_info`` without the ORM)."""
+    row = session.connection().exec_driver_sql("SELECT origin, vkey FROM log_info WHERE id = 1").first()
+    if row is None:
+        raise ConfigurationError("the store is not initialised: run `provledger init`")
+    return str(row[0]), str(row[1])
 
 
 def stream_chunks(

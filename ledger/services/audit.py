@@ -307,9 +307,9 @@ def audit_hashes(
     report = AuditReport(tree_size=declared)
     auditor = _Auditor(session, log, report)
     problems = auditor.problems
-    info = store.log_info(session)
-    if info.origin != log.origin or info.vkey != log.vkey:
-        problems.add(None, "log_identity", f"the store belongs to log {info.vkey}, not to {log.vkey}")
+    origin, vkey = store.log_identity_row(session)
+    if origin != log.origin or vkey != log.vkey:
+        problems.add(None, "log_identity", f"the store belongs to log {vkey}, not to {log.vkey}")
 
     auditor.check_checkpoints(0, 0, lambda _size: EMPTY_ROOT)
     columns = ("idx", "data", "leaf_hash", "chain_hash")
@@ -343,12 +343,12 @@ def audit_hashes(
         cp = auditor.cp
         problems.add(max(cp[0] - 1, 0), "checkpoint", f"checkpoint of size {cp[0]} covers entries the store does not hold")
         auditor.cp = next(auditor.cps, None)
-    latest = store.latest_checkpoint(session)
-    if latest is None or latest.tree_size != declared:
+    latest = store.latest_checkpoint_root(session)
+    if latest is None or latest[0] != declared:
         problems.add(
             max(declared - 1, 0),
             "checkpoint",
-            f"the latest checkpoint is of size {latest.tree_size if latest else 'none'}, the tree of size {declared}",
+            f"the latest checkpoint is of size {latest[0] if latest else 'none'}, the tree of size {declared}",
         )
     return report
 
