@@ -111,14 +111,17 @@ def read_nodes(session: Session, nodes: Iterable[NodeId]) -> dict[NodeId, bytes]
     leaves = [index for level, index in wanted if level == 0]
     positions = {stored_position(level, index): (level, index) for level, index in wanted if level > 0}
     found: dict[NodeId, bytes] = {}
+    # plain SQL (the sequencer reads the right edge whenever another process appended); the
+    # lists are of integers, written out as such
+    conn = session.connection()
     if leaves:
-        for idx, h in session.execute(select(Entry.idx, Entry.leaf_hash).where(Entry.idx.in_(leaves))):
-            found[(0, idx)] = h
+        listed = ",".join(str(int(i)) for i in leaves)
+        for idx, h in conn.exec_driver_sql(f"SELECT idx, leaf_hash FROM entries WHERE idx IN ({listed})"):
+            found[(0, int(idx))] = bytes(h)
     if positions:
-        for pos, h in session.execute(
-            select(TreeHash.position, TreeHash.hash).where(TreeHash.position.in_(list(positions)))
-        ):
-            found[positions[pos]] = h
+        listed = ",".join(str(int(p)) for p in positions)
+        for pos, h in conn.exec_driver_sql(f"SELECT position, hash FROM tree_hashes WHERE position IN ({listed})"):
+            found[positions[int(pos)]] = bytes(h)
     missing = wanted - set(found)
     if missing:
         raise IntegrityError(f"the store is missing tree hashes for nodes {sorted(missing)[:5]}")
@@ -141,10 +144,10 @@ def last_entry(session: Session) -> tuple[int, bytes] | None:
 def chain_head(session: Session, size: int) -> bytes:
     if size == 0:
         return CHAIN_SEED
-    head = session.execute(select(Entry.chain_hash).where(Entry.idx == size - 1)).scalar_one_or_none()
+    head = session.connection().exec_driver_sql(f"SELECT chain_hash FROM entries WHERE idx = {int(size) - 1}").scalar()
     if head is None:
         raise IntegrityError(f"the store is missing entry {size - 1}", first_bad_index=size - 1)
-    return head
+    return bytes(head)
 
 
 # ------------------------------------------------------------------------------ entries
@@ -239,6 +242,24 @@ def entries_by_content_hash(session: Session, hashes: Sequence[bytes]) -> dict[b
 def insert_contents(session: Session, rows: Sequence[tuple[int, bytes]]) -> None:
     if rows:
         _executemany(session, "entry_contents", ("entry_idx", "content_hash"), list(rows))
+
+
+def checkpoint_root(session: Session, tree_size: int) -> bytes | None:
+    """The root hash of the checkpoint of ``tree_size`` (plain SQL: the sequencer's edge check)."""
+    root = session.connection().exec_driver_sql(f"SELECT root_hash FROM checkpoints WHERE tree_size = {int(tree_size)}").scalar()
+    return bytes(root) if root is not None else None
+
+
+def chain_head_and_time(session: Session, size: int) -> tuple[bytes, int]:
+    """``chain_head`` and ``last_integrated_time`` of a log of ``size`` entries, in one read."""
+    if size == 0:
+        return CHAIN_SEED, 0
+    row = session.connection().exec_driver_sql(
+        f"SELECT chain_hash, integrated_time FROM entries WHERE idx = {int(size) - 1}"
+    ).first()
+    if row is None:
+        raise IntegrityError(f"the store is missing entry {size - 1}", first_bad_index=size - 1)
+    return bytes(row[0]), int(row[1])
 
 
 def last_integrated_time(session: Session, size: int) -> int:

@@ -388,8 +388,7 @@ def check_right_edge(session: Session, size: int, edge: RightEdge | None, *, sto
     if edge.size == size:
         head, root = last[1] if last is not None else None, latest[1] if latest is not None else None
     else:  # another process appended since: what this one wrote must still be there
-        then = store.checkpoint_of_size(session, edge.size)
-        head, root = store.chain_head(session, edge.size), then.root_hash if then is not None else None
+        head, root = store.chain_head(session, edge.size), store.checkpoint_root(session, edge.size)
     if head != edge.head:
         raise _edge_error(
             f"the store's right edge moved: entry {edge.size - 1} no longer has the chain hash this server wrote",
@@ -427,8 +426,7 @@ def integrate(
     else:
         tree = store.read_frontier(session, size)
         check_right_edge(session, size, edge, stored=tree)
-        head = store.chain_head(session, size)
-        last_time = store.last_integrated_time(session, size)
+        head, last_time = store.chain_head_and_time(session, size)
     now = max(now, last_time)
     known: dict[NodeId, bytes] = dict(zip(frontier_nodes(size), tree.hashes, strict=True))
     fold: TrustFold | None = None
