@@ -65,6 +65,8 @@ def receipts(
     witness has cosigned it yet; its note is used as it is (the sequencer's hot path: with
     ``known`` and ``data`` from the batch, no query at all).
     """
+    # the sequencer's batch: the checkpoint it has just formatted and signed
+    fresh = not cosignatures and checkpoint_note is not None and tree_size is not None
     if checkpoint_note is None or tree_size is None:
         tree_size, checkpoint_note = _check_tree_size(session, tree_size)
     for index in indexes:
@@ -89,7 +91,7 @@ def receipts(
         data.update((i, d) for i, d in session.execute(select(Entry.idx, Entry.data).where(Entry.idx.in_(chunk))))
     if cosignatures:
         checkpoint_note = cosigned_note(session, tree_size, checkpoint_note)
-    texts = format_tlog_proofs(list(zip(indexes, paths, strict=True)), checkpoint_note.encode("utf-8"))
+    texts = format_tlog_proofs(list(zip(indexes, paths, strict=True)), checkpoint_note.encode("utf-8"), signed_here=fresh)
     return [
         {
             "index": index,

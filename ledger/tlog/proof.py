@@ -74,9 +74,13 @@ def format_tlog_proof(p: TlogProof) -> str:
     return _format(p)
 
 
-def format_tlog_proofs(proofs: Sequence[tuple[int, Sequence[bytes]]], checkpoint: bytes) -> list[str]:
-    """The texts of many proofs against one checkpoint, which is checked once (receipts in bulk)."""
-    _check_checkpoint_note(checkpoint)
+def format_tlog_proofs(proofs: Sequence[tuple[int, Sequence[bytes]]], checkpoint: bytes, *, signed_here: bool = False) -> list[str]:
+    """The texts of many proofs against one checkpoint, which is checked once (receipts in bulk).
+
+    ``signed_here``: the log has just formatted and signed ``checkpoint`` itself (the sequencer's
+    fresh checkpoint), so parsing it back would only repeat what made it."""
+    if not signed_here:
+        _check_checkpoint_note(checkpoint)
     encoded: dict[bytes, str] = {}  # the proofs of a batch share most of their hashes
     return [_format(TlogProof(index=i, hashes=list(h), checkpoint=checkpoint), encoded) for i, h in proofs]
 
