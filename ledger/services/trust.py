@@ -239,17 +239,18 @@ def trust_fold(session: Session) -> TrustFold:
 #: (database URL) → (``_trust_version`` when read, the registry built from the fold then)
 _REGISTRIES: dict[Any, tuple[tuple[Any, ...], TrustRegistry]] = {}
 _LAST_KEY_EVENT = (
-    "SELECT idx, chain_hash FROM entries WHERE predicate_type = {mark} ORDER BY idx DESC LIMIT 1"
+    "SELECT idx, leaf_hash FROM entries WHERE predicate_type = {mark} ORDER BY idx DESC LIMIT 1"
 )
 
 
 def _trust_version(session: Session) -> tuple[Any, ...]:
     """What the trust state is a function of, in two indexed reads: the root of trust, and the
-    index and chain hash of the last key-event entry (the fold folds only key events; the chain
-    hash commits to every entry before it, so a store re-created with another history differs).
-    Every process sees another's key event at its next request. Read on a pooled DBAPI
-    connection (a tenth of the cost of a session's statement), before the fold is: a registry
-    is never older than the version it is cached under."""
+    index and leaf hash of the last key-event entry (the fold folds only key events, and each
+    commits to its predecessor by ``prev``, so the last one's leaf hash commits to the whole key
+    history). Every process sees another's key event at its next request. Read on a pooled DBAPI
+    connection (a tenth of the cost of a session's statement), so it may be newer than the
+    session's snapshot: a registry is cached under the version of the fold it was built from
+    (``_fold_version``), never under this one."""
     engine = session.get_bind()
     mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
     connection = engine.raw_connection()  # type: ignore[union-attr]
@@ -280,11 +281,20 @@ def _registry_of(session: Session) -> TrustRegistry:
         hit = _REGISTRIES.get(key)
     if hit is not None and hit[0] == version:
         return hit[1]
-    # read after ``version``: the registry is at least that new
     registry = _registry_of_fold(session)
+    # cached under what it was built from: when the session's snapshot predates a key event the
+    # pooled read already saw, the versions differ and the next request builds it again
     with _FOLD_LOCK:
-        _REGISTRIES[key] = (version, registry)
+        _REGISTRIES[key] = (_fold_version(registry.fold), registry)
     return registry
+
+
+def _fold_version(fold: TrustFold | None) -> tuple[Any, ...]:
+    """``_trust_version`` of the state ``fold`` holds."""
+    if fold is None:
+        return (None, None, None)
+    last = fold.last_key_event
+    return (fold.root_key, None, None) if last is None else (fold.root_key, last[0], bytes.fromhex(last[1]))
 
 
 def _registry_of_fold(session: Session) -> TrustRegistry:
