@@ -56,6 +56,7 @@ __all__ = [
     "encode_leaf_from_canonical",
     "encode_leaf_with_signers",
     "envelope_hash",
+    "plain_canonical",
     "signers_json",
 ]
 
@@ -176,7 +177,7 @@ _SAFE_INTEGER = 2**53 - 1
 _PLAIN_DECODER = json.JSONDecoder(parse_int=_plain_int, parse_float=_not_plain, parse_constant=_not_plain)
 
 
-def _plain_canonical(data: bytes) -> Any:
+def plain_canonical(data: bytes) -> Any:
     """The decoded leaf (an object) when its bytes are provably RFC 8785 by a cheaper test, else None.
 
     For ASCII bytes whose only numbers are integers within ±(2**53 - 1), RFC 8785 is exactly
@@ -199,7 +200,7 @@ def _plain_canonical(data: bytes) -> Any:
 def decode_leaf(data: bytes) -> Leaf:
     """Parse leaf data; it must be exactly the canonical encoding (one accepted encoding)."""
     data = bytes(data)
-    doc = _plain_canonical(data)
+    doc = plain_canonical(data)
     exact = doc is None
     if exact:
         doc = parse_json(data, what="leaf data")

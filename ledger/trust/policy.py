@@ -612,42 +612,22 @@ class TrustState:
         self.last_event_index = max(self.last_event_index, index)
         if problem is not None:
             return problem
-        if event.action == "register":
-            assert event.key_id and event.principal and event.public_key is not None and event.grants
-            self.keys[event.key_id] = KeyState(
-                key_id=event.key_id,
-                principal=event.principal,
-                algorithm=public_key_from_der(event.public_key).algorithm,
-                public_key=event.public_key,
-                grants=event.grants,
-                registered_index=index,
-                registered_at=time,
-                last_event_index=index,
-            )
-        elif event.action == "register-identity":
-            assert event.key_id and event.principal and event.identity is not None and event.grants
-            self.keys[event.key_id] = KeyState(
-                key_id=event.key_id,
-                principal=event.principal,
-                algorithm=IDENTITY_ALGORITHM,
-                public_key=event.identity.to_bytes(),
-                grants=event.grants,
-                registered_index=index,
-                registered_at=time,
-                last_event_index=index,
-            )
-        elif event.action == "register-tee-root":
-            assert event.key_id and event.principal and event.certificate is not None and event.tee
-            self.keys[event.key_id] = KeyState(
-                key_id=event.key_id,
-                principal=event.principal,
-                algorithm=TEE_ROOT_ALGORITHM + event.tee,
-                public_key=event.certificate,
+        if event.action in ("register", "register-identity", "register-tee-root"):
+            assert event.key_id and event.principal
+            if event.action == "register":
+                assert event.public_key is not None and event.grants
+                algorithm, public, grants = public_key_from_der(event.public_key).algorithm, event.public_key, event.grants
+            elif event.action == "register-identity":
+                assert event.identity is not None and event.grants
+                algorithm, public, grants = IDENTITY_ALGORITHM, event.identity.to_bytes(), event.grants
+            else:
+                assert event.certificate is not None and event.tee
+                algorithm, public = TEE_ROOT_ALGORITHM + event.tee, event.certificate
                 # a root is reviewed like a key: one grant for its evidence type, with its review-by
-                grants=event.grants or (Grant((TEE_ROOT_ALGORITHM + event.tee,), review_by=event.review_by),),
-                registered_index=index,
-                registered_at=time,
-                last_event_index=index,
+                grants = event.grants or (Grant((algorithm,), review_by=event.review_by),)
+            self.keys[event.key_id] = KeyState(
+                key_id=event.key_id, principal=event.principal, algorithm=algorithm, public_key=public, grants=grants,
+                registered_index=index, registered_at=time, last_event_index=index,
             )
         elif event.action == "rotate":
             assert event.key_id and event.public_key is not None and event.replaces

@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import MalformedError
-from ledger.records.leaf import _plain_canonical, canonical_json, decode_leaf
+from ledger.records.leaf import plain_canonical, canonical_json, decode_leaf
 from ledger.untrusted.json import parse_json
 
 _text = st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(["\x00", "\x1f", "\x7f", "\u2028", "/", '"', "\\", "é", "\U0001f600", "\ue000"]), max_size=12)
@@ -27,7 +27,7 @@ def _exact(data: bytes) -> object:
 
 
 def _agrees(data: bytes) -> None:
-    fast = _plain_canonical(data)
+    fast = plain_canonical(data)
     if fast is None:
         return
     assert _exact(data) == fast  # the exact path accepts it too, as the same value
@@ -47,7 +47,7 @@ def test_canonical_encodings(value: object) -> None:
         except MalformedError:
             return
         if isinstance(value, dict) and not any(isinstance(v, float) for v in _walk(value)):
-            assert _plain_canonical(data) is not None  # the common case does take the cheap path
+            assert plain_canonical(data) is not None  # the common case does take the cheap path
 
 
 @settings(max_examples=400, deadline=None)
@@ -72,12 +72,12 @@ def test_mutated_encodings(value: object, data: st.DataObject) -> None:
     b'{"a":NaN}', b'{"a":1}{"a":1}', b'\xef\xbb\xbf{"a":1}',
 ])
 def test_non_canonical_never_takes_the_cheap_path(data: bytes) -> None:
-    assert _plain_canonical(data) is None
+    assert plain_canonical(data) is None
 
 
 def test_decode_leaf_refuses_the_same_either_way() -> None:
     good = b'{"envelope":{"payload":"e30=","payloadType":"x","signatures":[{"sig":"AAAA"}]},"integrated_time":1,"kind":"dsse","signers":[]}'
-    assert _plain_canonical(good) is not None and decode_leaf(good).integrated_time == 1
+    assert plain_canonical(good) is not None and decode_leaf(good).integrated_time == 1
     for bad, rule in [(good.replace(b'"kind"', b' "kind"'), "canonical"), (good.replace(b'"dsse"', b'"other"'), "not a dsse"),
                       (good.replace(b":1,", b":1.5,"), "integrated_time")]:
         with pytest.raises(MalformedError, match=rule):

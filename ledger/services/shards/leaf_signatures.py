@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from typing import Any
 
 from ledger.records.dsse import pae, parse_envelope, verify_envelope_result
 from ledger.errors import LedgerError, MalformedError
 from ledger.records.keys import PublicKey, public_key_from_der
-from ledger.records.leaf import LEAF_KIND_BUNDLE, LEAF_KIND_DSSE, decode_leaf
+from ledger.records.leaf import LEAF_KIND_BUNDLE, LEAF_KIND_DSSE, decode_leaf, plain_canonical
 
 __all__ = ["check_leaf_signatures"]
 
@@ -68,9 +67,9 @@ def check_leaf_signatures(data: bytes, signers: _Signers = _SIGNERS) -> tuple[st
     Three paths, one verdict. The common leaf (one signature, one signer, plain strings) is
     matched as bytes: its fields are sliced out without decoding JSON, and since they need no
     escaping the bytes are canonical by construction. Other leaves of the ``encode_leaf`` shape
-    are decoded with Python's JSON, which for strings, nulls and small integers under ASCII keys
-    is byte-identical to RFC 8785 (``ledger.records.leaf.canonical_strings``). Anything else takes the
-    exact path, ``ledger.records.leaf.decode_leaf``. Tests hold the paths to the same verdicts.
+    pass the leaf decoder's own canonical test (``ledger.records.leaf.plain_canonical``) with
+    their signer keys from a cache. Anything else takes the exact path,
+    ``ledger.records.leaf.decode_leaf``. Tests hold the paths to the same verdicts.
     """
     match = _COMMON_LEAF.fullmatch(data)
     if match is not None:
@@ -129,23 +128,16 @@ class _SlowPath(Exception):
 
 
 def _decode_fast(data: bytes, signers: _Signers) -> tuple[list[PublicKey], Any]:
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedError(f"leaf data is not JSON: {exc}") from exc
-    if type(doc) is not dict or doc.keys() != _LEAF_KEYS or doc["kind"] != LEAF_KIND_DSSE:
+    """A leaf of ``encode_leaf``'s shape whose bytes pass the leaf decoder's canonical test
+    (``ledger.records.leaf.plain_canonical``), with its signers from the cache; else _SlowPath."""
+    doc = plain_canonical(data)
+    if doc is None or doc.keys() != _LEAF_KEYS or doc["kind"] != LEAF_KIND_DSSE:
         raise _SlowPath
     t, recorded = doc["integrated_time"], doc["signers"]
-    if type(t) is not int or not 0 <= t < _MAX_SAFE_INT or type(recorded) is not list:
+    if type(t) is not int or t < 0 or type(recorded) is not list:
         raise _SlowPath
     for s in recorded:
         if type(s) is not dict or s.keys() not in _SIGNER_SHAPES or type(s["public_key"]) is not str or type(s.get("key_id", "")) is not str:
             raise _SlowPath
-    try:
-        compact = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise _SlowPath from None
-    if compact != data:
-        raise _SlowPath
-    envelope = parse_envelope(doc["envelope"])
+    envelope = parse_envelope(doc["envelope"], checked=True)
     return [signers.key(s["public_key"], s.get("key_id")) for s in recorded], envelope
