@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["WRITE_LOCK", "is_sqlite", "make_engine", "make_session_factory"]
+__all__ = ["WRITE_LOCK", "is_sqlite", "make_engine", "make_session_factory", "pooled_reads"]
 
 #: Pooled connections an SQLite engine keeps open (each is a file handle and a page cache).
 SQLITE_POOL_SIZE = 24
@@ -88,3 +89,23 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def pooled_reads(engine: Engine, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+    """The first row (or None) of each ``(sql, params)`` read, on one pooled DBAPI connection: no
+    session, no SQLAlchemy statement (about a tenth of their cost on a per-request path). ``sql``
+    writes its placeholders as ``{mark}``; the pool rolls the connection back when it returns."""
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        try:
+            rows = []
+            for sql, params in statements:
+                cursor.execute(sql.format(mark=mark), params)
+                rows.append(cursor.fetchone())
+            return rows
+        finally:
+            cursor.close()
+    finally:
+        connection.close()

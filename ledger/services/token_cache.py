@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from ledger.db.engine import pooled_reads
 from ledger.services.registry import LAST_USED_RESOLUTION, use_token
 
 __all__ = ["TokenCache"]
@@ -79,14 +80,5 @@ def _token_row(sessions: Callable[[], Session], digest: bytes) -> Any:
             row = conn.exec_driver_sql(_TOKEN_ROW.format(mark=mark), (digest,)).first()
             session.rollback()
             return row
-    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-    connection = engine.raw_connection()
-    try:
-        cursor = connection.cursor()
-        try:
-            cursor.execute(_TOKEN_ROW.format(mark=mark), (digest,))
-            return cursor.fetchone()
-        finally:
-            cursor.close()
-    finally:
-        connection.close()
+    (row,) = pooled_reads(engine, [(_TOKEN_ROW, (digest,))])
+    return row

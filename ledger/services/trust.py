@@ -24,6 +24,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from ledger.db import store
+from ledger.db.engine import pooled_reads
 from ledger.db.models import Entry, TrustKey, TrustRoot, TrustThreshold
 from ledger.errors import LedgerError
 from ledger.records.keys import PublicKey, public_key_from_der
@@ -251,20 +252,10 @@ def _trust_version(session: Session) -> tuple[Any, ...]:
     connection (a tenth of the cost of a session's statement), so it may be newer than the
     session's snapshot: a registry is cached under the version of the fold it was built from
     (``_fold_version``), never under this one."""
-    engine = session.get_bind()
-    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-    connection = engine.raw_connection()  # type: ignore[union-attr]
-    try:
-        cursor = connection.cursor()
-        try:
-            cursor.execute("SELECT public_key FROM trust_root WHERE id = 1")
-            root = cursor.fetchone()
-            cursor.execute(_LAST_KEY_EVENT.format(mark=mark), (KEY_EVENT,))
-            last = cursor.fetchone()
-        finally:
-            cursor.close()
-    finally:
-        connection.close()  # back to the pool, which rolls it back
+    root, last = pooled_reads(session.get_bind(), [  # type: ignore[arg-type]
+        ("SELECT public_key FROM trust_root WHERE id = 1", ()),
+        (_LAST_KEY_EVENT, (KEY_EVENT,)),
+    ])
     return (
         bytes(root[0]) if root is not None else None,
         None if last is None else int(last[0]),
