@@ -31,6 +31,7 @@ from ledger.tlog.note.encoding import (
 from ledger.tlog.note.verifiers import (
     CosignatureV1Verifier,
     Ed25519Verifier,
+    NamedKey,
     cosignature_message,
     format_vkey,
 )
@@ -63,7 +64,7 @@ def _check_seed(seed: bytes) -> bytes:
     return bytes(seed)
 
 
-class Ed25519NoteSigner:
+class Ed25519NoteSigner(NamedKey):
     """A type 0x01 Ed25519 note signer (what a log signs its checkpoints with)."""
 
     def __init__(self, name: str, seed: bytes) -> None:
@@ -73,14 +74,6 @@ class Ed25519NoteSigner:
         self._key = nacl.signing.SigningKey(self._seed)
         self.public_key = bytes(self._key.verify_key)
         self._key_id = _key_id(name, SIG_ED25519, self.public_key)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
 
     @property
     def vkey(self) -> str:
@@ -102,7 +95,7 @@ class Ed25519NoteSigner:
         return f"Ed25519NoteSigner({self.vkey!r})"  # never the seed
 
 
-class Ed25519CosignatureSigner:
+class Ed25519CosignatureSigner(NamedKey):
     """A type 0x04 cosignature/v1 signer (what a witness signs checkpoints with).
 
     The timestamp is an explicit parameter of :meth:`sign`. The signed message does not name
@@ -115,14 +108,6 @@ class Ed25519CosignatureSigner:
         self._key = nacl.signing.SigningKey(_check_seed(seed))
         self.public_key = bytes(self._key.verify_key)
         self._key_id = _key_id(name, SIG_COSIGNATURE_V1, self.public_key)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
 
     @property
     def vkey(self) -> str:

@@ -92,7 +92,22 @@ def _make_ed25519_key(public_key: bytes) -> nacl.signing.VerifyKey:
     return nacl.signing.VerifyKey(bytes(public_key))
 
 
-class _Ed25519KeyVerifier:
+class NamedKey:
+    """What every note key has: the name its signature lines carry and its 4-byte key id."""
+
+    _name: str
+    _key_id: int
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def key_id(self) -> int:
+        return self._key_id
+
+
+class _Ed25519KeyVerifier(NamedKey):
     """What the Ed25519-keyed types (0x01 and 0x04) share: name, key id and vkey of
     ``sig_type || public key``; subclasses say what the signature covers."""
 
@@ -104,14 +119,6 @@ class _Ed25519KeyVerifier:
         self._name = name
         self.public_key = bytes(public_key)
         self._key_id = _key_id(name, self.sig_type, self.public_key)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
 
     @property
     def vkey(self) -> str:
@@ -159,7 +166,7 @@ class CosignatureV1Verifier(_Ed25519KeyVerifier):
         )
 
 
-class ECDSAVerifier:
+class ECDSAVerifier(NamedKey):
     """Type 0x02: an ECDSA P-256 SHA-256 DER signature over the note text (Rekor v1 style).
 
     The key id is ``SHA-256(DER SPKI)[:4]``; unlike the other types it does not hash the name.
@@ -173,14 +180,6 @@ class ECDSAVerifier:
         self._name = name
         self.spki_der = bytes(spki_der)
         self._key_id = int.from_bytes(hashlib.sha256(self.spki_der).digest()[:4], "big")
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
 
     @property
     def vkey(self) -> str:
@@ -203,7 +202,7 @@ _TLS_ECDSA = 3
 _RFC6962_HEADER = struct.Struct(">QBBH")  # timestamp_ms, hash alg, sig alg, signature length
 
 
-class RFC6962Verifier:
+class RFC6962Verifier(NamedKey):
     """Type 0x05: an RFC 6962 TreeHeadSignature over a checkpoint (static-ct-api).
 
     The signature is ``timestamp_ms u64 || TLS DigitallySigned(ECDSA P-256 SHA-256)`` over
@@ -220,14 +219,6 @@ class RFC6962Verifier:
         self._name = name
         self.spki_der = bytes(spki_der)
         self._key_id = _key_id(name, SIG_RFC6962, hashlib.sha256(self.spki_der).digest())
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
 
     @property
     def vkey(self) -> str:
