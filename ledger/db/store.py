@@ -69,6 +69,38 @@ def log_info(session: Session) -> LogInfo:
 # ------------------------------------------------------------------------------ the sequencer
 
 
+def _mark(session: Session) -> str:
+    return "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+
+
+def _plain(session: Session, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> list[tuple[Any, ...]]:
+    """Run plain SQL on the session's DBAPI connection, in its transaction; the rows it returns.
+
+    The append path's statements (the sequencer runs a dozen per batch, and most batches under
+    load are of a few records): SQLAlchemy's per-statement work costs ten times the driver's
+    for these. A DBAPI error is wrapped as SQLAlchemy wraps it (``sa_exc.DBAPIError``), so
+    callers see one kind of database error either way. ``sql`` is ours, never user input.
+    """
+    conn = session.connection()
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    dbapi_error = conn.dialect.dbapi.Error  # type: ignore[union-attr]
+    try:
+        if many:
+            cursor.executemany(sql, params)
+            return []
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description is not None else []
+    except dbapi_error as exc:
+        raise sa_exc.DBAPIError.instance(sql, params, exc, dbapi_error) from exc
+    finally:
+        cursor.close()
+
+
+def _one(session: Session, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+    rows = _plain(session, sql, params)
+    return rows[0] if rows else None
+
+
 def lock_sequencer(session: Session) -> int:
     """Take the appenders' lock and return the tree size it guards.
 
@@ -83,23 +115,19 @@ def lock_sequencer(session: Session) -> int:
             # A deferred SQLite transaction that has already read cannot safely become a writer
             # (SQLITE_BUSY_SNAPSHOT): the lock must be the transaction's first statement.
             raise RuntimeError("lock_sequencer must be the first statement of its transaction on SQLite")
-        row = conn.exec_driver_sql("SELECT size FROM sequencer WHERE id = 1").first()
+        row = _one(session, "SELECT size FROM sequencer WHERE id = 1")
     else:
-        row = session.connection().exec_driver_sql("SELECT size FROM sequencer WHERE id = 1 FOR UPDATE").first()
+        row = _one(session, "SELECT size FROM sequencer WHERE id = 1 FOR UPDATE")
     size = row[0] if row is not None else None
     if size is None:
         raise ConfigurationError("the store is not initialised: run `provledger init`")
     return size
 
 
-def _mark(session: Session) -> str:
-    return "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
-
-
 def advance_sequencer(session: Session, size: int) -> None:
     # The append path's statements are plain SQL: SQLAlchemy's per-statement work would be most
     # of a single-entry batch's cost.
-    session.connection().exec_driver_sql(f"UPDATE sequencer SET size = {_mark(session)} WHERE id = 1", (size,))
+    _plain(session, f"UPDATE sequencer SET size = {_mark(session)} WHERE id = 1", (size,))
 
 
 # ------------------------------------------------------------------------------ tree hashes
@@ -113,14 +141,13 @@ def read_nodes(session: Session, nodes: Iterable[NodeId]) -> dict[NodeId, bytes]
     found: dict[NodeId, bytes] = {}
     # plain SQL (the sequencer reads the right edge whenever another process appended); the
     # lists are of integers, written out as such
-    conn = session.connection()
     if leaves:
         listed = ",".join(str(int(i)) for i in leaves)
-        for idx, h in conn.exec_driver_sql(f"SELECT idx, leaf_hash FROM entries WHERE idx IN ({listed})"):
+        for idx, h in _plain(session, f"SELECT idx, leaf_hash FROM entries WHERE idx IN ({listed})"):
             found[(0, int(idx))] = bytes(h)
     if positions:
         listed = ",".join(str(int(p)) for p in positions)
-        for pos, h in conn.exec_driver_sql(f"SELECT position, hash FROM tree_hashes WHERE position IN ({listed})"):
+        for pos, h in _plain(session, f"SELECT position, hash FROM tree_hashes WHERE position IN ({listed})"):
             found[positions[int(pos)]] = bytes(h)
     missing = wanted - set(found)
     if missing:
@@ -137,14 +164,15 @@ def read_frontier(session: Session, size: int) -> CompactRange:
 def last_entry(session: Session) -> tuple[int, bytes] | None:
     """The index and chain hash of the highest stored entry (None: no entries)."""
     # plain SQL: the sequencer checks the right edge before every batch
-    row = session.connection().exec_driver_sql("SELECT idx, chain_hash FROM entries ORDER BY idx DESC LIMIT 1").first()
+    row = _one(session, "SELECT idx, chain_hash FROM entries ORDER BY idx DESC LIMIT 1")
     return (int(row[0]), bytes(row[1])) if row is not None else None
 
 
 def chain_head(session: Session, size: int) -> bytes:
     if size == 0:
         return CHAIN_SEED
-    head = session.connection().exec_driver_sql(f"SELECT chain_hash FROM entries WHERE idx = {int(size) - 1}").scalar()
+    row = _one(session, f"SELECT chain_hash FROM entries WHERE idx = {int(size) - 1}")
+    head = row[0] if row is not None else None
     if head is None:
         raise IntegrityError(f"the store is missing entry {size - 1}", first_bad_index=size - 1)
     return bytes(head)
@@ -188,7 +216,7 @@ def _executemany(session: Session, table: str, columns: Sequence[str], rows: lis
         return
     mark = _mark(session)
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
-    conn.exec_driver_sql(sql, rows)
+    _plain(session, sql, rows, many=True)
 
 
 def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: list[tuple[object, ...]]) -> None:
@@ -227,7 +255,6 @@ def entries_by_content_hash(session: Session, hashes: Sequence[bytes]) -> dict[b
         return {}
     found: dict[bytes, int] = {}
     mark = _mark(session)
-    conn = session.connection()
     wanted = list(dict.fromkeys(hashes))
     for i in range(0, len(wanted), 900):  # under SQLite's default variable limit
         chunk = wanted[i : i + 900]
@@ -235,7 +262,7 @@ def entries_by_content_hash(session: Session, hashes: Sequence[bytes]) -> dict[b
             f"SELECT content_hash, min(entry_idx) FROM entry_contents WHERE content_hash IN ({', '.join([mark] * len(chunk))}) "
             "GROUP BY content_hash"
         )
-        found.update((bytes(h), idx) for h, idx in conn.exec_driver_sql(sql, tuple(chunk)))
+        found.update((bytes(h), idx) for h, idx in _plain(session, sql, tuple(chunk)))
     return found
 
 
@@ -246,17 +273,15 @@ def insert_contents(session: Session, rows: Sequence[tuple[int, bytes]]) -> None
 
 def checkpoint_root(session: Session, tree_size: int) -> bytes | None:
     """The root hash of the checkpoint of ``tree_size`` (plain SQL: the sequencer's edge check)."""
-    root = session.connection().exec_driver_sql(f"SELECT root_hash FROM checkpoints WHERE tree_size = {int(tree_size)}").scalar()
-    return bytes(root) if root is not None else None
+    row = _one(session, f"SELECT root_hash FROM checkpoints WHERE tree_size = {int(tree_size)}")
+    return bytes(row[0]) if row is not None and row[0] is not None else None
 
 
 def chain_head_and_time(session: Session, size: int) -> tuple[bytes, int]:
     """``chain_head`` and ``last_integrated_time`` of a log of ``size`` entries, in one read."""
     if size == 0:
         return CHAIN_SEED, 0
-    row = session.connection().exec_driver_sql(
-        f"SELECT chain_hash, integrated_time FROM entries WHERE idx = {int(size) - 1}"
-    ).first()
+    row = _one(session, f"SELECT chain_hash, integrated_time FROM entries WHERE idx = {int(size) - 1}")
     if row is None:
         raise IntegrityError(f"the store is missing entry {size - 1}", first_bad_index=size - 1)
     return bytes(row[0]), int(row[1])
@@ -349,9 +374,7 @@ def latest_checkpoint(session: Session) -> Checkpoint | None:
 
 def latest_checkpoint_root(session: Session) -> tuple[int, bytes] | None:
     """The size and root hash of the latest checkpoint (plain SQL: the sequencer reads it per batch)."""
-    row = session.connection().exec_driver_sql(
-        "SELECT tree_size, root_hash FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
-    ).first()
+    row = _one(session, "SELECT tree_size, root_hash FROM checkpoints ORDER BY tree_size DESC LIMIT 1")
     return (int(row[0]), bytes(row[1])) if row is not None else None
 
 
@@ -394,7 +417,8 @@ def token_by_hash(session: Session, token_hash: bytes) -> ApiToken | None:
 def current_size(session: Session) -> int:
     """The tree size the sequencer has reached (committed), without taking its lock (plain SQL:
     read per request, and first thing in every audit)."""
-    size = session.connection().exec_driver_sql("SELECT size FROM sequencer WHERE id = 1").scalar()
+    row = _one(session, "SELECT size FROM sequencer WHERE id = 1")
+    size = row[0] if row is not None else None
     if size is None:
         raise ConfigurationError("the store is not initialised: run `provledger init`")
     return int(size)
