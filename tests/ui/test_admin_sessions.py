@@ -220,3 +220,25 @@ def test_tls_through_a_trusted_proxy_gets_secure_cookies_and_its_client_address(
         assert "Secure" not in cookie
     finally:
         close_app(app)
+
+
+def test_the_api_never_opens_or_sets_the_session_cookie(app, store):
+    """API requests get Flask's null session: an admin's cookie sent along grants nothing there
+    (bearer tokens only), no cookie is set, and the screens' sessions are untouched by it."""
+    client = app.test_client()
+    assert _login(client, _token(store, "root", "admin")).status_code == 302
+    with app.test_request_context("/api/v1/entries", method="POST"):
+        from flask import session  # noqa: PLC0415
+
+        assert session.__class__.__name__ == "NullSession"
+        with pytest.raises(RuntimeError):
+            session["csrf"] = "x"
+    submit = _token(store, "ci", "submit")
+    body = envelope_bytes(sign(store.add_signer()))
+    no_token = client.post("/api/v1/entries", data=body, headers={"Content-Type": "application/json"})
+    assert no_token.status_code == 401  # the admin's cookie is no credential for the API
+    accepted = client.post("/api/v1/entries", data=body, headers={"Content-Type": "application/json",
+                                                                  "Authorization": f"Bearer {submit}"})
+    assert accepted.status_code in (200, 201), accepted.get_data(as_text=True)
+    assert "Set-Cookie" not in accepted.headers and "Set-Cookie" not in no_token.headers
+    assert client.get("/admin").status_code == 200  # the screen's session still holds

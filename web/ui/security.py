@@ -22,8 +22,8 @@ from pathlib import Path
 
 from collections.abc import Mapping
 
-from flask import Flask, Response, has_request_context, request, session
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, Request, Response, has_request_context, request, session
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from ledger.errors import ConfigurationError, MalformedError
 from ledger.services.sessions import DEFAULT_SESSION_SECONDS
@@ -111,6 +111,7 @@ def security_headers(response: Response) -> Response:
 
 
 DEFAULT_COOKIE_NAME = "provledger_session"
+_API_PREFIX = "/api/"
 _COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
@@ -126,7 +127,14 @@ def env_flag(env: Mapping[str, str], name: str) -> bool:
 
 class _SessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie session, with ``Secure`` also when this request came over TLS
-    (through a trusted proxy: ``web.proxy``)."""
+    (through a trusted proxy: ``web.proxy``). The API authenticates by bearer token and never
+    reads or writes a session: its requests get Flask's null session (nothing decoded, no
+    cookie set; writing to it raises), which spares every submission the cookie's signature."""
+
+    def open_session(self, app: Flask, req: Request) -> SessionMixin | None:
+        if req.path.startswith(_API_PREFIX):
+            return self.make_null_session(app)
+        return super().open_session(app, req)
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"]) or (has_request_context() and request.is_secure)
