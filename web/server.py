@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import gc
 import signal
 import socket
 import sys
@@ -83,6 +84,8 @@ def start_background_audit(settings: Settings, identity: LogIdentity, state: Int
 DEFAULT_READ_TIMEOUT = 30
 #: Open connections one serving process keeps (stalled ones included); then it stops accepting.
 DEFAULT_MAX_CONNECTIONS = 1000
+#: The collector's first threshold in a serving process (allocations between passes).
+GC_THRESHOLD = 50_000
 
 
 def _env_int(name: str, default: int, low: int, high: int) -> int:
@@ -152,6 +155,10 @@ def _serve_process(
     if background:
         start_background_audit(settings, app.extensions["provledger"].log, state)
     server = waitress.create_server(access_log(app) if log_requests else app, sockets=[sock], **options)
+    # What the process holds now (modules, the app, its caches) lives as long as it does: leave it
+    # out of the collector's passes, and pass less often (each request makes many short-lived objects).
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     if balance is not None:
         balancer, worker = balance
         balancer.install(worker, server)
