@@ -7,9 +7,9 @@ failure then stops writes (503) and shows on /healthz.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
-import gc
 import signal
 import socket
 import sys
