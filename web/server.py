@@ -88,6 +88,29 @@ DEFAULT_MAX_CONNECTIONS = 1000
 GC_THRESHOLD = 50_000
 
 
+#: waitress's "Task queue depth" warning: at most one every this many seconds.
+QUEUE_WARNING_SECONDS = 5.0
+
+
+class EverySeconds(logging.Filter):
+    """Let a logger's records through at most once every ``seconds`` (the rest are dropped)."""
+
+    def __init__(self, seconds: float, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._clock = clock
+        self._next = float("-inf")
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self._clock()
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self.seconds
+        return True
+
+
 def _env_int(name: str, default: int, low: int, high: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -191,6 +214,11 @@ def serve(
     print(f"provledger: integrity: {state.checked}", file=sys.stderr)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # waitress warns of its task queue's depth at every request queued behind busy threads: an
+    # overloaded server would spend its time writing that. Once every few seconds says as much.
+    queue_log = logging.getLogger("waitress.queue")
+    if not any(isinstance(f, EverySeconds) for f in queue_log.filters):
+        queue_log.addFilter(EverySeconds(QUEUE_WARNING_SECONDS))
 
     sock = socket.create_server((host, port), backlog=2048)
     bound = sock.getsockname()[1]
