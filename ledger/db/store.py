@@ -91,7 +91,7 @@ def _plain(session: Session, sql: str, params: Sequence[Any] = (), *, many: bool
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description is not None else []
     except dbapi_error as exc:
-        raise sa_exc.DBAPIError.instance(sql, params, exc, dbapi_error) from exc
+        raise sa_exc.DBAPIError.instance(sql, params, exc, dbapi_error, ismulti=many) from exc
     finally:
         cursor.close()
 
