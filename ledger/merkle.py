@@ -123,22 +123,28 @@ def range_hash(nodes: Sequence[NodeId], hashes: Mapping[NodeId, bytes]) -> bytes
     return acc
 
 
-def inclusion_proof_plan(index: int, size: int) -> Plan:
-    """The subtrees behind PATH(index, D[size]), leaf to root (RFC 9162 §2.1.3.1)."""
+def _inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges [start, end) whose subtree hashes make PATH(index, D[size]), leaf to root
+    (the RFC 9162 §2.1.3.1 recursion)."""
     if not 0 <= index < size:
         raise ValueError(f"inclusion proof needs 0 <= index < size, got index {index}, size {size}")
-    top_down: Plan = []
+    top_down: list[tuple[int, int]] = []
     lo, hi = 0, size
     while hi - lo > 1:
         k = _largest_power_of_two_below(hi - lo)
         if index < lo + k:
-            top_down.append(range_nodes(lo + k, hi))
+            top_down.append((lo + k, hi))
             hi = lo + k
         else:
-            top_down.append(range_nodes(lo, lo + k))
+            top_down.append((lo, lo + k))
             lo += k
     top_down.reverse()
     return top_down
+
+
+def inclusion_proof_plan(index: int, size: int) -> Plan:
+    """The subtrees behind PATH(index, D[size]), leaf to root (RFC 9162 §2.1.3.1)."""
+    return [range_nodes(start, end) for start, end in _inclusion_ranges(index, size)]
 
 
 def consistency_proof_plan(old_size: int, new_size: int) -> Plan:
@@ -179,7 +185,7 @@ def inclusion_paths(indexes: Iterable[int], size: int, hashes: Mapping[NodeId, b
     """PATH(index, D[size]) for each index, leaf to root, given the hash of every complete
     subtree the paths read (KeyError names one that is missing).
 
-    The RFC 9162 §2.1.3.1 recursion, as ``inclusion_proof_plan``, with each subtree's hash
+    The ranges of ``inclusion_proof_plan`` (``_inclusion_ranges``), with each subtree's hash
     computed once for all the paths: the proofs of a batch of neighbouring entries share
     most of their hashes (and the same ``bytes`` objects, so callers may cache by hash).
     """
@@ -191,23 +197,7 @@ def inclusion_paths(indexes: Iterable[int], size: int, hashes: Mapping[NodeId, b
             h = memo[(start, end)] = range_hash(range_nodes(start, end), hashes)
         return h
 
-    paths = []
-    for index in indexes:
-        if not 0 <= index < size:
-            raise ValueError(f"inclusion proof needs 0 <= index < size, got index {index}, size {size}")
-        path: list[bytes] = []
-        lo, hi = 0, size
-        while hi - lo > 1:
-            k = _largest_power_of_two_below(hi - lo)
-            if index < lo + k:
-                path.append(mth(lo + k, hi))
-                hi = lo + k
-            else:
-                path.append(mth(lo, lo + k))
-                lo += k
-        path.reverse()
-        paths.append(path)
-    return paths
+    return [[mth(start, end) for start, end in _inclusion_ranges(index, size)] for index in indexes]
 
 
 def plan_nodes(plan: Plan) -> set[NodeId]:
