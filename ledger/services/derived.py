@@ -13,9 +13,11 @@ bytes, not the column).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 from ledger.db import store
 from ledger.errors import LedgerError
 from ledger.records.leaf import LEAF_KIND_BUNDLE, canonical_strings, decode_leaf
+from ledger.tlog.note import Verifier, parse_note, verify_note_result
 from ledger.trust.fold import LeafFacts, TrustFold, leaf_facts
 from ledger.trust.policy import IDENTITY_ALGORITHM
 from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, KEY_EVENT
@@ -239,8 +242,23 @@ def check_derived(session: Session, add: Callable[[int | None, str, str], None])
     return fold
 
 
-def check_cosignatures(session: Session, add: Callable[[int | None, str, str], None]) -> None:
-    """Each stored cosignature belongs to a checkpoint the log signed, and names its witness."""
+def check_cosignatures(
+    session: Session, add: Callable[[int | None, str, str], None], witnesses: Sequence[Verifier] | None = None
+) -> None:
+    """Each stored cosignature belongs to a checkpoint the log signed, names its witness, and,
+    where that witness's key is known, verifies with it over that checkpoint's text.
+
+    ``witnesses`` are the witness keys to re-verify with; by default the ones configured for this
+    ledger (``PROVLEDGER_WITNESS_URLS``, ``ledger.services.cosign``). A line by a witness that is
+    not among them (one configured once and since dropped) is checked for its shape only: nothing
+    here could verify it.
+    """
+    if witnesses is None:
+        from ledger.services.cosign import witness_config_from_env  # noqa: PLC0415 - cosign imports the store's neighbours
+
+        config = witness_config_from_env()
+        witnesses = [] if config is None else [w.verifier for w in config.witnesses]
+    known = {(v.name, f"{v.key_id:08x}"): v for v in witnesses}
     rows = session.connection().exec_driver_sql(
         "SELECT c.tree_size, c.witness, c.key_id, c.line, k.note FROM checkpoint_cosignatures c "
         "LEFT JOIN checkpoints k ON k.tree_size = c.tree_size ORDER BY c.tree_size"
@@ -254,9 +272,6 @@ def check_cosignatures(session: Session, add: Callable[[int | None, str, str], N
         if len(parts) != 3 or parts[0] != "\u2014" or parts[1] != witness:
             add(index, "derived", f"the cosignature of checkpoint {tree_size} by {witness} is not that witness's signature line")
             continue
-        import base64  # noqa: PLC0415
-        import binascii  # noqa: PLC0415
-
         try:
             blob = base64.b64decode(parts[2], validate=True)
         except (binascii.Error, ValueError):
@@ -264,3 +279,15 @@ def check_cosignatures(session: Session, add: Callable[[int | None, str, str], N
             continue
         if blob[:4].hex() != key_id:
             add(index, "derived", f"the cosignature index of checkpoint {tree_size} by {witness} names key {key_id}, its line {blob[:4].hex()}")
+            continue
+        verifier = known.get((witness, key_id))
+        if verifier is not None and not _cosignature_verifies(str(note), str(line), verifier):
+            add(index, "cosignature", f"the cosignature of checkpoint {tree_size} by {witness}+{key_id} does not verify with that witness's key")
+
+
+def _cosignature_verifies(note: str, line: str, verifier: Verifier) -> bool:
+    """Whether ``line`` is ``verifier``'s valid signature over the text of checkpoint ``note``."""
+    try:
+        return verify_note_result(parse_note(note).text + "\n" + line + "\n", [verifier]).ok
+    except (LedgerError, ValueError):
+        return False

@@ -312,3 +312,52 @@ def test_audit_checks_the_cosignature_index_against_its_lines(trust: Trust) -> N
         combined = shards.combine_shards(session, size, results, vkey=log.vkey, origin=log.origin)
     assert not combined.ok and combined.first_bad_index == size - 1
     assert any("cosignature index" in p["message"] if isinstance(p, dict) else "cosignature index" in p.message for p in combined.problems)
+
+
+def test_audit_reverifies_stored_cosignatures_with_the_configured_witness_keys(trust: Trust, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger.tlog.note import Ed25519CosignatureSigner, format_note, parse_note  # noqa: PLC0415
+    from ledger.tlog.note.encoding import Note  # noqa: PLC0415
+
+    ci = trust.add("ci", Grant((SLSA_V1,)))
+    trust.ok(build("pkg/app")[0], ci)
+    older = trust.store.size()
+    trust.ok(build("pkg/lib")[0], ci)
+    size = trust.store.size()
+    witness = Ed25519CosignatureSigner("witness.example", b"\x07" * 32)
+    monkeypatch.setenv("PROVLEDGER_WITNESS_URLS", f"{witness.vkey}=https://witness.example")
+    with trust.store.sessions() as session:
+        notes = dict(session.execute(text("SELECT tree_size, note FROM checkpoints")).all())
+
+    def line_over(tree_size: int) -> str:
+        body = parse_note(notes[tree_size]).text
+        return format_note(Note(body, [witness.sign(body, timestamp=1_700_000_000)])).decode().rstrip("\n").rsplit("\n", 1)[1]
+
+    good = line_over(size)
+    with trust.store.tamper() as conn:
+        conn.execute(text("INSERT INTO checkpoint_cosignatures (tree_size, witness, key_id, line, received_at) "
+                          "VALUES (:s, 'witness.example', :k, :l, 0)"), {"s": size, "k": f"{witness.key_id:08x}", "l": good})
+    with trust.store.sessions() as session:
+        report = audit(session, trust.store.log)
+    assert report.ok, report.problems
+
+    blob = bytearray(__import__("base64").b64decode(good.split(" ")[2]))
+    blob[-1] ^= 1
+    flipped = good.rsplit(" ", 1)[0] + " " + __import__("base64").b64encode(bytes(blob)).decode()
+    # a flipped bit, and a genuine line of an older checkpoint moved onto this one
+    for forged in (flipped, line_over(older)):
+        with trust.store.tamper() as conn:
+            conn.execute(text("UPDATE checkpoint_cosignatures SET line = :l WHERE tree_size = :s"), {"s": size, "l": forged})
+        with trust.store.sessions() as session:
+            report = audit(session, trust.store.log)
+            log = trust.store.log
+            results = [shards.verify_shard(session, s, vkey=log.vkey, origin=log.origin) for s in shards.plan_shards(size, 1)]
+            combined = shards.combine_shards(session, size, results, vkey=log.vkey, origin=log.origin)
+        assert not report.ok and report.first_bad_index == size - 1
+        assert [p.kind for p in report.problems] == ["cosignature"], report.problems
+        assert "does not verify with that witness's key" in report.problems[0].message
+        assert not combined.ok and combined.first_bad_index == size - 1
+
+    # a witness no longer configured: its line cannot be re-verified, only its shape is checked
+    monkeypatch.delenv("PROVLEDGER_WITNESS_URLS")
+    with trust.store.sessions() as session:
+        assert audit(session, trust.store.log).ok
