@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import nacl.exceptions
 import nacl.signing
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -93,8 +93,8 @@ class PublicKey:
 def _load_spki(der: bytes) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey:
     try:
         key = serialization.load_der_public_key(der)
-    except (ValueError, TypeError) as exc:
-        raise MalformedError("public key is not a DER SubjectPublicKeyInfo") from exc
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # an unknown algorithm or curve: cryptography's own error
+        raise MalformedError("public key is not a DER SubjectPublicKeyInfo of a supported algorithm") from exc
     return _check_supported(key)
 
 
@@ -130,8 +130,8 @@ def load_public_key(data: bytes) -> PublicKey:
             key = serialization.load_pem_public_key(data)
         else:
             key = serialization.load_der_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise MalformedError("not a PEM or DER SubjectPublicKeyInfo public key") from exc
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise MalformedError("not a PEM or DER SubjectPublicKeyInfo public key of a supported algorithm") from exc
     key = _check_supported(key)
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return PublicKey(_algorithm_of(key), der)
@@ -183,8 +183,8 @@ def load_private_key(data: bytes) -> PrivateKey:
         raise MalformedError(f"private key file is larger than {MAX_KEY_PEM_BYTES} bytes")
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise MalformedError("not an unencrypted PKCS#8 PEM private key") from exc
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise MalformedError("not an unencrypted PKCS#8 PEM private key of a supported algorithm") from exc
     if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
         raise MalformedError("unsupported key type: signer keys are Ed25519 or ECDSA P-256")
     return PrivateKey(key)

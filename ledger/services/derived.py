@@ -25,13 +25,13 @@ from sqlalchemy.orm import Session
 
 from ledger.db import store
 from ledger.errors import LedgerError
-from ledger.records.leaf import LEAF_KIND_BUNDLE, canonical_strings, decode_leaf
+from ledger.records.leaf import LEAF_KIND_BUNDLE, Leaf, canonical_strings, decode_leaf
 from ledger.tlog.note import Verifier, parse_note, verify_note_result
 from ledger.trust.fold import LeafFacts, TrustFold, leaf_facts
 from ledger.trust.policy import IDENTITY_ALGORITHM
 from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, KEY_EVENT
 
-__all__ = ["DerivedProblem", "check_cosignatures", "check_derived", "check_derived_range"]
+__all__ = ["ENTRY_COLUMNS", "DerivedProblem", "check_cosignatures", "check_derived", "range_checker"]
 
 CHUNK = 2000
 
@@ -76,17 +76,25 @@ class _Checker:
         self.deployed: set[str] = set()
         self._state: Any = None
 
-    def check_chunk(self, rows: list[tuple[Any, ...]]) -> None:
+    def check_chunk(self, rows: Sequence[tuple[Any, ...]], leaves: Sequence[Leaf | LedgerError] | None = None) -> None:
+        """Entries ``rows`` (idx, data, predicate_type, key_id, envelope_hash, integrated_time),
+        in order; ``leaves``: each one's ``decode_leaf(data)`` or the error it raised, when the
+        caller has decoded them already."""
+        if not rows:
+            return
         start, end = rows[0][0], rows[-1][0] + 1
         subjects = _rows_by_entry(self.session, _SUBJECTS, start, end)
         edges = _rows_by_entry(self.session, _EDGES, start, end)
         signers = _rows_by_entry(self.session, _SIGNERS, start, end)
         contents = _rows_by_entry(self.session, _CONTENTS, start, end)
         appraisals = _rows_by_entry(self.session, _APPRAISALS, start, end)
-        for idx, data, ptype, key_id, envelope_hash, itime in rows:
+        for i, (idx, data, ptype, key_id, envelope_hash, itime) in enumerate(rows):
             data = bytes(data)
             try:
-                facts = leaf_facts(idx, data)
+                leaf = None if leaves is None else leaves[i]
+                if isinstance(leaf, LedgerError):
+                    raise leaf
+                facts = leaf_facts(idx, data, leaf)
             except LedgerError as exc:
                 self.add(idx, "derived", f"entry {idx}: its leaf bytes do not decode ({exc}); its derived rows cannot be checked")
                 continue
@@ -210,14 +218,16 @@ class _Checker:
 
 
 def _entries(session: Session, start: int, end: int | None) -> Iterator[list[tuple[Any, ...]]]:
-    return store.stream_chunks(
-        session, "entries", ("idx", "data", "predicate_type", "key_id", "envelope_hash", "integrated_time"),
-        start=start, end=end, chunk=CHUNK,
-    )
+    return store.stream_chunks(session, "entries", ENTRY_COLUMNS, start=start, end=end, chunk=CHUNK)
 
 
-def check_derived_range(session: Session, start: int, end: int, add: Callable[[int | None, str, str], None]) -> None:
-    """The per-entry derived rows of entries [start, end) (a worker's shard; no trust fold)."""
+#: the entry columns a derived-row check reads (``_Checker.check_chunk``)
+ENTRY_COLUMNS = ("idx", "data", "predicate_type", "key_id", "envelope_hash", "integrated_time")
+
+
+def range_checker(session: Session, start: int, add: Callable[[int | None, str, str], None]) -> _Checker:
+    """A checker of the per-entry derived rows from entry ``start`` on (a worker's shard; no
+    trust fold): feed it the shard's entries in order with ``check_chunk``."""
     checker = _Checker(session, None, add)
     if start > 0:  # integrated time across the shard boundary, from the previous leaf's bytes
         data = session.connection().exec_driver_sql(f"SELECT data FROM entries WHERE idx = {int(start) - 1}").scalar()
@@ -225,8 +235,7 @@ def check_derived_range(session: Session, start: int, end: int, add: Callable[[i
             checker.last_time = leaf_facts(start - 1, bytes(data)).integrated_time if data is not None else None
         except LedgerError:
             checker.last_time = None
-    for rows in _entries(session, start, end):
-        checker.check_chunk(rows)
+    return checker
 
 
 def check_derived(session: Session, add: Callable[[int | None, str, str], None]) -> TrustFold:

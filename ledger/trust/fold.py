@@ -24,7 +24,7 @@ from ledger.records.keys import public_key_from_der
 from ledger.trust.graph import edges_of
 from ledger.trust.policy import GENESIS_PREV, KeyEvent, TrustState, parse_key_event
 from ledger.trust.predicates import KEY_EVENT, validate_predicate
-from ledger.records.leaf import LEAF_KIND_BUNDLE, decode_leaf
+from ledger.records.leaf import LEAF_KIND_BUNDLE, Leaf, decode_leaf
 from ledger.records.statement import parse_statement
 
 __all__ = [
@@ -95,10 +95,14 @@ def _statement_parts(payload: bytes) -> tuple[dict[str, Any], str, tuple[tuple[s
     return statement.document, statement.predicate_type, subjects, edges
 
 
-def leaf_facts(index: int, data: bytes) -> LeafFacts:
-    """Everything derived from entry ``index`` (MalformedError if its bytes do not decode)."""
+def leaf_facts(index: int, data: bytes, leaf: Leaf | None = None) -> LeafFacts:
+    """Everything derived from entry ``index`` (MalformedError if its bytes do not decode).
+
+    ``leaf``: ``decode_leaf(data)`` when the caller has it already (the audit's shards decode
+    each leaf once for its signature and its facts)."""
     data = bytes(data)
-    leaf = decode_leaf(data)
+    if leaf is None:
+        leaf = decode_leaf(data)
     leaf_hash = hashlib.sha256(b"\x00" + data).digest()
     if leaf.kind == LEAF_KIND_BUNDLE:
         assert leaf.bundle is not None and leaf.signer is not None

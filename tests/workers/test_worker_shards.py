@@ -17,7 +17,7 @@ from ledger.merkle import range_nodes
 from ledger.records.leaf import decode_leaf, encode_leaf
 from ledger.services import audit, shards
 from ledger.services.shards.results import _Problems
-from ledger.services.shards.leaf_signatures import _COMMON_LEAF
+from ledger.records.leaf import COMMON_DSSE_LEAF as _COMMON_LEAF
 from tests.fixtures import sign
 from tests.services.test_tamper import BATCHES, CASES, SIZE
 from tests.workers.factory import bulk_ledger_into, ledger_like_batches

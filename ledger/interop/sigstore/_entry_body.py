@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -70,7 +71,7 @@ def _pem_der(pem: bytes, what: str) -> tuple[str, bytes]:
         if b"CERTIFICATE" in pem:
             return "certificate", x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
         key = serialization.load_pem_public_key(pem)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise VerificationError(f"tlog entry body {what} is not a PEM certificate or key") from exc
     return "key", key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 

@@ -6,7 +6,9 @@
 4. recomputes every interior hash inside its subtree and compares the stored ones;
 5. verifies every checkpoint of a size ``c`` with ``start < c <= end``: the log's signature, that
    the note agrees with its row, and the root at ``c``, computed from the stored right edge of the
-   tree before the shard (``frontier_nodes(start)``) and the shard's own leaves.
+   tree before the shard (``frontier_nodes(start)``) and the shard's own leaves;
+6. recomputes each entry's derived rows from its leaf bytes and compares the stored ones
+   (``ledger.services.derived``), from the same rows and the same decoded leaf as step 2.
 
 
 The measure is the one of ``ledger.services.audit``, so both name the same first bad index: the
@@ -32,7 +34,9 @@ from ledger.errors import LedgerError
 from ledger.tlog.hashing import CHAIN_SEED, node_hash
 from ledger.merkle import NodeId, frontier_nodes
 from ledger.tlog.note import Verifier, parse_vkey
-from ledger.services.shards.leaf_signatures import check_leaf_signatures
+from ledger.records.leaf import Leaf, decode_leaf
+from ledger.services.derived import ENTRY_COLUMNS, range_checker
+from ledger.services.shards.leaf_signatures import check_decoded_signatures
 from ledger.services.shards.plan import Shard
 from ledger.services.shards.results import ShardResult, _Problems
 
@@ -41,32 +45,10 @@ __all__ = ["PROGRESS_EVERY", "verify_shard"]
 
 #: A shard reports its progress every this many entries.
 PROGRESS_EVERY = 4096
-
-
-def _entry_rows(session: Session, start: int, end: int, chunk: int = 5000) -> Iterator[tuple[int, bytes, bytes, bytes]]:
-    """(idx, data, leaf_hash, chain_hash) for start <= idx < end, in order, in chunks.
-
-    On PostgreSQL through psycopg the rows come in binary format: bytea in text format is hex,
-    which doubles the bytes on the wire and costs both sides a hex conversion per entry (half the
-    cost of reading an entry, measured). Elsewhere: ``store.iter_entries``.
-    """
-    bind = session.get_bind()
-    if bind.dialect.name != "postgresql" or bind.dialect.driver != "psycopg":
-        yield from store.iter_entries(session, start, end, chunk)
-        return
-    raw = session.connection().connection.dbapi_connection
-    after = start - 1
-    with raw.cursor(binary=True) as cursor:  # type: ignore[union-attr]
-        while True:
-            cursor.execute(
-                "SELECT idx, data, leaf_hash, chain_hash FROM entries WHERE idx > %s AND idx < %s ORDER BY idx LIMIT %s",
-                (after, end, chunk),
-            )
-            rows = cursor.fetchall()
-            if not rows:
-                return
-            yield from rows
-            after = rows[-1][0]
+#: Entries read at a time: each page's derived rows are read and checked together.
+DERIVED_CHUNK = 2000
+#: what a shard reads of each entry: its bytes, stored hashes and derived columns
+_COLUMNS = ("idx", "data", "leaf_hash", "chain_hash", *ENTRY_COLUMNS[2:])
 
 
 def _trailing_ones(j: int) -> int:
@@ -155,70 +137,82 @@ def verify_shard(
     # again. None once entries are missing: the rest of the subtree cannot be placed.
     edge: list[tuple[bytes, bool]] | None = []
     expected = start
-    for idx, data, stored_leaf, stored_chain in _entry_rows(session, start, end):
-        if idx != expected:
-            problems.add(expected, "missing_entry", f"entries {expected}..{idx - 1} are missing")
-            edge = None
-            head = None
-        expected = idx + 1
-        result.entries += 1
-        # 1. the leaf hash, from the bytes
-        if sha256(b"\x00" + data).digest() != stored_leaf:
-            problems.add(idx, "leaf_hash", f"entry {idx}: its bytes do not hash to its stored leaf hash")
-        # 2. the signatures
-        bad = check_leaf_signatures(data)
-        if bad is None:
-            result.signatures += 1
-        else:
-            problems.add(idx, bad[0], f"entry {idx}: {bad[1]}")
-        # 3. the hash chain, over the stored leaf hashes (re-synchronised after a break)
-        if head is not None and sha256(head + stored_leaf).digest() != stored_chain:
-            problems.add(idx, "chain_hash", f"entry {idx}: the hash chain breaks here")
-        head = stored_chain
-        # 4. the interior hashes this leaf completes inside the shard
-        if edge is not None:
-            acc, flagged, node_level, node_index, local = stored_leaf, False, 0, idx, idx - start
-            while (local >> node_level) & 1:
-                left, left_flagged = edge.pop()
-                computed = sha256(b"\x01" + left + acc).digest()
-                node_level += 1
-                node_index >>= 1
-                while pending is not None and pending[0] < position:
-                    pending = next(hashes, None)
-                first = node_index << node_level
-                if pending is None or pending[0] != position:
-                    acc, flagged = computed, True
-                    problems.add(first, "interior_hash", f"interior hash ({node_level}, {node_index}) is missing")
-                else:
-                    acc = pending[1]
-                    flagged, was = acc != computed, flagged or left_flagged
-                    if flagged and not was:
+    # 6. the derived rows, from the same rows and the same decoded leaves (ledger.services.derived)
+    derived = range_checker(session, start, problems.add)
+    for chunk in store.stream_chunks(session, "entries", _COLUMNS, start=start, end=end, chunk=DERIVED_CHUNK):
+        leaves: list[Leaf | LedgerError] = []
+        for idx, data, stored_leaf, stored_chain, *_ in chunk:
+            if idx != expected:
+                problems.add(expected, "missing_entry", f"entries {expected}..{idx - 1} are missing")
+                edge = None
+                head = None
+            expected = idx + 1
+            result.entries += 1
+            # 1. the leaf hash, from the bytes
+            if sha256(b"\x00" + data).digest() != stored_leaf:
+                problems.add(idx, "leaf_hash", f"entry {idx}: its bytes do not hash to its stored leaf hash")
+            # 2. the signatures
+            try:
+                leaf = decode_leaf(data)
+            except LedgerError as exc:
+                leaves.append(exc)
+                bad: tuple[str, str] | None = ("leaf_data", exc.diagnostics())
+            else:
+                leaves.append(leaf)
+                bad = check_decoded_signatures(leaf)
+            if bad is None:
+                result.signatures += 1
+            else:
+                problems.add(idx, bad[0], f"entry {idx}: {bad[1]}")
+            # 3. the hash chain, over the stored leaf hashes (re-synchronised after a break)
+            if head is not None and sha256(head + stored_leaf).digest() != stored_chain:
+                problems.add(idx, "chain_hash", f"entry {idx}: the hash chain breaks here")
+            head = stored_chain
+            # 4. the interior hashes this leaf completes inside the shard
+            if edge is not None:
+                acc, flagged, node_level, node_index, local = stored_leaf, False, 0, idx, idx - start
+                while (local >> node_level) & 1:
+                    left, left_flagged = edge.pop()
+                    computed = sha256(b"\x01" + left + acc).digest()
+                    node_level += 1
+                    node_index >>= 1
+                    while pending is not None and pending[0] < position:
+                        pending = next(hashes, None)
+                    first = node_index << node_level
+                    if pending is None or pending[0] != position:
+                        acc, flagged = computed, True
+                        problems.add(first, "interior_hash", f"interior hash ({node_level}, {node_index}) is missing")
+                    else:
+                        acc = pending[1]
+                        flagged, was = acc != computed, flagged or left_flagged
+                        if flagged and not was:
+                            problems.add(
+                                first,
+                                "interior_hash",
+                                f"interior hash ({node_level}, {node_index}) over entries {first}.."
+                                f"{first + (1 << node_level) - 1} does not match the hashes below it",
+                            )
+                    position += 1
+                edge.append((acc, flagged))
+                # the nodes above the shard that this leaf completes are the combiner's
+                position += _trailing_ones(idx) - node_level
+            # 5. the checkpoints that end at this entry
+            while cp is not None and cp.tree_size <= expected:
+                result.checkpoints += 1
+                if _check_signed_checkpoint(cp, verifier, origin, problems) and edge is not None and cp.tree_size == expected:
+                    local_root = _fold([h for h, _ in edge[:-1]], edge[-1][0])
+                    if edge_before is None:
+                        result.deferred.append([cp.tree_size, local_root.hex(), cp.root_hash.hex()])
+                    elif _fold(edge_before, local_root) != cp.root_hash:
                         problems.add(
-                            first,
-                            "interior_hash",
-                            f"interior hash ({node_level}, {node_index}) over entries {first}.."
-                            f"{first + (1 << node_level) - 1} does not match the hashes below it",
+                            cp.tree_size - 1,
+                            "checkpoint",
+                            f"checkpoint of size {cp.tree_size}: its root does not match the entries",
                         )
-                position += 1
-            edge.append((acc, flagged))
-            # the nodes above the shard that this leaf completes are the combiner's
-            position += _trailing_ones(idx) - node_level
-        # 5. the checkpoints that end at this entry
-        while cp is not None and cp.tree_size <= expected:
-            result.checkpoints += 1
-            if _check_signed_checkpoint(cp, verifier, origin, problems) and edge is not None and cp.tree_size == expected:
-                local_root = _fold([h for h, _ in edge[:-1]], edge[-1][0])
-                if edge_before is None:
-                    result.deferred.append([cp.tree_size, local_root.hex(), cp.root_hash.hex()])
-                elif _fold(edge_before, local_root) != cp.root_hash:
-                    problems.add(
-                        cp.tree_size - 1,
-                        "checkpoint",
-                        f"checkpoint of size {cp.tree_size}: its root does not match the entries",
-                    )
-            cp = next(checkpoints, None)
-        if progress is not None and (expected - start) % progress_every == 0:
-            progress(expected - start)
+                cp = next(checkpoints, None)
+            if progress is not None and (expected - start) % progress_every == 0:
+                progress(expected - start)
+        derived.check_chunk([(row[0], row[1], *row[4:]) for row in chunk], leaves)
 
     if expected != end:
         problems.add(expected, "missing_entry", f"entries {expected}..{end - 1} are missing")
@@ -232,10 +226,6 @@ def verify_shard(
         assert len(edge) == 1, "shards: a shard is one complete subtree"
         result.root = edge[0][0].hex()
         result.root_flagged = edge[0][1]
-    # the shard's derived rows, recomputed from its leaf bytes (ledger.services.derived)
-    from ledger.services.derived import check_derived_range  # noqa: PLC0415
-
-    check_derived_range(session, start, end, problems.add)
     result.problems, result.truncated = problems.items, problems.truncated
     return result
 
