@@ -126,16 +126,8 @@ def verify_shard(
 
     checkpoints = _iter_checkpoints(session, start, end)
     cp = next(checkpoints, None)
-    hashes = store.iter_tree_hashes(session, start=store.interior_count(start), end=store.interior_count(end))
-    pending = next(hashes, None)
-    position = store.interior_count(start)
-
+    tree = _Subtree(session, start, end, problems)
     sha256 = hashlib.sha256
-    # The shard's right edge as (stored hash, found inconsistent), biggest subtree first. As in
-    # ledger.services.audit, each stored interior hash is checked against its two STORED
-    # children, so damage is named where it is, and a parent of a damaged node is not reported
-    # again. None once entries are missing: the rest of the subtree cannot be placed.
-    edge: list[tuple[bytes, bool]] | None = []
     expected = start
     # 6. the derived rows, from the same rows and the same decoded leaves (ledger.services.derived)
     derived = range_checker(session, start, problems.add)
@@ -144,7 +136,7 @@ def verify_shard(
         for idx, data, stored_leaf, stored_chain, *_ in chunk:
             if idx != expected:
                 problems.add(expected, "missing_entry", f"entries {expected}..{idx - 1} are missing")
-                edge = None
+                tree.edge = None
                 head = None
             expected = idx + 1
             result.entries += 1
@@ -169,36 +161,11 @@ def verify_shard(
                 problems.add(idx, "chain_hash", f"entry {idx}: the hash chain breaks here")
             head = stored_chain
             # 4. the interior hashes this leaf completes inside the shard
-            if edge is not None:
-                acc, flagged, node_level, node_index, local = stored_leaf, False, 0, idx, idx - start
-                while (local >> node_level) & 1:
-                    left, left_flagged = edge.pop()
-                    computed = sha256(b"\x01" + left + acc).digest()
-                    node_level += 1
-                    node_index >>= 1
-                    while pending is not None and pending[0] < position:
-                        pending = next(hashes, None)
-                    first = node_index << node_level
-                    if pending is None or pending[0] != position:
-                        acc, flagged = computed, True
-                        problems.add(first, "interior_hash", f"interior hash ({node_level}, {node_index}) is missing")
-                    else:
-                        acc = pending[1]
-                        flagged, was = acc != computed, flagged or left_flagged
-                        if flagged and not was:
-                            problems.add(
-                                first,
-                                "interior_hash",
-                                f"interior hash ({node_level}, {node_index}) over entries {first}.."
-                                f"{first + (1 << node_level) - 1} does not match the hashes below it",
-                            )
-                    position += 1
-                edge.append((acc, flagged))
-                # the nodes above the shard that this leaf completes are the combiner's
-                position += _trailing_ones(idx) - node_level
+            tree.add_leaf(idx, stored_leaf)
             # 5. the checkpoints that end at this entry
             while cp is not None and cp.tree_size <= expected:
                 result.checkpoints += 1
+                edge = tree.edge
                 if _check_signed_checkpoint(cp, verifier, origin, problems) and edge is not None and cp.tree_size == expected:
                     local_root = _fold([h for h, _ in edge[:-1]], edge[-1][0])
                     if edge_before is None:
@@ -216,18 +183,68 @@ def verify_shard(
 
     if expected != end:
         problems.add(expected, "missing_entry", f"entries {expected}..{end - 1} are missing")
-        edge = None
+        tree.edge = None
     while cp is not None:  # checkpoints that end in missing entries
         result.checkpoints += 1
         if _check_signed_checkpoint(cp, verifier, origin, problems):
             problems.add(cp.tree_size - 1, "checkpoint", f"checkpoint of size {cp.tree_size} covers missing entries")
         cp = next(checkpoints, None)
-    if edge is not None:
-        assert len(edge) == 1, "shards: a shard is one complete subtree"
-        result.root = edge[0][0].hex()
-        result.root_flagged = edge[0][1]
+    if tree.edge is not None:
+        assert len(tree.edge) == 1, "shards: a shard is one complete subtree"
+        result.root = tree.edge[0][0].hex()
+        result.root_flagged = tree.edge[0][1]
     result.problems, result.truncated = problems.items, problems.truncated
     return result
+
+
+class _Subtree:
+    """Step 4 over the shard's subtree, one leaf at a time.
+
+    ``edge`` is the shard's right edge as (stored hash, found inconsistent), biggest subtree
+    first. As in ledger.services.audit, each stored interior hash is checked against its two
+    STORED children, so damage is named where it is, and a parent of a damaged node is not
+    reported again. None once entries are missing: the rest of the subtree cannot be placed.
+    """
+
+    def __init__(self, session: Session, start: int, end: int, problems: _Problems) -> None:
+        self.start = start
+        self.problems = problems
+        self.edge: list[tuple[bytes, bool]] | None = []
+        self.position = store.interior_count(start)
+        self.hashes = store.iter_tree_hashes(session, start=self.position, end=store.interior_count(end))
+        self.pending = next(self.hashes, None)
+
+    def add_leaf(self, idx: int, stored_leaf: bytes) -> None:
+        """Check the stored interior hashes leaf ``idx`` completes inside the shard."""
+        edge = self.edge
+        if edge is None:
+            return
+        acc, flagged, node_level, node_index, local = stored_leaf, False, 0, idx, idx - self.start
+        while (local >> node_level) & 1:
+            left, left_flagged = edge.pop()
+            computed = hashlib.sha256(b"\x01" + left + acc).digest()
+            node_level += 1
+            node_index >>= 1
+            while self.pending is not None and self.pending[0] < self.position:
+                self.pending = next(self.hashes, None)
+            first = node_index << node_level
+            if self.pending is None or self.pending[0] != self.position:
+                acc, flagged = computed, True
+                self.problems.add(first, "interior_hash", f"interior hash ({node_level}, {node_index}) is missing")
+            else:
+                acc = self.pending[1]
+                flagged, was = acc != computed, flagged or left_flagged
+                if flagged and not was:
+                    self.problems.add(
+                        first,
+                        "interior_hash",
+                        f"interior hash ({node_level}, {node_index}) over entries {first}.."
+                        f"{first + (1 << node_level) - 1} does not match the hashes below it",
+                    )
+            self.position += 1
+        edge.append((acc, flagged))
+        # the nodes above the shard that this leaf completes are the combiner's
+        self.position += _trailing_ones(idx) - node_level
 
 
 def _stored_interior(session: Session, nodes: list[NodeId]) -> dict[NodeId, bytes]:
