@@ -66,6 +66,7 @@ CERT_DATA_PCK_CHAIN = 5
 TD_ATTRIBUTES_DEBUG = 1 << 0
 #: v5 body types and sizes: TD 1.0 (as in v4) and TD 1.5 (adds TEE_TCB_SVN2, MRSERVICETD)
 BODY_SIZES = {2: 584, 3: 648}
+TD15_BODY = 3
 #: a quote is a few KiB; this bounds what we parse
 MAX_QUOTE_BYTES = 64 * 1024
 
@@ -160,7 +161,7 @@ def parse_quote(data: bytes) -> TdxQuote:
     raw_body = r.bytes(BODY_SIZES[body_type], "TD report body")
     signed_bytes = data[: r.offset]
     body = {name: raw_body[off : off + size] for name, off, size in _BODY_FIELDS}
-    if body_type == 3:
+    if body_type == TD15_BODY:
         body["tee_tcb_svn2"] = raw_body[584:600]
         body["mrservicetd"] = raw_body[600:648]
 
@@ -250,6 +251,8 @@ def _check_tcb_status(
             extra_certificates=pool,
             now=now,
             roots=roots,
+            # a TD 1.5 body: the module running now, after any TD-preserving update
+            tee_tcb_svn2=quote.body.get("tee_tcb_svn2") if quote.body_type == TD15_BODY else None,
         )
     except MalformedError as exc:
         if "PCK certificate" not in str(exc):
@@ -394,6 +397,7 @@ def appraise_tdx(
         "td_attributes": f"{quote.td_attributes:#x}",
         "mrtd": body["mrtd"].hex(),
         "tee_tcb_svn": body["tee_tcb_svn"].hex(),
+        **({"tee_tcb_svn2": body["tee_tcb_svn2"].hex()} if "tee_tcb_svn2" in body else {}),
         "xfam": body["xfam"].hex(),
         "crl_checked": bool(crls),
         "tcb_status": tcb.status if tcb.status is not None else "not evaluated",

@@ -23,12 +23,16 @@ The evaluation follows Intel's quote verification library (TcbLevelCheck, TdxMod
 4. QE identity: the QE report's MRSIGNER, ISVPRODID, MISCSELECT and ATTRIBUTES (under the masks)
    must match, and its first level with ``isvsvn <=`` the QE's ISVSVN pulls the status down the
    same way.
+5. TD 1.5 (a v5 quote of body type 3): TEE_TCB_SVN is the module the TD was launched under and
+   TEE_TCB_SVN2 the module running now (after a TD-preserving update). Both are judged by steps
+   2-4; when the launch status is OutOfDate or OutOfDateConfigurationNeeded and the current one
+   is UpToDate, SWHardeningNeeded, ConfigurationNeeded or ConfigurationAndSWHardeningNeeded, the
+   status is TDRelaunchAdvised (TDRelaunchAdvisedConfigurationNeeded when either needs
+   configuration): relaunching the TD would bring it up to the module now running. Otherwise
+   the launch status stands. The advisories are those of both.
 
 The result is one of :data:`STATUSES` plus the union of the advisory IDs of the levels used; a
 platform below every level is :data:`NOT_SUPPORTED` (refused whatever the policy says).
-
-Not done: a TD 1.5 (v5, body type 3) quote is judged by its TEE_TCB_SVN; its TEE_TCB_SVN2 (the
-module after a TD-preserving update) is reported in the body but not matched against the levels.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ from ledger.errors import MalformedError
 
 __all__ = [
     "NOT_SUPPORTED",
+    "LEVEL_STATUSES",
+    "RELAUNCH_ADVISED",
+    "RELAUNCH_ADVISED_CONFIGURATION_NEEDED",
     "STATUSES",
     "PckTcb",
     "SignedJson",
@@ -62,7 +69,8 @@ __all__ = [
     "parse_signed_json",
 ]
 
-STATUSES = (
+#: the statuses a TCB Info level can carry
+LEVEL_STATUSES = (
     "UpToDate",
     "SWHardeningNeeded",
     "ConfigurationNeeded",
@@ -71,6 +79,12 @@ STATUSES = (
     "OutOfDateConfigurationNeeded",
     "Revoked",
 )
+#: a TD 1.5 quote whose TD launched under an out-of-date module that has since been updated in
+#: place to one that is not out of date (Intel's relaunch check; step 5 of the module docstring)
+RELAUNCH_ADVISED = "TDRelaunchAdvised"
+RELAUNCH_ADVISED_CONFIGURATION_NEEDED = "TDRelaunchAdvisedConfigurationNeeded"
+#: every status an evaluation can report
+STATUSES = (*LEVEL_STATUSES[:6], RELAUNCH_ADVISED, RELAUNCH_ADVISED_CONFIGURATION_NEEDED, LEVEL_STATUSES[6])
 NOT_SUPPORTED = "TcbNotSupported"
 #: a PCS response is a few KiB (the largest TCB Info today is ~10 KiB)
 MAX_COLLATERAL_BYTES = 256 * 1024
@@ -374,7 +388,7 @@ def _int_list(level: Mapping[str, Any], key: str, what: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _status(level: Mapping[str, Any], what: str, allowed: Sequence[str] = STATUSES) -> str:
+def _status(level: Mapping[str, Any], what: str, allowed: Sequence[str] = LEVEL_STATUSES) -> str:
     status = level.get("tcbStatus")
     if status not in allowed:
         msg = f"{what}.tcbStatus {status!r} is not one of {', '.join(allowed)}"
@@ -400,6 +414,20 @@ def _converge(platform: str, other: str) -> str:
         if platform in ("ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded"):
             return "OutOfDateConfigurationNeeded"
     return platform
+
+
+_RELAUNCH_FROM = ("OutOfDate", "OutOfDateConfigurationNeeded")
+_RELAUNCH_TO = ("UpToDate", "SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded")
+_CONFIGURATION_NEEDED = ("ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded", "OutOfDateConfigurationNeeded")
+
+
+def relaunch_status(launch: str, current: str) -> str:
+    """Step 5: the status of a TD 1.5 quote from its launch and current module statuses."""
+    if launch in _RELAUNCH_FROM and current in _RELAUNCH_TO:
+        if launch in _CONFIGURATION_NEEDED or current in _CONFIGURATION_NEEDED:
+            return RELAUNCH_ADVISED_CONFIGURATION_NEEDED
+        return RELAUNCH_ADVISED
+    return launch
 
 
 def _hex_field(doc: Mapping[str, Any], key: str, size: int, what: str) -> bytes:
@@ -524,8 +552,11 @@ def evaluate_tcb(
     extra_certificates: Sequence[bytes],
     now: datetime,
     roots: Mapping[str, str],
+    tee_tcb_svn2: bytes | None = None,
 ) -> TcbEvaluation:
     """Judge a verified quote's TCB against the collateral (see the module docstring).
+
+    ``tee_tcb_svn2``: a TD 1.5 quote's TEE_TCB_SVN2 (step 5); None for other quotes.
 
     Checks made: ``tcb_info`` (found for the FMSPC, signed, chained, current),
     ``qe_identity_collateral`` (the same for the QE Identity, and the QE matches it) and, when
@@ -585,25 +616,53 @@ def evaluate_tcb(
         msg = "tcbInfo.tcbLevels is not a list"
         raise MalformedError(msg)
     result.tcb_evaluation_data_number = body.get("tcbEvaluationDataNumber")
+    launch = _judge_module(body, levels, pck, tee_tcb_svn, mrsignerseam, seam_attributes, qe_status, qe_advisories)
+    if launch.status is None:
+        result.status = NOT_SUPPORTED
+        result.checks.append(("tcb_level", False, launch.why))
+        return result
+    result.tcb_date = launch.tcb_date
+    status, advisories, why = launch.status, launch.advisories, launch.why
+    if tee_tcb_svn2 is not None:
+        current = _judge_module(body, levels, pck, tee_tcb_svn2, mrsignerseam, seam_attributes, qe_status, qe_advisories)
+        if current.status is None:
+            result.status = NOT_SUPPORTED
+            result.checks.append(("tcb_level", False, f"TEE_TCB_SVN2 (the module running now): {current.why}"))
+            return result
+        status = relaunch_status(launch.status, current.status)
+        advisories = advisories | current.advisories
+        why = f"at launch (TEE_TCB_SVN): {launch.why}; now (TEE_TCB_SVN2): {current.why}; so {status}"
+    result.status = status
+    result.advisory_ids = tuple(sorted(advisories))
+    result.checks.append(("tcb_level", True, why))
+    return result
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """Steps 2-4 for one TEE_TCB_SVN: the status (None: not supported) and why."""
+
+    status: str | None
+    why: str
+    advisories: frozenset[str] = frozenset()
+    tcb_date: str | None = None
+
+
+def _judge_module(
+    body: Mapping[str, Any], levels: list[Any], pck: PckTcb, tee_tcb_svn: bytes, mrsignerseam: bytes,
+    seam_attributes: bytes, qe_status: str, qe_advisories: list[str],
+) -> _Judged:
     level, why = _platform_level(levels, pck, tee_tcb_svn)
     if level is None:
-        result.status = NOT_SUPPORTED
-        result.checks.append(("tcb_level", False, why))
-        return result
+        return _Judged(None, why)
     platform = _status(level, "tcbInfo.tcbLevels[]")
-    advisories = _advisories(level)
     module_status, module_advisories, module_why = _module_status(body, tee_tcb_svn, mrsignerseam, seam_attributes)
     if module_status is None:
-        result.status = NOT_SUPPORTED
-        result.checks.append(("tcb_level", False, module_why))
-        return result
-    result.tcb_date = level.get("tcbDate")
+        return _Judged(None, module_why)
     status = _converge(_converge(platform, module_status), qe_status)
-    result.status = status
-    result.advisory_ids = tuple(sorted(set(advisories) | set(module_advisories) | set(qe_advisories)))
-    result.checks.append((
-        "tcb_level",
-        True,
+    return _Judged(
+        status,
         f"platform level {platform} (tcbDate {level.get('tcbDate')}), {module_why}, QE {qe_status}: {status}",
-    ))
-    return result
+        frozenset(_advisories(level)) | frozenset(module_advisories) | frozenset(qe_advisories),
+        level.get("tcbDate"),
+    )

@@ -248,6 +248,7 @@ class TdxPki:
         body_type: int = 2,
         td_attributes: int = 0x10000000,
         tee_tcb_svn: bytes = b"\x03\x00\x04" + bytes(13),
+        tee_tcb_svn2: bytes | None = None,
         mrtd: bytes = b"\x33" * 48,
         rtmrs: tuple[bytes, ...] = (b"\x40" * 48, b"\x41" * 48, b"\x42" * 48, bytes(48)),
         report_data: bytes = b"",
@@ -269,6 +270,8 @@ class TdxPki:
         for i, value in enumerate(rtmrs):
             body[0x148 + 48 * i : 0x178 + 48 * i] = value
         body[0x208:0x248] = report_data.ljust(64, b"\x00")
+        if body_type == tdx.TD15_BODY:  # TEE_TCB_SVN2: the module now running (by default the launch one)
+            body[584:600] = tee_tcb_svn if tee_tcb_svn2 is None else tee_tcb_svn2
         if version == 5:
             header += struct.pack("<HI", body_type, len(body))
         signed = header + bytes(body)

@@ -11,7 +11,7 @@ import pytest
 
 from ledger.attestation import Policy, TdxCollateral, appraise
 from ledger.attestation.tdx import INTEL_ROOT_FINGERPRINTS, appraise_tdx
-from ledger.attestation.tdx_tcb import STATUSES, parse_signed_json
+from ledger.attestation.tdx_tcb import LEVEL_STATUSES, STATUSES, parse_signed_json
 from ledger.errors import MalformedError
 from tests.unit.attestation.factories import NOW, flip
 from tests.unit.attestation.tcb_factories import FMSPC, TcbPki, _tdx16, level, levels, SGX_OK, PCESVN
@@ -31,7 +31,7 @@ def run(pki: TcbPki, *, tcb_info: bytes | None = None, qe: bytes | None = None, 
                         roots=pki.roots, collateral=collateral)
 
 
-@pytest.mark.parametrize("status", STATUSES)
+@pytest.mark.parametrize("status", LEVEL_STATUSES)
 def test_each_status_reported_and_decided_by_policy(pki: TcbPki, status: str) -> None:
     appraisal = run(pki, tcb_info=pki.tcb_info(levels(status)))
     assert appraisal.claims["tcb_status"] == status
@@ -242,3 +242,65 @@ def test_revoked_sgx_level_is_revoked_whatever_the_tdx_components(pki: TcbPki) -
     assert appraisal.claims["tcb_status"] == "Revoked"
     assert appraisal.claims["advisory_ids"] == ["INTEL-SA-00003"]
     assert not appraisal.check("tcb_status").ok
+
+
+# ------------------------------------------------------------------------------ TD 1.5: TEE_TCB_SVN2
+
+
+def _td15(pki: TcbPki, launch: bytes, now_running: bytes) -> bytes:
+    return pki.quote(version=5, body_type=3, tee_tcb_svn=launch, tee_tcb_svn2=now_running)
+
+
+_OLD_MODULE = bytes([2, 0, 1]) + bytes(13)  # the default levels' OutOfDate level (INTEL-SA-00002)
+_NEW_MODULE = bytes([3, 0, 4]) + bytes(13)  # their current level
+
+
+@pytest.mark.parametrize(("current", "expected"), [
+    ("UpToDate", "TDRelaunchAdvised"),
+    ("SWHardeningNeeded", "TDRelaunchAdvised"),
+    ("ConfigurationNeeded", "TDRelaunchAdvisedConfigurationNeeded"),
+    ("ConfigurationAndSWHardeningNeeded", "TDRelaunchAdvisedConfigurationNeeded"),
+    ("OutOfDate", "OutOfDate"),  # nothing to gain by relaunching
+    ("Revoked", "Revoked"),  # a revoked SGX level is revoked at launch too (whatever the TDX components)
+])
+def test_a_td_launched_under_an_old_module_since_updated_is_advised_to_relaunch(pki: TcbPki, current: str, expected: str) -> None:
+    appraisal = run(pki, tcb_info=pki.tcb_info(levels(current)), quote=_td15(pki, _OLD_MODULE, _NEW_MODULE))
+    assert appraisal.claims["tcb_status"] == expected, appraisal.check("tcb_level").reason
+    assert appraisal.claims["tee_tcb_svn2"] == _NEW_MODULE.hex()
+    # the advisories of both evaluations (a revoked platform never reaches the old level's)
+    assert ("INTEL-SA-00002" in appraisal.claims["advisory_ids"]) is (current != "Revoked")
+    assert ("INTEL-SA-00001" in appraisal.claims["advisory_ids"]) is (current != "UpToDate")
+    reason = appraisal.check("tcb_level").reason
+    assert "TEE_TCB_SVN2" in reason and expected in reason
+    assert appraisal.verdict == "reject"  # the default policy allows UpToDate only
+    allowing = run(pki, tcb_info=pki.tcb_info(levels(current)), quote=_td15(pki, _OLD_MODULE, _NEW_MODULE),
+                   policy=Policy(tdx_allowed_tcb_statuses=frozenset({expected})))
+    assert allowing.verdict == "accept", allowing.failed
+
+
+def test_td15_statuses_when_nothing_was_updated_are_the_launch_ones(pki: TcbPki) -> None:
+    for launch, status in ((_NEW_MODULE, "UpToDate"), (_OLD_MODULE, "OutOfDate")):
+        appraisal = run(pki, quote=_td15(pki, launch, launch))
+        assert appraisal.claims["tcb_status"] == status
+    # a TD launched up to date on a module since rolled back is judged by its launch: the
+    # relaunch rule only ever helps a TD whose launch status is out of date
+    rolled_back = run(pki, quote=_td15(pki, _NEW_MODULE, _OLD_MODULE))
+    assert rolled_back.claims["tcb_status"] == "UpToDate"
+
+
+def test_td15_current_module_below_every_level_is_not_supported(pki: TcbPki) -> None:
+    appraisal = run(pki, quote=_td15(pki, _NEW_MODULE, bytes([1, 0, 0]) + bytes(13)),
+                    policy=Policy(tdx_allowed_tcb_statuses=frozenset(STATUSES)))
+    assert not appraisal.check("tcb_level").ok
+    assert "TEE_TCB_SVN2" in appraisal.check("tcb_level").reason
+    assert appraisal.verdict == "reject"
+
+
+def test_a_td10_body_is_judged_by_tee_tcb_svn_alone(pki: TcbPki) -> None:
+    appraisal = run(pki, quote=pki.quote(version=5, body_type=2, tee_tcb_svn=_OLD_MODULE))
+    assert appraisal.claims["tcb_status"] == "OutOfDate" and "tee_tcb_svn2" not in appraisal.claims
+
+
+def test_a_tcb_info_level_cannot_claim_a_relaunch_status(pki: TcbPki) -> None:
+    with pytest.raises(MalformedError, match="tcbStatus"):
+        run(pki, tcb_info=pki.tcb_info(levels("TDRelaunchAdvised")))
