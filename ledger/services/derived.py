@@ -31,7 +31,7 @@ from ledger.trust.fold import LeafFacts, TrustFold, leaf_facts
 from ledger.trust.policy import IDENTITY_ALGORITHM
 from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, KEY_EVENT
 
-__all__ = ["ENTRY_COLUMNS", "DerivedProblem", "check_cosignatures", "check_derived", "range_checker"]
+__all__ = ["ENTRY_COLUMNS", "DerivedChecker", "DerivedProblem", "check_cosignatures", "check_derived", "range_checker"]
 
 CHUNK = 2000
 
@@ -64,7 +64,7 @@ def _legacy_envelope_hash(data: bytes) -> bytes | None:
     return hashlib.sha256(canonical_strings(leaf.envelope.document)).digest()
 
 
-class _Checker:
+class DerivedChecker:
     """One pass over a range of entries, comparing each entry's derived rows with its facts."""
 
     def __init__(self, session: Session, fold: TrustFold | None, add: Callable[[int | None, str, str], None]) -> None:
@@ -221,14 +221,14 @@ def _entries(session: Session, start: int, end: int | None) -> Iterator[list[tup
     return store.stream_chunks(session, "entries", ENTRY_COLUMNS, start=start, end=end, chunk=CHUNK)
 
 
-#: the entry columns a derived-row check reads (``_Checker.check_chunk``)
+#: the entry columns a derived-row check reads (``DerivedChecker.check_chunk``)
 ENTRY_COLUMNS = ("idx", "data", "predicate_type", "key_id", "envelope_hash", "integrated_time")
 
 
-def range_checker(session: Session, start: int, add: Callable[[int | None, str, str], None]) -> _Checker:
+def range_checker(session: Session, start: int, add: Callable[[int | None, str, str], None]) -> DerivedChecker:
     """A checker of the per-entry derived rows from entry ``start`` on (a worker's shard; no
     trust fold): feed it the shard's entries in order with ``check_chunk``."""
-    checker = _Checker(session, None, add)
+    checker = DerivedChecker(session, None, add)
     if start > 0:  # integrated time across the shard boundary, from the previous leaf's bytes
         data = session.connection().exec_driver_sql(f"SELECT data FROM entries WHERE idx = {int(start) - 1}").scalar()
         try:
@@ -244,7 +244,7 @@ def check_derived(session: Session, add: Callable[[int | None, str, str], None])
     from ledger.services.policy import root_der  # noqa: PLC0415
 
     fold = TrustFold(root_der(session))
-    checker = _Checker(session, fold, add)
+    checker = DerivedChecker(session, fold, add)
     for rows in _entries(session, 0, None):
         checker.check_chunk(rows)
     check_cosignatures(session, add)
