@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -21,10 +19,10 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from ledger.errors import MalformedError
+from ledger.untrusted.x509 import load_crl, load_der_certificate, quiet
 
 __all__ = [
     "MAX_CHAIN_DEPTH",
@@ -42,32 +40,15 @@ __all__ = [
 #: the longest chain we walk (leaf + intermediates + root)
 MAX_CHAIN_DEPTH = 6
 
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
-
-
-@contextmanager
-def quiet() -> Iterator[None]:
-    """Silence two warnings real vendor certificates trigger in ``cryptography``.
-
-    AMD's VCEKs carry a non-positive serial number (RFC 5280 forbids it; cryptography warns on
-    load) and Google's vTPM CA names have attributes over 64 characters (warned when the name is
-    read). Both certificates are what the vendors issue, so we accept them.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
-        warnings.filterwarnings("ignore", message="Attribute's length", category=UserWarning)
-        yield
+_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+#: the PEM blocks an endorsement may hold
+_PEM_LABELS = (b"CERTIFICATE", b"X509 CRL")
 
 
 @lru_cache(maxsize=1024)
 def load_der(der: bytes) -> x509.Certificate:
-    """Parse one DER certificate (cached by its bytes)."""
-    try:
-        with quiet():
-            return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        msg = f"not a DER X.509 certificate: {exc}"
-        raise MalformedError(msg) from exc
+    """Parse one DER certificate completely (``ledger.untrusted.x509``; cached by its bytes)."""
+    return load_der_certificate(der)
 
 
 @lru_cache(maxsize=1024)
@@ -89,10 +70,27 @@ def describe(der: bytes) -> str:
 def _pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
     import base64  # noqa: PLC0415 - only PEM input needs it
 
+    # One pass, linear in the input: each BEGIN line's END is looked for once per label (a label
+    # whose END is not found after some point is not found after any later point either).
     blocks = []
-    for match in _PEM_BLOCK.finditer(data):
-        label = match.group(1).decode()
-        body = match.group(0).split(b"\n", 1)[-1].rsplit(b"-----END", 1)[0]
+    unterminated: dict[bytes, int] = {}
+    after = 0  # blocks do not overlap: a BEGIN inside the last block's body is part of it
+    for match in _PEM_BEGIN.finditer(data):
+        if match.start() < after:
+            continue
+        raw_label = match.group(1)
+        if raw_label not in _PEM_LABELS:
+            msg = f"unexpected PEM block {raw_label.decode()[:40]!r} in an endorsement"
+            raise MalformedError(msg)
+        if unterminated.get(raw_label, len(data) + 1) <= match.end():
+            continue
+        end = data.find(b"-----END " + raw_label + b"-----", match.end())
+        if end < 0:
+            unterminated[raw_label] = match.end()
+            continue
+        label = raw_label.decode()
+        body = data[match.end() : end]
+        after = end + len(raw_label) + 14
         try:
             blocks.append((label, base64.b64decode(b"".join(body.split()), validate=True)))
         except ValueError as exc:
@@ -159,12 +157,7 @@ def pem_certificates(data: bytes) -> list[bytes]:
 
 @lru_cache(maxsize=64)
 def _load_crl(der: bytes) -> x509.CertificateRevocationList:
-    try:
-        with quiet():
-            return x509.load_der_x509_crl(der)
-    except ValueError as exc:
-        msg = f"not a DER X.509 CRL: {exc}"
-        raise MalformedError(msg) from exc
+    return load_crl(der, "the DER CRL")
 
 
 @lru_cache(maxsize=4096)

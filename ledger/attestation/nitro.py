@@ -57,6 +57,8 @@ COSE_ALG_ES384 = -35
 COSE_SIGN1_TAG = 18
 MAX_DOCUMENT_BYTES = 64 * 1024
 CLOCK_SKEW = timedelta(minutes=5)
+#: 9999-12-31T23:59:59.999Z in milliseconds: a later timestamp is no date at all
+MAX_TIMESTAMP_MS = 253_402_300_799_999
 
 #: SHA-256 of the DER of the AWS Nitro Enclaves Root G1. Computed once from
 #: ../shared/vectors/tee/roots/aws/aws_nitro_enclaves_root_G1.pem (evervault's copy, identical to
@@ -83,6 +85,7 @@ class NitroDocument:
 
     @property
     def timestamp(self) -> datetime:
+        # parse_document bounds timestamp_ms (MAX_TIMESTAMP_MS), so this always converts
         return datetime.fromtimestamp(self.timestamp_ms / 1000, tz=UTC)
 
     @property
@@ -188,8 +191,8 @@ def parse_document(data: bytes) -> NitroDocument:
         msg = "Nitro attestation cabundle must be a non-empty list of certificates"
         raise MalformedError(msg)
     timestamp = _field(payload, "timestamp", int)
-    if timestamp < 0:
-        msg = "Nitro attestation timestamp is negative"
+    if not 0 <= timestamp <= MAX_TIMESTAMP_MS:
+        msg = f"Nitro attestation timestamp {timestamp} ms is not between 0 and {MAX_TIMESTAMP_MS} (the year 9999)"
         raise MalformedError(msg)
     document = NitroDocument(
         protected=protected,

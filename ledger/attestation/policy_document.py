@@ -70,8 +70,14 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+#: no list in the schema may hold more (its largest ``maxItems``); checked before the schema,
+#: whose ``uniqueItems`` compares every pair of a list's items
+MAX_LIST_ITEMS = 256
+
+
 def _no_floats(value: Any, where: str = "the document") -> None:
-    """JSON Schema counts 1.0 as an integer; a policy's numbers are exact integers only."""
+    """JSON Schema counts 1.0 as an integer; a policy's numbers are exact integers only. Lists
+    longer than any the schema allows are refused here, before the schema's quadratic checks."""
     if isinstance(value, float):
         msg = f"policy document: {where} is {value!r}, and numbers in a policy must be integers"
         raise MalformedError(msg)
@@ -79,6 +85,9 @@ def _no_floats(value: Any, where: str = "the document") -> None:
         for key, item in value.items():
             _no_floats(item, key if where == "the document" else f"{where}.{key}")
     elif isinstance(value, list):
+        if len(value) > MAX_LIST_ITEMS:
+            msg = f"policy document: {where} has {len(value)} items, more than any list of a policy may hold ({MAX_LIST_ITEMS})"
+            raise MalformedError(msg)
         for n, item in enumerate(value):
             _no_floats(item, f"{where}[{n}]")
 
@@ -171,9 +180,17 @@ def parse_policy_document(data: bytes | str | Mapping[str, Any]) -> PolicyDocume
             refuses (the message names the first offending field).
     """
     if isinstance(data, Mapping):
-        doc: Any = json.loads(json.dumps(data), object_pairs_hook=_no_duplicates)
+        try:
+            doc: Any = json.loads(json.dumps(data), object_pairs_hook=_no_duplicates)
+        except (TypeError, ValueError, RecursionError) as exc:
+            msg = "policy document is not a JSON object of JSON values"
+            raise MalformedError(msg) from exc
     else:
-        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        try:
+            raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        except UnicodeEncodeError as exc:  # a lone surrogate: not Unicode text
+            msg = "policy document is not valid Unicode text"
+            raise MalformedError(msg) from exc
         if len(raw) > MAX_POLICY_BYTES:
             msg = f"policy document is larger than {MAX_POLICY_BYTES} bytes"
             raise MalformedError(msg)
@@ -185,6 +202,9 @@ def parse_policy_document(data: bytes | str | Mapping[str, Any]) -> PolicyDocume
         except ValueError as exc:
             msg = f"policy document is not valid JSON: {exc}"
             raise MalformedError(msg) from exc
+        except RecursionError:
+            msg = "policy document nests arrays and objects too deep"
+            raise MalformedError(msg) from None
         # and what only the one strict loader for untrusted bytes refuses: lone surrogates, depth,
         # number size (each named)
         parse_json(raw, what="the policy document")

@@ -212,6 +212,9 @@ def _members(text: str, what: str) -> dict[str, tuple[Any, int, int]]:
     except ValueError as exc:
         msg = f"{what} is not valid JSON: {exc}"
         raise MalformedError(msg) from exc
+    except RecursionError:
+        msg = f"{what} nests arrays and objects too deep"
+        raise MalformedError(msg) from None
     if i >= n or skip(i + 1) != n:
         msg = f"{what} is not one complete JSON object"
         raise MalformedError(msg)
@@ -430,6 +433,23 @@ def relaunch_status(launch: str, current: str) -> str:
     return launch
 
 
+def _list(doc: Mapping[str, Any], key: str, what: str) -> list[Any]:
+    """``doc[key]``, a list (absent: empty); MalformedError for anything else."""
+    value = doc.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        msg = f"{what}.{key} is not a list"
+        raise MalformedError(msg)
+    return value
+
+
+def _isvsvn(level: Any) -> Any:
+    """A level's ``tcb.isvsvn`` (None when the level or its tcb is not an object)."""
+    tcb = level.get("tcb") if isinstance(level, dict) else None
+    return tcb.get("isvsvn") if isinstance(tcb, dict) else None
+
+
 def _hex_field(doc: Mapping[str, Any], key: str, size: int, what: str) -> bytes:
     value = doc.get(key)
     try:
@@ -492,15 +512,15 @@ def _module_status(body: Mapping[str, Any], tee_tcb_svn: bytes, mrsignerseam: by
         why = identity_matches(module, "tcbInfo.tdxModule")
         return (None, [], why) if why else ("UpToDate", [], "TDX module version 0 matches tdxModule")
     wanted = f"TDX_{version:02X}"
-    for n, identity in enumerate(body.get("tdxModuleIdentities") or []):
+    for n, identity in enumerate(_list(body, "tdxModuleIdentities", "tcbInfo")):
         what = f"tcbInfo.tdxModuleIdentities[{n}]"
         if not isinstance(identity, dict) or identity.get("id") != wanted:
             continue
         why = identity_matches(identity, what)
         if why:
             return None, [], why
-        for m, level in enumerate(identity.get("tcbLevels") or []):
-            svn = level.get("tcb", {}).get("isvsvn") if isinstance(level, dict) else None
+        for m, level in enumerate(_list(identity, "tcbLevels", what)):
+            svn = _isvsvn(level)
             if type(svn) is not int:
                 msg = f"{what}.tcbLevels[{m}].tcb.isvsvn is not an integer"
                 raise MalformedError(msg)
@@ -530,8 +550,8 @@ def _qe_status(body: Mapping[str, Any], qe_report: bytes) -> tuple[str | None, l
     if bytes(a & m for a, m in zip(qe_attr, attr_mask, strict=True)) != attributes:
         return None, [], "the QE's ATTRIBUTES under the mask differ from the QE Identity's"
     qe_svn = int.from_bytes(qe_report[0x102:0x104], "little")
-    for n, level in enumerate(body.get("tcbLevels") or []):
-        svn = level.get("tcb", {}).get("isvsvn") if isinstance(level, dict) else None
+    for n, level in enumerate(_list(body, "tcbLevels", what)):
+        svn = _isvsvn(level)
         if type(svn) is not int:
             msg = f"{what}.tcbLevels[{n}].tcb.isvsvn is not an integer"
             raise MalformedError(msg)

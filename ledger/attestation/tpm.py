@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -420,6 +420,8 @@ def _verify_quote(ak: TpmPublic, quote: TpmQuote) -> str | None:
             return "an ECC AK cannot make an RSA signature"
     except InvalidSignature:
         return "signature does not verify with the AK"
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # e.g. a PSS digest too large for the key
+        return f"the AK cannot make this signature: {exc}"
     return None
 
 

@@ -230,15 +230,16 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_add_tee_root(args: argparse.Namespace) -> int:
-    from cryptography import x509  # noqa: PLC0415
     from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
 
     from ledger.errors import MalformedError  # noqa: PLC0415
 
     blob = _read_file(args.certificate, "certificate")
+    from ledger.untrusted.x509 import load_der_certificate, load_pem_certificates  # noqa: PLC0415
+
     try:
-        certs = x509.load_pem_x509_certificates(blob) if b"-----BEGIN" in blob else [x509.load_der_x509_certificate(blob)]
-    except ValueError as exc:
+        certs = load_pem_certificates(blob) if b"-----BEGIN" in blob else [load_der_certificate(blob)]
+    except MalformedError as exc:
         raise MalformedError(f"{args.certificate} is not a certificate: {exc}") from exc
     with open_store() as st:
         admin = setup.load_admin_key(st.settings)

@@ -71,7 +71,8 @@ REKOR_V1_LOG_NAME = "rekor.sigstore.dev"
 #: A canonicalized body is a small JSON document; anything this big is not one.
 MAX_BODY_BYTES = 1 << 20
 _MAX_UINT64 = (1 << 64) - 1
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+#: canonical decimal of at most 20 digits (every uint64): int() never meets a huge literal
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 
 #: How an entry's inclusion in the log is established.
 Inclusion = Literal["proven", "promised"]
@@ -263,15 +264,22 @@ def _verify_signature(key: PublicKey, signature: bytes, data: bytes) -> bool:
 
 
 def rekor_v1_set_payload(entry: RekorV1Entry) -> bytes:
-    """The bytes a Rekor v1 SET signs: RFC 8785 JSON of body, integratedTime, logID, logIndex."""
-    return rfc8785.dumps(
-        {
-            "body": base64.b64encode(entry.body).decode("ascii"),
-            "integratedTime": entry.integrated_time,
-            "logID": entry.log_id.hex(),
-            "logIndex": entry.log_index,
-        }
-    )
+    """The bytes a Rekor v1 SET signs: RFC 8785 JSON of body, integratedTime, logID, logIndex.
+
+    Raises:
+        MalformedError: a number RFC 8785 cannot write exactly (beyond 2**53: no SET covers it).
+    """
+    try:
+        return rfc8785.dumps(
+            {
+                "body": base64.b64encode(entry.body).decode("ascii"),
+                "integratedTime": entry.integrated_time,
+                "logID": entry.log_id.hex(),
+                "logIndex": entry.log_index,
+            }
+        )
+    except (rfc8785.CanonicalizationError, ValueError) as exc:
+        raise MalformedError(f"the entry's integratedTime or logIndex is beyond what a signed entry timestamp covers: {exc}") from exc
 
 
 def verify_rekor_set(entry: RekorV1Entry, log_public_key: bytes) -> None:

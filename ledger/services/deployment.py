@@ -30,7 +30,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy.orm import Session
 
@@ -45,6 +44,7 @@ from ledger.services.prepared import Prepared
 from ledger.services.trust import load_keys
 from ledger.trust import tee_jobs
 from ledger.trust.tee_events import TeeState
+from ledger.untrusted.x509 import load_der_certificate, load_pem_certificates
 
 
 __all__ = [
@@ -103,10 +103,10 @@ def load_tpm_roots(directory: Path) -> tuple[bytes, ...]:
         blob = path.read_bytes()
         try:
             if b"-----BEGIN" in blob:
-                certs = x509.load_pem_x509_certificates(blob)
+                certs = load_pem_certificates(blob)
             else:
-                certs = [x509.load_der_x509_certificate(blob)]
-        except ValueError as exc:
+                certs = [load_der_certificate(blob)]
+        except MalformedError as exc:
             raise ConfigurationError(f"{path} in the TEE trust folder is not a certificate: {exc}") from exc
         roots.extend(c.public_bytes(Encoding.DER) for c in certs)
     found = tuple(dict.fromkeys(roots))

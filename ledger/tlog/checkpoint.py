@@ -48,7 +48,8 @@ __all__ = [
 #: Tree sizes are uint64.
 MAX_TREE_SIZE = (1 << 64) - 1
 
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+#: canonical decimal of at most 20 digits (every uint64): int() never meets a huge literal
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _MIN_LINES = 3
 

@@ -48,7 +48,7 @@ MAX_PROOF_HASHES = 64
 MAX_TLOG_PROOF_BYTES = 2 * MAX_NOTE_BYTES
 
 _MAX_INDEX = (1 << 64) - 1
-_INDEX_LINE = re.compile(r"index (0|[1-9][0-9]*)")
+_INDEX_LINE = re.compile(r"index (0|[1-9][0-9]{0,19})")
 
 
 @dataclass

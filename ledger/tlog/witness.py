@@ -97,7 +97,7 @@ MAX_REQUEST_BYTES = 32 + MAX_PROOF_LINES * 45 + 1 + MAX_NOTE_BYTES
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 
-_OLD_LINE = re.compile(r"old (0|[1-9][0-9]*)")
+_OLD_LINE = re.compile(r"old (0|[1-9][0-9]{0,19})")
 _MAX_SIZE = (1 << 64) - 1
 _STATE_VERSION = 1
 

@@ -124,7 +124,8 @@ MAX_BUNDLE_ENTRIES = 200_000
 MAX_ENTRY_BYTES = 8 * 1024 * 1024
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+#: canonical decimal of at most 20 digits (every uint64): int() never meets a huge literal
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 _MAX_INDEX = (1 << 63) - 1
 
 

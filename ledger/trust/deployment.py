@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from ledger.attestation import Appraisal, TdxCollateral, nitro, sev_snp, tdx, tpm
 from ledger.attestation.policy_document import PolicyDocument, default_document
 from ledger.errors import MalformedError
+from ledger.untrusted.x509 import load_der_certificate, load_pem_certificates
 
 __all__ = [
     "BINDING_CONTEXT",
@@ -166,10 +167,10 @@ def _certificates(blobs: Sequence[bytes]) -> list[bytes]:
     for blob in blobs:
         try:
             if b"-----BEGIN" in blob:
-                out.extend(c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(blob))
+                out.extend(c.public_bytes(Encoding.DER) for c in load_pem_certificates(blob))
             else:
-                out.append(x509.load_der_x509_certificate(blob).public_bytes(Encoding.DER))
-        except ValueError:
+                out.append(load_der_certificate(blob).public_bytes(Encoding.DER))
+        except MalformedError:
             continue
     return out
 
@@ -182,17 +183,17 @@ def _pinned_root(pool: Sequence[bytes], roots: Mapping[str, str]) -> tuple[bytes
         return pinned[0] if pinned else None
     issuers = set()
     for der in pool:
-        cert = x509.load_der_x509_certificate(der)
+        cert = load_der_certificate(der)
         if cert.issuer != cert.subject:
             issuers.add(cert.issuer.rfc4514_string())
     for der, fp in pinned:
-        if x509.load_der_x509_certificate(der).subject.rfc4514_string() in issuers:
+        if load_der_certificate(der).subject.rfc4514_string() in issuers:
             return der, fp
     return pinned[0]
 
 
 def _common_name(der: bytes) -> str:
-    cert = x509.load_der_x509_certificate(der)
+    cert = load_der_certificate(der)
     names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     return str(names[0].value) if names else cert.subject.rfc4514_string()
 

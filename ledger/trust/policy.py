@@ -435,12 +435,9 @@ def parse_key_event(predicate: Mapping[str, Any], subjects: Sequence[tuple[str, 
 
 
 def _check_certificate(der: bytes) -> None:
-    from cryptography import x509  # noqa: PLC0415
+    from ledger.untrusted.x509 import load_der_certificate  # noqa: PLC0415
 
-    try:
-        x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        raise MalformedError("predicate.certificate is not a DER X.509 certificate") from exc
+    load_der_certificate(der, "predicate.certificate")
 
 
 # ------------------------------------------------------------------------------ state

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import rfc8785
-from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ledger.attestation.policy_document import (
@@ -36,6 +35,7 @@ from ledger.attestation.policy_document import (
 )
 from ledger.attestation.tdx_tcb import TdxCollateral, parse_signed_json
 from ledger.errors import MalformedError
+from ledger.untrusted.x509 import load_crl, load_der_certificate, load_pem_certificates
 
 __all__ = [
     "COLLATERAL_FIELDS",
@@ -91,9 +91,9 @@ def parse_collateral(predicate: Mapping[str, Any]) -> dict[str, tuple[bytes, ...
 def _der_certs(blob: bytes) -> list[bytes]:
     try:
         if b"-----BEGIN" in blob:
-            return [c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(blob)]
-        return [x509.load_der_x509_certificate(blob).public_bytes(Encoding.DER)]
-    except ValueError:
+            return [c.public_bytes(Encoding.DER) for c in load_pem_certificates(blob)]
+        return [load_der_certificate(blob).public_bytes(Encoding.DER)]
+    except MalformedError:
         return []
 
 
@@ -101,11 +101,8 @@ def _der_crls(blobs: tuple[bytes, ...]) -> list[bytes]:
     out = []
     for blob in blobs:
         try:
-            if b"-----BEGIN" in blob:
-                out.append(x509.load_pem_x509_crl(blob).public_bytes(Encoding.DER))
-            else:
-                out.append(x509.load_der_x509_crl(blob).public_bytes(Encoding.DER))
-        except ValueError:
+            out.append(load_crl(blob).public_bytes(Encoding.DER))
+        except MalformedError:
             continue
     return out
 
@@ -135,7 +132,7 @@ def _collateral_keys(collateral: Mapping[str, tuple[bytes, ...]]) -> list[tuple[
         out.append((f"certificate:{hashlib.sha256(blob).hexdigest()}", "certificates", blob))
     for blob in collateral.get("crls", ()):
         crls = _der_crls((blob,))
-        issuer = x509.load_der_x509_crl(crls[0]).issuer.public_bytes() if crls else blob
+        issuer = load_crl(crls[0]).issuer.public_bytes() if crls else blob
         out.append((f"crl:{hashlib.sha256(issuer).hexdigest()}", "crls", blob))
     return out
 

@@ -23,6 +23,7 @@ from ledger.errors import MalformedError, VerificationError
 from ledger.interop.sigstore.bundle import Bundle, TlogEntry
 from ledger.records.dsse import Envelope
 from ledger.untrusted.json import parse_json
+from ledger.untrusted.x509 import load_pem_certificates
 
 __all__ = ["SUPPORTED_KINDS", "SignerMaterial", "check_entry_body"]
 
@@ -69,9 +70,9 @@ def _pem_der(pem: bytes, what: str) -> tuple[str, bytes]:
     """('certificate' | 'key', DER) of a PEM certificate or public key."""
     try:
         if b"CERTIFICATE" in pem:
-            return "certificate", x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+            return "certificate", load_pem_certificates(pem)[0].public_bytes(serialization.Encoding.DER)
         key = serialization.load_pem_public_key(pem)
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except (ValueError, UnsupportedAlgorithm, MalformedError) as exc:
         raise VerificationError(f"tlog entry body {what} is not a PEM certificate or key") from exc
     return "key", key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 

@@ -25,6 +25,7 @@ from rfc3161_client import decode_timestamp_response
 from ledger.records.dsse import Envelope, parse_envelope
 from ledger.errors import MalformedError, TooLargeError
 from ledger.untrusted.json import parse_json
+from ledger.untrusted.x509 import load_der_certificate
 
 __all__ = [
     "BUNDLE_MEDIA_TYPES",
@@ -60,7 +61,8 @@ BUNDLE_MEDIA_TYPES: Mapping[str, str] = {
     "application/vnd.dev.sigstore.bundle.v0.3+json": "0.3",
 }
 
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+#: canonical decimal of at most 20 digits (every uint64): int() never meets a huge literal
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 _MAX_INT64 = (1 << 63) - 1
 _HASH_ALGORITHMS = {"SHA2_256": 32, "SHA2_384": 48, "SHA2_512": 64}
 
@@ -208,10 +210,7 @@ def _list(value: object, where: str, limit: int) -> list[Any]:
 def _certificate(value: object, where: str) -> x509.Certificate:
     obj = _object(value, where, {"rawBytes"}, {"rawBytes"})
     der = _bytes(obj["rawBytes"], f"{where}.rawBytes")
-    try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        raise MalformedError(f"bundle {where} is not a DER X.509 certificate") from exc
+    return load_der_certificate(der, f"bundle {where}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,7 +410,7 @@ def parse_bundle(data: bytes) -> Bundle:
         {"mediaType", "verificationMaterial"},
     )
     media_type = obj["mediaType"]
-    if media_type not in BUNDLE_MEDIA_TYPES:
+    if not isinstance(media_type, str) or media_type not in BUNDLE_MEDIA_TYPES:
         raise MalformedError(
             f"bundle mediaType {str(media_type)[:100]!r} is not a known Sigstore bundle type "
             f"(accepted: {', '.join(BUNDLE_MEDIA_TYPES)})"

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from ledger.errors import ConfigurationError, MalformedError
 from ledger.untrusted.json import parse_json
+from ledger.untrusted.x509 import load_der_certificate
 
 __all__ = [
     "ENV_TRUSTED_ROOTS",
@@ -268,8 +269,8 @@ def _authorities(items: object, source: str, where: str) -> tuple[CertificateAut
             raw = cert.get("rawBytes") if isinstance(cert, dict) else None
             der = _b64(raw, source, f"{here}.certChain.certificates[{j}].rawBytes")
             try:
-                loaded.append(x509.load_der_x509_certificate(der))
-            except ValueError as exc:
+                loaded.append(load_der_certificate(der))
+            except MalformedError as exc:
                 raise _fail(source, f"{here}.certChain.certificates[{j}] is not a DER certificate") from exc
         authorities.append(
             CertificateAuthority(

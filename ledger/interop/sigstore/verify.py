@@ -119,7 +119,10 @@ class VerifiedBundle:
 
 
 def _utc(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:  # beyond the years datetime can hold
+        raise VerificationError(f"the time {seconds} is not a date (Unix seconds within the years 1 to 9999)") from exc
 
 
 def _as_rekor_entry(entry: TlogEntry) -> RekorV1Entry:

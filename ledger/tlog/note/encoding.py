@@ -33,7 +33,8 @@ _MAX_UINT64 = (1 << 64) - 1
 # Every C0 control character except LF (golang.org/x/mod rejects the same set).
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _KEY_ID_HEX = re.compile(r"[0-9a-f]{8}")
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+#: canonical decimal of at most 20 digits (every uint64): int() never meets a huge literal
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 
 
 # --------------------------------------------------------------------------------------------

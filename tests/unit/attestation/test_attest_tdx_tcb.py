@@ -304,3 +304,13 @@ def test_a_td10_body_is_judged_by_tee_tcb_svn_alone(pki: TcbPki) -> None:
 def test_a_tcb_info_level_cannot_claim_a_relaunch_status(pki: TcbPki) -> None:
     with pytest.raises(MalformedError, match="tcbStatus"):
         run(pki, tcb_info=pki.tcb_info(levels("TDRelaunchAdvised")))
+
+
+@pytest.mark.parametrize("identities", [5, "TDX_01", [{"id": "TDX_01", "mrsigner": "00" * 48, "attributes": "00" * 8,
+                                                       "attributesMask": "FF" * 8, "tcbLevels": [{"tcb": "x"}]}],
+                                        [{"id": "TDX_01", "mrsigner": "00" * 48, "attributes": "00" * 8,
+                                          "attributesMask": "FF" * 8, "tcbLevels": 7}]])
+def test_malformed_module_identities_are_malformed_collateral(pki: TcbPki, identities: object) -> None:
+    info = pki.tcb_info([level(SGX_OK, PCESVN, _tdx16(99, 99, 4), "UpToDate")], module_identities=identities)  # type: ignore[arg-type]
+    with pytest.raises(MalformedError, match="tdxModuleIdentities|tcbLevels|isvsvn"):
+        run(pki, tcb_info=info, quote=pki.quote(tee_tcb_svn=bytes([7, 1, 4]) + bytes(13)))
