@@ -1,4 +1,5 @@
-"""Untrusted input: the one strict JSON loader and the one decimal parser (see ``json``)."""
+"""Untrusted input: the one strict JSON loader and the one decimal parser (see ``json``), and the
+one X.509 loader (``x509``: import it from there)."""
 
 from ledger.untrusted.json import (
     MAX_DECIMAL,
