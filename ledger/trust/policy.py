@@ -93,21 +93,35 @@ def rank(verdict: str) -> int:
 # ------------------------------------------------------------------------------ time
 
 
+#: the seconds ``format_time`` can write: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z
+MIN_TIME = int(datetime(1, 1, 1, tzinfo=UTC).timestamp())
+MAX_TIME = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
+
+
 def parse_time(text: str) -> int:
-    """RFC 3339 → seconds since the epoch (MalformedError otherwise)."""
+    """RFC 3339 → seconds since the epoch (MalformedError otherwise, and for a time whose offset
+    takes it out of the years 1 to 9999 in UTC: it could not be written back)."""
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise MalformedError(f"{text!r} is not an RFC 3339 time") from exc
     if t.tzinfo is None:
         raise MalformedError(f"{text!r} has no time zone (use Z or +00:00)")
-    return int(t.timestamp())
+    seconds = int(t.timestamp())
+    if not MIN_TIME <= seconds <= MAX_TIME:
+        raise MalformedError(f"{text!r} is outside the years 1 to 9999 in UTC")
+    return seconds
 
 
 def format_time(t: int | None) -> str | None:
+    """Seconds → RFC 3339 in UTC; a value outside the years 1 to 9999 (none is ever parsed, see
+    ``parse_time``) is written as its number of seconds rather than failing."""
     if t is None:
         return None
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not MIN_TIME <= t <= MAX_TIME:
+        return f"{t} s since the epoch"
+    when = datetime.fromtimestamp(t, UTC)
+    return f"{when.year:04d}" + when.strftime("-%m-%dT%H:%M:%SZ")  # %Y is not zero-padded below 1000
 
 
 # ------------------------------------------------------------------------------ grants

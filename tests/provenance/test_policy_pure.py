@@ -158,3 +158,23 @@ def test_key_event_key_id_is_its_subject_digest() -> None:
         parse_key_event(predicate, [("identity", {"sha256": key.key_id})])
     revoke = parse_key_event({"action": "revoke"}, [("key", {"sha256": other.key_id})])
     assert revoke.key_id == other.key_id
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-23:59"])
+def test_a_time_whose_offset_leaves_the_calendar_is_refused(text: str) -> None:
+    """Valid RFC 3339, but in UTC before year 1 or after 9999: it could never be written back, so
+    a key event carrying it is malformed (it would otherwise break every page that shows it)."""
+    from ledger.trust.policy import MAX_TIME, MIN_TIME, parse_time  # noqa: PLC0415
+
+    with pytest.raises(MalformedError, match="years 1 to 9999"):
+        parse_time(text)
+    assert format_time(parse_time("0001-01-01T00:00:00Z")) == "0001-01-01T00:00:00Z"
+    assert format_time(parse_time("9999-12-31T23:59:59Z")) == "9999-12-31T23:59:59Z"
+    assert format_time(MIN_TIME - 1) == f"{MIN_TIME - 1} s since the epoch"  # never raises
+    assert format_time(MAX_TIME + 1) == f"{MAX_TIME + 1} s since the epoch"
+    key = generate_private_key()
+    der = base64.b64encode(key.public_key.spki_der).decode()
+    predicate = {"action": "register", "principal": "ci", "public_key": der, "review_by": text,
+                 "grants": [{"predicate_types": ["*"]}]}
+    with pytest.raises(MalformedError, match="years 1 to 9999"):
+        parse_key_event(predicate, [("key", {"sha256": key.key_id})])

@@ -73,7 +73,10 @@ def _int_arg(name: str, *, minimum: int = 0) -> int | None:
 def _utc(ts: int | None) -> str:
     if ts is None:
         return ""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):  # beyond the years a datetime holds
+        return f"{ts} s since the epoch"
 
 
 def _parse_rfc3339(value: str) -> int:
