@@ -438,8 +438,8 @@ def stream_chunks(
     """Rows of ``table`` in the order of its first column (the key), as plain tuples, a chunk at a time.
 
     The audit's hot path: a raw DBAPI cursor (binary rows on psycopg) and keyset pages, so memory
-    stays flat in n and no per-row object is built beyond the driver's tuple. ``table`` and ``columns`` are ours, never
-    user input.
+    stays flat in n and no per-row object is built beyond the driver's tuple. ``table`` and
+    ``columns`` are ours, never user input.
     """
     key = columns[0]
     bind = session.get_bind()
