@@ -636,7 +636,7 @@ def evaluate_tcb(
         msg = "tcbInfo.tcbLevels is not a list"
         raise MalformedError(msg)
     result.tcb_evaluation_data_number = body.get("tcbEvaluationDataNumber")
-    launch = _judge_module(body, levels, pck, tee_tcb_svn, mrsignerseam, seam_attributes, qe_status, qe_advisories)
+    launch = _judge_tee_tcb_svn(body, levels, pck, tee_tcb_svn, mrsignerseam, seam_attributes, qe_status, qe_advisories)
     if launch.status is None:
         result.status = NOT_SUPPORTED
         result.checks.append(("tcb_level", False, launch.why))
@@ -644,7 +644,7 @@ def evaluate_tcb(
     result.tcb_date = launch.tcb_date
     status, advisories, why = launch.status, launch.advisories, launch.why
     if tee_tcb_svn2 is not None:
-        current = _judge_module(body, levels, pck, tee_tcb_svn2, mrsignerseam, seam_attributes, qe_status, qe_advisories)
+        current = _judge_tee_tcb_svn(body, levels, pck, tee_tcb_svn2, mrsignerseam, seam_attributes, qe_status, qe_advisories)
         if current.status is None:
             result.status = NOT_SUPPORTED
             result.checks.append(("tcb_level", False, f"TEE_TCB_SVN2 (the module running now): {current.why}"))
@@ -668,7 +668,7 @@ class _Judged:
     tcb_date: str | None = None
 
 
-def _judge_module(
+def _judge_tee_tcb_svn(
     body: Mapping[str, Any], levels: list[Any], pck: PckTcb, tee_tcb_svn: bytes, mrsignerseam: bytes,
     seam_attributes: bytes, qe_status: str, qe_advisories: list[str],
 ) -> _Judged:
