@@ -80,11 +80,11 @@ def load_pem_certificates(pem: bytes, what: str = "certificates") -> list[x509.C
 
 
 def load_crl(data: bytes, what: str = "CRL") -> x509.CertificateRevocationList:
-    """One CRL (DER, or PEM when it starts with a PEM header), every part decoded."""
+    """One CRL (PEM when it holds a PEM header, else DER), every part decoded."""
     try:
         with quiet():
             raw = bytes(data)
-            crl = x509.load_pem_x509_crl(raw) if raw.lstrip().startswith(b"-----BEGIN") else x509.load_der_x509_crl(raw)
+            crl = x509.load_pem_x509_crl(raw) if b"-----BEGIN" in raw else x509.load_der_x509_crl(raw)
             crl.issuer.rfc4514_string()
             for extension in crl.extensions:
                 extension.value  # noqa: B018

@@ -95,6 +95,8 @@ def test_a_crl_whose_issuer_does_not_decode_is_malformed() -> None:
            .last_update(datetime(2023, 1, 1, tzinfo=UTC)).next_update(datetime(2024, 1, 1, tzinfo=UTC))
            .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
     assert load_crl(crl).issuer == _name("CRLISSUER")
+    pem = x509.load_der_x509_crl(crl).public_bytes(serialization.Encoding.PEM)
+    assert load_crl(b"issuer: CRLISSUER\n" + pem).issuer == _name("CRLISSUER")  # PEM after other text too
     broken = crl[: crl.index(b"CRLISSUER")] + b"\xff" + crl[crl.index(b"CRLISSUER") + 1 :]
     with pytest.raises(MalformedError, match="CRL"):
         load_crl(broken)
