@@ -9,7 +9,7 @@ import argparse
 from ledger.errors import LedgerError
 from ledger.untrusted.json import parse_decimal
 
-__all__ = ["index", "index_or_minus_one"]
+__all__ = ["count", "index", "index_or_minus_one"]
 
 
 def index(text: str) -> int:
@@ -23,3 +23,15 @@ def index(text: str) -> int:
 def index_or_minus_one(text: str) -> int:
     """``index``, or -1 (a keyset page's start)."""
     return -1 if text == "-1" else index(text)
+
+
+#: the most a count option (a batch size, a number of processes) may be
+MAX_COUNT = 1_000_000
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number from 1 to ``MAX_COUNT`` (a batch size, processes)."""
+    value = index(text)
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: must be from 1 to {MAX_COUNT:,}")
+    return value

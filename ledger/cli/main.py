@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ledger import __version__
-from ledger.cli.args import index
+from ledger.cli.args import count, index
 from ledger.errors import LedgerError
 
 __all__ = ["build_parser", "main"]
@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("import", help="bulk-append envelopes (files of one envelope, or .jsonl with one per line)")
     s.add_argument("files", nargs="+", metavar="FILE")
-    s.add_argument("--workers", type=int, default=None, help="verification processes (default: one per core)")
-    s.add_argument("--batch", type=int, default=2000, help="entries per transaction and checkpoint")
+    s.add_argument("--workers", type=count, default=None, help="verification processes (default: one per core)")
+    s.add_argument("--batch", type=count, default=2000, help="entries per transaction and checkpoint (1 to 1,000,000)")
     s.set_defaults(func=c.cmd_import)
 
     s = sub.add_parser("receipt", help="the receipt of an entry against the latest checkpoint")

@@ -22,17 +22,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from ledger.records.dsse import MAX_ENVELOPE_BYTES
 from ledger.errors import LedgerError
 from ledger.services.append import Integration, Prepared, dry_run, integrate, prepare_envelopes
-from ledger.trust.predicates import DEPLOYMENT
+from ledger.trust.predicates import DEPLOYMENT, KEY_EVENT
 from ledger.services.isolate import commit_isolating
 from ledger.services.deployment import complete_appraisals
 from ledger.services.log import LogIdentity
-from ledger.services.trust import TrustRegistry, TrustRows, key_rows, registry_from_rows
+from ledger.services.trust import TrustRegistry, TrustRows, key_rows, registry_from_rows, trust_version
 
 __all__ = ["ImportSummary", "import_envelopes"]
 
@@ -46,13 +47,14 @@ GC_THRESHOLD = 100_000
 #: send every batch through the pool).
 CHECK_WHILE_STARTING = True
 
-#: The trust registry of a pool process (keys, thresholds and the root), set once at start.
-_registry: TrustRegistry | None = None
+#: The trust registry of a pool process (keys, thresholds and the root) and the trust version it
+#: was built for: rebuilt when a task brings another version (a key event landed meanwhile).
+_registry: tuple[Any, TrustRegistry] | None = None
 
 
-def _init_worker(rows: TrustRows) -> None:
+def _init_worker(version: Any, rows: TrustRows) -> None:
     global _registry  # noqa: PLW0603 - one registry per pool process
-    _registry = registry_from_rows(rows)
+    _registry = (version, registry_from_rows(rows))
     # What the process holds now (modules, the registry) lives as long as it does: leave it out
     # of the collector's passes, and pass less often (parsing makes many short-lived objects).
     gc.freeze()
@@ -69,10 +71,27 @@ def _start(pool: ProcessPoolExecutor, started: threading.Event) -> None:
         started.set()
 
 
-def _prepare_chunk(raws: Sequence[bytes], now: int, limit: int) -> list[Prepared | LedgerError]:
-    assert _registry is not None, "bulk: the pool process was not initialised"
-    registry = _registry
+def _prepare_chunk(raws: Sequence[bytes], now: int, limit: int, version: Any, rows: TrustRows) -> list[Prepared | LedgerError]:
+    global _registry  # noqa: PLW0603 - one registry per pool process
+    if _registry is None or _registry[0] != version:
+        _registry = (version, registry_from_rows(rows))
+    registry = _registry[1]
     return prepare_envelopes(raws, registry, now=now, limit=limit, everything=lambda: registry)
+
+
+@dataclass
+class _Trust:
+    """The trust state an import judges by, and the version it is of (``trust_version``)."""
+
+    version: Any
+    rows: TrustRows
+    registry: TrustRegistry
+
+    @classmethod
+    def read(cls, session: Session) -> _Trust:
+        version = trust_version(session)  # first: the rows read next are at least this new
+        rows = key_rows(session)
+        return cls(version, rows, registry_from_rows(rows))
 
 
 @dataclass
@@ -128,8 +147,10 @@ def _import(
 ) -> ImportSummary:
     if workers is None:
         workers = os.cpu_count() or 1
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
     with sessions() as session:
-        rows = key_rows(session)
+        trust = _Trust.read(session)
     summary = ImportSummary()
     position = 0
 
@@ -171,14 +192,32 @@ def _import(
                 summary.duplicates += len(kept) - created - len(result.errors)
                 summary.tree_size = result.tree_size
                 summary.batches += 1
+
+    def prepare_here(batch: list[bytes], now: int) -> list[Prepared | LedgerError]:
+        registry = trust.registry
+        return prepare_envelopes(batch, registry, now=now, limit=limit, everything=lambda: registry)
+
+    def sequence(batch: list[bytes], prepared: list[Prepared | LedgerError], version: Any, now: int) -> None:
+        """Integrate a batch prepared under trust ``version``, in order. The trust state is a fold
+        over the log: a key event changes how everything after it is judged. So a batch whose
+        version is no longer the ledger's (a key event earlier in this import, or one submitted
+        meanwhile) is judged again first, and after each key event the rest is judged again."""
+        nonlocal trust
+        while batch:
+            with sessions() as session:
+                if trust_version(session) != version:
+                    trust = _Trust.read(session)
+                    prepared, version = prepare_here(batch, now), trust.version
+            cut = next((i + 1 for i, p in enumerate(prepared) if isinstance(p, Prepared) and p.predicate_type == KEY_EVENT), len(prepared))
+            integrate_batch(prepared[:cut], now)
+            batch, prepared = batch[cut:], prepared[cut:]
         if progress is not None:
             progress(summary)
 
     if workers <= 1:
-        registry = registry_from_rows(rows)
         for batch in _batches(raws, batch_size):
             now = int(clock())
-            integrate_batch(prepare_envelopes(batch, registry, now=now, limit=limit, everything=lambda: registry), now)
+            sequence(batch, prepare_here(batch, now), trust.version, now)
         return summary
 
     # A fresh process per worker, not fork: this process may hold database connections and threads.
@@ -186,34 +225,36 @@ def _import(
     context.set_forkserver_preload([__name__])
     batches = _batches(raws, batch_size)
     chunk = max(1, -(-batch_size // workers))
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(rows,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(trust.version, trust.rows)) as pool:
         # Starting the pool blocks until the fork server has imported this module (about half a
         # second): start it on a thread and check the first batches here meanwhile.
         started = threading.Event()
         starter = threading.Thread(target=_start, args=(pool, started), daemon=True)
         starter.start()
-        local = registry_from_rows(rows)
         while CHECK_WHILE_STARTING and not started.is_set():
             batch = next(batches, None)
             if batch is None:
                 break
             now = int(clock())
-            integrate_batch(prepare_envelopes(batch, local, now=now, limit=limit, everything=lambda: local), now)
+            sequence(batch, prepare_here(batch, now), trust.version, now)
         starter.join()
-        in_flight: deque[tuple[int, list[Future[list[Prepared | LedgerError]]]]] = deque()
+        in_flight: deque[tuple[list[bytes], Any, int, list[Future[list[Prepared | LedgerError]]]]] = deque()
 
         def submit(batch: list[bytes]) -> None:
             now = int(clock())
-            futures = [pool.submit(_prepare_chunk, batch[i : i + chunk], now, limit) for i in range(0, len(batch), chunk)]
-            in_flight.append((now, futures))
+            version, rows = trust.version, trust.rows
+            futures = [pool.submit(_prepare_chunk, batch[i : i + chunk], now, limit, version, rows) for i in range(0, len(batch), chunk)]
+            in_flight.append((batch, version, now, futures))
+
+        def integrate_next() -> None:
+            batch, version, now, futures = in_flight.popleft()
+            sequence(batch, [p for f in futures for p in f.result()], version, now)
 
         for batch in batches:
             submit(batch)
             # Keep batches ahead so that verification overlaps integration.
             if len(in_flight) > 2:
-                now, futures = in_flight.popleft()
-                integrate_batch([p for f in futures for p in f.result()], now)
+                integrate_next()
         while in_flight:
-            now, futures = in_flight.popleft()
-            integrate_batch([p for f in futures for p in f.result()], now)
+            integrate_next()
     return summary

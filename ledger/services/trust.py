@@ -34,6 +34,7 @@ from ledger.trust.fold import TrustFold
 from ledger.trust.predicates import KEY_EVENT
 
 __all__ = [
+    "trust_version",
     "KeyRow",
     "RegisteredKey",
     "TrustRegistry",
@@ -261,6 +262,12 @@ def _trust_version(session: Session) -> tuple[Any, ...]:
         None if last is None else int(last[0]),
         None if last is None else bytes(last[1]),
     )
+
+
+def trust_version(session: Session) -> tuple[Any, ...]:
+    """What the trust state is a function of (the root, and the last key event's index and leaf
+    hash): equal versions, equal trust states. See ``_trust_version``."""
+    return _trust_version(session)
 
 
 def _registry_of(session: Session) -> TrustRegistry:

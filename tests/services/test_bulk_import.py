@@ -78,3 +78,54 @@ def test_import_command(sqlite_store, tmp_path):
     assert "1 duplicates, 1 refused" in bad.stdout
     missing = subprocess.run([PROVLEDGER, "import", str(tmp_path / "nope.json")], env=sqlite_store.env, capture_output=True, text=True)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+    for value in ("0", "-1", "99999999999999999999", "x"):  # a batch size is 1 to 1,000,000
+        odd = subprocess.run([PROVLEDGER, "import", "--batch", value, str(tmp_path / "one.json")],
+                             env=sqlite_store.env, capture_output=True, text=True)
+        assert odd.returncode == 2 and "--batch" in odd.stderr and "Traceback" not in odd.stderr, odd.stderr
+
+
+@pytest.mark.parametrize("workers, pool_only", [(1, False), (2, True)])
+def test_import_judges_each_line_by_the_trust_state_before_it(store, workers, pool_only, monkeypatch):
+    """The trust state is a fold over the log: a key event in the file changes how every later
+    line is judged, as it would for lines submitted one by one (here: a registration in the file
+    lets its key sign later lines; a revocation in the file stops the revoked key's later lines)."""
+    from ledger.services import registry  # noqa: PLC0415
+    from ledger.trust.policy import Grant, KeyEvent  # noqa: PLC0415
+
+    if pool_only:  # every batch through the pool processes, prepared before the key events land
+        monkeypatch.setattr(bulk, "CHECK_WHILE_STARTING", False)
+    old = store.add_signer()
+    new = generate_private_key()
+    with store.sessions() as session:
+        prev = registry.next_prev(session)
+    register = registry.key_event_envelope(store.admin, KeyEvent(
+        action="register", key_id=new.public_key.key_id, principal="new", public_key=new.public_key.spki_der,
+        grants=(Grant(("*",)),), issued_at=store.tick(), prev=prev))
+    before = [sign(old, make_statement(f"pkg/before-{i}")) for i in range(5)]
+    by_new = [sign(new, make_statement(f"pkg/new-{i}")) for i in range(5)]
+    raws = [envelope_bytes(e) for e in before] + [envelope_bytes(register)] + [envelope_bytes(e) for e in by_new]
+
+    summary = import_envelopes(store.sessions, raws, store.log, workers=workers, batch_size=4)
+    assert (summary.created, summary.refused) == (11, 0), summary.errors
+
+    with store.sessions() as session:
+        prev = registry.next_prev(session)
+    revoke = registry.key_event_envelope(store.admin, KeyEvent(
+        action="revoke", key_id=old.public_key.key_id, compromised_since=0, issued_at=store.tick(), prev=prev))
+    after = [sign(old, make_statement(f"pkg/after-{i}")) for i in range(5)]
+    still = [sign(new, make_statement(f"pkg/still-{i}")) for i in range(3)]
+    raws = [envelope_bytes(revoke)] + [envelope_bytes(e) for e in after] + [envelope_bytes(e) for e in still]
+    size = store.size()
+
+    summary = import_envelopes(store.sessions, raws, store.log, workers=workers, batch_size=4)
+    assert (summary.created, summary.refused) == (4, 5)
+    assert [p for p, _ in summary.errors] == [1, 2, 3, 4, 5]
+    assert all(isinstance(e, NotTrustedError) and "revoked" in str(e) for _, e in summary.errors)
+    assert store.size() == size + 4
+    with store.sessions() as session:
+        assert audit(session, store.log).ok
+
+
+def test_import_refuses_a_batch_size_below_one(store):
+    with pytest.raises(ValueError, match="batch_size"):
+        import_envelopes(store.sessions, [], store.log, workers=1, batch_size=0)
