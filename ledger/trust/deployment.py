@@ -316,6 +316,8 @@ def measurement_matches(kind: str, wanted: Any, claims: Mapping[str, Any]) -> bo
         bank, pcrs = wanted.get("bank"), wanted.get("pcrs")
         if not isinstance(pcrs, Mapping) or not pcrs:
             return False
+        if not all(isinstance(index, str) and index.isdigit() for index in pcrs):
+            return False  # the schema allows PCR indexes 0-23 only
         return all(_equal(value, claims.get(f"{bank}.pcr{int(index)}")) for index, value in pcrs.items())
     if kind == "nitro":
         return all(_equal(wanted.get(f"pcr{i}"), claims.get(f"pcr{i}")) for i in range(3))

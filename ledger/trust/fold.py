@@ -115,7 +115,10 @@ def leaf_facts(index: int, data: bytes, leaf: Leaf | None = None) -> LeafFacts:
             doc, ptype, subjects, edges = _statement_parts(leaf.envelope.payload)
         else:
             message = leaf.bundle.get("messageSignature") or {}
-            digest = (message.get("messageDigest") or {}).get("digest", "")
+            found = message.get("messageDigest") if isinstance(message, dict) else None
+            digest = found.get("digest", "") if isinstance(found, dict) else None
+            if not isinstance(digest, str):
+                raise MalformedError(f"entry {index}: the bundle's messageSignature carries no message digest")
             try:
                 value = base64.b64decode(digest, validate=True).hex()
             except (binascii.Error, ValueError) as exc:

@@ -27,7 +27,7 @@ from ledger.trust import deployment as pure
 from ledger.trust.chain import RecordInfo, TeeInfo, parse_digest
 from ledger.trust.fold import GENESIS, LeafFacts, TrustFold, leaf_facts
 from ledger.trust.policy import TEE_ROOT_ALGORITHM, TrustState
-from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, KEY_EVENT
+from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, KEY_EVENT, validate_predicate
 from ledger.trust.verdict import chain_verdict, judge_record, reachable, record_info
 
 __all__ = ["GENESIS_PREV", "leaf_facts", "prev_of", "recompute_chain"]
@@ -56,6 +56,8 @@ def _tpm_roots(state: TrustState, index: int) -> tuple[bytes, ...]:
 def _reappraise(f: LeafFacts, facts: Sequence[LeafFacts], fold: TrustFold) -> tuple[TeeInfo, tuple[tuple[str, str, str], ...]]:
     """A deployment's appraisal and firmware edge, recomputed as ``complete_appraisals`` made them."""
     statement = f.statement or {}
+    # the predicates as the ledger checked them on entry: a bundle's leaves are anyone's bytes
+    validate_predicate(DEPLOYMENT, statement.get("predicate"))
     deployment = pure.parse_deployment(statement.get("predicate") or {}, f.subjects)
     state = fold.state_at(f.index - 1)
     appraisal, root = pure.appraise_deployment(
@@ -65,6 +67,7 @@ def _reappraise(f: LeafFacts, facts: Sequence[LeafFacts], fold: TrustFold) -> tu
     for fw in facts:
         if fw.index >= f.index or fw.predicate_type != FIRMWARE_IMAGE:
             continue
+        validate_predicate(FIRMWARE_IMAGE, (fw.statement or {}).get("predicate"))
         measurements = pure.firmware_measurements((fw.statement or {}).get("predicate"))
         kind = deployment.evidence_type
         if kind not in measurements or not pure.measurement_matches(kind, measurements[kind], appraisal.claims):

@@ -202,3 +202,11 @@ def test_a_pss_signature_too_big_for_its_tpm_key_fails_its_check_instead_of_rais
 
 def test_every_refusal_here_is_a_ledger_error() -> None:
     assert issubclass(MalformedError, LedgerError)
+
+
+def test_a_firmware_pcr_index_that_is_not_a_number_matches_nothing() -> None:
+    from ledger.trust.deployment import measurement_matches  # noqa: PLC0415
+
+    claims = {"sha256.pcr0": "00" * 32}
+    assert measurement_matches("tpm", {"bank": "sha256", "pcrs": {"0": "00" * 32}}, claims)
+    assert not measurement_matches("tpm", {"bank": "sha256", "pcrs": {"x": "00" * 32}}, claims)
