@@ -31,7 +31,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -90,6 +90,8 @@ DEFAULT_INTERVAL = 30.0
 MAX_REPLY_BYTES = 64 * 1024
 #: How many witnesses are asked at once.
 MAX_PARALLEL = 8
+#: A round waits at most this many timeouts for its witnesses (two requests each, at most).
+ROUND_TIMEOUTS = 3
 
 #: ``VKEY=URL``: the URL starts at the first ``=http://`` or ``=https://`` (base64 may end in ``=``).
 _PAIR = re.compile(r"(?P<vkey>\S+?)=(?P<url>https?://\S+)")
@@ -233,7 +235,10 @@ def http_post(url: str, body: bytes, timeout: float) -> HttpReply:
             return HttpReply(response.status, response.headers.get("Content-Type", ""), _read_capped(response, deadline))
     except urllib.error.HTTPError as exc:
         with exc:
-            return HttpReply(exc.code, exc.headers.get("Content-Type", ""), _read_capped(exc, deadline))
+            try:
+                return HttpReply(exc.code, exc.headers.get("Content-Type", ""), _read_capped(exc, deadline))
+            except (http.client.HTTPException, ValueError) as broken:  # an error reply whose body breaks off
+                raise OSError(str(broken)) from broken
     except (urllib.error.URLError, http.client.HTTPException, ValueError) as exc:
         raise OSError(str(getattr(exc, "reason", exc))) from exc
 
@@ -443,10 +448,13 @@ def request_cosignatures(
         with session_factory() as s:
             return _consistency_proof(s, old_size, tree_size)
 
-    # (3) Ask them at once, outside any transaction.
+    # (3) Ask them at once, outside any transaction. The round lasts at most ROUND_TIMEOUTS
+    #     timeouts: the timeout bounds each socket read, and a witness that trickles its reply (or
+    #     keeps sending interim responses) would otherwise hold every other witness's round.
     if asks:
         workers = min(MAX_PARALLEL, len(asks))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provledger-cosign") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provledger-cosign")
+        try:
             futures = [
                 pool.submit(
                     _ask, a, note=note, text=text, tree_size=tree_size, proof=proofs[a.old_size],
@@ -454,13 +462,21 @@ def request_cosignatures(
                 )
                 for a in asks
             ]
-            for a, future in zip(asks, futures, strict=True):
-                try:
-                    future.result()
-                except Exception as exc:  # noqa: BLE001 - one witness never stops the others
-                    _logger.exception("asking witness %s failed", a.witness.label)
-                    a.signatures = ()
-                    a.outcome = CosignOutcome(a.witness.label, tree_size, "error", f"{type(exc).__name__}: {exc}")
+            wait(futures, timeout=ROUND_TIMEOUTS * timeout)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for n, (a, future) in enumerate(zip(asks, futures, strict=True)):
+            if not future.done():  # still reading: its thread may finish later, into an ask nobody reads
+                _logger.warning("witness %s did not answer within the round", a.witness.label)
+                asks[n] = _Ask(a.witness, a.old_size, (), CosignOutcome(
+                    a.witness.label, tree_size, "unreachable", f"no complete reply within {ROUND_TIMEOUTS * timeout:g} s"))
+                continue
+            try:
+                future.result()
+            except Exception as exc:  # noqa: BLE001 - one witness never stops the others
+                _logger.exception("asking witness %s failed", a.witness.label)
+                a.signatures = ()
+                a.outcome = CosignOutcome(a.witness.label, tree_size, "error", f"{type(exc).__name__}: {exc}")
     # (4) Keep what verified, in one transaction.
     rows = [
         {

@@ -364,6 +364,49 @@ def test_a_silent_witness_times_out(sqlite_store: StoreHandle, appender: Appende
     assert _statuses(result) == ["unreachable"]
 
 
+def test_a_witness_that_trickles_its_reply_does_not_hold_the_round(
+    witnesses: Witnesses, sqlite_store: StoreHandle, appender: Appender
+) -> None:
+    """Each read has the timeout, but a reply dripped a byte at a time never trips it: the round
+    itself is bounded (ROUND_TIMEOUTS timeouts), and the honest witness beside it still cosigns."""
+    import threading  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    store = sqlite_store
+    (honest,) = witnesses.start(1)
+    appender.batches([2])
+    stop = threading.Event()
+    with socket.socket() as dripping:
+        dripping.bind(("127.0.0.1", 0))
+        dripping.listen(4)
+
+        def drip() -> None:
+            conn, _ = dripping.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n")
+                while not stop.is_set():
+                    try:
+                        conn.sendall(b"x")
+                    except OSError:
+                        return
+                    time.sleep(0.1)
+
+        threading.Thread(target=drip, daemon=True).start()
+        slow = WitnessEndpoint(Ed25519CosignatureSigner("slow.example", b"\x03" * 32).verifier(),
+                               f"http://127.0.0.1:{dripping.getsockname()[1]}")
+        started = time.monotonic()
+        try:
+            result = _round(store, [honest, slow], timeout=0.5)
+        finally:
+            stop.set()
+        elapsed = time.monotonic() - started
+    by_name = {o.witness.split("+")[0]: o for o in result.outcomes}
+    assert by_name[honest.name].status == "cosigned"
+    assert by_name["slow.example"].status == "unreachable"
+    assert elapsed < 10, elapsed  # not the minutes the trickle would take (bounded near 1.5 s)
+
+
 def test_an_empty_store_asks_nobody(tmp_path: Any) -> None:
     from ledger.db.engine import make_engine, make_session_factory  # noqa: PLC0415
 
