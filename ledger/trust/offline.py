@@ -53,7 +53,26 @@ def _tpm_roots(state: TrustState, index: int) -> tuple[bytes, ...]:
     )
 
 
-def _reappraise(f: LeafFacts, facts: Sequence[LeafFacts], fold: TrustFold) -> tuple[TeeInfo, tuple[tuple[str, str, str], ...]]:
+def _firmware_measurements(facts: Sequence[LeafFacts]) -> dict[int, Any]:
+    """Each firmware image's measurements (or the error its predicate raises), read once for every
+    deployment that may match it; the predicate is checked against its schema first, as the
+    ledger checked it on entry (a bundle's leaves are anyone's bytes)."""
+    out: dict[int, Any] = {}
+    for fw in facts:
+        if fw.predicate_type != FIRMWARE_IMAGE:
+            continue
+        predicate = (fw.statement or {}).get("predicate")
+        try:
+            validate_predicate(FIRMWARE_IMAGE, predicate)
+            out[fw.index] = pure.firmware_measurements(predicate)
+        except LedgerError as exc:
+            out[fw.index] = exc
+    return out
+
+
+def _reappraise(
+    f: LeafFacts, facts: Sequence[LeafFacts], fold: TrustFold, firmware_measurements: dict[int, Any]
+) -> tuple[TeeInfo, tuple[tuple[str, str, str], ...]]:
     """A deployment's appraisal and firmware edge, recomputed as ``complete_appraisals`` made them."""
     statement = f.statement or {}
     # the predicates as the ledger checked them on entry: a bundle's leaves are anyone's bytes
@@ -65,10 +84,11 @@ def _reappraise(f: LeafFacts, facts: Sequence[LeafFacts], fold: TrustFold) -> tu
     )
     candidates = []
     for fw in facts:
-        if fw.index >= f.index or fw.predicate_type != FIRMWARE_IMAGE:
+        if fw.index >= f.index or fw.index not in firmware_measurements:
             continue
-        validate_predicate(FIRMWARE_IMAGE, (fw.statement or {}).get("predicate"))
-        measurements = pure.firmware_measurements((fw.statement or {}).get("predicate"))
+        measurements = firmware_measurements[fw.index]
+        if isinstance(measurements, LedgerError):
+            raise measurements
         kind = deployment.evidence_type
         if kind not in measurements or not pure.measurement_matches(kind, measurements[kind], appraisal.claims):
             continue
@@ -106,13 +126,14 @@ def recompute_chain(
     if damaged:
         raise VerificationError(f"the log's key history is damaged at entry {damaged[0][0]}: {damaged[0][1]}")
     records: dict[int, RecordInfo] = {}
+    firmware = _firmware_measurements(facts) if any(f.predicate_type == DEPLOYMENT for f in facts) else {}
     for f in facts:
         if f.predicate_type == KEY_EVENT:
             continue
         record = record_info(f)
         if f.predicate_type == DEPLOYMENT:
             try:
-                tee, extra = _reappraise(f, facts, fold)
+                tee, extra = _reappraise(f, facts, fold, firmware)
             except LedgerError as exc:  # evidence the ledger accepted no longer appraises: fail closed
                 tee, extra = TeeInfo("", "", "reject", None, None, (f"appraisal: {exc.diagnostics()}",)), ()
             record = replace(record, tee=tee, edges=tuple(dict.fromkeys(record.edges + extra)))
