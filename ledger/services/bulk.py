@@ -205,9 +205,11 @@ def _import(
         nonlocal trust
         while batch:
             with sessions() as session:
-                if trust_version(session) != version:
+                moved = trust_version(session) != version
+                if moved:
                     trust = _Trust.read(session)
-                    prepared, version = prepare_here(batch, now), trust.version
+            if moved:  # judged again outside the read transaction (a long reader pins SQLite's WAL)
+                prepared, version = prepare_here(batch, now), trust.version
             cut = next((i + 1 for i, p in enumerate(prepared) if isinstance(p, Prepared) and p.predicate_type == KEY_EVENT), len(prepared))
             integrate_batch(prepared[:cut], now)
             batch, prepared = batch[cut:], prepared[cut:]
