@@ -75,7 +75,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 MAX_LIST_ITEMS = 256
 
 
-def _no_floats(value: Any, where: str = "the document") -> None:
+def _plain_values(value: Any, where: str = "the document") -> None:
     """JSON Schema counts 1.0 as an integer; a policy's numbers are exact integers only. Lists
     longer than any the schema allows are refused here, before the schema's quadratic checks."""
     if isinstance(value, float):
@@ -83,13 +83,13 @@ def _no_floats(value: Any, where: str = "the document") -> None:
         raise MalformedError(msg)
     if isinstance(value, dict):
         for key, item in value.items():
-            _no_floats(item, key if where == "the document" else f"{where}.{key}")
+            _plain_values(item, key if where == "the document" else f"{where}.{key}")
     elif isinstance(value, list):
         if len(value) > MAX_LIST_ITEMS:
             msg = f"policy document: {where} has {len(value)} items, more than any list of a policy may hold ({MAX_LIST_ITEMS})"
             raise MalformedError(msg)
         for n, item in enumerate(value):
-            _no_floats(item, f"{where}[{n}]")
+            _plain_values(item, f"{where}[{n}]")
 
 
 def _where(error: Any) -> str:
@@ -211,7 +211,7 @@ def parse_policy_document(data: bytes | str | Mapping[str, Any]) -> PolicyDocume
     if not isinstance(doc, dict):
         msg = "policy document must be a JSON object"
         raise MalformedError(msg)
-    _no_floats(doc)
+    _plain_values(doc)
     errors = sorted(_validator().iter_errors(doc), key=lambda e: (list(map(str, e.absolute_path)), str(e.validator)))
     if errors:
         first = errors[0]

@@ -466,7 +466,8 @@ def request_cosignatures(
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         for n, (a, future) in enumerate(zip(asks, futures, strict=True)):
-            if not future.done():  # still reading: its thread may finish later, into an ask nobody reads
+            if not future.done() or future.cancelled():  # still reading (its thread may finish later,
+                # into an ask nobody reads), or never started (more witnesses than threads)
                 _logger.warning("witness %s did not answer within the round", a.witness.label)
                 asks[n] = _Ask(a.witness, a.old_size, (), CosignOutcome(
                     a.witness.label, tree_size, "unreachable", f"no complete reply within {ROUND_TIMEOUTS * timeout:g} s"))
