@@ -84,13 +84,14 @@ def _pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
             raise MalformedError(msg)
         if unterminated.get(raw_label, len(data) + 1) <= match.end():
             continue
-        end = data.find(b"-----END " + raw_label + b"-----", match.end())
+        end_marker = b"-----END " + raw_label + b"-----"
+        end = data.find(end_marker, match.end())
         if end < 0:
             unterminated[raw_label] = match.end()
             continue
         label = raw_label.decode()
         body = data[match.end() : end]
-        after = end + len(raw_label) + 14
+        after = end + len(end_marker)
         try:
             blocks.append((label, base64.b64decode(b"".join(body.split()), validate=True)))
         except ValueError as exc:
