@@ -165,9 +165,9 @@ def verify_bundle_leaf_signature(leaf: Leaf) -> str:
         der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         if der != key.spki_der:
             raise VerificationError("the entry's recorded signer key is not the bundle certificate's key")
-        recorded = leaf.signer.get("identity")
-        actual = certificate_identity(cert)
-        if not isinstance(recorded, dict) or (recorded.get("san"), recorded.get("issuer")) != (actual.san, actual.issuer):
+        # the whole record (SAN, issuer and the Fulcio claims such as the source repository),
+        # since the audit matches registered identities against it
+        if leaf.signer.get("identity") != certificate_identity(cert).to_record():
             raise VerificationError("the entry's recorded signer identity is not the bundle certificate's identity")
     elif "identity" in leaf.signer:
         raise VerificationError("the entry records a certificate identity, but the bundle is signed with a managed key")

@@ -195,12 +195,7 @@ def _managed_key(bundle: Bundle, registry: Any) -> PublicKey:
 def _identity_record(verified: VerifiedBundle) -> dict[str, Any]:
     identity = verified.identity
     assert identity is not None
-    return {
-        "san": identity.san,
-        "san_type": identity.san_type,
-        "issuer": identity.issuer,
-        "extensions": dict(identity.extensions),
-    }
+    return identity.to_record()
 
 
 def _judge_keyless(

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from ledger.db import store
 from ledger.errors import LedgerError
+from ledger.interop.sigstore import CertificateIdentity, IdentityPolicy
 from ledger.records.leaf import LEAF_KIND_BUNDLE, Leaf, canonical_strings, decode_leaf
 from ledger.tlog.note import Verifier, parse_note, verify_note_result
 from ledger.trust.fold import LeafFacts, TrustFold, leaf_facts
@@ -125,7 +126,7 @@ class DerivedChecker:
         stored_signers = {k for (k,) in signers}
         keyless = f.kind == LEAF_KIND_BUNDLE and f.identity is not None
         if keyless:
-            wrong.extend(self._keyless_signers(idx, stored_signers, key_id))
+            wrong.extend(self._keyless_signers(idx, stored_signers, key_id, f.identity))
         else:
             if stored_signers != set(f.signers):
                 wrong.append(f"entry_signers {sorted(stored_signers)} differ from the leaf's signers {sorted(f.signers)}")
@@ -150,8 +151,14 @@ class DerivedChecker:
         if wrong:
             self.add(idx, "derived", f"entry {idx}: " + "; ".join(wrong))
 
-    def _keyless_signers(self, idx: int, stored: set[str], key_id: str) -> list[str]:
+    def _keyless_signers(self, idx: int, stored: set[str], key_id: str, record: Any) -> list[str]:
+        """entry_signers of a keyless entry: identities registered before it whose SAN glob,
+        issuer and pinned source repository the entry's certificate identity (as its leaf
+        records it, which the signature check holds to the certificate) matches."""
         out = []
+        certified = CertificateIdentity.from_record(record)
+        if certified is None:
+            out.append("its leaf's certificate identity record is malformed")
         if not stored:
             out.append("entry_signers is empty for a keyless bundle")
         if key_id not in stored:
@@ -164,6 +171,12 @@ class DerivedChecker:
                 identity = state.keys.get(k)
                 if identity is None or identity.algorithm != IDENTITY_ALGORITHM or identity.registered_index >= idx:
                     out.append(f"entry_signers names {k}, which is not an identity registered before entry {idx}")
+                elif certified is not None:
+                    pinned = identity.identity
+                    assert pinned is not None
+                    match = IdentityPolicy(pinned.san, pinned.issuer, pinned.source_repository).result_for(certified)
+                    if not match.ok:
+                        out.append(f"entry_signers names identity {k}, which its certificate does not match: {match.reason}")
         return out
 
     def _whole_state(self) -> Any:

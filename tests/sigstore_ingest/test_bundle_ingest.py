@@ -232,6 +232,44 @@ def test_a_keyless_entry_whose_signer_rows_name_no_registered_identity_fails_eve
         assert "not an identity registered before" in messages
 
 
+def test_a_keyless_entry_whose_signer_rows_name_an_identity_its_certificate_does_not_match_fails_every_audit(
+    any_bundle_store: Any, provenance: Path
+) -> None:
+    """Moving a keyless entry's signer rows to another registered identity (one the certificate's
+    SAN, issuer or source repository does not match, say a wider-granted one) is named by the
+    audit: the rows are matched against the certificate identity the leaf records."""
+    from sqlalchemy import text  # noqa: PLC0415
+
+    from ledger.services import audit, shards  # noqa: PLC0415
+
+    st = any_bundle_store
+    policy = Policy(st)
+    others = [
+        policy.identity("widget", BEACON_SAN, GITHUB, "https://github.com/acme/widget"),  # another caller
+        policy.identity("gitlab", BEACON_SAN, "https://gitlab.com", None),  # another issuer
+        policy.identity("elsewhere", "https://github.com/acme/*/.github/workflows/*.yml@refs/heads/main", GITHUB, None),
+    ]
+    policy.identity("beacon", BEACON_SAN, GITHUB, BEACON_REPO, Grant((SLSA_V1,), subjects=("a.txt",)))
+    index = ok(_submit(st, HAPPY_DSSE, provenance))["index"]
+    with st.sessions() as session:
+        assert audit.audit(session, st.log).ok
+    reasons = ("source repository", "OIDC issuer", "does not match")
+    for other, reason in zip(others, reasons, strict=True):
+        with st.tamper() as conn:
+            conn.execute(text("UPDATE entry_signers SET key_id = :z WHERE entry_idx = :i"), {"z": other, "i": index})
+            conn.execute(text("UPDATE entries SET key_id = :z WHERE idx = :i"), {"z": other, "i": index})
+        with st.sessions() as session:
+            report = audit.audit(session, st.log)
+            log = st.log
+            results = [shards.verify_shard(session, s, vkey=log.vkey, origin=log.origin) for s in shards.plan_shards(report.tree_size, 1)]
+            combined = shards.combine_shards(session, report.tree_size, results, vkey=log.vkey, origin=log.origin)
+        for found in (report, combined):
+            assert not found.ok and found.first_bad_index == index
+            messages = " ".join(p["message"] if isinstance(p, dict) else p.message for p in found.problems)
+            assert f"entry_signers names identity {other}, which its certificate does not match" in messages
+            assert reason in messages
+
+
 def test_identities_are_in_the_key_history_and_audited(bundle_store: Any, provenance: Path) -> None:
     from sqlalchemy import text  # noqa: PLC0415
 

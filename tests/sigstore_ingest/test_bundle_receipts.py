@@ -94,6 +94,16 @@ def test_a_logged_leaf_with_a_forged_bundle_or_signer_fails(bundle_store: Any, p
     with pytest.raises(VerificationError, match="recorded signer identity"):
         verify_receipt(json.dumps(_logged(bundle_store, forged)), bundle_store.log.vkey)
 
+    # the Fulcio claims too: a recorded source repository the certificate does not name
+    forged = json.loads(json.dumps(leaf))
+    forged["signer"]["identity"]["extensions"]["source_repository_uri"] = "https://github.com/acme/widget"
+    with pytest.raises(VerificationError, match="recorded signer identity"):
+        verify_receipt(json.dumps(_logged(bundle_store, forged)), bundle_store.log.vkey)
+    forged = json.loads(json.dumps(leaf))
+    del forged["signer"]["identity"]["extensions"]["source_repository_uri"]
+    with pytest.raises(VerificationError, match="recorded signer identity"):
+        verify_receipt(json.dumps(_logged(bundle_store, forged)), bundle_store.log.vkey)
+
     other = json.loads(base64.b64decode(managed["entry"]))
     forged = json.loads(json.dumps(leaf))
     forged["signer"] = {**forged["signer"], "key_id": other["signer"]["key_id"], "public_key": other["signer"]["public_key"]}

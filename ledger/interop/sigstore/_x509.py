@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
+from typing import Any
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -66,6 +67,22 @@ class CertificateIdentity:
     issuer: str | None
     #: every Fulcio extension present, by name (see ``FULCIO_EXTENSIONS``)
     extensions: Mapping[str, str] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        """The identity as a keyless entry's leaf records it (``signer.identity``)."""
+        return {"san": self.san, "san_type": self.san_type, "issuer": self.issuer, "extensions": dict(self.extensions)}
+
+    @classmethod
+    def from_record(cls, record: object) -> CertificateIdentity | None:
+        """The identity a leaf records, or None when the record is not of ``to_record``'s shape."""
+        if not isinstance(record, dict) or set(record) != {"san", "san_type", "issuer", "extensions"}:
+            return None
+        san, san_type, issuer, extensions = record["san"], record["san_type"], record["issuer"], record["extensions"]
+        if not (isinstance(san, str) and isinstance(san_type, str) and (issuer is None or isinstance(issuer, str))):
+            return None
+        if not isinstance(extensions, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extensions.items()):
+            return None
+        return cls(san, san_type, issuer, dict(extensions))
 
     @property
     def source_repository_uri(self) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
+from ledger.interop.sigstore._x509 import CertificateIdentity
 from ledger.interop.sigstore.verify import VerifiedBundle
 
 __all__ = ["IdentityMatch", "IdentityPolicy", "san_matches"]
@@ -66,7 +67,11 @@ class IdentityPolicy:
 
     def result(self, verified: VerifiedBundle) -> IdentityMatch:
         """Match ``verified``'s signer, with the reason."""
-        identity = verified.identity
+        return self.result_for(verified.identity)
+
+    def result_for(self, identity: CertificateIdentity | None) -> IdentityMatch:
+        """Match a certificate identity (None: a managed key), with the reason. The audit calls
+        this with the identity a keyless entry's leaf records (the certificate's, checked)."""
         if identity is None:
             return IdentityMatch(False, "the bundle is signed with a managed key, not a certificate identity")
         if identity.issuer != self.issuer:
