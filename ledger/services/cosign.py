@@ -21,15 +21,12 @@ database transaction is held while a witness is being asked.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import re
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -54,6 +51,7 @@ from ledger.tlog.note import (
     verify_note_result,
 )
 from ledger.services.log import LogIdentity
+from ledger.services.witness_http import MAX_REPLY_BYTES, HttpReply, http_post
 from ledger.tlog.witness import MAX_PROOF_LINES, SIZE_CONTENT_TYPE, format_add_checkpoint, format_cosignature_lines
 from ledger.tlog.witness_policy import ENV_THRESHOLD, WitnessPolicy, parse_witness_policy
 
@@ -86,8 +84,6 @@ ENV_WITNESS_URLS = "PROVLEDGER_WITNESS_URLS"
 DEFAULT_TIMEOUT = 5.0
 #: The loop asks again at least this often (a witness that was down catches up).
 DEFAULT_INTERVAL = 30.0
-#: A witness replies with a few signature lines; anything longer is not read.
-MAX_REPLY_BYTES = 64 * 1024
 #: How many witnesses are asked at once.
 MAX_PARALLEL = 8
 #: A round waits at most this many timeouts for its witnesses (two requests each, at most).
@@ -184,63 +180,6 @@ def witness_config_from_env(environ: Mapping[str, str] | None = None) -> Witness
     if policy is None:
         return None
     return WitnessConfig(tuple(witnesses), policy)
-
-
-# --------------------------------------------------------------------------------------------
-# HTTP (urllib: no new dependency)
-
-
-@dataclass(frozen=True)
-class HttpReply:
-    status: int
-    content_type: str
-    body: bytes
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A witness answers add-checkpoint itself; a redirect would turn the POST into a GET.
-    def redirect_request(self, *_args: object, **_kwargs: object) -> None:
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
-def _read_capped(stream: http.client.HTTPResponse | urllib.error.HTTPError, deadline: float) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the witness's reply took too long")
-        chunk = stream.read(min(4096, MAX_REPLY_BYTES + 1 - total))
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        total += len(chunk)
-        if total > MAX_REPLY_BYTES:
-            raise OSError(f"the witness's reply is over {MAX_REPLY_BYTES} bytes")
-
-
-def http_post(url: str, body: bytes, timeout: float) -> HttpReply:
-    """POST ``body`` to ``url``; any status is a reply. Raises OSError when there is none."""
-    deadline = time.monotonic() + timeout
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "text/plain; charset=utf-8", "User-Agent": "provenance-ledger"},
-    )
-    try:
-        with _opener.open(request, timeout=timeout) as response:
-            return HttpReply(response.status, response.headers.get("Content-Type", ""), _read_capped(response, deadline))
-    except urllib.error.HTTPError as exc:
-        with exc:
-            try:
-                return HttpReply(exc.code, exc.headers.get("Content-Type", ""), _read_capped(exc, deadline))
-            except (http.client.HTTPException, ValueError) as broken:  # an error reply whose body breaks off
-                raise OSError(str(broken)) from broken
-    except (urllib.error.URLError, http.client.HTTPException, ValueError) as exc:
-        raise OSError(str(getattr(exc, "reason", exc))) from exc
 
 
 Post = Callable[[str, bytes, float], HttpReply]
@@ -448,9 +387,9 @@ def request_cosignatures(
         with session_factory() as s:
             return _consistency_proof(s, old_size, tree_size)
 
-    # (3) Ask them at once, outside any transaction. The round lasts at most ROUND_TIMEOUTS
-    #     timeouts: the timeout bounds each socket read, and a witness that trickles its reply (or
-    #     keeps sending interim responses) would otherwise hold every other witness's round.
+    # (3) Ask them at once, outside any transaction. ``http_post`` bounds each request as a whole
+    #     (a witness that trickles its reply is cut off at the timeout); the round as well lasts at
+    #     most ROUND_TIMEOUTS timeouts, whatever ``post`` does, so no witness holds the others'.
     if asks:
         workers = min(MAX_PARALLEL, len(asks))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="provledger-cosign")

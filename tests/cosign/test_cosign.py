@@ -364,11 +364,13 @@ def test_a_silent_witness_times_out(sqlite_store: StoreHandle, appender: Appende
     assert _statuses(result) == ["unreachable"]
 
 
-def test_a_witness_that_trickles_its_reply_does_not_hold_the_round(
-    witnesses: Witnesses, sqlite_store: StoreHandle, appender: Appender
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_a_witness_that_trickles_its_reply_is_cut_off_at_the_timeout(
+    witnesses: Witnesses, sqlite_store: StoreHandle, appender: Appender, where: str
 ) -> None:
-    """Each read has the timeout, but a reply dripped a byte at a time never trips it: the round
-    itself is bounded (ROUND_TIMEOUTS timeouts), and the honest witness beside it still cosigns."""
+    """Each read has the timeout, but a reply dripped a byte at a time never trips it: the whole
+    request is bounded instead. Its socket is shut at the timeout (the dripping witness sees its
+    connection end: no asking thread is left reading), and the honest witness beside it cosigns."""
     import threading  # noqa: PLC0415
     import time  # noqa: PLC0415
 
@@ -376,6 +378,7 @@ def test_a_witness_that_trickles_its_reply_does_not_hold_the_round(
     (honest,) = witnesses.start(1)
     appender.batches([2])
     stop = threading.Event()
+    cut_off = threading.Event()
     with socket.socket() as dripping:
         dripping.bind(("127.0.0.1", 0))
         dripping.listen(4)
@@ -384,13 +387,18 @@ def test_a_witness_that_trickles_its_reply_does_not_hold_the_round(
             conn, _ = dripping.accept()
             with conn:
                 conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n")
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n"
+                if where == "body":
+                    conn.sendall(head + b"\r\n")
+                else:
+                    conn.sendall(head + b"X-Slow: ")
                 while not stop.is_set():
                     try:
                         conn.sendall(b"x")
                     except OSError:
+                        cut_off.set()
                         return
-                    time.sleep(0.1)
+                    time.sleep(0.05)
 
         dripper = threading.Thread(target=drip, daemon=True)
         dripper.start()
@@ -398,15 +406,48 @@ def test_a_witness_that_trickles_its_reply_does_not_hold_the_round(
                                f"http://127.0.0.1:{dripping.getsockname()[1]}")
         try:
             result = _round(store, [honest, slow], timeout=0.5)
-            # the round ended while the slow witness was still sending: it did not wait for it
-            still_sending = dripper.is_alive()
+            # the ledger's side closed the connection: the witness's next sends fail (a generous
+            # bound on a wait that, without the cut, would never end)
+            dripper.join(timeout=30)
         finally:
             stop.set()
     by_name = {o.witness.split("+")[0]: o for o in result.outcomes}
     assert by_name[honest.name].status == "cosigned"
     assert by_name["slow.example"].status == "unreachable"
     assert "no complete reply within" in by_name["slow.example"].detail
-    assert still_sending
+    assert cut_off.is_set()
+
+
+def test_http_post_is_bounded_as_a_whole() -> None:
+    """A witness that sends its headers one byte at a time, each well inside the timeout, gets
+    OSError naming the timeout, not a thread that reads for as long as it drips."""
+    import threading  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    stop = threading.Event()
+    with socket.socket() as dripping:
+        dripping.bind(("127.0.0.1", 0))
+        dripping.listen(1)
+
+        def drip() -> None:
+            conn, _ = dripping.accept()
+            with conn:
+                conn.recv(65536)
+                for byte in b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"x" * 10_000:
+                    if stop.is_set():
+                        return
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        return
+                    time.sleep(0.02)
+
+        threading.Thread(target=drip, daemon=True).start()
+        try:
+            with pytest.raises(OSError, match="no complete reply within 0.3 s"):
+                http_post(f"http://127.0.0.1:{dripping.getsockname()[1]}/add-checkpoint", b"x", 0.3)
+        finally:
+            stop.set()
 
 
 def test_an_empty_store_asks_nobody(tmp_path: Any) -> None:
