@@ -41,9 +41,10 @@ from ledger.errors import MalformedError, NotTrustedError, SignatureError, TooLa
 from ledger.records.keys import PublicKey, public_key_from_der
 from ledger.trust.graph import edges_of
 from ledger.trust.judge import APPENDING, judge
+from ledger.trust.keyless import identity_matches
 from ledger.trust.predicates import KEY_EVENT, validate_predicate
 from ledger.records.leaf import canonical_json
-from ledger.interop.sigstore import Bundle, IdentityPolicy, TrustedRoots, VerifiedBundle, load_trusted_roots, parse_bundle, verify_bundle
+from ledger.interop.sigstore import Bundle, TrustedRoots, VerifiedBundle, load_trusted_roots, parse_bundle, verify_bundle
 from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
 from ledger.services.prepared import Prepared, Signer
@@ -204,16 +205,8 @@ def _judge_keyless(
     """The ids of the registered identities that make the bundle trusted, or NotTrustedError."""
     identity = verified.identity
     assert identity is not None
-    matched: list[str] = []
-    misses: list[str] = []
-    for state in registry.identities.values():
-        pinned = state.identity
-        policy = IdentityPolicy(pinned.san, pinned.issuer, pinned.source_repository)
-        result = policy.result(verified)
-        if result.ok:
-            matched.append(state.key_id)
-        elif pinned.issuer == identity.issuer:
-            misses.append(f"identity {state.key_id} ({state.principal}): {result.reason}")
+    # the pure rule the audit and the offline verifier apply to the leaf (ledger.trust.keyless)
+    matched, misses = identity_matches(registry.state(), identity)
     if not matched:
         repo = identity.source_repository_uri
         message = (

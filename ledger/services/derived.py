@@ -29,6 +29,7 @@ from ledger.interop.sigstore import CertificateIdentity, IdentityPolicy
 from ledger.records.leaf import LEAF_KIND_BUNDLE, Leaf, canonical_strings, decode_leaf
 from ledger.tlog.note import Verifier, parse_note, verify_note_result
 from ledger.trust.fold import LeafFacts, TrustFold, leaf_facts
+from ledger.trust.keyless import identity_matches, keyless_signers
 from ledger.trust.policy import IDENTITY_ALGORITHM
 from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, KEY_EVENT
 
@@ -75,7 +76,7 @@ class DerivedChecker:
         self.firmware_subjects: dict[int, list[tuple[str, str]]] = {}
         self.last_time: int | None = None
         self.deployed: set[str] = set()
-        self._state: Any = None
+        self._fold: Any = None  # a shard's whole-log fold of the key events (_whole_fold)
 
     def check_chunk(self, rows: Sequence[tuple[Any, ...]], leaves: Sequence[Leaf | LedgerError] | None = None) -> None:
         """Entries ``rows`` (idx, data, predicate_type, key_id, envelope_hash, integrated_time),
@@ -126,7 +127,7 @@ class DerivedChecker:
         stored_signers = {k for (k,) in signers}
         keyless = f.kind == LEAF_KIND_BUNDLE and f.identity is not None
         if keyless:
-            wrong.extend(self._keyless_signers(idx, stored_signers, key_id, f.identity))
+            wrong.extend(self._keyless_signers(f, stored_signers, key_id))
         else:
             if stored_signers != set(f.signers):
                 wrong.append(f"entry_signers {sorted(stored_signers)} differ from the leaf's signers {sorted(f.signers)}")
@@ -151,40 +152,48 @@ class DerivedChecker:
         if wrong:
             self.add(idx, "derived", f"entry {idx}: " + "; ".join(wrong))
 
-    def _keyless_signers(self, idx: int, stored: set[str], key_id: str, record: Any) -> list[str]:
-        """entry_signers of a keyless entry: identities registered before it whose SAN glob,
-        issuer and pinned source repository the entry's certificate identity (as its leaf
-        records it, which the signature check holds to the certificate) matches."""
+    def _keyless_signers(self, f: LeafFacts, stored: set[str], key_id: str) -> list[str]:
+        """entry_signers of a keyless entry, rebuilt: the identities registered before it that
+        the certificate identity its leaf records (which the signature check holds to the
+        certificate) matches, and whose grants counted (``ledger.trust.keyless``)."""
+        idx = f.index
         out = []
-        certified = CertificateIdentity.from_record(record)
-        if certified is None:
-            out.append("its leaf's certificate identity record is malformed")
         if not stored:
             out.append("entry_signers is empty for a keyless bundle")
         if key_id not in stored:
             out.append(f"entries.key_id {key_id} is not among its entry_signers")
-        # a shard has no fold of its own: the whole log's key events say when each identity was
-        # registered (registrations are never undone, so "before idx" reads the same either way)
-        state = self.fold.state if self.fold is not None else self._whole_state()
-        if state is not None:
-            for k in stored:
-                identity = state.keys.get(k)
-                if identity is None or identity.algorithm != IDENTITY_ALGORITHM or identity.registered_index >= idx:
-                    out.append(f"entry_signers names {k}, which is not an identity registered before entry {idx}")
-                elif certified is not None:
-                    pinned = identity.identity
-                    assert pinned is not None
-                    match = IdentityPolicy(pinned.san, pinned.issuer, pinned.source_repository).result_for(certified)
-                    if not match.ok:
-                        out.append(f"entry_signers names identity {k}, which its certificate does not match: {match.reason}")
+        certified = CertificateIdentity.from_record(f.identity)
+        if certified is None:
+            return [*out, "its leaf's certificate identity record is malformed"]
+        # the full audit's fold stands at this entry (not a key event: the state before it); a
+        # shard has no fold of its own and reads the whole log's key events once
+        state = self.fold.state if self.fold is not None else self._whole_fold().state_at(idx - 1)
+        matched, _ = identity_matches(state, certified, before=idx)
+        for k in sorted(stored):
+            identity = state.keys.get(k)
+            if identity is None or identity.algorithm != IDENTITY_ALGORITHM or identity.registered_index >= idx:
+                out.append(f"entry_signers names {k}, which is not an identity registered before entry {idx}")
+            elif k not in matched:
+                pinned = identity.identity
+                assert pinned is not None
+                reason = IdentityPolicy(pinned.san, pinned.issuer, pinned.source_repository).result_for(certified).reason
+                out.append(f"entry_signers names identity {k}, which its certificate does not match: {reason}")
+        if not out:
+            expected = set(keyless_signers(
+                state, f.identity, predicate_type=f.predicate_type, subject_names=[n for _, _, n in f.subjects],
+                time=f.integrated_time, index=idx,
+            ))
+            if stored != expected:
+                out.append(f"entry_signers {sorted(stored)} are not the identities its certificate matched whose grants "
+                           f"counted {sorted(expected)}")
         return out
 
-    def _whole_state(self) -> Any:
-        if self._state is None:
+    def _whole_fold(self) -> Any:
+        if self._fold is None:
             from ledger.services.policy import fold_key_events  # noqa: PLC0415 - policy imports this module's neighbours
 
-            self._state = fold_key_events(self.session).state
-        return self._state
+            self._fold = fold_key_events(self.session)
+        return self._fold
 
     def _deployment(self, idx: int, appraisals: list[Any], wrong: list[str]) -> list[tuple[str, str, str]]:
         if len(appraisals) != 1:

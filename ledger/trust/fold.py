@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -279,17 +280,18 @@ class TrustFold:
         """The trust state as of entry ``index`` (inclusive): replays only the key events."""
         if index >= self.size - 1 and (not self.events or self.events[-1][0] <= index):
             return self.state
-        cached = self._at_cache.get(index)
+        # the state changes only at key events: the states of all indexes between two of them
+        # are one, cached by how many events precede
+        count = bisect.bisect_right(self.events, index, key=lambda e: e[0])
+        cached = self._at_cache.get(count)
         if cached is not None:
             return cached
         state = TrustState(root_key_id=self.state.root_key_id)
-        for i, time, event in self.events:
-            if i > index:
-                break
+        for i, time, event in self.events[:count]:
             state.apply(event, i, time)
         if len(self._at_cache) > 64:
             self._at_cache.clear()
-        self._at_cache[index] = state
+        self._at_cache[count] = state
         return state
 
     def copy(self) -> TrustFold:

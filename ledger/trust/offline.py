@@ -11,7 +11,10 @@ server ran when it stored them:
   the key history registered up to that entry), and its match to a firmware-image record in the
   bundle whose signers were trusted then (``match_firmware``): the ``firmware`` edge the server
   stored at submission;
-- nothing else: subjects, signers and edges come from ``leaf_facts``.
+- a keyless (Sigstore certificate) entry's signers: the registered identities its certificate
+  identity matched and whose grants counted, as the append judged them
+  (``ledger.trust.keyless``), where the leaf records only the certificate's key;
+- nothing else: subjects, the other signers and edges come from ``leaf_facts``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from ledger.errors import LedgerError, VerificationError
 from ledger.records.keys import PublicKey
+from ledger.records.leaf import LEAF_KIND_BUNDLE
 from ledger.trust import deployment as pure
 from ledger.trust.chain import RecordInfo, TeeInfo, parse_digest
 from ledger.trust.fold import GENESIS, LeafFacts, TrustFold, leaf_facts
@@ -70,6 +74,20 @@ def _firmware_measurements(facts: Sequence[LeafFacts]) -> dict[int, Any]:
     return out
 
 
+def _record(f: LeafFacts, fold: TrustFold) -> RecordInfo:
+    """The chain's view of entry ``f``: ``record_info``, with a keyless entry's signers resolved."""
+    record = record_info(f)
+    if f.kind != LEAF_KIND_BUNDLE or f.identity is None:
+        return record
+    from ledger.trust.keyless import keyless_signers  # noqa: PLC0415 - loads the Sigstore reader, for keyless entries only
+
+    signers = keyless_signers(
+        fold.state_at(f.index - 1), f.identity, predicate_type=f.predicate_type, subject_names=[n for _, _, n in f.subjects],
+        time=f.integrated_time, index=f.index,
+    )
+    return replace(record, signers=tuple(sorted(set(signers))))
+
+
 def _reappraise(
     f: LeafFacts, facts: Sequence[LeafFacts], fold: TrustFold, firmware_measurements: dict[int, Any]
 ) -> tuple[TeeInfo, tuple[tuple[str, str, str], ...]]:
@@ -92,7 +110,7 @@ def _reappraise(
         kind = deployment.evidence_type
         if kind not in measurements or not pure.measurement_matches(kind, measurements[kind], appraisal.claims):
             continue
-        verdict = judge_record(state, record_info(fw), as_of=f.integrated_time)
+        verdict = judge_record(state, _record(fw, fold), as_of=f.integrated_time)
         because = None if verdict.trusted else f"{verdict.verdict}: {verdict.message() or 'no trusted signer'}"
         name = fw.subjects[0][2] if fw.subjects else ""
         candidates.append(pure.FirmwareCandidate(fw.index, name, measurements, because))
@@ -130,7 +148,7 @@ def recompute_chain(
     for f in facts:
         if f.predicate_type == KEY_EVENT:
             continue
-        record = record_info(f)
+        record = _record(f, fold)
         if f.predicate_type == DEPLOYMENT:
             try:
                 tee, extra = _reappraise(f, facts, fold, firmware)

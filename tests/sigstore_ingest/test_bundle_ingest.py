@@ -270,6 +270,41 @@ def test_a_keyless_entry_whose_signer_rows_name_an_identity_its_certificate_does
             assert reason in messages
 
 
+def test_a_keyless_entry_whose_signer_rows_add_or_drop_a_matching_identity_fails_every_audit(
+    any_bundle_store: Any, provenance: Path
+) -> None:
+    """entry_signers of a keyless entry is rebuilt, not only checked row by row: an identity the
+    certificate matches but whose grants did not count (no grant for the predicate type) added
+    to the rows, or the counted one swapped for it, is named."""
+    from sqlalchemy import text  # noqa: PLC0415
+
+    from ledger.services import audit, shards  # noqa: PLC0415
+
+    st = any_bundle_store
+    policy = Policy(st)
+    sboms = policy.identity("sboms-only", BEACON_SAN, GITHUB, BEACON_REPO, Grant((CYCLONEDX,)))
+    beacon = policy.identity("beacon", BEACON_SAN + "*", GITHUB, BEACON_REPO, Grant((SLSA_V1,), subjects=("a.txt",)))
+    index = ok(_submit(st, HAPPY_DSSE, provenance))["index"]
+    with st.sessions() as session:
+        assert audit.audit(session, st.log).ok
+    with st.tamper() as conn:
+        conn.execute(text("INSERT INTO entry_signers (entry_idx, key_id) VALUES (:i, :k)"), {"i": index, "k": sboms})
+    for step in ("added", "swapped"):
+        if step == "swapped":
+            with st.tamper() as conn:
+                conn.execute(text("DELETE FROM entry_signers WHERE entry_idx = :i AND key_id = :k"), {"i": index, "k": beacon})
+                conn.execute(text("UPDATE entries SET key_id = :k WHERE idx = :i"), {"k": sboms, "i": index})
+        with st.sessions() as session:
+            report = audit.audit(session, st.log)
+            log = st.log
+            results = [shards.verify_shard(session, s, vkey=log.vkey, origin=log.origin) for s in shards.plan_shards(report.tree_size, 1)]
+            combined = shards.combine_shards(session, report.tree_size, results, vkey=log.vkey, origin=log.origin)
+        for found in (report, combined):
+            assert not found.ok and found.first_bad_index == index, step
+            messages = " ".join(p["message"] if isinstance(p, dict) else p.message for p in found.problems)
+            assert f"are not the identities its certificate matched whose grants counted ['{beacon}']" in messages, step
+
+
 def test_identities_are_in_the_key_history_and_audited(bundle_store: Any, provenance: Path) -> None:
     from sqlalchemy import text  # noqa: PLC0415
 

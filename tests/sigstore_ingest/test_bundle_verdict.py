@@ -47,3 +47,37 @@ def test_bundle_entries_verify_in_a_verdict_bundle(bundle_store: Any, provenance
             assert type(exc).__name__ in ("VerificationError", "MalformedError", "SignatureError")
         else:
             raise AssertionError("a forged bundle entry verified")
+
+
+def test_a_keyless_entry_alone_gets_the_servers_verdict_offline(bundle_store: Any, provenance: Path) -> None:
+    """A keyless leaf records the certificate's key and identity, not a registered key: the
+    offline verifier resolves its signers to the identities the certificate matched (as the
+    append did) and judges it as the server's chain does, link for link. Before the identity is
+    registered, or once it is revoked as compromised, it is untrusted on both sides alike."""
+    from ledger.services import chain as chain_service  # noqa: PLC0415
+    from ledger.services import registry  # noqa: PLC0415
+
+    policy = Policy(bundle_store)
+    # an identity of the same issuer that the certificate does not match, registered first
+    policy.identity("other-caller", BEACON_SAN, GITHUB, "https://github.com/acme/widget")
+    beacon = policy.identity("beacon", BEACON_SAN, GITHUB, BEACON_REPO)
+    (receipt,) = [ok(r) for r in bundle_store.append([(provenance / HAPPY_DSSE).read_bytes()], now=bundle_store.tick())]
+    facts = leaf_facts(receipt["index"], base64.b64decode(receipt["entry"]))
+    artifact = f"sha256:{facts.subjects[0][1]}"
+
+    def both() -> tuple[dict[str, Any], dict[str, Any]]:
+        now = bundle_store.tick()
+        result = verify_verdict_bundle(raw(bundle_doc(bundle_store, artifact)), artifact, bundle_store.log.vkey, now=now)
+        with bundle_store.sessions() as session:
+            return chain_service.chain(session, artifact, now=now), result.chain
+
+    server, offline = both()
+    assert server == offline
+    (link,) = [link for link in offline["links"] if link["index"] == receipt["index"]]
+    assert link["verdict"] == "trusted" and link["signer"] == "beacon" and link["key_id"] == beacon, link
+    registry.revoke_key(bundle_store.sessions, bundle_store.log, policy.admin, beacon, now=bundle_store.tick(),
+                        compromised_since=facts.integrated_time)
+    server, offline = both()
+    assert server == offline
+    (link,) = [link for link in offline["links"] if link["index"] == receipt["index"]]
+    assert link["verdict"] == "untrusted" and "revoked" in " ".join(link["reasons"]), link
