@@ -16,9 +16,10 @@ from sqlalchemy import and_, exists, select, text
 from sqlalchemy.orm import Session
 
 from ledger.db import store
-from ledger.db.models import Entry, EntryEdge, EntrySigner, EntrySubject, TrustKey
+from ledger.db.models import Entry, EntrySigner, EntrySubject, TrustKey
 from ledger.errors import MalformedError, NotFoundError
 from ledger.trust.chain import MAX_LINKS, RecordInfo, TeeInfo, parse_digest
+from ledger.trust.fold import leaf_notes
 from ledger.trust.verdict import chain_verdict
 from ledger.trust.graph import WALKED_KINDS
 from ledger.trust.policy import matches_subject
@@ -107,8 +108,6 @@ def load_records(session: Session, indexes: Sequence[int]) -> dict[int, RecordIn
     }
 
 
-#: the reason a link shows for a Sigstore bundle whose Rekor entry had a SET but no inclusion proof
-PROMISED_INCLUSION = "Rekor inclusion promised (SET), not proven"
 _BUNDLE_LEAF_PREFIX = b'{"bundle":'
 
 
@@ -127,8 +126,9 @@ def _leaf_notes(conn: Any, mark: str, indexes: Sequence[int]) -> dict[int, tuple
                 signer = json.loads(bytes(data)).get("signer")
             except (UnicodeDecodeError, ValueError, AttributeError):
                 continue
-            if isinstance(signer, dict) and signer.get("tlog_inclusion") == "promised":
-                out[idx] = (PROMISED_INCLUSION,)
+            notes = leaf_notes(signer)
+            if notes:
+                out[idx] = notes
     return out
 
 

@@ -85,6 +85,21 @@ class LeafFacts:
     key_event_error: str | None = None
     #: a keyless bundle's certificate identity record (san, issuer, extensions)
     identity: dict[str, Any] | None = field(default=None, compare=False)
+    #: what the chain shows beside the entry's verdict, read from its leaf (``leaf_notes``)
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+
+#: the reason a link shows for a Sigstore bundle whose Rekor entry had a SET but no inclusion proof
+PROMISED_INCLUSION = "Rekor inclusion promised (SET), not proven"
+
+
+def leaf_notes(signer: Any) -> tuple[str, ...]:
+    """The notes a ``sigstore-bundle`` leaf's signer record carries for the chain: inclusion in
+    Rekor promised (a v0.1 bundle's SET), not proven. The server and the offline verifier both
+    read them from the leaf with this."""
+    if isinstance(signer, dict) and signer.get("tlog_inclusion") == "promised":
+        return (PROMISED_INCLUSION,)
+    return ()
 
 
 def _statement_parts(payload: bytes) -> tuple[dict[str, Any], str, tuple[tuple[str, str, str], ...], tuple[tuple[str, str, str], ...]]:
@@ -128,6 +143,7 @@ def leaf_facts(index: int, data: bytes, leaf: Leaf | None = None) -> LeafFacts:
         return LeafFacts(
             index, leaf_hash, leaf.integrated_time, leaf.kind, ptype, subjects, signers, edges,
             hashlib.sha256(canonical).digest(), doc, identity=identity if isinstance(identity, dict) else None,
+            notes=leaf_notes(leaf.signer),
         )
     assert leaf.envelope is not None
     envelope = leaf.envelope

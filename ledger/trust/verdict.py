@@ -52,6 +52,7 @@ def record_info(facts: LeafFacts, tee: TeeInfo | None = None) -> RecordInfo:
         signers=tuple(sorted(set(facts.signers))),
         edges=facts.edges,
         tee=tee,
+        notes=facts.notes,
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 from ledger.errors import SignatureError, VerificationError
 from ledger.records.leaf import decode_leaf
 from ledger.services import chain
-from ledger.services.chain import PROMISED_INCLUSION
+from ledger.trust.fold import PROMISED_INCLUSION
 from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
 from tests.sigstore.factory import ARTIFACT_SHA256, ISSUER, REPO, SAN, World, encode
 from tests.sigstore_ingest.conftest import Policy, ok
@@ -71,3 +71,21 @@ def test_bad_promise_or_none_changes_nothing(generated: tuple[Any, World]) -> No
     assert isinstance(neither, VerificationError) and "neither an inclusion proof nor an inclusion promise" in str(neither)
     with st.sessions() as session:
         assert chain.chain(session, f"sha256:{ARTIFACT_SHA256}")["verdict"] == "missing"
+
+
+def test_the_offline_verdict_shows_the_promise_as_the_server_does(generated: tuple[Any, World]) -> None:
+    """The note is read from the leaf by the pure code both sides run: the offline verifier's
+    chain of a promised-inclusion keyless entry is the server's, reasons included."""
+    from ledger.trust.bundle_verify import verify_verdict_bundle  # noqa: PLC0415
+    from tests.verdict_bundle.helpers import bundle_doc, raw  # noqa: PLC0415
+
+    st, world = generated
+    (result,) = st.append([encode(world.bundle(promise=True, proof=False))], now=st.tick())
+    index = ok(result)["index"]
+    artifact = f"sha256:{ARTIFACT_SHA256}"
+    now = st.tick()
+    offline = verify_verdict_bundle(raw(bundle_doc(st, artifact)), artifact, st.log.vkey, now=now).chain
+    with st.sessions() as session:
+        assert chain.chain(session, artifact, now=now) == offline
+    link = next(link for link in offline["links"] if link["index"] == index)
+    assert link["verdict"] == "trusted" and PROMISED_INCLUSION in link["reasons"]
