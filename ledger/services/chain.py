@@ -24,7 +24,7 @@ from ledger.trust.verdict import chain_verdict
 from ledger.trust.graph import WALKED_KINDS
 from ledger.trust.policy import matches_subject
 from ledger.trust.predicates import DEPLOYMENT, kind_of
-from ledger.services.deployment import appraisals_of
+from ledger.services.reappraisal import chain_appraisals
 from ledger.services.policy import state_at
 from ledger.services.trust import load_state
 
@@ -61,8 +61,10 @@ def _chunks(values: Sequence[int]) -> Iterable[list[int]]:
         yield list(values[i : i + CHUNK])
 
 
-def load_records(session: Session, indexes: Sequence[int]) -> dict[int, RecordInfo]:
-    """What the chain evaluation needs of each entry, in four batched queries per chunk."""
+def load_records(session: Session, indexes: Sequence[int], *, at: int | None = None) -> dict[int, RecordInfo]:
+    """What the chain evaluation needs of each entry, in four batched queries per chunk, as the
+    ledger stood at entry ``at`` (None: now): a deployment's appraisal is the one judged under
+    the trust state then (``reappraisal.chain_appraisals``)."""
     meta: dict[int, tuple[int, str]] = {}
     subjects: dict[int, list[tuple[str, str, str]]] = {}
     signers: dict[int, list[str]] = {}
@@ -92,7 +94,9 @@ def load_records(session: Session, indexes: Sequence[int]) -> dict[int, RecordIn
             edges.setdefault(idx, []).append((pos, (kind, alg, dig)))
     notes = _leaf_notes(conn, mark, indexes)
     deployments = [idx for idx, (_, ptype) in meta.items() if ptype == DEPLOYMENT]
-    appraised = appraisals_of(session, deployments) if deployments else {}
+    appraised = {}
+    if deployments:
+        appraised = chain_appraisals(session, deployments, at=store.current_size(session) - 1 if at is None else at)
     return {
         idx: RecordInfo(
             index=idx,
@@ -148,7 +152,7 @@ def chain(session: Session, digest: str, *, at: int | None = None, now: int | No
         state = state_at(session, at)
         last = at
     indexes = reachable(session, algorithm, value, at=last) if last >= 0 else []
-    records = load_records(session, indexes)
+    records = load_records(session, indexes, at=last)
     return chain_verdict((algorithm, value), records, state, as_of_time=as_of_time)
 
 

@@ -22,7 +22,6 @@ again only when its listing changes.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -119,8 +118,7 @@ def tpm_roots_of(session: Session) -> tuple[bytes, ...]:
     revoked. The trust folder is only an import path (``provledger keys import-tee-roots``)."""
     from ledger.services.trust import load_state  # noqa: PLC0415
 
-    state = load_state(session)
-    return tuple(k.public_key for k in state.keys.values() if k.algorithm == "tee-root:tpm" and k.revoked_index is None)
+    return pure.tpm_roots_in(load_state(session))
 
 
 def _statement_of(canonical: bytes) -> dict[str, Any]:
@@ -141,14 +139,15 @@ def _mark(session: Session) -> str:
 
 
 def _firmware_matches(
-    session: Session, kind: str, claims: Mapping[str, Any]
+    session: Session, kind: str, claims: Mapping[str, Any], before: int | None = None
 ) -> list[tuple[int, int, str, dict[str, Any]]]:
-    """(index, integrated time, subject name, measurements) of the firmware-image entries whose
-    measurement for ``kind`` equals the claims."""
+    """(index, integrated time, subject name, measurements) of the firmware-image entries (before
+    entry ``before``, when given) whose measurement for ``kind`` equals the claims."""
     conn = session.connection()
     mark = _mark(session)
+    below = "" if before is None else f" AND idx < {int(before)}"
     rows = conn.exec_driver_sql(
-        f"SELECT idx, integrated_time, leaf_hash FROM entries WHERE predicate_type = {mark} ORDER BY idx",
+        f"SELECT idx, integrated_time, leaf_hash FROM entries WHERE predicate_type = {mark}{below} ORDER BY idx",
         (FIRMWARE_IMAGE,),
     ).fetchall()
     if len(_MEASUREMENTS) > MAX_CACHED_FIRMWARE:
@@ -178,10 +177,11 @@ def _firmware_matches(
 
 
 def _candidates(
-    session: Session, kind: str, claims: Mapping[str, Any], now: int, state: Any = None
+    session: Session, kind: str, claims: Mapping[str, Any], now: int, state: Any = None, before: int | None = None
 ) -> list[pure.FirmwareCandidate]:
-    """The matching firmware records, each judged (as of ``now``) for the firmware-image grant."""
-    matches = _firmware_matches(session, kind, claims)
+    """The matching firmware records (before entry ``before``, when given: what a deployment
+    could refer to), each judged (as of ``now``) for the firmware-image grant."""
+    matches = _firmware_matches(session, kind, claims, before)
     if not matches:
         return []
     conn = session.connection()
@@ -220,16 +220,6 @@ def tee_state(session: Session, at: int | None = None) -> TeeState:
     from ledger.services.policy import state_at  # noqa: PLC0415 - policy imports this module's users
 
     return state_at(session, at).tee
-
-
-def policy_info(document: PolicyDocument, index: int | None, tee: TeeState) -> dict[str, Any]:
-    """What an appraisal records about the policy it ran under (so a verdict names its inputs)."""
-    return {
-        "environment": document.environment,
-        "index": index,
-        "sha256": hashlib.sha256(document.canonical()).hexdigest(),
-        "tee_index": tee.last_index,
-    }
 
 
 def _subject_digests(session: Session, index: int) -> list[tuple[str, str]]:
@@ -296,7 +286,7 @@ def complete_appraisals(
             assert tee is not None
             document = pure.appraisal_document(
                 record, appraisal, root, appraised_at=now, firmware=firmware,
-                policy=policy_info(policy_document, policy_index, tee),
+                policy=pure.policy_info(policy_document, policy_index, tee),
             )
             if document["verdict"] != "accept":
                 raise NotTrustedError(pure.refusal_message(document))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -31,7 +30,7 @@ from ledger.trust import deployment as pure
 from ledger.trust.policy import TrustState
 
 __all__ = [
-    "BATCH", "Reappraised", "deployment_indexes", "pending", "reappraise", "trust_index", "verify_appraisals", "verify_reappraisals",
+    "BATCH", "Reappraised", "chain_appraisals", "deployment_indexes", "pending", "reappraise", "trust_index", "verify_appraisals", "verify_reappraisals",
 ]
 
 #: deployments per worker task
@@ -84,8 +83,9 @@ def pending(session: Session) -> bool:
     return int(done) < len(deployment_indexes(session, before=index))
 
 
-def _judge(session: Session, index: int, state: TrustState, at_index: int) -> dict[str, Any]:
-    """The appraisal document of deployment ``index`` under ``state`` (the state after ``at_index``)."""
+def _judge(session: Session, index: int, state: TrustState, at_index: int, *, rejudging: bool = True) -> dict[str, Any]:
+    """The appraisal document of deployment ``index`` under ``state`` (the state after ``at_index``):
+    a re-judging, or with ``rejudging=False`` its submission's (``state`` the one before it)."""
     mark = _mark(session)
     row = session.connection().exec_driver_sql(
         f"SELECT data, integrated_time FROM entries WHERE idx = {mark}", (index,)
@@ -101,28 +101,56 @@ def _judge(session: Session, index: int, state: TrustState, at_index: int) -> di
         for alg, value in (s.get("digest") or {}).items()
     ]
     record = pure.parse_deployment(statement["predicate"], subjects)
-    document_policy, policy_index = state.tee.policy_document(record.environment)
-    collateral = state.tee.tdx_collateral() if record.evidence_type == "tdx" else None
-    roots = _tpm_roots(state) if record.evidence_type == "tpm" else ()
-    appraisal, root = pure.appraise_deployment(
-        record, now=datetime.fromtimestamp(integrated_time, UTC), tpm_roots=roots,
-        policy_document=document_policy, collateral=collateral,
-    )
-    candidates = tee._candidates(session, record.evidence_type, appraisal.claims, integrated_time, state)  # noqa: SLF001
-    ok, reason, firmware = pure.match_firmware(record.evidence_type, appraisal.claims, candidates)
-    appraisal.add(pure.FIRMWARE_CHECK, ok, reason)
-    doc = pure.appraisal_document(
-        record, appraisal, root, appraised_at=integrated_time, firmware=firmware,
-        policy=tee.policy_info(document_policy, policy_index, state.tee),
-    )
+
+    def candidates(kind: str, claims: Any) -> list[pure.FirmwareCandidate]:
+        # the firmware records before the deployment (what it could refer to), judged under state
+        return tee._candidates(session, kind, claims, integrated_time, state, before=index)  # noqa: SLF001
+
+    doc, _ = pure.judge_deployment(record, state, integrated_time=integrated_time, candidates=candidates, rejudging=rejudging)
     doc["trust_index"] = at_index
     return doc
 
 
-def _tpm_roots(state: TrustState) -> tuple[bytes, ...]:
-    """The TPM roots in force in ``state``: its ``tee-root:tpm`` keys that are not revoked
-    (``services.deployment.tpm_roots_of`` at that state)."""
-    return tuple(k.public_key for k in state.keys.values() if k.algorithm == "tee-root:tpm" and k.revoked_index is None)
+def _rejudged(session: Session, index: int, state: TrustState, at_index: int) -> dict[str, Any]:
+    """``_judge``, or for evidence that once passed but no longer parses, a refusal saying why."""
+    try:
+        return _judge(session, index, state, at_index)
+    except LedgerError as exc:
+        return {**pure.unappraisable_document(exc.diagnostics()), "trust_index": at_index}
+
+
+def chain_appraisals(session: Session, deployments: Sequence[int], *, at: int) -> dict[int, dict[str, Any]]:
+    """The appraisal a chain judged as of entry ``at`` shows for each deployment: under the trust
+    state after the last key event up to ``at`` (its re-judged row, or recomputed now when the
+    workers have not stored it yet), or the submission's when no key event came after the
+    deployment. The offline verifier computes the same from a bundle's leaves
+    (``ledger.trust.offline``), so the two verdicts agree whether or not re-judging has run."""
+    out = tee.appraisals_of(session, list(deployments), rejudged=False)
+    mark = _mark(session)
+    row = session.connection().exec_driver_sql(
+        f"SELECT MAX(idx) FROM entries WHERE predicate_type = {mark} AND idx <= {mark}", (pure_key_event(), at)
+    ).first()
+    last_event = -1 if row is None or row[0] is None else int(row[0])
+    later = [d for d in out if d < last_event]
+    if not later:
+        return out
+    stored: dict[int, dict[str, Any]] = {}
+    conn = session.connection()
+    for start in range(0, len(later), tee.CHUNK):
+        chunk = tuple(later[start : start + tee.CHUNK])
+        marks = ", ".join([mark] * len(chunk))
+        for entry, document in conn.exec_driver_sql(
+            f"SELECT entry_idx, document FROM tee_reappraisals WHERE trust_index = {mark} AND entry_idx IN ({marks})",
+            (last_event, *chunk),
+        ).fetchall():
+            stored[int(entry)] = json.loads(document)
+    state = None
+    for d in later:
+        if d not in stored:
+            state = state if state is not None else state_at(session, last_event)
+            stored[d] = _rejudged(session, d, state, last_event)
+        out[d] = stored[d]
+    return out
 
 
 def _latest(session: Session, indexes: Sequence[int]) -> dict[int, str]:
@@ -152,12 +180,7 @@ def reappraise(session: Session, indexes: Sequence[int] | None = None, *, at: in
         if exists is not None:
             out.append(Reappraised(entry, index, str(exists[0]), previous.get(entry)))
             continue
-        try:
-            document = _judge(session, entry, state, index)
-        except LedgerError as exc:
-            # evidence that once passed no longer parses under this code: refuse it, say why
-            document = {"verdict": "reject", "trust_index": index, "checks": [
-                {"name": "evidence_parses", "ok": False, "reason": exc.diagnostics()}]}
+        document = _rejudged(session, entry, state, index)
         conn.exec_driver_sql(
             f"INSERT INTO tee_reappraisals (entry_idx, trust_index, verdict, document) VALUES ({mark}, {mark}, {mark}, {mark})",
             (entry, index, document["verdict"], canonical_json(document).decode("utf-8")),
@@ -177,7 +200,7 @@ def verify_appraisals(session: Session) -> list[tuple[int, str]]:
     for entry, stored in rows:
         try:
             doc = json.loads(stored)
-            expected = _judge(session, int(entry), state_at(session, int(entry)), int(entry))
+            expected = _judge(session, int(entry), state_at(session, int(entry)), int(entry), rejudging=False)
         except (LedgerError, ValueError, KeyError, TypeError) as exc:
             problems.append((int(entry), f"its appraisal cannot be recomputed from the log: {exc}"))
             continue

@@ -30,9 +30,9 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
@@ -55,11 +55,15 @@ __all__ = [
     "expected_report_data",
     "failed_checks",
     "firmware_measurements",
+    "judge_deployment",
     "match_firmware",
     "measurement_matches",
     "measurement_summary",
     "parse_deployment",
+    "policy_info",
     "refusal_message",
+    "tpm_roots_in",
+    "unappraisable_document",
 ]
 
 BINDING_CONTEXT = b"provenance-ledger/deployment/v1\n"
@@ -399,3 +403,72 @@ def refusal_message(document: Mapping[str, Any]) -> str:
     """``deployment refused: <check>: <reason>; …`` for every failed check."""
     failed = failed_checks(document)
     return "deployment refused: " + "; ".join(f"{c['name']}: {c['reason']}" for c in failed)
+
+
+# ------------------------------------------------------------------------------ judging under a trust state
+
+
+def policy_info(document: PolicyDocument, index: int | None, tee: Any) -> dict[str, Any]:
+    """What an appraisal records about the policy it ran under (so a verdict names its inputs);
+    ``tee``: the trust state's TEE part (``ledger.trust.tee_events.TeeState``)."""
+    return {
+        "environment": document.environment,
+        "index": index,
+        "sha256": hashlib.sha256(document.canonical()).hexdigest(),
+        "tee_index": tee.last_index,
+    }
+
+
+def tpm_roots_in(state: Any, *, revoked: bool = False) -> tuple[bytes, ...]:
+    """The TPM roots of a trust state: its ``tee-root:tpm`` keys not revoked (what new evidence
+    may chain to), or with ``revoked`` every one it registered (what a re-judging pins, so that
+    its document names the root and the chain's verdict applies the revocation's time rule:
+    evidence integrated before ``compromised_since`` stays trusted)."""
+    return tuple(
+        k.public_key for k in state.keys.values() if k.algorithm == "tee-root:tpm" and (revoked or k.revoked_index is None)
+    )
+
+
+def judge_deployment(
+    deployment: Deployment,
+    state: Any,
+    *,
+    integrated_time: int,
+    candidates: Callable[[str, Mapping[str, Any]], Sequence[FirmwareCandidate]],
+    rejudging: bool = False,
+) -> tuple[dict[str, Any], FirmwareCandidate | None]:
+    """A deployment's appraisal document under a trust state (``ledger.trust.policy.TrustState``):
+    its evidence appraised at its integrated time under the state's policy for its environment,
+    TDX collateral and TPM roots, then matched to a firmware record. ``candidates(kind, claims)``
+    gives the firmware records before the deployment, each judged under ``state``. ``rejudging``:
+    a later state's judgement, which pins revoked TPM roots too (``tpm_roots_in``).
+
+    The submission's appraisal is this under the state before the deployment; a re-judging
+    (``ledger.services.reappraisal``) is this under a later state; the offline verifier runs
+    both from a bundle's leaves. Returns the document and the matched firmware record.
+
+    Raises:
+        MalformedError: the evidence or an endorsement does not parse.
+    """
+    policy_document, policy_index = state.tee.policy_document(deployment.environment)
+    kind = deployment.evidence_type
+    appraisal, root = appraise_deployment(
+        deployment, now=datetime.fromtimestamp(integrated_time, UTC),
+        tpm_roots=tpm_roots_in(state, revoked=rejudging) if kind == "tpm" else (),
+        policy_document=policy_document,
+        collateral=state.tee.tdx_collateral() if kind == "tdx" else None,
+    )
+    ok, reason, firmware = match_firmware(kind, appraisal.claims, candidates(kind, appraisal.claims))
+    appraisal.add(FIRMWARE_CHECK, ok, reason)
+    document = appraisal_document(
+        deployment, appraisal, root, appraised_at=integrated_time, firmware=firmware,
+        policy=policy_info(policy_document, policy_index, state.tee),
+    )
+    return document, firmware
+
+
+def unappraisable_document(reason: str) -> dict[str, Any]:
+    """The document of evidence that once passed but no longer parses under this code: refused,
+    saying why."""
+    return {"verdict": "reject", "checks": [{"name": "evidence_parses", "ok": False, "reason": reason}]}
+

@@ -6,11 +6,13 @@ The verifier has no fold of its own: it feeds the bundle's leaves to ``ledger.tr
 server reads from its own tables are recomputed here from the leaves, with the pure code the
 server ran when it stored them:
 
-- a deployment's TEE appraisal (``ledger.trust.deployment.appraise_deployment`` at the entry's
-  integrated time, against the vendor roots pinned in code and, for TPM quotes, the TPM roots
-  the key history registered up to that entry), and its match to a firmware-image record in the
-  bundle whose signers were trusted then (``match_firmware``): the ``firmware`` edge the server
-  stored at submission;
+- a deployment's TEE appraisal (``ledger.trust.deployment.judge_deployment``: the evidence at
+  the entry's integrated time, against the vendor roots pinned in code, the policy of its
+  environment, the TDX collateral and the TPM roots the key history set, then its match to a
+  firmware-image record before it in the bundle whose signers were trusted): under the state
+  before the entry for the ``firmware`` edge the server stored at submission, and under the
+  state after the last key event, when one came after the entry, for the appraisal the chain
+  shows (the server's re-judged row, ``ledger.services.reappraisal.chain_appraisals``);
 - a keyless (Sigstore certificate) entry's signers: the registered identities its certificate
   identity matched and whose grants counted, as the append judged them
   (``ledger.trust.keyless``), where the leaf records only the certificate's key;
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from ledger.errors import LedgerError, VerificationError
@@ -30,7 +31,7 @@ from ledger.records.leaf import LEAF_KIND_BUNDLE
 from ledger.trust import deployment as pure
 from ledger.trust.chain import RecordInfo, TeeInfo, parse_digest
 from ledger.trust.fold import GENESIS, LeafFacts, TrustFold, leaf_facts
-from ledger.trust.policy import TEE_ROOT_ALGORITHM, TrustState
+from ledger.trust.policy import TrustState
 from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, KEY_EVENT, validate_predicate
 from ledger.trust.verdict import chain_verdict, judge_record, reachable, record_info
 
@@ -48,13 +49,6 @@ def prev_of(facts: LeafFacts) -> tuple[int, bytes] | None:
     if event.prev is None:
         return None
     return int(event.prev[0]), bytes.fromhex(event.prev[1])
-
-
-def _tpm_roots(state: TrustState, index: int) -> tuple[bytes, ...]:
-    return tuple(
-        k.public_key for k in state.keys.values()
-        if k.algorithm == TEE_ROOT_ALGORITHM + "tpm" and k.registered_index < index and k.revoked_index is None
-    )
 
 
 def _firmware_measurements(facts: Sequence[LeafFacts]) -> dict[int, Any]:
@@ -88,39 +82,54 @@ def _record(f: LeafFacts, fold: TrustFold) -> RecordInfo:
     return replace(record, signers=tuple(sorted(set(signers))))
 
 
+def _appraise(
+    f: LeafFacts, deployment: pure.Deployment, facts: Sequence[LeafFacts], fold: TrustFold, firmware_measurements: dict[int, Any],
+    state: TrustState, *, rejudging: bool = False,
+) -> tuple[dict[str, Any], pure.FirmwareCandidate | None]:
+    """Deployment ``f``'s appraisal under ``state`` (``pure.judge_deployment``, as the server
+    runs it), its candidates the firmware records before it in the bundle, judged under ``state``."""
+
+    def candidates(kind: str, claims: Any) -> list[pure.FirmwareCandidate]:
+        out = []
+        for fw in facts:
+            if fw.index >= f.index or fw.index not in firmware_measurements:
+                continue
+            measurements = firmware_measurements[fw.index]
+            if isinstance(measurements, LedgerError):
+                raise measurements
+            if kind not in measurements or not pure.measurement_matches(kind, measurements[kind], claims):
+                continue
+            verdict = judge_record(state, _record(fw, fold), as_of=f.integrated_time)
+            because = None if verdict.trusted else f"{verdict.verdict}: {verdict.message() or 'no trusted signer'}"
+            name = fw.subjects[0][2] if fw.subjects else ""
+            out.append(pure.FirmwareCandidate(fw.index, name, measurements, because))
+        return out
+
+    return pure.judge_deployment(deployment, state, integrated_time=f.integrated_time, candidates=candidates, rejudging=rejudging)
+
+
 def _reappraise(
     f: LeafFacts, facts: Sequence[LeafFacts], fold: TrustFold, firmware_measurements: dict[int, Any]
 ) -> tuple[TeeInfo, tuple[tuple[str, str, str], ...]]:
-    """A deployment's appraisal and firmware edge, recomputed as ``complete_appraisals`` made them."""
+    """A deployment's appraisal and firmware edge as the server's chain shows them: the edge of
+    its submission appraisal (under the state before it, as ``complete_appraisals`` made it), and
+    the appraisal judged under the state after the last key event, when one came after it (as
+    ``ledger.services.reappraisal`` re-judges it)."""
     statement = f.statement or {}
     # the predicates as the ledger checked them on entry: a bundle's leaves are anyone's bytes
     validate_predicate(DEPLOYMENT, statement.get("predicate"))
     deployment = pure.parse_deployment(statement.get("predicate") or {}, f.subjects)
-    state = fold.state_at(f.index - 1)
-    appraisal, root = pure.appraise_deployment(
-        deployment, now=datetime.fromtimestamp(f.integrated_time, UTC), tpm_roots=_tpm_roots(state, f.index)
-    )
-    candidates = []
-    for fw in facts:
-        if fw.index >= f.index or fw.index not in firmware_measurements:
-            continue
-        measurements = firmware_measurements[fw.index]
-        if isinstance(measurements, LedgerError):
-            raise measurements
-        kind = deployment.evidence_type
-        if kind not in measurements or not pure.measurement_matches(kind, measurements[kind], appraisal.claims):
-            continue
-        verdict = judge_record(state, _record(fw, fold), as_of=f.integrated_time)
-        because = None if verdict.trusted else f"{verdict.verdict}: {verdict.message() or 'no trusted signer'}"
-        name = fw.subjects[0][2] if fw.subjects else ""
-        candidates.append(pure.FirmwareCandidate(fw.index, name, measurements, because))
-    ok, reason, firmware = pure.match_firmware(deployment.evidence_type, appraisal.claims, candidates)
-    appraisal.add(pure.FIRMWARE_CHECK, ok, reason)
-    document = pure.appraisal_document(deployment, appraisal, root, appraised_at=f.integrated_time, firmware=firmware)
+    document, firmware = _appraise(f, deployment, facts, fold, firmware_measurements, fold.state_at(f.index - 1))
     edges: tuple[tuple[str, str, str], ...] = ()
     if firmware is not None:
         matched = next(x for x in facts if x.index == firmware.index)
         edges = tuple(("firmware", alg, digest) for alg, digest in dict.fromkeys((a, d) for a, d, _ in matched.subjects))
+    last_event = fold.events[-1][0] if fold.events else -1
+    if last_event > f.index:
+        try:
+            document, _ = _appraise(f, deployment, facts, fold, firmware_measurements, fold.state_at(last_event), rejudging=True)
+        except LedgerError as exc:  # evidence that no longer parses: refused, as the re-judging does
+            document = pure.unappraisable_document(exc.diagnostics())
     return TeeInfo.from_document(document), edges
 
 
