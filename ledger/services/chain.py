@@ -61,10 +61,13 @@ def _chunks(values: Sequence[int]) -> Iterable[list[int]]:
         yield list(values[i : i + CHUNK])
 
 
-def load_records(session: Session, indexes: Sequence[int], *, at: int | None = None) -> dict[int, RecordInfo]:
+def load_records(
+    session: Session, indexes: Sequence[int], *, at: int | None = None, appraisals: bool = True
+) -> dict[int, RecordInfo]:
     """What the chain evaluation needs of each entry, in four batched queries per chunk, as the
     ledger stood at entry ``at`` (None: now): a deployment's appraisal is the one judged under
-    the trust state then (``reappraisal.chain_appraisals``)."""
+    the trust state then (``reappraisal.chain_appraisals``; ``appraisals=False`` leaves it out,
+    for listings that show no verdict)."""
     meta: dict[int, tuple[int, str]] = {}
     subjects: dict[int, list[tuple[str, str, str]]] = {}
     signers: dict[int, list[str]] = {}
@@ -95,7 +98,7 @@ def load_records(session: Session, indexes: Sequence[int], *, at: int | None = N
     notes = _leaf_notes(conn, mark, indexes)
     deployments = [idx for idx, (_, ptype) in meta.items() if ptype == DEPLOYMENT]
     appraised = {}
-    if deployments:
+    if deployments and appraisals:
         appraised = chain_appraisals(session, deployments, at=store.current_size(session) - 1 if at is None else at)
     return {
         idx: RecordInfo(
@@ -273,7 +276,7 @@ def _names(session: Session, indexes: Sequence[int]) -> dict[int, list[str]]:
 
 
 def _describe(session: Session, indexes: Sequence[int]) -> list[dict[str, Any]]:
-    records = load_records(session, indexes)
+    records = load_records(session, indexes, appraisals=False)  # a listing: no verdict, no appraisal
     principals: dict[str, str] = {}
     key_ids = sorted({k for r in records.values() for k in r.signers})
     for chunk in range(0, len(key_ids), CHUNK):
