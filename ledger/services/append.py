@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -449,6 +449,14 @@ def integrate(
             created.append(False)
             continue
         index = size + len(rows)
+        if p.appraisal is not None and _appraised_at(p) != now:
+            appraised = _appraise_at(session, p, now)
+            if isinstance(appraised, LedgerError):
+                errors[position] = appraised
+                indexes.append(-1)
+                created.append(False)
+                continue
+            p = appraised
         if p.key_event is not None:
             assert fold is not None
             try:
@@ -511,6 +519,23 @@ def integrate(
     return Integration(
         indexes, created, size, note, known, new_data, RightEdge(size, tuple(tree.hashes), head, last_time), errors
     )
+
+
+def _appraised_at(p: Prepared) -> int | None:
+    try:
+        return int(json.loads(p.appraisal or "")["appraised_at"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _appraise_at(session: Session, p: Prepared, now: int) -> Prepared | LedgerError:
+    """A deployment appraised at another time than the one it is integrated at (the clock moved
+    on between its preparation and the lock, or another process's clock is ahead), appraised
+    again at its integrated time: what anyone recomputes from its leaf (``judge_deployment`` at
+    the leaf's time). Its firmware edge is the new appraisal's; it is refused if that rejects."""
+    base = replace(p, appraisal=None, edges=tuple(e for e in p.edges if e[0] != "firmware"))
+    (result,) = complete_appraisals(session, [base], now=now)
+    return result
 
 
 def _insert_provenance(session: Session, created: Sequence[tuple[int, Prepared]]) -> None:

@@ -50,6 +50,7 @@ __all__ = [
     "TRUST_DIR_VARIABLE",
     "appraisal_of",
     "appraisals_of",
+    "firmware_candidate_indexes",
     "complete_appraisals",
     "insert_appraisals",
     "load_tpm_roots",
@@ -173,6 +174,19 @@ def _firmware_matches(
         measurements, name = _MEASUREMENTS[bytes(leaf)]
         if kind in measurements and pure.measurement_matches(kind, measurements[kind], claims):
             out.append((idx, integrated_time, name, measurements))
+    return out
+
+
+def firmware_candidate_indexes(session: Session, entries: Sequence[int]) -> set[int]:
+    """The firmware-image entries the deployments among ``entries`` could be matched to: for
+    each, the records before it whose measurement for its evidence type equals its claims (from
+    its submission appraisal). A verdict bundle holds them, so that the offline verifier matches
+    a re-judged deployment to the same record as the server does (``judge_deployment``)."""
+    out: set[int] = set()
+    for entry, document in appraisals_of(session, list(entries), rejudged=False).items():
+        kind, claims = document.get("evidence_type"), document.get("claims")
+        if isinstance(kind, str) and isinstance(claims, dict):
+            out.update(match[0] for match in _firmware_matches(session, kind, claims, before=entry))
     return out
 
 

@@ -30,6 +30,7 @@ from ledger.trust.predicates import KEY_EVENT
 from ledger.tlog.note import parse_note
 from ledger.services.chain import reachable
 from ledger.services.cosign import cosigned_note, latest_witnessed_checkpoint
+from ledger.services.deployment import firmware_candidate_indexes
 from ledger.services.log import LogIdentity
 from ledger.trust.bundle import (
     BundleEntry,
@@ -91,7 +92,10 @@ def build_verdict_bundle(
     if root is None:
         raise ConfigurationError("the store has no root of trust (administrator key): run `provledger init`")
     events = _key_events(session, size)
-    indexes = sorted(set(records) | {i for i, _ in events} | ({at} if at is not None else set()))
+    # the firmware records a deployment in the chain could be matched to, beside the one it was:
+    # the offline verifier re-matches a re-judged deployment among them, as the server does
+    candidates = firmware_candidate_indexes(session, sorted(records))
+    indexes = sorted(set(records) | candidates | {i for i, _ in events} | ({at} if at is not None else set()))
     plans = {i: merkle.inclusion_proof_plan(i, size) for i in indexes}
     needed = sorted(set().union(*(merkle.plan_nodes(p) for p in plans.values())))
     hashes: dict[Any, bytes] = {}

@@ -32,7 +32,7 @@ from ledger.trust import deployment as pure
 from ledger.trust.chain import RecordInfo, TeeInfo, parse_digest
 from ledger.trust.fold import GENESIS, LeafFacts, TrustFold, leaf_facts
 from ledger.trust.policy import TrustState
-from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, KEY_EVENT, validate_predicate
+from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, validate_predicate
 from ledger.trust.verdict import chain_verdict, judge_record, reachable, record_info
 
 __all__ = ["GENESIS_PREV", "leaf_facts", "prev_of", "recompute_chain"]
@@ -154,9 +154,7 @@ def recompute_chain(
         raise VerificationError(f"the log's key history is damaged at entry {damaged[0][0]}: {damaged[0][1]}")
     records: dict[int, RecordInfo] = {}
     firmware = _firmware_measurements(facts) if any(f.predicate_type == DEPLOYMENT for f in facts) else {}
-    for f in facts:
-        if f.predicate_type == KEY_EVENT:
-            continue
+    for f in facts:  # key events too: the server's walk finds them by their subjects like any record
         record = _record(f, fold)
         if f.predicate_type == DEPLOYMENT:
             try:
