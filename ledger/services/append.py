@@ -43,7 +43,7 @@ from ledger.trust.policy import KeyEvent, parse_key_event
 from ledger.trust.fold import TrustFold, content_hash
 from ledger.trust.judge import APPENDING, judge
 from ledger.trust.deployment import parse_deployment
-from ledger.trust.predicates import DEPLOYMENT, KEY_EVENT, validate_predicate
+from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, KEY_EVENT, validate_predicate
 from ledger.services.deployment import complete_appraisals, insert_appraisals
 from ledger.services.policy import apply_key_events
 from ledger.services.trust import TrustRegistry, load_keys
@@ -442,6 +442,9 @@ def integrate(
     created: list[bool] = []
     errors: dict[int, LedgerError] = {}
     provenance: list[tuple[int, Prepared]] = []
+    # firmware records appended earlier in this batch: a deployment after them could match one
+    # (its appraisal, made before they were stored, could not)
+    batch_firmware: list[tuple[int, Prepared]] = []
     signer_parts: dict[tuple[Signer, ...], bytes] = {}
     for position, p in enumerate(batch):
         if p.envelope_hash in existing:
@@ -449,8 +452,8 @@ def integrate(
             created.append(False)
             continue
         index = size + len(rows)
-        if p.appraisal is not None and _appraised_at(p) != now:
-            appraised = _appraise_at(session, p, now)
+        if p.appraisal is not None and (_appraised_at(p) != now or batch_firmware):
+            appraised = _appraise_at(session, p, now, batch_firmware)
             if isinstance(appraised, LedgerError):
                 errors[position] = appraised
                 indexes.append(-1)
@@ -498,6 +501,8 @@ def integrate(
         )
         existing[p.envelope_hash] = index  # a duplicate later in the same batch
         provenance.append((index, p))
+        if p.predicate_type == FIRMWARE_IMAGE:
+            batch_firmware.append((index, p))
         new_data[index] = data
         indexes.append(index)
         created.append(True)
@@ -528,13 +533,14 @@ def _appraised_at(p: Prepared) -> int | None:
         return None
 
 
-def _appraise_at(session: Session, p: Prepared, now: int) -> Prepared | LedgerError:
-    """A deployment appraised at another time than the one it is integrated at (the clock moved
-    on between its preparation and the lock, or another process's clock is ahead), appraised
-    again at its integrated time: what anyone recomputes from its leaf (``judge_deployment`` at
-    the leaf's time). Its firmware edge is the new appraisal's; it is refused if that rejects."""
+def _appraise_at(session: Session, p: Prepared, now: int, batch_firmware: Sequence[tuple[int, Prepared]]) -> Prepared | LedgerError:
+    """A deployment appraised again under the sequencer lock, as anyone recomputes it from the log
+    (``judge_deployment`` at its leaf's time, against the firmware records before it): when it was
+    appraised at another time than the one it is integrated at (the clock moved on between its
+    preparation and the lock, or another process's clock is ahead), or when firmware records
+    precede it in its batch. Its firmware edge is the new appraisal's; refused if that rejects."""
     base = replace(p, appraisal=None, edges=tuple(e for e in p.edges if e[0] != "firmware"))
-    (result,) = complete_appraisals(session, [base], now=now)
+    (result,) = complete_appraisals(session, [base], now=now, pending=batch_firmware)
     return result
 
 

@@ -190,6 +190,31 @@ def firmware_candidate_indexes(session: Session, entries: Sequence[int]) -> set[
     return out
 
 
+def _pending_candidates(
+    session: Session, pending: Sequence[tuple[int, Prepared]], kind: str, claims: Mapping[str, Any], now: int
+) -> list[pure.FirmwareCandidate]:
+    """``_candidates`` for firmware records of the batch being appended (integrated at ``now``)."""
+    out = []
+    state = None
+    for index, firmware in pending:
+        try:
+            statement = _statement_of(firmware.canonical)
+            measurements = pure.firmware_measurements(statement.get("predicate"))
+            name = str((statement.get("subject") or [{}])[0].get("name", ""))
+        except (LedgerError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+            continue  # it measures nothing
+        if kind not in measurements or not pure.measurement_matches(kind, measurements[kind], claims):
+            continue
+        state = state if state is not None else load_keys(session).state()
+        verdict = judge(
+            state, predicate_type=FIRMWARE_IMAGE, subject_names=[n for _, _, n in firmware.subjects],
+            key_ids=sorted({s.key_id for s in firmware.signers}), time=now, as_of=now, index=index,
+        )
+        because = None if verdict.trusted else f"{verdict.verdict}: {verdict.message() or 'no trusted signer'}"
+        out.append(pure.FirmwareCandidate(index, name, measurements, because))
+    return out
+
+
 def _candidates(
     session: Session, kind: str, claims: Mapping[str, Any], now: int, state: Any = None, before: int | None = None
 ) -> list[pure.FirmwareCandidate]:
@@ -250,8 +275,12 @@ def complete_appraisals(
     *,
     now: int,
     tpm_roots: Sequence[bytes] | None = None,
+    pending: Sequence[tuple[int, Prepared]] = (),
 ) -> list[Prepared | LedgerError]:
     """Appraise every prepared deployment record; the others pass through unchanged.
+
+    ``pending``: firmware-image records (index, prepared) the sequencer is appending before these
+    in the same transaction, not yet in the tables: candidates for the firmware match too.
 
     Args:
         session: a session for reading the firmware records and the trust state.
@@ -295,6 +324,8 @@ def complete_appraisals(
         try:
             appraisal, root = tee_jobs.appraisal_from_result(outcome)
             candidates = _candidates(session, record.evidence_type, appraisal.claims, now)
+            if pending:
+                candidates += _pending_candidates(session, pending, record.evidence_type, appraisal.claims, now)
             ok, reason, firmware = pure.match_firmware(record.evidence_type, appraisal.claims, candidates)
             appraisal.add(pure.FIRMWARE_CHECK, ok, reason)
             assert tee is not None
@@ -308,9 +339,12 @@ def complete_appraisals(
             results[position] = exc
             continue
         assert firmware is not None  # an accepted appraisal passed the firmware check
-        edges = tuple(item.edges) + tuple(
-            ("firmware", alg, digest) for alg, digest in _subject_digests(session, firmware.index)
+        batch_firmware = dict(pending).get(firmware.index)
+        digests = (
+            list(dict.fromkeys((alg, digest) for alg, digest, _ in batch_firmware.subjects)) if batch_firmware is not None
+            else _subject_digests(session, firmware.index)
         )
+        edges = tuple(item.edges) + tuple(("firmware", alg, digest) for alg, digest in digests)
         results[position] = replace(item, appraisal=canonical_json(document).decode("utf-8"), edges=edges)
     return [results.get(position, item) for position, item in enumerate(prepared)]
 

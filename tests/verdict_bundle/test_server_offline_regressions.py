@@ -170,3 +170,33 @@ def test_a_deployment_submitted_on_a_clock_behind_the_log_is_appraised_at_its_in
                                               {"i": appended}).scalar_one())
     assert entry > review_by - 5 and document["appraised_at"] == entry
     _compare(store, f"sha256:{artifact}")
+
+
+# ONCE DIVERGENT 4 — a deployment sequenced in the same batch as, and after, a firmware record it
+# matches. Its appraisal was made before that record was stored, so it matched an older record
+# (or none); the offline verifier, reading the log, matches the latest trusted record before it.
+# Now the sequencer appraises such a deployment again under the lock with the batch's firmware
+# records among the candidates (``append._appraise_at``): the stored firmware edge and appraisal
+# are what the log says.
+@pytest.mark.usefixtures("pinned")
+def test_a_deployment_after_its_firmware_in_one_batch_matches_it_on_both_sides(store: Any, snp_pki: SnpPki) -> None:
+    from tests.provenance.helpers import envelope  # noqa: PLC0415
+
+    trust = Trust(store)
+    old_vendor = trust.add("old-vendor", Grant((FIRMWARE_IMAGE,)))
+    vendor = trust.add("firmware-vendor", Grant((FIRMWARE_IMAGE,)))
+    ci = trust.add("ci", Grant((SLSA_V1,)))
+    deployer = trust.add("deployer", Grant((DEPLOYMENT,)))
+    old = trust.ok(h.firmware_statement("acme/bios/2.14.0")[0], old_vendor)  # same measurement, older
+    fw_s, firmware = h.firmware_statement()
+    build_s, artifact = prov.build(h.ARTIFACT_NAME, inputs=[firmware])
+    trust.ok(build_s, ci)
+    report, endorsements = h.snp_evidence(snp_pki, artifact)
+    deployment = envelope(h.deployment_statement(artifact, "sev-snp", report, endorsements), deployer)
+    fw_result, deployed = store.append([envelope(fw_s, vendor), deployment], now=store.tick())
+    fw_index, index = ok(fw_result), ok(deployed)
+    assert old < fw_index < index
+    with store.sessions() as session:
+        document = json.loads(session.execute(text("SELECT document FROM appraisals WHERE entry_idx = :i"), {"i": index}).scalar_one())
+    assert document["firmware_entry"] == fw_index  # the latest trusted match, from its own batch
+    _compare(store, f"sha256:{artifact}")
