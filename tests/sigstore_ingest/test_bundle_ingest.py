@@ -204,13 +204,26 @@ def test_identity_grants_scope_predicate_type_subject_and_revocation(bundle_stor
     assert isinstance(result, NotTrustedError) and "not valid at" in str(result)
 
 
+def _every_audit(st: Any) -> list[tuple[Any, str]]:
+    """(report, its problems' messages) of the full audit and of the signature-level one (the
+    shards, then the combiner)."""
+    from ledger.services import audit, shards  # noqa: PLC0415
+
+    with st.sessions() as session:
+        report = audit.audit(session, st.log)
+        log = st.log
+        results = [shards.verify_shard(session, s, vkey=log.vkey, origin=log.origin) for s in shards.plan_shards(report.tree_size, 1)]
+        combined = shards.combine_shards(session, report.tree_size, results, vkey=log.vkey, origin=log.origin)
+    return [(found, " ".join(p["message"] if isinstance(p, dict) else p.message for p in found.problems)) for found in (report, combined)]
+
+
 def test_a_keyless_entry_whose_signer_rows_name_no_registered_identity_fails_every_audit(any_bundle_store: Any, provenance: Path) -> None:
     """entry_signers of a keyless entry is a cache of the identity its certificate matched: rows
     naming something that is not an identity registered before the entry fail the audit, the
     hash-plus-cache one and the signature-level one (shards, then the combiner)."""
     from sqlalchemy import text  # noqa: PLC0415
 
-    from ledger.services import audit, shards  # noqa: PLC0415
+    from ledger.services import audit  # noqa: PLC0415
 
     st = any_bundle_store
     policy = Policy(st)
@@ -221,14 +234,8 @@ def test_a_keyless_entry_whose_signer_rows_name_no_registered_identity_fails_eve
     with st.tamper() as conn:
         conn.execute(text("UPDATE entry_signers SET key_id = :z WHERE entry_idx = :i"), {"z": "0" * 64, "i": index})
         conn.execute(text("UPDATE entries SET key_id = :z WHERE idx = :i"), {"z": "0" * 64, "i": index})
-    with st.sessions() as session:
-        report = audit.audit(session, st.log)
-        log = st.log
-        results = [shards.verify_shard(session, s, vkey=log.vkey, origin=log.origin) for s in shards.plan_shards(report.tree_size, 1)]
-        combined = shards.combine_shards(session, report.tree_size, results, vkey=log.vkey, origin=log.origin)
-    for found in (report, combined):
+    for found, messages in _every_audit(st):
         assert not found.ok and found.first_bad_index == index
-        messages = " ".join(p["message"] if isinstance(p, dict) else p.message for p in found.problems)
         assert "not an identity registered before" in messages
 
 
@@ -240,7 +247,7 @@ def test_a_keyless_entry_whose_signer_rows_name_an_identity_its_certificate_does
     audit: the rows are matched against the certificate identity the leaf records."""
     from sqlalchemy import text  # noqa: PLC0415
 
-    from ledger.services import audit, shards  # noqa: PLC0415
+    from ledger.services import audit  # noqa: PLC0415
 
     st = any_bundle_store
     policy = Policy(st)
@@ -258,14 +265,8 @@ def test_a_keyless_entry_whose_signer_rows_name_an_identity_its_certificate_does
         with st.tamper() as conn:
             conn.execute(text("UPDATE entry_signers SET key_id = :z WHERE entry_idx = :i"), {"z": other, "i": index})
             conn.execute(text("UPDATE entries SET key_id = :z WHERE idx = :i"), {"z": other, "i": index})
-        with st.sessions() as session:
-            report = audit.audit(session, st.log)
-            log = st.log
-            results = [shards.verify_shard(session, s, vkey=log.vkey, origin=log.origin) for s in shards.plan_shards(report.tree_size, 1)]
-            combined = shards.combine_shards(session, report.tree_size, results, vkey=log.vkey, origin=log.origin)
-        for found in (report, combined):
+        for found, messages in _every_audit(st):
             assert not found.ok and found.first_bad_index == index
-            messages = " ".join(p["message"] if isinstance(p, dict) else p.message for p in found.problems)
             assert f"entry_signers names identity {other}, which its certificate does not match" in messages
             assert reason in messages
 
@@ -278,7 +279,7 @@ def test_a_keyless_entry_whose_signer_rows_add_or_drop_a_matching_identity_fails
     to the rows, or the counted one swapped for it, is named."""
     from sqlalchemy import text  # noqa: PLC0415
 
-    from ledger.services import audit, shards  # noqa: PLC0415
+    from ledger.services import audit  # noqa: PLC0415
 
     st = any_bundle_store
     policy = Policy(st)
@@ -294,14 +295,8 @@ def test_a_keyless_entry_whose_signer_rows_add_or_drop_a_matching_identity_fails
             with st.tamper() as conn:
                 conn.execute(text("DELETE FROM entry_signers WHERE entry_idx = :i AND key_id = :k"), {"i": index, "k": beacon})
                 conn.execute(text("UPDATE entries SET key_id = :k WHERE idx = :i"), {"k": sboms, "i": index})
-        with st.sessions() as session:
-            report = audit.audit(session, st.log)
-            log = st.log
-            results = [shards.verify_shard(session, s, vkey=log.vkey, origin=log.origin) for s in shards.plan_shards(report.tree_size, 1)]
-            combined = shards.combine_shards(session, report.tree_size, results, vkey=log.vkey, origin=log.origin)
-        for found in (report, combined):
+        for found, messages in _every_audit(st):
             assert not found.ok and found.first_bad_index == index, step
-            messages = " ".join(p["message"] if isinstance(p, dict) else p.message for p in found.problems)
             assert f"are not the identities its certificate matched whose grants counted ['{beacon}']" in messages, step
 
 
