@@ -183,10 +183,14 @@ def firmware_candidate_indexes(session: Session, entries: Sequence[int]) -> set[
     its submission appraisal). A verdict bundle holds them, so that the offline verifier matches
     a re-judged deployment to the same record as the server does (``judge_deployment``)."""
     out: set[int] = set()
+    matches: dict[tuple[str, str], list[int]] = {}  # deployments of one firmware share their claims: one read
     for entry, document in appraisals_of(session, list(entries), rejudged=False).items():
         kind, claims = document.get("evidence_type"), document.get("claims")
         if isinstance(kind, str) and isinstance(claims, dict):
-            out.update(match[0] for match in _firmware_matches(session, kind, claims, before=entry))
+            key = (kind, json.dumps(claims, sort_keys=True))
+            if key not in matches:
+                matches[key] = [match[0] for match in _firmware_matches(session, kind, claims)]
+            out.update(index for index in matches[key] if index < entry)
     return out
 
 
