@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import machine, median  # noqa: E402
+from bench._common import machine  # noqa: E402
 from ledger.config import Settings  # noqa: E402
 from ledger.db.engine import make_engine, make_session_factory  # noqa: E402
 from ledger.records.dsse import sign_envelope  # noqa: E402

@@ -35,7 +35,6 @@ from ledger.errors import (
 from ledger.services.cosign import cosigned_note, witness_config_from_env
 from ledger.services import append, audit, receipts, registry, setup
 from ledger.services.log import LogIdentity, load_log_identity
-from ledger.trust.policy import parse_time
 from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, parse_statement
 from ledger.tlog.witness_policy import verify_receipt_with_witnesses
 from ledger.untrusted.json import parse_json

@@ -12,7 +12,8 @@ import hashlib
 import json
 from typing import Any
 
-from ledger.cli.commands import _out, _read_file, now, open_store, parse_time
+from ledger.cli.commands import _out, _read_file, now, open_store
+from ledger.trust.policy import parse_time
 from ledger.errors import MalformedError
 from ledger.records.keys import load_public_key
 from ledger.trust.policy import IDENTITY_ALGORITHM, Grant, Identity, format_time

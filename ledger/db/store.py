@@ -17,7 +17,6 @@ from ledger.db.models import (
     Entry,
     EntrySubject,
     LogInfo,
-    Sequencer,
     TreeHash,
 )
 from ledger.errors import ConfigurationError, IntegrityError, NotFoundError

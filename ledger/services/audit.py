@@ -32,7 +32,6 @@ from ledger.tlog.checkpoint import open_checkpoint
 from ledger.db import store
 from ledger.errors import LedgerError
 from ledger.tlog.hashing import CHAIN_SEED, EMPTY_ROOT, node_hash
-from ledger.merkle import range_nodes
 from ledger.services.audit_chunks import (
     SubtreeResult,
     check_subtree,

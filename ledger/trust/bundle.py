@@ -80,16 +80,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
 from ledger import merkle
-from ledger.tlog.checkpoint import Checkpoint, open_checkpoint
+from ledger.tlog.checkpoint import Checkpoint
 from ledger.untrusted.json import parse_json
 from ledger.errors import MalformedError, SignatureError, TooLargeError, VerificationError
 from ledger.tlog.hashing import HASH_SIZE, leaf_hash

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from ledger.cli.main import main
 from tests.fixtures import PROVLEDGER, REPO
 
 pytestmark = pytest.mark.slow

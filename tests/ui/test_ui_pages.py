@@ -4,7 +4,6 @@ headers, escaping of hostile records (pages and SVG), search paging, proofs and 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 import stat
@@ -134,7 +133,6 @@ def test_search_by_digest_in_any_spelling(client, seeded, form):
 
 
 def test_search_by_subject_name_signer_key_id_and_predicate_type(client, seeded):
-    store = seeded.store
     part = seeded.indexes["acme/boards/rev-c/0042"]
     assert f'href="/entries/{part}"' in _html(client.get("/search?q=acme/boards/rev-c/0042"))
     by_name = _html(client.get("/search?q=hardware-vendor"))

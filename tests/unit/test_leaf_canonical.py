@@ -7,7 +7,7 @@ import json
 
 import pytest
 import rfc8785
-from hypothesis import example, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import MalformedError

@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, session as cookie, url_for
 
-from ledger.errors import IntegrityError, LedgerError, MalformedError, NotFoundError
+from ledger.errors import IntegrityError, MalformedError, NotFoundError
 from ledger.records.leaf import decode_leaf
 from ledger.untrusted.json import parse_decimal
 from ledger.services import receipts, registry

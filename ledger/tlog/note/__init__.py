@@ -89,6 +89,7 @@ __all__ = [
     "VerifiedSignature",
     "Verifier",
     "append_signatures",
+    "b64decode_canonical",
     "cosignature_message",
     "format_note",
     "format_skey",

@@ -19,7 +19,7 @@ from ledger.attestation.policy_document import (
 from ledger.attestation.sev_snp import appraise_sev_snp
 from ledger.cli.main import main
 from ledger.errors import MalformedError
-from tests.unit.attestation.factories import NOW, MILAN_TCB, SnpPki, tcb_bytes
+from tests.unit.attestation.factories import NOW, MILAN_TCB, SnpPki
 
 
 def appraise(snp: SnpPki, report: bytes, document: dict, *, nonce: bytes | None = None):

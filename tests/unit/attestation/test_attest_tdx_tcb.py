@@ -3,7 +3,6 @@ real sample collateral (shared vectors) through the same code with the pinned In
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from ledger.attestation import Policy, TdxCollateral, appraise
 from ledger.attestation.tdx import INTEL_ROOT_FINGERPRINTS, appraise_tdx
 from ledger.attestation.tdx_tcb import LEVEL_STATUSES, STATUSES, parse_signed_json
 from ledger.errors import MalformedError
-from tests.unit.attestation.factories import NOW, flip
+from tests.unit.attestation.factories import NOW
 from tests.unit.attestation.tcb_factories import FMSPC, TcbPki, _tdx16, level, levels, SGX_OK, PCESVN
 
 
