@@ -452,7 +452,7 @@ def integrate(
             created.append(False)
             continue
         index = size + len(rows)
-        if p.appraisal is not None and (_appraised_at(p) != now or batch_firmware):
+        if p.appraise_in_sequence or p.appraisal is not None and (_appraised_at(p) != now or batch_firmware):
             appraised = _appraise_at(session, p, now, batch_firmware)
             if isinstance(appraised, LedgerError):
                 errors[position] = appraised
@@ -538,8 +538,9 @@ def _appraise_at(session: Session, p: Prepared, now: int, batch_firmware: Sequen
     (``judge_deployment`` at its leaf's time, against the firmware records before it): when it was
     appraised at another time than the one it is integrated at (the clock moved on between its
     preparation and the lock, or another process's clock is ahead), or when firmware records
-    precede it in its batch. Its firmware edge is the new appraisal's; refused if that rejects."""
-    base = replace(p, appraisal=None, edges=tuple(e for e in p.edges if e[0] != "firmware"))
+    precede it in its batch (``appraise_in_sequence``: only they could match it). Its firmware
+    edge is the new appraisal's; refused if that rejects."""
+    base = replace(p, appraisal=None, appraise_in_sequence=False, edges=tuple(e for e in p.edges if e[0] != "firmware"))
     (result,) = complete_appraisals(session, [base], now=now, pending=batch_firmware)
     return result
 

@@ -10,7 +10,9 @@ read transaction:
    every ``*.pem``/``*.crt`` file in it);
 2. ``firmware_measurement_matches``: the evidence's measurement must equal that of a
    firmware-image entry already in the ledger whose signers are trusted for it now
-   (``ledger.trust.policy.judge``);
+   (``ledger.trust.policy.judge``); when only this check fails and a firmware-image record
+   earlier in the same batch measures the claims, the deployment is marked
+   ``appraise_in_sequence`` and the sequencer appraises it under its lock, that record included;
 3. any failed check refuses the record (``NotTrustedError``, 403, naming every failed check);
    a passing one carries its appraisal document and a ``firmware`` edge to the matched image
    into integration, where ``insert_appraisals`` stores the document in ``appraisals``.
@@ -201,14 +203,10 @@ def _pending_candidates(
     out = []
     state = None
     for index, firmware in pending:
-        try:
-            statement = _statement_of(firmware.canonical)
-            measurements = pure.firmware_measurements(statement.get("predicate"))
-            name = str((statement.get("subject") or [{}])[0].get("name", ""))
-        except (LedgerError, ValueError, KeyError, TypeError, AttributeError, IndexError):
-            continue  # it measures nothing
-        if kind not in measurements or not pure.measurement_matches(kind, measurements[kind], claims):
+        measured = _measuring(firmware, kind, claims)
+        if measured is None:
             continue
+        name, measurements = measured
         state = state if state is not None else load_keys(session).state()
         verdict = judge(
             state, predicate_type=FIRMWARE_IMAGE, subject_names=[n for _, _, n in firmware.subjects],
@@ -217,6 +215,20 @@ def _pending_candidates(
         because = None if verdict.trusted else f"{verdict.verdict}: {verdict.message() or 'no trusted signer'}"
         out.append(pure.FirmwareCandidate(index, name, measurements, because))
     return out
+
+
+def _measuring(firmware: Prepared, kind: str, claims: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """A firmware-image record's first subject name and measurements, when its measurement for
+    ``kind`` equals ``claims``; None otherwise (or when it measures nothing)."""
+    try:
+        statement = _statement_of(firmware.canonical)
+        measurements = pure.firmware_measurements(statement.get("predicate"))
+        name = str((statement.get("subject") or [{}])[0].get("name", ""))
+    except (LedgerError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return None  # it measures nothing
+    if kind not in measurements or not pure.measurement_matches(kind, measurements[kind], claims):
+        return None
+    return name, measurements
 
 
 def _candidates(
@@ -331,6 +343,11 @@ def complete_appraisals(
             if pending:
                 candidates += _pending_candidates(session, pending, record.evidence_type, appraisal.claims, now)
             ok, reason, firmware = pure.match_firmware(record.evidence_type, appraisal.claims, candidates)
+            if not ok and appraisal and _measured_earlier(prepared[:position], record.evidence_type, appraisal.claims):
+                # every other check passed, and a record earlier in this batch measures the claims:
+                # the sequencer matches it once it has an index (and judges its signers then)
+                results[position] = replace(item, appraise_in_sequence=True)
+                continue
             appraisal.add(pure.FIRMWARE_CHECK, ok, reason)
             assert tee is not None
             document = pure.appraisal_document(
@@ -351,6 +368,13 @@ def complete_appraisals(
         edges = tuple(item.edges) + tuple(("firmware", alg, digest) for alg, digest in digests)
         results[position] = replace(item, appraisal=canonical_json(document).decode("utf-8"), edges=edges)
     return [results.get(position, item) for position, item in enumerate(prepared)]
+
+
+def _measured_earlier(earlier: Sequence[Prepared | LedgerError], kind: str, claims: Mapping[str, Any]) -> bool:
+    return any(
+        isinstance(p, Prepared) and p.predicate_type == FIRMWARE_IMAGE and _measuring(p, kind, claims) is not None
+        for p in earlier
+    )
 
 
 #: database URL → a function running appraisal jobs elsewhere (the workers), set by the web app

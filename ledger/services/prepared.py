@@ -48,3 +48,7 @@ class Prepared:
     #: a Sigstore bundle submission: the signer record's canonical JSON (``canonical`` is then
     #: the bundle's), so the leaf is a ``sigstore-bundle`` leaf (``ledger.services.bundles``)
     bundle_signer: bytes | None = None
+    #: a deployment whose only failed check was the firmware match, with a firmware-image record
+    #: measuring its claims earlier in its own batch: the sequencer appraises it under the lock,
+    #: once that record has an index (``ledger.services.append.integrate``); ``appraisal`` is None
+    appraise_in_sequence: bool = False
