@@ -13,12 +13,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.config import Settings
+from ledger.db.engine import begin_write
 from ledger.services.cosign import CosignLoop, WitnessConfig
 from ledger.services.log import LogIdentity
 from ledger.services.sequencer import Sequencer
 from ledger.services.sessions import LoginThrottle
 
-__all__ = ["IntegrityState", "LedgerExtension", "get_session", "ledger"]
+__all__ = ["IntegrityState", "LedgerExtension", "get_session", "ledger", "write_session"]
 
 
 @dataclass
@@ -67,3 +68,15 @@ def get_session() -> Session:
     if "db_session" not in g:
         g.db_session = ledger().sessions()
     return g.db_session
+
+
+def write_session() -> Session:
+    """The request's session, its reads so far ended and a writer's transaction begun
+    (``ledger.db.engine.begin_write``): for a handler about to read what it then writes. On
+    SQLite a read transaction that later writes fails ("database is locked") when another
+    process wrote in between; this one waits for the other writers instead."""
+    session = get_session()
+    if session.in_transaction():
+        session.rollback()
+    begin_write(session)
+    return session

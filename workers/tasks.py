@@ -17,6 +17,7 @@ import redis.exceptions
 from celery import Task, group, shared_task
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from ledger.db.engine import begin_write
 from ledger.errors import LedgerError, NotFoundError, UnavailableError
 from ledger.services import reappraisal, shards
 from ledger.services.log import load_log_identity
@@ -153,6 +154,7 @@ def scheduled_audit(self: Task) -> dict[str, Any]:
             return {"audit": None, "skipped": "another worker holds the lock"}
         now = int(time.time())
         with sessions() as session, session.begin():
+            begin_write(session)
             if shards.has_active_audit(session, now=now, stale_after=STALE_AUDIT):
                 return {"audit": None, "skipped": "an audit is already under way"}
             run = shards.create_audit(session, identity, now=now, source="schedule")
@@ -172,6 +174,7 @@ def appraise_deployments(self: Task, jobs: list[dict[str, Any]]) -> list[dict[st
 def reappraise_batch(self: Task, indexes: list[int], trust_index: int) -> dict[str, Any]:
     """Re-judge these deployments under the trust state after key event ``trust_index`` (idempotent)."""
     with sessions_for(self.app)() as session, session.begin():
+        begin_write(session)
         rows = reappraisal.reappraise(session, [int(i) for i in indexes], at=int(trust_index))
     changed = [r.index for r in rows if r.previous is not None and r.previous != r.verdict]
     return {"trust_index": trust_index, "reappraised": len(rows), "changed": changed}

@@ -15,7 +15,7 @@ from typing import NoReturn, TextIO
 from sqlalchemy.orm import Session
 
 from ledger.config import Settings
-from ledger.db.engine import make_engine, make_session_factory
+from ledger.db.engine import begin_write, make_engine, make_session_factory
 from ledger.errors import ConfigurationError, MalformedError, UnavailableError
 from ledger.services import setup, shards
 from ledger.services.log import load_log_identity
@@ -185,6 +185,7 @@ def audit_with_workers(
         else:
             check_broker(app)
         with sessions() as session, session.begin():
+            begin_write(session)
             run = shards.create_audit(session, log, now=int(time.time()), source="cli", shard_level=shard_level)
             audit_id = run.id
         enqueue_audit(app, sessions, audit_id)  # after the commit

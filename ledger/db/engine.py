@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["WRITE_LOCK", "is_sqlite", "make_engine", "make_session_factory", "pooled_reads"]
+__all__ = ["WRITE_LOCK", "begin_write", "is_sqlite", "make_engine", "make_session_factory", "pooled_reads"]
 
 #: Pooled connections an SQLite engine keeps open (each is a file handle and a page cache).
 SQLITE_POOL_SIZE = 24
@@ -109,3 +109,21 @@ def pooled_reads(engine: Engine, statements: Sequence[tuple[str, tuple[Any, ...]
             cursor.close()
     finally:
         connection.close()
+
+
+def begin_write(session: Session) -> None:
+    """Begin ``session``'s transaction as a writer, before it reads what its writes depend on.
+
+    SQLite: BEGIN IMMEDIATE, which waits (``busy_timeout``) for the other writers. A deferred
+    transaction that has read and then writes fails at once with "database is locked"
+    (SQLITE_BUSY_SNAPSHOT) when another connection committed in between; this one cannot.
+    PostgreSQL: nothing to do (its row locks and snapshots need no upgrade). Must be the
+    transaction's first statement (RuntimeError otherwise: end a read transaction first).
+    """
+    if is_sqlite(session.get_bind()):  # type: ignore[arg-type]
+        transaction = session.get_transaction()
+        if transaction is not None and transaction._connections:  # noqa: SLF001 - it has begun on a connection
+            raise RuntimeError("begin_write must be the first statement of its transaction on SQLite")
+        conn = session.connection(execution_options={WRITE_LOCK: True})
+        if not conn.get_execution_options().get(WRITE_LOCK):
+            raise RuntimeError("begin_write must be the first statement of its transaction on SQLite")

@@ -10,7 +10,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ledger.db.engine import WRITE_LOCK, is_sqlite
+from ledger.db.engine import begin_write, is_sqlite
 from ledger.db.models import (
     ApiToken,
     Checkpoint,
@@ -103,17 +103,17 @@ def _one(session: Session, sql: str, params: Sequence[Any] = ()) -> tuple[Any, .
 def lock_sequencer(session: Session) -> int:
     """Take the appenders' lock and return the tree size it guards.
 
-    PostgreSQL: SELECT … FOR UPDATE on the one sequencer row. SQLite: the transaction must have
-    begun with BEGIN IMMEDIATE (``session.connection(execution_options={WRITE_LOCK: True})`` as
-    the first statement), which already holds the database's write lock.
+    PostgreSQL: SELECT … FOR UPDATE on the one sequencer row. SQLite: the transaction must begin
+    here, with BEGIN IMMEDIATE (``ledger.db.engine.begin_write``), which holds the database's
+    write lock.
     """
-    bind = session.get_bind()
-    if is_sqlite(bind):  # type: ignore[arg-type]
-        conn = session.connection(execution_options={WRITE_LOCK: True})
-        if not conn.get_execution_options().get(WRITE_LOCK):
+    if is_sqlite(session.get_bind()):  # type: ignore[arg-type]
+        try:
+            begin_write(session)
+        except RuntimeError:
             # A deferred SQLite transaction that has already read cannot safely become a writer
             # (SQLITE_BUSY_SNAPSHOT): the lock must be the transaction's first statement.
-            raise RuntimeError("lock_sequencer must be the first statement of its transaction on SQLite")
+            raise RuntimeError("lock_sequencer must be the first statement of its transaction on SQLite") from None
         row = _one(session, "SELECT size FROM sequencer WHERE id = 1")
     else:
         row = _one(session, "SELECT size FROM sequencer WHERE id = 1 FOR UPDATE")

@@ -23,7 +23,7 @@ from ledger.services import shards
 from ledger.untrusted.json import parse_json
 from ledger.services.registry import use_token
 from web.api.strict import require_json
-from web.extension import get_session, ledger
+from web.extension import get_session, ledger, write_session
 
 __all__ = ["bp"]
 
@@ -93,7 +93,7 @@ def post_audit() -> tuple[Response, int, dict[str, str]]:
     level = _shard_level()
     celery_app = _celery(current_app._get_current_object())  # type: ignore[attr-defined]
     check_broker(celery_app)  # 503 before anything is recorded
-    session = get_session()
+    session = write_session()
     run = shards.create_audit(session, ledger().log, now=int(time.time()), source="api", shard_level=level)
     session.commit()
     enqueue_audit(celery_app, ledger().sessions, run.id)  # only after the commit

@@ -31,7 +31,7 @@ from ledger.services.deployment import appraisals_of
 from ledger.services.search import SearchResult, normalise_digest
 from ledger.services.search import search as search_entries
 from ledger.services.trust import key_rows, load_keys
-from web.extension import get_session, ledger
+from web.extension import get_session, ledger, write_session
 import web.ui.chains as chains
 import web.ui.graph as graph
 from web.ui.security import check_csrf, csrf_token
@@ -455,7 +455,7 @@ def login() -> str | Response | tuple[str, int]:
             page = render_template("login.html", failed=False, throttled=wait)
             return page, 429, {"Retry-After": str(wait)}  # type: ignore[return-value]
         token = request.form.get("token", "").strip()
-        session = get_session()
+        session = write_session()
         row = registry.authenticate(session, token, "admin") if 0 < len(token) <= 256 else None
         if row is None or row.scope != "admin":
             failures = ext.login_throttle.failed(client, now=now)
@@ -479,7 +479,7 @@ def login() -> str | Response | tuple[str, int]:
 def logout() -> Response:
     sid = cookie.get("sid")
     if sid is not None:
-        session = get_session()
+        session = write_session()
         admin_sessions.end_session(session, sid, now=int(time.time()))
         session.commit()
     cookie.clear()
@@ -521,7 +521,7 @@ def admin_create_token() -> str:
     scope = request.form.get("scope", "")
     if not name or len(name) > 255:
         raise MalformedError("a token needs a name of 1 to 255 characters")
-    session = get_session()
+    session = write_session()
     token = registry.create_token(session, name, scope, now=int(time.time()))
     session.commit()
     return _admin_page(created={"name": name, "scope": scope, "token": token})
@@ -533,7 +533,7 @@ def admin_revoke_token() -> str:
     name = request.form.get("name", "")
     if not name or len(name) > 255:
         raise MalformedError("choose a token to revoke")
-    session = get_session()
+    session = write_session()
     count = registry.revoke_token(session, name, now=int(time.time()))
     session.commit()
     log.info("admin %r revoked %d token(s) named %r", login.token_name, count, name)

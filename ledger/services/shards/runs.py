@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from ledger.db import store
+from ledger.db.engine import begin_write
 from ledger.db.models import AuditRun, AuditShard
 from ledger.errors import LedgerError, MalformedError, NotFoundError
 from ledger.services.log import LogIdentity
@@ -130,7 +131,8 @@ def run_shard(
             raise MalformedError(f"a shard task's {name} must be a non-negative integer, got {value!r}")
     with sessions() as session, session.begin():
         # the run's row first, locked: withdraw_audit takes the same lock, so a shard never
-        # starts on an audit being withdrawn
+        # starts on an audit being withdrawn (SQLite: the database's write lock)
+        begin_write(session)
         run = get_audit(session, audit_id, lock=True)
         row = _shard_row(session, audit_id, number)
         if (row.start_index, row.end_index) != (start, end):
@@ -155,6 +157,7 @@ def run_shard(
 
     def progress(done: int) -> None:
         with sessions() as s, s.begin():
+            begin_write(s)
             if s.get_bind().dialect.name == "postgresql":
                 # progress is advisory: not worth waiting for the disk
                 s.execute(text("SET LOCAL synchronous_commit = off"))
@@ -165,6 +168,7 @@ def run_shard(
         result = verify_shard(session, shard, vkey=vkey, origin=origin, progress=progress)
         session.rollback()
     with sessions() as session, session.begin():
+        begin_write(session)
         session.execute(
             update(AuditShard)
             .where(AuditShard.audit_id == audit_id, AuditShard.shard == number, AuditShard.state != SHARD_DONE)
@@ -197,6 +201,7 @@ def finish_audit(sessions: Callable[[], Session], audit_id: int, *, clock: Calla
     None when some shard is not done yet (the caller tries again later).
     """
     with sessions() as session, session.begin():
+        begin_write(session)
         run = get_audit(session, audit_id)
         if run.state == STATE_DONE and run.result:
             return json.loads(run.result)["report"]
@@ -235,6 +240,7 @@ def withdraw_audit(sessions: Callable[[], Session], audit_id: int) -> bool:
     Shard tasks still queued for a withdrawn run find no audit and do nothing.
     """
     with sessions() as session, session.begin():
+        begin_write(session)
         run = session.get(AuditRun, audit_id, with_for_update=True)
         if run is None or run.state != STATE_QUEUED:
             return False
