@@ -93,9 +93,15 @@ def create_audit(
     return run
 
 
+#: audit ids are 32-bit (``audits.id`` is an INTEGER): a larger one names no audit
+MAX_AUDIT_ID = 2**31 - 1
+
+
 def get_audit(session: Session, audit_id: int, *, lock: bool = False) -> AuditRun:
     if type(audit_id) is not int or audit_id < 1:
         raise MalformedError(f"an audit id is a positive integer, got {audit_id!r}")
+    if audit_id > MAX_AUDIT_ID:  # PostgreSQL would refuse to compare it with the column
+        raise NotFoundError(f"there is no audit {audit_id}")
     run = session.get(AuditRun, audit_id, with_for_update=lock or None)
     if run is None:
         raise NotFoundError(f"there is no audit {audit_id}")
