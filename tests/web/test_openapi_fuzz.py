@@ -1,4 +1,4 @@
-"""Schemathesis against the served OpenAPI document: no generated request answers 5xx, and every
+"""Schemathesis against the served OpenAPI document, on both backends: no generated request answers 5xx, and every
 status is one the document declares. Schemathesis is in the test extras (`make test` installs it);
 the test skips with a reason where it is missing."""
 
@@ -15,10 +15,10 @@ from web.app import create_app  # noqa: E402
 
 
 @pytest.fixture
-def served(sqlite_store):
-    app = create_app({"SETTINGS": sqlite_store.settings, "TESTING": True})
-    with sqlite_store.sessions() as session, session.begin():
-        token = create_token(session, "fuzz", "submit", now=sqlite_store.clock)
+def served(store):
+    app = create_app({"SETTINGS": store.settings, "TESTING": True})
+    with store.sessions() as session, session.begin():
+        token = create_token(session, "fuzz", "submit", now=store.clock)
     yield app, token
     ext = app.extensions["provledger"]
     ext.sequencer.stop()
