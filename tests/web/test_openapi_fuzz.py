@@ -1,6 +1,6 @@
-"""Schemathesis against the served OpenAPI document, on both backends: no generated request answers 5xx, and every
-status is one the document declares. Schemathesis is in the test extras (`make test` installs it);
-the test skips with a reason where it is missing."""
+"""Schemathesis against the served OpenAPI document, on both backends: no generated request
+answers 5xx, and every status is one the document declares. Schemathesis is in the test extras
+(`make test` installs it); the test skips with a reason where it is missing."""
 
 from __future__ import annotations
 
