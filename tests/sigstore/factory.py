@@ -1,7 +1,8 @@
 """A generated Sigstore world: a Fulcio-like CA (root → intermediate → 10-minute code-signing
 leaf with Fulcio's issuer and source-repository extensions), a Rekor v1 log key (ECDSA P-256),
 the trusted root naming both, and v0.1 bundles whose Rekor entry is built as Rekor builds it:
-an ``intoto/0.0.2`` body without the payload (Rekor's Canonicalize drops it), or ``dsse/0.0.1``,
+an ``intoto/0.0.2`` body without the payload (Rekor's Canonicalize drops it), ``dsse/0.0.2``
+(Rekor v2), or ``dsse/0.0.1``,
 with a SET over the entry and/or an inclusion proof under a signed checkpoint, each optional.
 
 Everything is made here from the formats' specifications; nothing is copied from a sample.
@@ -215,6 +216,24 @@ class World:
                 "envelopeHash": {"algorithm": "sha256", "value": hashlib.sha256(json.dumps(envelope).encode()).hexdigest()},
                 "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(base64.b64decode(envelope["payload"])).hexdigest()},
                 "signatures": [{"signature": envelope["signatures"][0]["sig"], "verifier": _b64(pem)}],
+            },
+        }
+
+    def dsse_v2_body(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        """A Rekor v2 ``dsse/0.0.2`` body (``DSSELogEntryV002``): the payload's SHA2_256 digest
+        in base64, and each signature's bytes with its verifier (the leaf certificate's DER)."""
+        der = self.leaf.public_bytes(serialization.Encoding.DER)
+        return {
+            "apiVersion": "0.0.2",
+            "kind": "dsse",
+            "spec": {
+                "dsseV002": {
+                    "payloadHash": {"algorithm": "SHA2_256", "digest": _b64(hashlib.sha256(base64.b64decode(envelope["payload"])).digest())},
+                    "signatures": [
+                        {"content": sig["sig"], "verifier": {"x509Certificate": {"rawBytes": _b64(der)}, "keyDetails": "PKIX_ECDSA_P256_SHA_256"}}
+                        for sig in envelope["signatures"]
+                    ],
+                }
             },
         }
 

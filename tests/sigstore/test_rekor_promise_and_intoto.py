@@ -1,7 +1,7 @@
 """Generated Sigstore bundles (tests/sigstore/factory.py): v0.1 bundles whose Rekor entry carries
 only an inclusion promise (SET), both a promise and a proof, a bad SET or neither; ``intoto/0.0.2``
 entries whose body lacks the payload, with right and wrong payload hash, envelope hash, signature
-and public key; ``dsse/0.0.1`` still verifying."""
+and public key; ``dsse/0.0.1`` still verifying; Rekor v2's ``dsse/0.0.2`` bodies, right and wrong."""
 
 from __future__ import annotations
 
@@ -212,3 +212,94 @@ def test_dsse_entry_still_verifies(world: World, own_checks_only: None) -> None:
         verified = _verify(world, world.bundle(kind="dsse", **options))
         assert verified.entries[0].kind == "dsse/0.0.1"
         assert verified.inclusion == ("promised" if not options.get("proof") else "proven")
+
+
+# ------------------------------------------------------------------------------ dsse/0.0.2 (Rekor v2)
+
+
+def _dsse_v2(body: dict[str, Any]) -> dict[str, Any]:
+    return body["spec"]["dsseV002"]
+
+
+def _v03(world: World, envelope: dict[str, Any], body: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """A v0.3 bundle (one ``certificate``, as Rekor v2 clients write them) logging ``body``."""
+    # (the factory's proof puts the entry at index 3 of a 6-leaf tree; without a promise the entry says so too)
+    doc = world.bundle(version="0.3", envelope=envelope, body=body, log_index=3, **options)
+    material = doc["verificationMaterial"]
+    material["certificate"] = material.pop("x509CertificateChain")["certificates"][0]
+    return doc
+
+
+def test_a_rekor_v2_dsse_entry_verifies(world: World) -> None:
+    envelope = world.envelope()
+    # (Rekor v2 issues no SET, its time comes from a TSA; the test log's promise stands in for it)
+    doc = _v03(world, envelope, world.dsse_v2_body(envelope), promise=True, proof=True)
+    verified = _verify(world, doc)
+    assert verified.entries[0].kind == "dsse/0.0.2" and verified.inclusion == "proven"
+    # without a promise or a timestamp there is no verified time: refused, the body check passing
+    with pytest.raises(VerificationError, match="no verified time"):
+        _verify(world, _v03(world, envelope, world.dsse_v2_body(envelope), promise=False, proof=True))
+
+
+def test_a_rekor_v2_dsse_body_of_another_api_version_is_refused(world: World) -> None:
+    envelope = world.envelope()
+    body = world.dsse_v2_body(envelope)
+    body["apiVersion"] = "0.0.1"
+    doc = _v03(world, envelope, body, promise=True, proof=True)
+    _entry(doc)["kindVersion"]["version"] = "0.0.2"
+    with pytest.raises(VerificationError, match="body is dsse/0.0.1, but the bundle says dsse/0.0.2"):
+        _verify(world, doc)
+
+
+def _other_verifier(body: dict[str, Any], envelope: dict[str, Any], world: World) -> None:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+    der = world.issue(ec.generate_private_key(ec.SECP256R1())).public_bytes(serialization.Encoding.DER)
+    _dsse_v2(body)["signatures"][0]["verifier"]["x509Certificate"]["rawBytes"] = base64.b64encode(der).decode()
+
+
+def _a_public_key_verifier(body: dict[str, Any], envelope: dict[str, Any], world: World) -> None:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+    spki = world.leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    _dsse_v2(body)["signatures"][0]["verifier"] = {"publicKey": {"rawBytes": base64.b64encode(spki).decode()}}
+
+
+def _other_envelope_signature(body: dict[str, Any], envelope: dict[str, Any], world: World) -> None:
+    other = world.envelope({"_type": "https://in-toto.io/Statement/v1", "subject": [], "predicateType": "x", "predicate": {}})
+    _dsse_v2(body)["signatures"][0]["content"] = other["signatures"][0]["sig"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda b, e, w: _dsse_v2(b)["payloadHash"].__setitem__("digest", base64.b64encode(bytes(32)).decode()), "payload hash does not match"),
+        (lambda b, e, w: _dsse_v2(b)["payloadHash"].__setitem__("algorithm", "SHA2_384"), "payload hash algorithm"),
+        (lambda b, e, w: _dsse_v2(b)["payloadHash"].__setitem__("digest", "not base64!"), "payload hash is not valid base64"),
+        (lambda b, e, w: _dsse_v2(b).pop("payloadHash"), "has no payloadHash.algorithm"),
+        (_other_envelope_signature, "signature does not match the envelope's signature"),
+        (lambda b, e, w: _dsse_v2(b)["signatures"].append(_dsse_v2(b)["signatures"][0]), "signatures do not match"),
+        (lambda b, e, w: _dsse_v2(b).__setitem__("signatures", []), "signatures do not match"),
+        (_other_verifier, "not the bundle's signing certificate"),
+        (_a_public_key_verifier, "not the bundle's signing certificate"),
+        (lambda b, e, w: b["spec"].__setitem__("hashedRekordV002", b["spec"].pop("dsseV002")), "has no spec.dsseV002"),
+    ],
+    ids=[
+        "payload-hash", "payload-hash-alg", "payload-hash-not-base64", "no-payload-hash", "signature", "extra-signature",
+        "no-signature", "other-certificate", "public-key-for-a-keyless-bundle", "other-spec",
+    ],
+)
+def test_a_rekor_v2_dsse_body_that_is_not_the_envelope_is_refused(world: World, change: Any, reason: str) -> None:
+    envelope = world.envelope()
+    body = world.dsse_v2_body(envelope)
+    change(body, envelope, world)
+    doc = _v03(world, envelope, body, promise=False, proof=True)
+    with pytest.raises(VerificationError, match=reason):
+        _verify(world, doc)
+
+
+def test_a_rekor_v2_dsse_entry_for_another_envelope_is_refused(world: World) -> None:
+    other = world.envelope({**json.loads(base64.b64decode(world.envelope()["payload"])), "predicateType": "y"})
+    doc = _v03(world, world.envelope(), world.dsse_v2_body(other), promise=False, proof=True)
+    with pytest.raises(VerificationError, match="payload hash does not match"):
+        _verify(world, doc)

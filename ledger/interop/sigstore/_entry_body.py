@@ -2,7 +2,7 @@
 
 The log side of an entry (inclusion proof, checkpoint, SET) is :mod:`ledger.interop.rekor`; this module
 checks that what the log recorded is the bundle at hand (no CVE-2022-36056), per entry kind:
-``hashedrekord`` 0.0.1 and 0.0.2, ``dsse`` 0.0.1 and ``intoto`` 0.0.2.
+``hashedrekord`` 0.0.1 and 0.0.2, ``dsse`` 0.0.1 and 0.0.2, and ``intoto`` 0.0.2.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ledger.untrusted.x509 import load_pem_certificates
 
 __all__ = ["SUPPORTED_KINDS", "SignerMaterial", "check_entry_body"]
 
-SUPPORTED_KINDS = ("hashedrekord/0.0.1", "hashedrekord/0.0.2", "dsse/0.0.1", "intoto/0.0.2")
+SUPPORTED_KINDS = ("hashedrekord/0.0.1", "hashedrekord/0.0.2", "dsse/0.0.1", "dsse/0.0.2", "intoto/0.0.2")
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,11 @@ def _hashedrekord_v002(entry: TlogEntry, bundle: Bundle, signer: SignerMaterial,
         raise VerificationError("tlog entry digest does not match the signed content")
     if _b64(_get(spec, "signature", "content"), "signature") != bundle.signature:
         raise VerificationError("tlog entry signature does not match the bundle's signature")
-    verifier = _get(spec, "signature", "verifier")
+    _check_v2_verifier(_get(spec, "signature", "verifier"), signer)
+
+
+def _check_v2_verifier(verifier: Any, signer: SignerMaterial) -> None:
+    """A Rekor v2 ``Verifier``: the DER of an ``x509Certificate`` or of a ``publicKey``."""
     if isinstance(verifier, dict) and "x509Certificate" in verifier:
         der = _b64(_get(verifier, "x509Certificate", "rawBytes"), "certificate")
         _check_signer("certificate", der, signer, "verifier")
@@ -151,6 +155,30 @@ def _dsse_v001(entry: TlogEntry, bundle: Bundle, signer: SignerMaterial, digest:
             raise VerificationError("tlog entry signature does not match the envelope's signature")
         pem = _b64(_get(logged, "verifier"), "verifier")
         _check_signer(*_pem_der(pem, "verifier"), signer, "verifier")
+
+
+def _dsse_v002(entry: TlogEntry, bundle: Bundle, signer: SignerMaterial, digest: bytes | None) -> None:
+    """A ``dsse/0.0.2`` body (Rekor v2's ``DSSELogEntryV002``) against the bundle's envelope:
+    ``payloadHash`` is SHA2_256 of the payload bytes (its digest in base64), and each of
+    ``signatures`` holds one of the envelope's signatures (``content``) and its ``verifier``."""
+    del digest
+    doc = _json(entry.canonicalized_body)
+    _check_kind(doc, entry)
+    envelope = bundle.envelope
+    if envelope is None:
+        raise VerificationError("a dsse/0.0.2 entry records a DSSE envelope, but the bundle holds a message signature")
+    spec = _get(doc, "spec", "dsseV002")
+    if _get(spec, "payloadHash", "algorithm") != "SHA2_256":
+        raise VerificationError("tlog entry payload hash algorithm is not SHA2_256")
+    if _b64(_get(spec, "payloadHash", "digest"), "payload hash") != hashlib.sha256(envelope.payload).digest():
+        raise VerificationError("tlog entry payload hash does not match the envelope's payload")
+    signatures = _get(spec, "signatures")
+    if not isinstance(signatures, list) or len(signatures) != len(envelope.signatures):
+        raise VerificationError("tlog entry signatures do not match the envelope's signatures")
+    for logged, sig in zip(signatures, envelope.signatures, strict=True):
+        if _b64(_get(logged, "content"), "signature") != sig.sig:
+            raise VerificationError("tlog entry signature does not match the envelope's signature")
+        _check_v2_verifier(_get(logged, "verifier"), signer)
 
 
 def _intoto_envelope_hashes(envelope: Envelope, logged_signatures: list[Any]) -> set[str]:
@@ -243,6 +271,7 @@ _BODY_CHECKS: dict[str, Callable[[TlogEntry, Bundle, SignerMaterial, bytes | Non
     "hashedrekord/0.0.1": _hashedrekord_v001,
     "hashedrekord/0.0.2": _hashedrekord_v002,
     "dsse/0.0.1": _dsse_v001,
+    "dsse/0.0.2": _dsse_v002,
     "intoto/0.0.2": _intoto_v002,
 }
 

@@ -1,7 +1,7 @@
 """sigstore-python's own ``Verifier``, run over the bundles it covers, offline.
 
 sigstore-python 4.x verifies keyless bundles whose entry is ``hashedrekord/0.0.1``,
-``hashedrekord/0.0.2`` or ``dsse/0.0.1``. It does not load public-key bundles, ``intoto/0.0.2``
+``hashedrekord/0.0.2`` or ``dsse/0.0.1``. It does not load public-key bundles, ``intoto/0.0.2`` or ``dsse/0.0.2``
 entries, or bundles without an inclusion proof; :mod:`ledger.interop.sigstore.verify` covers those with its
 own checks. The trusted root is built from the configured file's bytes (no TUF refresh, no
 network); identity policy is ours (:mod:`ledger.interop.sigstore.identity`), so the policy given to

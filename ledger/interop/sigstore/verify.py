@@ -4,7 +4,8 @@
 timestamps), so that all bundle kinds get the same steps and the same errors. Where
 sigstore-python's ``Verifier`` covers the bundle (keyless ``hashedrekord`` and ``dsse/0.0.1``
 entries, Rekor v1 and v2) it is run as well and must agree; it does not cover public-key
-bundles, ``intoto/0.0.2`` entries or proof-less v0.1 bundles, which rest on our checks alone.
+bundles, ``intoto/0.0.2`` or ``dsse/0.0.2`` entries, or proof-less v0.1 bundles, which rest on our
+checks alone.
 
 No step touches the network or the clock: time is the explicit ``now``.
 """
