@@ -20,7 +20,8 @@ Sections (each runnable alone: ``bench/bench_issue16.py import audit``; no argum
 * ``postgres`` — PostgreSQL batched local append (``import_envelopes`` into PostgreSQL): entries/s.
 
 Every figure is the median of ``--runs`` runs; each ratio is taken against a floor measured in
-the same run. The load average of the (shared) machine is printed with each section.
+the same run, and the median of those per-run ratios is the row's ratio (the figures' medians can
+come from different runs on a noisy host). The load average of the (shared) machine is printed with each section.
 
     .venv/bin/python bench/bench_issue16.py [SECTION ...] [--entries 40000] [--runs 3]
         [--seconds 8] [--worker-entries 100000]
@@ -225,14 +226,19 @@ def section_import(args: argparse.Namespace) -> dict[str, str]:
     print(f"  `provledger import envelopes.jsonl` as a command, wall clock with start-up: {len(envelopes) / wall:,.0f} entries/s "
           f"({out.stdout.strip() or out.stderr.strip()[-200:]})")
     rate, raw = median(rates), median(raws)
+    ratio = median([r / f for r, f in zip(rates, raws, strict=True)])  # each run against its own floor
     _Shared.raw = raw
     return {
         "what": f"provledger import of {len(envelopes):,} signed envelopes (SQLite)",
-        "figure": f"{rate:,.0f}/s = {rate / raw:.2f}x one core's raw PyNaCl verify rate ({raw:,.0f}/s)",
-        "ratio": f"{rate / raw:.2f}x",
+        "figure": f"{rate:,.0f}/s; one core's raw PyNaCl verify rate {raw:,.0f}/s; per run {_ratios(rates, raws)}",
+        "ratio": f"{ratio:.2f}x",
         "target": ">= 1.0x (both cores verify)",
-        "met": "yes" if rate >= raw else "no",
+        "met": "yes" if ratio >= 1.0 else "no",
     }
+
+
+def _ratios(figures: list[float], floors: list[float]) -> str:
+    return ", ".join(f"{f / g:.2f}x" for f, g in zip(figures, floors, strict=True))
 
 
 def _hashing_floor(home: str) -> float:
@@ -305,15 +311,18 @@ def section_audit(args: argparse.Namespace) -> dict[str, str]:
               f"{floors[-1]:,.0f}/s; {lanes[-1] / floors[-1]:.2f}x (the full `audit`, caches rebuilt too: "
               f"{rates[-1]:,.0f}/s, {rates[-1] / floors[-1]:.2f}x); {load()}")
     rate, lane, floor = median(rates), median(lanes), median(floors)
+    # each ratio within one run (the floor measured just before), then their median
+    ratio = median([r / f for r, f in zip(lanes, floors, strict=True)])
+    full = median([r / f for r, f in zip(rates, floors, strict=True)])
     print(f"  the full `provledger audit` (hashes, then every cache rebuilt from the leaf bytes): "
-          f"{rate:,.0f}/s = {rate / floor:.2f}x the floor")
+          f"{rate:,.0f}/s = {full:.2f}x the floor")
     return {
         "what": f"provledger audit --hashes (hash level) of those {args.entries:,} entries, start-up excluded",
-        "figure": f"{lane:,.0f}/s = {lane / floor:.2f}x the bare SHA-256 floor ({floor:,.0f}/s); "
-                  f"the full audit (caches rebuilt too) {rate:,.0f}/s = {rate / floor:.2f}x",
-        "ratio": f"{lane / floor:.2f}x",
+        "figure": f"{lane:,.0f}/s; the bare SHA-256 floor {floor:,.0f}/s; per run {_ratios(lanes, floors)}; "
+                  f"the full audit (caches rebuilt too) {rate:,.0f}/s = {full:.2f}x",
+        "ratio": f"{ratio:.2f}x",
         "target": ">= 0.6x",
-        "met": "yes" if lane >= 0.6 * floor else "no",
+        "met": "yes" if ratio >= 0.6 else "no",
     }
 
 
