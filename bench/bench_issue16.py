@@ -241,8 +241,10 @@ def _ratios(figures: list[float], floors: list[float]) -> str:
     return ", ".join(f"{f / g:.2f}x" for f, g in zip(figures, floors, strict=True))
 
 
-def _hashing_floor(home: str) -> float:
-    """Per entry: one leaf hash over its stored bytes, one chain hash, one node hash; rows in memory."""
+def _hashing_floor(home: str, passes: int = 5) -> float:
+    """Per entry: one leaf hash over its stored bytes, one chain hash, one node hash; rows in
+    memory. The fastest of ``passes`` passes (a pass takes about 0.1 s, and a shared host's noise
+    only ever slows it: the fastest is the floor, and the ratio against it the conservative one)."""
     import hashlib  # noqa: PLC0415
 
     settings = Settings.from_env({"PROVLEDGER_HOME": home})
@@ -251,13 +253,16 @@ def _hashing_floor(home: str) -> float:
         rows = [r for chunk in db.stream_chunks(session, "entries", ("idx", "data", "leaf_hash")) for r in chunk]
     engine.dispose()
     sha256 = hashlib.sha256
-    head = bytes(32)
-    t = time.perf_counter()
-    for _, data, leaf in rows:
-        sha256(b"\x00" + data).digest()
-        head = sha256(head + leaf).digest()
-        sha256(b"\x01" + leaf + head).digest()
-    return len(rows) / (time.perf_counter() - t)
+    best = 0.0
+    for _ in range(passes):
+        head = bytes(32)
+        t = time.perf_counter()
+        for _, data, leaf in rows:
+            sha256(b"\x00" + data).digest()
+            head = sha256(head + leaf).digest()
+            sha256(b"\x01" + leaf + head).digest()
+        best = max(best, len(rows) / (time.perf_counter() - t))
+    return best
 
 
 def _audit_child(home: str, lane: str) -> None:
