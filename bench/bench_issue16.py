@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (  # noqa: E402
     fresh_store,
+    hashing_floor_passes,
     machine,
     median,
     new_key,
@@ -245,24 +246,12 @@ def _hashing_floor(home: str, passes: int = 5) -> float:
     """Per entry: one leaf hash over its stored bytes, one chain hash, one node hash; rows in
     memory. The fastest of ``passes`` passes (a pass takes about 0.1 s, and a shared host's noise
     only ever slows it: the fastest is the floor, and the ratio against it the conservative one)."""
-    import hashlib  # noqa: PLC0415
-
     settings = Settings.from_env({"PROVLEDGER_HOME": home})
     engine = make_engine(settings.database_url)
     with make_session_factory(engine)() as session:
         rows = [r for chunk in db.stream_chunks(session, "entries", ("idx", "data", "leaf_hash")) for r in chunk]
     engine.dispose()
-    sha256 = hashlib.sha256
-    best = 0.0
-    for _ in range(passes):
-        head = bytes(32)
-        t = time.perf_counter()
-        for _, data, leaf in rows:
-            sha256(b"\x00" + data).digest()
-            head = sha256(head + leaf).digest()
-            sha256(b"\x01" + leaf + head).digest()
-        best = max(best, len(rows) / (time.perf_counter() - t))
-    return best
+    return max(hashing_floor_passes(rows, passes))
 
 
 def _audit_child(home: str, lane: str) -> None:

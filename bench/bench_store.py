@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import machine, median, persistent_sqlite_ledger  # noqa: E402
+from bench._common import hashing_floor_passes, machine, median, persistent_sqlite_ledger  # noqa: E402
 from ledger.db import store as db  # noqa: E402
 from ledger.services import receipts  # noqa: E402
 from ledger.services.audit import audit  # noqa: E402
@@ -67,21 +67,9 @@ def hashing_floor(n: int) -> float:
     """Entries/s of the bare hashing an audit cannot avoid — per entry one leaf hash over its
     stored bytes, one chain link and (on average) one interior node — in a plain loop over data
     already in memory: no database, no comparisons."""
-    import hashlib  # noqa: PLC0415
-
     with persistent_sqlite_ledger(n) as bs, bs.sessions() as session:
         rows = [r for chunk in db.stream_chunks(session, "entries", ("idx", "data", "leaf_hash")) for r in chunk][:n]
-    sha256 = hashlib.sha256
-    runs = []
-    for _ in range(3):
-        head = bytes(32)
-        t = time.perf_counter()
-        for _, data, leaf in rows:
-            sha256(b"\x00" + data).digest()
-            head = sha256(head + leaf).digest()
-            sha256(b"\x01" + leaf + head).digest()
-        runs.append(len(rows) / (time.perf_counter() - t))
-    return median(runs)
+    return median(hashing_floor_passes(rows, 3))
 
 
 def main() -> int:
