@@ -5,8 +5,6 @@ sequencer appraises such a deployment under its lock, once the record is stored 
 (``Prepared.appraise_in_sequence``). Accepted exactly when the record, read from the log, would
 be matched; refused (and nothing of it stored) in every other case."""
 
-# ruff: noqa: F811 - the deployment tests' fixtures are imported below, and tests take them by name
-
 from __future__ import annotations
 
 import json
@@ -21,16 +19,6 @@ from ledger.services.bulk import import_envelopes
 from ledger.trust.policy import Grant
 from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, SLSA_V1
 from tests.deployment import helpers as h
-from tests.deployment.conftest import (  # noqa: F401 - the deployment tests' fixtures, for this module too
-    nitro_pki,
-    pinned,
-    snp_now,
-    snp_pki,
-    tdx_pki,
-    tee_trust,
-    tpm_now,
-    tpm_pki,
-)
 from tests.fixtures import envelope_bytes
 from tests.provenance import helpers as prov
 from tests.provenance.helpers import Trust, envelope

@@ -23,8 +23,6 @@ The divergences this comparison once found are kept as minimal regression cases 
 ``test_server_offline_regressions``, each with what differed and what the product now does.
 """
 
-# ruff: noqa: F811 - the deployment tests' fixtures are imported below, and tests take them by name
-
 from __future__ import annotations
 
 import json
@@ -53,16 +51,6 @@ from ledger.trust.predicates import (
     SLSA_V1,
 )
 from tests.deployment import helpers as h
-from tests.deployment.conftest import (  # noqa: F401 - the deployment tests' fixtures, for this module too
-    nitro_pki,
-    pinned,
-    snp_now,
-    snp_pki,
-    tdx_pki,
-    tee_trust,
-    tpm_now,
-    tpm_pki,
-)
 from tests.provenance import helpers as prov
 from tests.provenance.helpers import Trust
 from tests.unit.attestation.factories import SnpPki, TpmPki

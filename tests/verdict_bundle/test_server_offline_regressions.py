@@ -2,8 +2,6 @@
 (found by ``test_server_offline_agree``): each says what differed and what the product does now,
 and holds the two chains equal."""
 
-# ruff: noqa: F811 - the deployment tests' fixtures are imported below, and tests take them by name
-
 from __future__ import annotations
 
 import json
@@ -16,16 +14,6 @@ from ledger.errors import NotTrustedError
 from ledger.trust.policy import Grant
 from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, SLSA_V1
 from tests.deployment import helpers as h
-from tests.deployment.conftest import (  # noqa: F401 - the deployment tests' fixtures, for this module too
-    nitro_pki,
-    pinned,
-    snp_now,
-    snp_pki,
-    tdx_pki,
-    tee_trust,
-    tpm_now,
-    tpm_pki,
-)
 from tests.provenance import helpers as prov
 from tests.provenance.helpers import Trust
 from tests.unit.attestation.factories import SnpPki
