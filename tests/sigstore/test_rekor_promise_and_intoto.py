@@ -303,3 +303,24 @@ def test_a_rekor_v2_dsse_entry_for_another_envelope_is_refused(world: World) -> 
     doc = _v03(world, world.envelope(), world.dsse_v2_body(other), promise=False, proof=True)
     with pytest.raises(VerificationError, match="payload hash does not match"):
         _verify(world, doc)
+
+
+@pytest.mark.parametrize("kind", ["dsse/0.0.1", "dsse/0.0.2", "intoto/0.0.2"])
+def test_an_envelope_entry_in_a_message_signature_bundle_is_refused(world: World, own_checks_only: None, kind: str) -> None:
+    """A log entry recording a DSSE envelope cannot vouch for a bundle that signs an artifact."""
+    import hashlib  # noqa: PLC0415
+
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+
+    envelope = world.envelope()
+    body = {"dsse/0.0.1": world.dsse_body, "dsse/0.0.2": world.dsse_v2_body, "intoto/0.0.2": world.intoto_body}[kind](envelope)
+    doc = world.bundle(envelope=envelope, body=body, promise=True, proof=True, log_index=3)
+    artifact = b"an artifact"
+    signature = world.signer_key.sign(artifact, ec.ECDSA(hashes.SHA256()))
+    del doc["dsseEnvelope"]
+    doc["messageSignature"] = {
+        "messageDigest": {"algorithm": "SHA2_256", "digest": base64.b64encode(hashlib.sha256(artifact).digest()).decode()},
+        "signature": base64.b64encode(signature).decode(),
+    }
+    with pytest.raises(VerificationError, match=rf"\({kind}\) records a DSSE envelope, but the bundle holds a message signature"):
+        verify_bundle(parse_bundle(encode(doc)), world.roots(), artifact=artifact, now=NOW)

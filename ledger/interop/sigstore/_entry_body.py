@@ -134,13 +134,20 @@ def _check_v2_verifier(verifier: Any, signer: SignerMaterial) -> None:
         _check_signer("key", der, signer, "verifier")
 
 
-def _dsse_v001(entry: TlogEntry, bundle: Bundle, signer: SignerMaterial, digest: bytes | None) -> None:
-    del digest
+def _envelope_entry(entry: TlogEntry, bundle: Bundle) -> tuple[Any, Envelope]:
+    """The body of an entry that records a DSSE envelope (its kind checked), and the bundle's envelope."""
     doc = _json(entry.canonicalized_body)
     _check_kind(doc, entry)
-    envelope = bundle.envelope
-    if envelope is None:
-        raise VerificationError("a dsse/0.0.1 entry records a DSSE envelope, but the bundle holds a message signature")
+    if bundle.envelope is None:
+        raise VerificationError(
+            f"the tlog entry ({entry.kind_version}) records a DSSE envelope, but the bundle holds a message signature"
+        )
+    return doc, bundle.envelope
+
+
+def _dsse_v001(entry: TlogEntry, bundle: Bundle, signer: SignerMaterial, digest: bytes | None) -> None:
+    del digest
+    doc, envelope = _envelope_entry(entry, bundle)
     # envelopeHash covers the envelope's uncanonicalised JSON and cannot be recomputed; the
     # payload hash and the signature list can, and together they pin the envelope.
     if _get(doc, "spec", "payloadHash", "algorithm") != "sha256":
@@ -162,11 +169,7 @@ def _dsse_v002(entry: TlogEntry, bundle: Bundle, signer: SignerMaterial, digest:
     ``payloadHash`` is SHA2_256 of the payload bytes (its digest in base64), and each of
     ``signatures`` holds one of the envelope's signatures (``content``) and its ``verifier``."""
     del digest
-    doc = _json(entry.canonicalized_body)
-    _check_kind(doc, entry)
-    envelope = bundle.envelope
-    if envelope is None:
-        raise VerificationError("a dsse/0.0.2 entry records a DSSE envelope, but the bundle holds a message signature")
+    doc, envelope = _envelope_entry(entry, bundle)
     spec = _get(doc, "spec", "dsseV002")
     if _get(spec, "payloadHash", "algorithm") != "SHA2_256":
         raise VerificationError("tlog entry payload hash algorithm is not SHA2_256")
@@ -235,11 +238,7 @@ def _intoto_v002(entry: TlogEntry, bundle: Bundle, signer: SignerMaterial, diges
       payload string and must be the envelope's payload.
     """
     del digest
-    doc = _json(entry.canonicalized_body)
-    _check_kind(doc, entry)
-    envelope = bundle.envelope
-    if envelope is None:
-        raise VerificationError("an intoto/0.0.2 entry records a DSSE envelope, but the bundle holds a message signature")
+    doc, envelope = _envelope_entry(entry, bundle)
     content = _get(doc, "spec", "content")
     logged = _get(content, "envelope")
     if _get(logged, "payloadType") != envelope.payload_type:
