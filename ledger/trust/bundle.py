@@ -293,7 +293,8 @@ def parse_verdict_bundle(data: bytes | str | Mapping[str, Any]) -> VerdictBundle
     Raises:
         TooLargeError: over ``MAX_VERDICT_BUNDLE_BYTES``, ``MAX_BUNDLE_ENTRIES`` or a field limit.
         MalformedError: anything that is not a v1 verdict bundle (wrong media type, a missing
-            or mistyped field, bad base64, a hash that is not 32 bytes, indexes not ascending).
+            or mistyped field, bad base64, a hash that is not 32 bytes, indexes not ascending, a
+            root of trust whose ``key_id`` is not its public key's).
     """
     if isinstance(data, bytes | bytearray | str):
         if len(data) > MAX_VERDICT_BUNDLE_BYTES:
@@ -321,6 +322,8 @@ def parse_verdict_bundle(data: bytes | str | Mapping[str, Any]) -> VerdictBundle
     if not isinstance(root, Mapping):
         raise MalformedError('the verdict bundle\'s root_of_trust must be {"key_id", "public_key"}')
     root_der = _b64(root.get("public_key"), "root_of_trust.public_key", limit=16_384)
+    if root.get("key_id") != public_key_from_der(root_der).key_id:
+        raise MalformedError("the verdict bundle's root_of_trust.key_id is not the key id of its public_key")
     entries = doc.get("entries")
     if not isinstance(entries, list):
         raise MalformedError("the verdict bundle's entries must be a list")

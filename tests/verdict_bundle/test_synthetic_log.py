@@ -41,7 +41,7 @@ def _bundle(leaves: list[bytes], subject: str, admin_der: bytes, key_events: lis
     doc = {
         "media_type": "application/vnd.provledger.verdict-bundle.v1+json", "subject": subject, "at": None,
         "checkpoint": note.decode(), "trust_head": sign_trust_head(head, log).decode(),
-        "root_of_trust": {"key_id": "", "public_key": base64.b64encode(admin_der).decode()},
+        "root_of_trust": {"key_id": head.admin_key_id, "public_key": base64.b64encode(admin_der).decode()},
         "entries": [{"index": i, "entry": base64.b64encode(d).decode(),
                      "inclusion": [base64.b64encode(h).decode() for h in merkle.inclusion_proof(i, hashes)]}
                     for i, d in enumerate(leaves)],

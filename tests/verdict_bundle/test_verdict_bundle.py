@@ -350,6 +350,9 @@ def test_malformed_bundles_are_malformed(store) -> None:  # type: ignore[no-unty
         raw({**json.loads(good), "entries": list(reversed(json.loads(good)["entries"]))}),
         raw({**json.loads(good), "checkpoint": 5}),
         raw({**json.loads(good), "root_of_trust": None}),
+        # the key id the bundle states must be its public key's, not any value
+        raw({**json.loads(good), "root_of_trust": {**json.loads(good)["root_of_trust"], "key_id": "00" * 32}}),
+        raw({**json.loads(good), "root_of_trust": {"public_key": json.loads(good)["root_of_trust"]["public_key"]}}),
     ]
     for case in cases:
         with pytest.raises(MalformedError):
