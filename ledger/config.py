@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_ORIGIN", "Settings"]
+__all__ = ["DEFAULT_ORIGIN", "Settings", "create_private_file"]
 
 #: C2SP origin: a schema-less URL-like name. Deployments set PROVLEDGER_ORIGIN to their own.
 DEFAULT_ORIGIN = "localhost/provenance-ledger"
@@ -34,3 +35,27 @@ class Settings:
     @property
     def log_key_path(self) -> Path:
         return self.home / "log.key"
+
+
+def create_private_file(path: Path, data: bytes) -> bool:
+    """Create ``path`` holding ``data``, owner-only (0600), unless it exists: True when this call
+    created it, False when it was already there (it is never overwritten).
+
+    The bytes go to a temporary file beside it, are flushed to disk, and the file is then linked
+    into place (a link never replaces). So a process that reads ``path`` at the same moment —
+    another ``serve`` worker starting, a second ``init`` — finds no file or the whole file, never
+    a partial one.
+    """
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(temporary)

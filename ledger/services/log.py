@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.config import Settings
+from ledger.config import Settings, create_private_file
 from ledger.errors import ConfigurationError, LedgerError
 from ledger.tlog.note import Ed25519NoteSigner, Verifier, generate_signer, parse_skey
 
@@ -31,9 +30,8 @@ def create_log_key(path: Path, origin: str) -> Ed25519NoteSigner:
     """Write a new log key (Go ``PRIVATE+KEY+…`` signer key) with mode 0600; never overwrite."""
     signer = generate_signer(origin)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(signer.skey + "\n")
+    if not create_private_file(path, (signer.skey + "\n").encode("ascii")):
+        raise FileExistsError(f"{path} exists: a log key is never overwritten")
     return signer
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
-from ledger.config import Settings
+from ledger.config import Settings, create_private_file
 from ledger.db import migrate, store
 from ledger.db.engine import make_engine
 from ledger.db.models import LogInfo, TrustRoot
@@ -34,9 +34,8 @@ def create_admin_key(path: Path) -> PrivateKey:
     """Write a new Ed25519 administrator key (PKCS#8 PEM, mode 0600); never overwrite."""
     key = generate_private_key("ed25519")
     make_private_home(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.to_pem())
+    if not create_private_file(path, key.to_pem()):
+        raise FileExistsError(f"{path} exists: an administrator key is never overwritten")
     return key
 
 

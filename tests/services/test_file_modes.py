@@ -49,3 +49,47 @@ def test_provledger_init_and_serve_secret_are_private(tmp_path, loose_umask):
         "log.key": 0o600,
         "admin.key": 0o600,
     }
+
+
+# ------------------------------------------------------------------------------ files made at once
+
+
+def test_create_private_file_never_overwrites_and_leaves_nothing_behind(tmp_path, loose_umask):
+    from ledger.config import create_private_file  # noqa: PLC0415
+
+    path = tmp_path / "secret"
+    assert create_private_file(path, b"first\n") is True
+    assert create_private_file(path, b"second\n") is False
+    assert path.read_bytes() == b"first\n" and _mode(path) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret"]  # no temporary file left
+
+
+def _load_secret(home: str, barrier, results) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path  # noqa: PLC0415
+
+    from web.ui.security import load_secret_key  # noqa: PLC0415
+
+    barrier.wait()
+    try:
+        results.put(load_secret_key(Path(home), {}))
+    except Exception as exc:  # noqa: BLE001 - the test reports what each process met
+        results.put(f"error: {exc!r}")
+
+
+def test_serve_workers_starting_at_once_read_one_whole_session_secret(tmp_path):
+    """Every `serve` worker loads the UI's session secret as it starts, all at the same moment on
+    a fresh home: none may read the file half-written (that worker would die at start and the
+    server would run on fewer cores)."""
+    import multiprocessing  # noqa: PLC0415
+
+    context = multiprocessing.get_context("fork")
+    for trial in range(10):
+        home = tmp_path / f"home-{trial}"
+        barrier, results = context.Barrier(8), context.Queue()
+        processes = [context.Process(target=_load_secret, args=(str(home), barrier, results)) for _ in range(8)]
+        for p in processes:
+            p.start()
+        keys = {results.get(timeout=60) for _ in processes}
+        for p in processes:
+            p.join(timeout=60)
+        assert len(keys) == 1 and len(keys.pop()) == 64, f"trial {trial}: {keys}"

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from flask import Flask, Request, Response, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
+from ledger.config import create_private_file
 from ledger.errors import ConfigurationError, MalformedError
 from ledger.services.sessions import DEFAULT_SESSION_SECONDS
 
@@ -65,18 +66,15 @@ def load_secret_key(home: Path, environ: os._Environ[str] | dict[str, str] | Non
     if env.get("PROVLEDGER_SECRET_KEY"):
         return env["PROVLEDGER_SECRET_KEY"]
     path = home / SECRET_KEY_FILE
-    try:
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        # A read-only home: sessions (admin logins) last as long as this process.
-        log.warning("cannot create %s (%s); admin sessions will not survive a restart", path, exc)
-        return secrets.token_hex(32)
-    else:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(secrets.token_hex(32) + "\n")
+    if not path.exists():
+        # Every serve worker starts here at once: the file appears whole or not at all.
+        try:
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            create_private_file(path, (secrets.token_hex(32) + "\n").encode("ascii"))
+        except OSError as exc:
+            # A read-only home: sessions (admin logins) last as long as this process.
+            log.warning("cannot create %s (%s); admin sessions will not survive a restart", path, exc)
+            return secrets.token_hex(32)
     key = path.read_text(encoding="ascii").strip()
     if len(key) < 32:
         raise RuntimeError(f"the session secret in {path} is too short; delete it to make a new one")
