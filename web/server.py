@@ -15,6 +15,8 @@ import socket
 import sys
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 from ledger.config import Settings
@@ -234,30 +236,75 @@ def serve(
     # they serialise through the database's sequencer lock. The balancer spreads connections
     # evenly over them (web.balance).
     balancer = Balancer(workers)
-    children: list[int] = []
-    for n in range(workers):
+
+    def spawn(n: int) -> int:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
+            # a worker started again is forked after the supervisor took SIGTERM and SIGINT
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             code = 1
             try:
                 # each its own audit and state
                 code = _serve_process(settings, state, background, sock, options, access_log, (balancer, n))
+            except BaseException:  # noqa: BLE001 - say why before the process ends
+                traceback.print_exc()
             finally:
+                sys.stderr.flush()
                 os._exit(code)
-        children.append(pid)
-    sock.close()
+        return pid
+
+    return _supervise(spawn, workers, sock)
+
+
+#: a worker that ends this soon after it started failed to start: the others would fail the same
+#: way, so the server stops (exit 1) instead of starting it again and again
+BOOT_SECONDS = 10.0
+
+
+def _supervise(spawn: Callable[[int], int], workers: int, sock: socket.socket) -> int:
+    """Start ``workers`` processes (``spawn(n)`` forks worker ``n``) and watch them until they
+    end. A worker that ends while the server runs is reported on stderr and started again (it
+    keeps the listening socket, which this process holds); one that ends within
+    ``BOOT_SECONDS`` of its start stops the server. SIGTERM and SIGINT go to every worker."""
+    live: dict[int, tuple[int, float]] = {}  # pid: (worker number, monotonic start)
+    stopping = False
 
     def forward(signum: int, _frame: Any) -> None:
-        for child in children:
+        nonlocal stopping
+        stopping = True
+        for child in list(live):
             try:
                 os.kill(child, signal.SIGTERM if signum != signal.SIGINT else signal.SIGINT)
             except ProcessLookupError:
                 pass
 
+    for n in range(workers):
+        live[spawn(n)] = (n, time.monotonic())
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     code = 0
-    for child in children:
-        _pid, status = os.waitpid(child, 0)
-        code = code or (os.waitstatus_to_exitcode(status) if os.waitstatus_to_exitcode(status) > 0 else 0)
+    try:
+        while live:
+            for pid in list(live):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done == 0:
+                    continue
+                n, started = live.pop(pid)
+                exit_code = os.waitstatus_to_exitcode(status)
+                if stopping:
+                    code = code or (exit_code if exit_code > 0 else 0)
+                    continue
+                how = f"with code {exit_code}" if exit_code >= 0 else f"on signal {-exit_code}"
+                if time.monotonic() - started < BOOT_SECONDS:
+                    print(f"provledger: worker {n} (pid {pid}) ended {how} as it started; stopping the server",
+                          file=sys.stderr, flush=True)
+                    code = 1
+                    forward(signal.SIGTERM, None)
+                    continue
+                print(f"provledger: worker {n} (pid {pid}) ended {how}; starting it again", file=sys.stderr, flush=True)
+                live[spawn(n)] = (n, time.monotonic())
+            time.sleep(0.2)
+    finally:
+        sock.close()
     return code

@@ -1,12 +1,15 @@
 """`provledger serve` as real processes: several servers on one PostgreSQL sequence correctly
-(they coordinate only through the database's sequencer lock), and serve uses every core by
-default (one gunicorn worker per core)."""
+(they coordinate only through the database's sequencer lock), serve uses every core by default
+(one worker process per core), a worker that dies is started again, and workers that fail to
+start stop the server with their reason."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import threading
@@ -34,6 +37,7 @@ def _free_port() -> int:
 class _Serve:
     def __init__(self, env: dict[str, str], *args: str) -> None:
         self.port = _free_port()
+        self.stderr_text = ""
         self.proc = subprocess.Popen(
             [PROVLEDGER, "serve", "--port", str(self.port), *args], env=env, cwd=REPO,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -82,6 +86,7 @@ class _Serve:
             self.proc.kill()
             self.proc.wait(timeout=10)
         if self.proc.stderr is not None:
+            self.stderr_text = self.proc.stderr.read().decode(errors="replace")
             self.proc.stderr.close()
 
 
@@ -135,3 +140,48 @@ def test_serve_runs_one_worker_per_core_by_default(sqlite_store):
         assert len(server.workers()) == os.cpu_count()
     finally:
         server.stop()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two worker processes")
+def test_a_worker_that_dies_is_reported_and_started_again(sqlite_store):
+    """A worker killed while serving (the OOM killer, say) is not silently lost: the supervisor
+    says so and starts another, so the server keeps its cores; submissions go on landing."""
+    from web.server import BOOT_SECONDS  # noqa: PLC0415
+
+    st = sqlite_store
+    key = st.add_signer(allow=["https://slsa.dev/*"])
+    with st.sessions() as session, session.begin():
+        token = create_token(session, "t", "submit", now=st.clock)
+    server = _Serve(st.env, "--workers", "2", "--threads", "2")
+    try:
+        deadline = time.monotonic() + 30
+        while len(server.workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        first = server.workers()
+        assert len(first) == 2
+        time.sleep(BOOT_SECONDS + 1)  # past start-up: a death now is not a failure to start
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while (len(server.workers()) < 2 or first[0] in server.workers()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        now = server.workers()
+        assert len(now) == 2 and first[0] not in now and first[1] in now
+        for _ in range(6):  # a connection each: whichever worker takes it appends
+            status, body = server.post(json.dumps(sign(key)).encode(), token)
+            assert status == 201, body
+    finally:
+        server.stop()
+    err = server.stderr_text
+    assert re.search(rf"worker \d+ \(pid {first[0]}\) ended on signal 9; starting it again", err), err
+
+
+def test_workers_that_fail_to_start_stop_the_server_and_say_why(sqlite_store):
+    """A worker that ends as it starts stops the server (exit 1) with its reason on stderr,
+    rather than leaving a server that runs on fewer processes than it says."""
+    (sqlite_store.settings.home / "secret.key").write_text("short\n")
+    env = {k: v for k, v in sqlite_store.env.items() if k != "PROVLEDGER_SECRET_KEY"}
+    proc = subprocess.run([PROVLEDGER, "serve", "--port", str(_free_port()), "--workers", "2", "--threads", "2"],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "is too short; delete it to make a new one" in proc.stderr
+    assert "as it started; stopping the server" in proc.stderr
