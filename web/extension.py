@@ -29,6 +29,8 @@ class IntegrityState:
     checked: str = "start-up"
     compromised: dict[str, Any] | None = None
     background_audit_running: bool = False
+    #: why the background full audit ended without a report (the store is then not verified)
+    audit_error: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def flag(self, report: dict[str, Any]) -> None:

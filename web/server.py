@@ -66,8 +66,14 @@ def start_background_audit(settings: Settings, identity: LogIdentity, state: Int
     def run() -> None:
         engine = make_engine(settings.database_url)
         try:
-            with make_session_factory(engine)() as session:
-                report = audit.audit(session, identity)
+            try:
+                with make_session_factory(engine)() as session:
+                    report = audit.audit(session, identity)
+            except Exception as exc:  # noqa: BLE001 - an audit that could not finish verified nothing: say so
+                log.exception("the background full audit could not finish")
+                state.audit_error = f"{type(exc).__name__}: {exc}"
+                state.checked = "fast check at start-up; the background full audit could not finish (run `provledger audit`)"
+                return
             if not report.ok:
                 log.error("background audit failed: first bad index %s", report.first_bad_index)
                 state.flag(report.to_json())

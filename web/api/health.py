@@ -19,14 +19,16 @@ def healthz() -> tuple[Response, int]:
     if state.compromised is not None:
         return jsonify({"status": "compromised", "writes": "stopped", **state.compromised}), 503
     size = tree_size(get_session())
-    return jsonify(
-        {
-            "status": "ok",
-            "tree_size": size,
-            "integrity": "checking" if state.background_audit_running else "verified",
-            "checked": state.checked,
-        }
-    ), 200
+    body = {
+        "status": "ok",
+        "tree_size": size,
+        # "unverified": the background full audit ended without a report (not a failed check)
+        "integrity": "checking" if state.background_audit_running else "unverified" if state.audit_error else "verified",
+        "checked": state.checked,
+    }
+    if state.audit_error is not None:
+        body["audit_error"] = state.audit_error
+    return jsonify(body), 200
 
 
 @bp.get("/metrics")
