@@ -86,17 +86,31 @@ class Server:
              *(["--workers", str(workers)] if workers is not None else [])],
             env=env, stdout=subprocess.DEVNULL, stderr=self.log,
         )
+        self.workers = workers or os.cpu_count() or 1
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
                 c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 c.request("GET", "/healthz")
-                if c.getresponse().status == 200:
+                if c.getresponse().status == 200 and self._all_workers_up(deadline):
                     return
             except OSError:
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError("the server did not start: " + (Path(home) / "serve.log").read_text(errors="replace")[-2000:])
+
+    def _all_workers_up(self, deadline: float) -> bool:
+        """Every worker process is running (one that is still starting takes no connection, and
+        a client's keep-alive connections would all land on the others for the whole run)."""
+        if self.workers == 1:
+            return True
+        while time.time() < deadline:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+            if children.exists() and len(children.read_text().split()) == self.workers:
+                time.sleep(1.0)  # the last one forked: let it reach its event loop
+                return True
+            time.sleep(0.1)
+        return False
 
     def stop(self) -> None:
         self.proc.terminate()
