@@ -56,6 +56,13 @@ def create_private_file(path: Path, data: bytes) -> bool:
             os.link(temporary, path)
         except FileExistsError:
             return False
+        except OSError:  # a file system without hard links: create it in place (not atomic)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
         return True
     finally:
         os.unlink(temporary)

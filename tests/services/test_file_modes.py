@@ -93,3 +93,18 @@ def test_serve_workers_starting_at_once_read_one_whole_session_secret(tmp_path):
         for p in processes:
             p.join(timeout=60)
         assert len(keys) == 1 and len(keys.pop()) == 64, f"trial {trial}: {keys}"
+
+
+def test_create_private_file_without_hard_links_still_creates_it_once(tmp_path, loose_umask, monkeypatch):
+    """On a file system that refuses hard links the file is created in place (O_EXCL)."""
+    from ledger.config import create_private_file  # noqa: PLC0415
+
+    def no_links(*_args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "secret"
+    assert create_private_file(path, b"first\n") is True
+    assert create_private_file(path, b"second\n") is False
+    assert path.read_bytes() == b"first\n" and _mode(path) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret"]
