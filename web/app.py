@@ -16,6 +16,7 @@ from ledger.errors import IntegrityError, LedgerError, MalformedError
 from ledger.services.cosign import CosignLoop, witness_config_from_env
 from ledger.services.log import load_log_identity
 from ledger.services.sequencer import Sequencer
+from ledger.services.sessions import LoginThrottle
 from web.extension import IntegrityState, LedgerExtension
 from web.proxy import TrustedProxies, parse_trusted_proxies
 
@@ -29,7 +30,8 @@ MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` may carry SETTINGS (a ledger.config.Settings), MAX_* limits,
-    and INTEGRITY (an IntegrityState prepared by ``serve``'s start-up check)."""
+    INTEGRITY (an IntegrityState prepared by ``serve``'s start-up check) and LOGIN_THROTTLE (the
+    admin-login throttle ``serve``'s worker processes share; default: this process's own)."""
     app = Flask(__name__)
     app.config.update(MAX_REQUEST_BYTES=MAX_REQUEST_BYTES, MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
     app.config.from_prefixed_env("PROVLEDGER_FLASK")
@@ -49,7 +51,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     cosign = CosignLoop(sessions, identity, witnesses.witnesses) if witnesses is not None else None
     sequencer = Sequencer(sessions, identity, on_failure=on_failure, on_commit=cosign.notify if cosign else None)
     app.extensions["provledger"] = LedgerExtension(
-        settings, engine, sessions, identity, sequencer, integrity, witnesses=witnesses, cosign=cosign
+        settings, engine, sessions, identity, sequencer, integrity, witnesses=witnesses, cosign=cosign,
+        login_throttle=app.config.get("LOGIN_THROTTLE") or LoginThrottle(),
     )
     if cosign is not None:
         cosign.start()

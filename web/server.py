@@ -27,6 +27,7 @@ from ledger.services.log import LogIdentity, load_log_identity
 from web.app import MAX_REQUEST_BYTES, create_app
 from web.balance import Balancer
 from web.extension import IntegrityState
+from web.throttle import SharedLoginThrottle
 
 __all__ = ["access_log", "check_at_start", "serve", "server_options"]
 
@@ -174,12 +175,15 @@ def access_log(app: Any) -> Any:
 
 def _serve_process(
     settings: Settings, state: IntegrityState, background: bool, sock: socket.socket, options: dict[str, Any],
-    log_requests: bool = False, balance: tuple[Balancer, int] | None = None,
+    log_requests: bool = False, balance: tuple[Balancer, int] | None = None, throttle: SharedLoginThrottle | None = None,
 ) -> int:
     import waitress  # noqa: PLC0415
 
     try:
-        app = create_app({"SETTINGS": settings, "INTEGRITY": state})
+        config: dict[str, Any] = {"SETTINGS": settings, "INTEGRITY": state}
+        if throttle is not None:
+            config["LOGIN_THROTTLE"] = throttle
+        app = create_app(config)
     except ConfigurationError as exc:
         print(f"provledger: refusing to start: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -242,6 +246,8 @@ def serve(
     # they serialise through the database's sequencer lock. The balancer spreads connections
     # evenly over them (web.balance).
     balancer = Balancer(workers)
+    # one admin-login throttle for all of them: per process, N workers would allow N times the tries
+    throttle = SharedLoginThrottle()
 
     def spawn(n: int) -> int:
         pid = os.fork()
@@ -252,7 +258,7 @@ def serve(
             code = 1
             try:
                 # each its own audit and state
-                code = _serve_process(settings, state, background, sock, options, access_log, (balancer, n))
+                code = _serve_process(settings, state, background, sock, options, access_log, (balancer, n), throttle)
             except BaseException:  # noqa: BLE001 - say why before the process ends
                 traceback.print_exc()
             finally:

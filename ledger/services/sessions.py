@@ -13,6 +13,7 @@ import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -22,6 +23,7 @@ from ledger.db.models import AdminSession, ApiToken
 __all__ = [
     "DEFAULT_SESSION_SECONDS",
     "AdminLogin",
+    "FailureRecord",
     "LoginThrottle",
     "admin_of_session",
     "end_session",
@@ -104,7 +106,9 @@ def end_sessions_of_token(session: Session, token_ids: list[int], *, now: int) -
 
 
 @dataclass
-class _Record:
+class FailureRecord:
+    """A key's consecutive failed logins and the time of the last one (``LoginThrottle``)."""
+
     failures: int = 0
     last_failure: int = 0
 
@@ -118,7 +122,11 @@ class LoginThrottle:
     waits too (capped at ``global_cap`` seconds so that an attacker cannot lock the admin out
     for long). After ``client_free`` failures a client waits 1, 2, 4 … seconds (at most
     ``client_cap``) before its next attempt is even checked. Failures older than ``forget``
-    seconds are forgotten; a success clears the client's record. Per process, in memory.
+    seconds are forgotten; a success clears the client's record.
+
+    The records live in this process's memory; a subclass that overrides ``_load``, ``_store``,
+    ``_delete`` and ``_lock`` keeps them elsewhere (``serve``'s worker processes share one table:
+    ``web.throttle``), under the same rules.
     """
 
     client_free: int = 5
@@ -126,17 +134,35 @@ class LoginThrottle:
     global_free: int = 50
     global_cap: int = 60
     forget: int = 3600
-    _records: dict[str, _Record] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _records: dict[str, FailureRecord] = field(default_factory=dict)
+    _lock: Any = field(default_factory=threading.Lock)
 
     GLOBAL = "*"
 
+    # -- where the records live (called under ``_lock``)
+
+    def _load(self, key: str) -> FailureRecord | None:
+        return self._records.get(key)
+
+    def _store(self, key: str, record: FailureRecord) -> None:
+        self._records[key] = record
+        if len(self._records) > 100_000:  # many clients: drop the oldest records
+            for old, _ in sorted(self._records.items(), key=lambda kv: kv[1].last_failure)[:50_000]:
+                if old != self.GLOBAL:
+                    del self._records[old]
+            self._records[key] = record
+
+    def _delete(self, key: str) -> None:
+        self._records.pop(key, None)
+
+    # -- the rules
+
     def _wait(self, key: str, now: int) -> int:
-        record = self._records.get(key)
+        record = self._load(key)
         if record is None:
             return 0
         if now - record.last_failure >= self.forget:
-            del self._records[key]
+            self._delete(key)
             return 0
         free, cap = (self.global_free, self.global_cap) if key == self.GLOBAL else (self.client_free, self.client_cap)
         if record.failures < free:
@@ -152,18 +178,17 @@ class LoginThrottle:
     def failed(self, client: str, *, now: int) -> int:
         """Record a failed login; returns the client's consecutive failures."""
         with self._lock:
+            failures = 0
             for key in ("client:" + client, self.GLOBAL):
-                record = self._records.setdefault(key, _Record())
+                record = self._load(key) or FailureRecord()
                 if now - record.last_failure >= self.forget:
                     record.failures = 0
                 record.failures += 1
                 record.last_failure = now
-            if len(self._records) > 100_000:  # many clients: drop the oldest records
-                for key, _ in sorted(self._records.items(), key=lambda kv: kv[1].last_failure)[:50_000]:
-                    if key != self.GLOBAL:
-                        del self._records[key]
-            return self._records["client:" + client].failures
+                self._store(key, record)
+                failures = failures or record.failures
+            return failures
 
     def succeeded(self, client: str) -> None:
         with self._lock:
-            self._records.pop("client:" + client, None)
+            self._delete("client:" + client)

@@ -13,6 +13,7 @@ from ledger.services.registry import create_token, list_tokens
 from ledger.services.sessions import LoginThrottle
 from tests.fixtures import PREDICATE, envelope_bytes, sign
 from tests.ui.conftest import close_app, make_app
+from web.throttle import SharedLoginThrottle
 
 COOKIE = "provledger_session"
 
@@ -151,8 +152,9 @@ def test_failed_logins_are_throttled_per_client_and_logged(app, store, caplog, m
     assert _login(app.test_client(), admin, **elsewhere).status_code == 302
 
 
-def test_the_throttle_backs_off_exponentially_and_across_clients():
-    throttle = LoginThrottle(client_free=3, client_cap=60, global_free=10, global_cap=30, forget=3600)
+@pytest.mark.parametrize("kind", [LoginThrottle, SharedLoginThrottle], ids=["in-process", "shared"])
+def test_the_throttle_backs_off_exponentially_and_across_clients(kind):
+    throttle = kind(client_free=3, client_cap=60, global_free=10, global_cap=30, forget=3600)
     now = 1_000
     for _ in range(3):
         assert throttle.retry_after("a", now=now) == 0

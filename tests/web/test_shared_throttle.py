@@ -1,0 +1,88 @@
+"""The admin-login throttle that ``serve``'s worker processes share (web.throttle): failures
+recorded in one process hold back the client in every other, a full table keeps the records
+that matter, and a real two-process ``serve`` throttles the sixth failure whichever process
+takes each connection."""
+
+from __future__ import annotations
+
+import http.client
+import multiprocessing
+import re
+import time
+
+from web.throttle import RUN, SLOTS, SharedLoginThrottle
+from tests.web.test_serve_processes import _Serve
+
+
+def _fail(throttle: SharedLoginThrottle, client: str, times: int, now: int) -> None:
+    for _ in range(times):
+        throttle.failed(client, now=now)
+
+
+def test_failures_in_one_process_hold_the_client_back_in_another():
+    throttle = SharedLoginThrottle(client_free=5, client_cap=900, global_free=50, global_cap=60, forget=3600)
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_fail, args=(throttle, "198.51.100.9", 3, 1_000)) for _ in range(2)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    # 6 failures in all, 5 free: this process (which recorded none) makes the client wait
+    assert throttle.retry_after("198.51.100.9", now=1_000) == 2
+    assert throttle.retry_after("198.51.100.10", now=1_000) == 0
+    throttle.succeeded("198.51.100.9")
+    assert throttle.retry_after("198.51.100.9", now=1_000) == 0
+
+
+def test_a_full_table_keeps_the_across_all_clients_record_and_the_recent_failures():
+    throttle = SharedLoginThrottle(client_free=5, client_cap=900, global_free=10**9, global_cap=60, forget=10**9)
+    _fail(throttle, "attacker", 8, 5_000)  # the most recent failures
+    for i in range(SLOTS * 2):  # twice as many other clients as slots, all of them older
+        throttle.failed(f"client-{i}", now=1_000 + i % 1_000)
+    # a full run gives up its oldest record: the attacker's, the newest, stays (RUN slots a client)
+    assert RUN > 1 and throttle.retry_after("attacker", now=5_000) > 0
+    assert throttle._load(throttle.GLOBAL).failures == 8 + SLOTS * 2  # noqa: SLF001 - the shared record itself
+
+
+def test_a_two_process_serve_throttles_the_sixth_failure(sqlite_store):
+    server = _Serve(sqlite_store.env, "--workers", "2", "--threads", "2")
+    try:
+        deadline = time.monotonic() + 30
+        while len(server.workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # both workers are listening
+        statuses = []
+        for _ in range(6):  # a new connection each time: the balancer spreads them over both workers
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            conn.request("GET", "/login")
+            page = conn.getresponse()
+            cookie = page.getheader("Set-Cookie", "").split(";", 1)[0]
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode()).group(1)  # type: ignore[union-attr]
+            conn.request("POST", "/login", body=f"csrf_token={csrf}&token=plt_wrong",
+                         headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+            reply = conn.getresponse()
+            reply.read()
+            statuses.append(reply.status)
+            conn.close()
+    finally:
+        server.stop()
+    assert statuses == [403] * 5 + [429], statuses
+
+
+def _hold_and_die(throttle: SharedLoginThrottle) -> None:
+    throttle._lock._lock.acquire()  # noqa: SLF001 - a worker killed while it holds the lock
+    import os  # noqa: PLC0415
+
+    os._exit(0)
+
+
+def test_a_worker_that_died_holding_the_lock_does_not_stop_logins():
+    throttle = SharedLoginThrottle()
+    dead = multiprocessing.get_context("fork").Process(target=_hold_and_die, args=(throttle,))
+    dead.start()
+    dead.join(timeout=30)
+    started = time.monotonic()
+    throttle.failed("203.0.113.5", now=1_000)
+    assert throttle.retry_after("203.0.113.5", now=1_000) == 0
+    assert time.monotonic() - started < 10  # a bounded wait per call, not forever
