@@ -297,10 +297,13 @@ def verify_rekor_set(entry: RekorV1Entry, log_public_key: bytes) -> None:
 
 
 def _checkpoint_verifier(key: PublicKey, der: bytes, log_name: str) -> Verifier:
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return Ed25519Verifier(log_name, raw)
-    return ECDSAVerifier(log_name, der)
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            return Ed25519Verifier(log_name, raw)
+        return ECDSAVerifier(log_name, der)
+    except ValueError as exc:  # a trusted root whose log has no usable name (an empty baseUrl, say)
+        raise VerificationError(f"the log's name {log_name!r} cannot name a checkpoint signer: {exc}") from exc
 
 
 def _verify_proof(entry: RekorV1Entry, key: PublicKey, der: bytes, log_name: str) -> tuple[Checkpoint, int | None]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ledger.errors import MalformedError, VerificationError
+from ledger.errors import ConfigurationError, MalformedError, VerificationError
 from ledger.records.keys import PublicKey
 from ledger.interop.sigstore import TrustedRoots, parse_bundle, verify_bundle
 from tests.sigstore.sigstore_cases import EXTRA_CASES, NOW, Case, bundle_cases
@@ -163,3 +163,38 @@ def test_witness_cosignature_flip_is_ignored(
     proof["checkpoint"]["envelope"] = text + "\n\n" + "\n".join(lines)
     verified = verify_bundle(parse_bundle(json.dumps(doc).encode()), roots_for(case.trusted_root), now=NOW)
     assert verified.entries[0].checkpoint is not None
+
+
+@pytest.mark.parametrize("case", PASSING, ids=lambda c: c.id)
+@pytest.mark.parametrize("base_url", ["", "https://two words.example", "https://a+b.example"])
+def test_a_trusted_root_whose_log_has_no_usable_name_fails_cleanly(
+    case: Case,
+    base_url: str,
+    read: Callable[[str], bytes],
+    key_for: Callable[[str | None], PublicKey | None],
+    own_checks_only: None,
+) -> None:
+    """A hand-edited trusted root whose log's baseUrl gives no valid checkpoint key name: the
+    bundle fails verification with a clear error (it used to escape as a bare ValueError)."""
+    from ledger.errors import LedgerError  # noqa: PLC0415
+    from ledger.interop.sigstore import parse_trusted_root  # noqa: PLC0415
+
+    root = json.loads(read(case.trusted_root))
+    for log in root.get("tlogs", []):
+        log["baseUrl"] = base_url
+    artifact = read(case.artifact) if case.artifact else None
+    try:
+        verify_bundle(parse_bundle(read(case.bundle)), [parse_trusted_root(json.dumps(root).encode())],
+                      artifact=artifact, public_key=key_for(case.public_key), now=NOW)
+    except LedgerError:
+        pass  # refused with a clear error; a log whose name is not used for a checkpoint may pass
+
+
+def test_a_trusted_root_log_base_url_must_be_a_string(read: Callable[[str], bytes]) -> None:
+    from ledger.interop.sigstore import parse_trusted_root  # noqa: PLC0415
+
+    case = PASSING[0]
+    root = json.loads(read(case.trusted_root))
+    root["tlogs"][0]["baseUrl"] = 5
+    with pytest.raises(ConfigurationError, match="baseUrl must be a string"):
+        parse_trusted_root(json.dumps(root).encode())

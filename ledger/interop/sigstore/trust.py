@@ -241,9 +241,12 @@ def _logs(items: object, source: str, where: str) -> tuple[TransparencyLog, ...]
         if not isinstance(key, dict) or not isinstance(log_id, dict):
             raise _fail(source, f"{here} needs publicKey and logId")
         der = _b64(key.get("rawBytes"), source, f"{here}.publicKey.rawBytes")
+        base_url = item.get("baseUrl", "")
+        if not isinstance(base_url, str):
+            raise _fail(source, f"{here}.baseUrl must be a string")
         logs.append(
             TransparencyLog(
-                base_url=str(item.get("baseUrl", "")),
+                base_url=base_url,
                 log_id=_b64(log_id.get("keyId"), source, f"{here}.logId.keyId"),
                 key_details=str(key.get("keyDetails", "")),
                 public_key_der=der,
