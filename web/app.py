@@ -17,6 +17,7 @@ from ledger.services.cosign import CosignLoop, witness_config_from_env
 from ledger.services.log import load_log_identity
 from ledger.services.sequencer import Sequencer
 from ledger.services.sessions import LoginThrottle
+from web.counters import Counters
 from web.extension import IntegrityState, LedgerExtension
 from web.proxy import TrustedProxies, parse_trusted_proxies
 
@@ -30,8 +31,9 @@ MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` may carry SETTINGS (a ledger.config.Settings), MAX_* limits,
-    INTEGRITY (an IntegrityState prepared by ``serve``'s start-up check) and LOGIN_THROTTLE (the
-    admin-login throttle ``serve``'s worker processes share; default: this process's own)."""
+    INTEGRITY (an IntegrityState prepared by ``serve``'s start-up check), and LOGIN_THROTTLE and
+    COUNTERS (the admin-login throttle and the /metrics counters ``serve``'s worker processes
+    share; default: this process's own)."""
     app = Flask(__name__)
     app.config.update(MAX_REQUEST_BYTES=MAX_REQUEST_BYTES, MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
     app.config.from_prefixed_env("PROVLEDGER_FLASK")
@@ -49,10 +51,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     witnesses = app.config["WITNESSES"] if "WITNESSES" in app.config else witness_config_from_env()
     cosign = CosignLoop(sessions, identity, witnesses.witnesses) if witnesses is not None else None
-    sequencer = Sequencer(sessions, identity, on_failure=on_failure, on_commit=cosign.notify if cosign else None)
+    counters: Counters = app.config.get("COUNTERS") or Counters()
+    sequencer = Sequencer(
+        sessions, identity, on_failure=on_failure, on_commit=cosign.notify if cosign else None,
+        on_batch=lambda: counters.add("batches"),
+    )
     app.extensions["provledger"] = LedgerExtension(
         settings, engine, sessions, identity, sequencer, integrity, witnesses=witnesses, cosign=cosign,
-        login_throttle=app.config.get("LOGIN_THROTTLE") or LoginThrottle(),
+        login_throttle=app.config.get("LOGIN_THROTTLE") or LoginThrottle(), counters=counters,
     )
     if cosign is not None:
         cosign.start()

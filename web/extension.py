@@ -18,6 +18,7 @@ from ledger.services.cosign import CosignLoop, WitnessConfig
 from ledger.services.log import LogIdentity
 from ledger.services.sequencer import Sequencer
 from ledger.services.sessions import LoginThrottle
+from web.counters import Counters
 
 __all__ = ["IntegrityState", "LedgerExtension", "get_session", "ledger", "write_session"]
 
@@ -53,12 +54,11 @@ class LedgerExtension:
     #: failed admin logins, per client and across clients (``ledger.services.sessions``)
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     started_at: float = field(default_factory=time.time)
-    counters: dict[str, int] = field(default_factory=dict)
-    _counter_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: what /metrics counts (``web.counters``: all of serve's worker processes together)
+    counters: Counters = field(default_factory=Counters)
 
     def count(self, name: str, n: int = 1) -> None:
-        with self._counter_lock:
-            self.counters[name] = self.counters.get(name, 0) + n
+        self.counters.add(name, n)
 
 
 def ledger() -> LedgerExtension:

@@ -26,6 +26,7 @@ from ledger.services import audit, browse, integrity, setup
 from ledger.services.log import LogIdentity, load_log_identity
 from web.app import MAX_REQUEST_BYTES, create_app
 from web.balance import Balancer
+from web.counters import SharedCounters
 from web.extension import IntegrityState
 from web.throttle import SharedLoginThrottle
 
@@ -175,14 +176,17 @@ def access_log(app: Any) -> Any:
 
 def _serve_process(
     settings: Settings, state: IntegrityState, background: bool, sock: socket.socket, options: dict[str, Any],
-    log_requests: bool = False, balance: tuple[Balancer, int] | None = None, throttle: SharedLoginThrottle | None = None,
+    log_requests: bool = False, balance: tuple[Balancer, int] | None = None,
+    shared: tuple[SharedLoginThrottle, SharedCounters] | None = None,
 ) -> int:
     import waitress  # noqa: PLC0415
 
     try:
         config: dict[str, Any] = {"SETTINGS": settings, "INTEGRITY": state}
-        if throttle is not None:
-            config["LOGIN_THROTTLE"] = throttle
+        if shared is not None and balance is not None:
+            throttle, counters = shared
+            counters.bind(balance[1])
+            config.update(LOGIN_THROTTLE=throttle, COUNTERS=counters)
         app = create_app(config)
     except ConfigurationError as exc:
         print(f"provledger: refusing to start: {exc}", file=sys.stderr, flush=True)
@@ -246,8 +250,9 @@ def serve(
     # they serialise through the database's sequencer lock. The balancer spreads connections
     # evenly over them (web.balance).
     balancer = Balancer(workers)
-    # one admin-login throttle for all of them: per process, N workers would allow N times the tries
-    throttle = SharedLoginThrottle()
+    # one admin-login throttle for all of them (per process, N workers would allow N times the
+    # tries) and one set of /metrics counters (a scrape reaches one worker)
+    shared = (SharedLoginThrottle(), SharedCounters(workers))
 
     def spawn(n: int) -> int:
         pid = os.fork()
@@ -258,7 +263,7 @@ def serve(
             code = 1
             try:
                 # each its own audit and state
-                code = _serve_process(settings, state, background, sock, options, access_log, (balancer, n), throttle)
+                code = _serve_process(settings, state, background, sock, options, access_log, (balancer, n), shared)
             except BaseException:  # noqa: BLE001 - say why before the process ends
                 traceback.print_exc()
             finally:

@@ -54,6 +54,7 @@ class Sequencer:
         clock: Callable[[], float] = time.time,
         on_failure: Callable[[BaseException], None] | None = None,
         on_commit: Callable[[int], None] | None = None,
+        on_batch: Callable[[], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._identity = identity
@@ -61,6 +62,7 @@ class Sequencer:
         self._clock = clock
         self._on_failure = on_failure
         self._on_commit = on_commit
+        self._on_batch = on_batch  # after every committed group (the /metrics counter)
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -187,6 +189,8 @@ class Sequencer:
             if integration.checkpoint_note is not None and self._on_commit is not None:
                 self._on_commit(integration.tree_size)  # committed: a new checkpoint to cosign
             self.batches += 1
+            if self._on_batch is not None:
+                self._on_batch()
             self.entries += sum(integration.created)
             issued = receipts(
                 session,

@@ -42,12 +42,12 @@ def metrics() -> Response:
         "# HELP provledger_compromised 1 when the ledger failed its integrity check.",
         "# TYPE provledger_compromised gauge",
         f"provledger_compromised {1 if ext.integrity.compromised else 0}",
-        "# HELP provledger_batches_total Batches this process committed.",
+        "# HELP provledger_batches_total Batches the server committed (all its worker processes).",
         "# TYPE provledger_batches_total counter",
-        f"provledger_batches_total {ext.sequencer.batches}",
-        "# HELP provledger_entries_total Submissions this process handled, by outcome.",
+        f"provledger_batches_total {ext.counters.total('batches')}",
+        "# HELP provledger_entries_total Submissions the server handled (all its worker processes), by outcome.",
         "# TYPE provledger_entries_total counter",
     ]
     for outcome in ("created", "duplicate", "refused"):
-        lines.append(f'provledger_entries_total{{outcome="{outcome}"}} {ext.counters.get("entries_" + outcome, 0)}')
+        lines.append(f'provledger_entries_total{{outcome="{outcome}"}} {ext.counters.total("entries_" + outcome)}')
     return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")

@@ -1,17 +1,25 @@
-"""The admin-login throttle that ``serve``'s worker processes share (web.throttle): failures
-recorded in one process hold back the client in every other, a full table keeps the records
-that matter, and a real two-process ``serve`` throttles the sixth failure whichever process
-takes each connection."""
+"""What ``serve``'s worker processes share.
+
+The admin-login throttle (web.throttle): failures recorded in one process hold back the client
+in every other, a full table keeps the records that matter, and a real two-process ``serve``
+throttles the sixth failure whichever process takes each connection. The /metrics counters
+(web.counters): every scrape, whichever worker answers it, counts what all of them did."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import multiprocessing
 import re
 import time
 
-from web.throttle import RUN, SLOTS, SharedLoginThrottle
+import pytest
+
+from ledger.services.registry import create_token
+from tests.fixtures import sign
 from tests.web.test_serve_processes import _Serve
+from web.counters import SharedCounters
+from web.throttle import RUN, SLOTS, SharedLoginThrottle
 
 
 def _fail(throttle: SharedLoginThrottle, client: str, times: int, now: int) -> None:
@@ -86,3 +94,57 @@ def test_a_worker_that_died_holding_the_lock_does_not_stop_logins():
     throttle.failed("203.0.113.5", now=1_000)
     assert throttle.retry_after("203.0.113.5", now=1_000) == 0
     assert time.monotonic() - started < 10  # a bounded wait per call, not forever
+
+
+def _count(counters: SharedCounters, worker: int, n: int) -> None:
+    counters.bind(worker)
+    for _ in range(n):
+        counters.add("entries_created")
+    counters.add("batches", 2)
+
+
+def test_shared_counters_add_up_over_the_workers():
+    counters = SharedCounters(3)
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_count, args=(counters, w, 100 * (w + 1))) for w in range(3)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    assert counters.total("entries_created") == 600 and counters.total("batches") == 6
+    assert counters.total("entries_refused") == 0
+    with pytest.raises(RuntimeError):
+        counters.add("entries_created")  # this process is no worker: it must not write a row
+
+
+def _scrape(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/metrics")
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
+
+
+def test_every_scrape_of_a_two_process_serve_counts_all_of_its_work(sqlite_store):
+    st = sqlite_store
+    key = st.add_signer(allow=["https://slsa.dev/*"])
+    with st.sessions() as session, session.begin():
+        token = create_token(session, "t", "submit", now=st.clock)
+    server = _Serve(st.env, "--workers", "2", "--threads", "2")
+    try:
+        deadline = time.monotonic() + 30
+        while len(server.workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # both workers are listening
+        for _ in range(8):  # a connection each: the balancer spreads them over both workers
+            status, body = server.post(json.dumps(sign(key)).encode(), token)
+            assert status == 201, body
+        scrapes = [_scrape(server.port) for _ in range(6)]  # answered by both workers
+    finally:
+        server.stop()
+    for text in scrapes:
+        assert 'provledger_entries_total{outcome="created"} 8\n' in text, text
+        batches = int(re.search(r"^provledger_batches_total (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+        assert 1 <= batches <= 8
