@@ -19,25 +19,42 @@ from ledger.services.log import LogIdentity
 from ledger.services.sequencer import Sequencer
 from ledger.services.sessions import LoginThrottle
 from web.counters import Counters
+from web.integrity_flag import SharedFlag
 
 __all__ = ["IntegrityState", "LedgerExtension", "get_session", "ledger", "write_session"]
 
 
 @dataclass
 class IntegrityState:
-    """Set once the ledger is found compromised; never cleared while the process lives."""
+    """Set once the ledger is found compromised; never cleared while the process lives.
+
+    Read it with :meth:`report`: under ``serve``'s worker processes, ``shared`` carries a flag
+    set by any of them (``web.integrity_flag``)."""
 
     checked: str = "start-up"
     compromised: dict[str, Any] | None = None
     background_audit_running: bool = False
     #: why the background full audit ended without a report (the store is then not verified)
     audit_error: str | None = None
+    shared: SharedFlag | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def report(self) -> dict[str, Any] | None:
+        """The first compromise found, by this process or (``shared``) by another; None if none."""
+        if self.compromised is None and self.shared is not None:
+            found = self.shared.read()
+            if found is not None:
+                with self._lock:
+                    if self.compromised is None:
+                        self.compromised = found
+        return self.compromised
 
     def flag(self, report: dict[str, Any]) -> None:
         with self._lock:
             if self.compromised is None:
                 self.compromised = report
+        if self.shared is not None:
+            self.shared.set(report)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from web.app import MAX_REQUEST_BYTES, create_app
 from web.balance import Balancer
 from web.counters import SharedCounters
 from web.extension import IntegrityState
+from web.integrity_flag import SharedFlag
 from web.throttle import SharedLoginThrottle
 
 __all__ = ["access_log", "check_at_start", "serve", "server_options"]
@@ -253,6 +254,8 @@ def serve(
     # one admin-login throttle for all of them (per process, N workers would allow N times the
     # tries) and one set of /metrics counters (a scrape reaches one worker)
     shared = (SharedLoginThrottle(), SharedCounters(workers))
+    # and one integrity flag: a compromise one worker finds stops the writes of all of them
+    state.shared = SharedFlag()
 
     def spawn(n: int) -> int:
         pid = os.fork()

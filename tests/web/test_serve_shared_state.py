@@ -3,7 +3,8 @@
 The admin-login throttle (web.throttle): failures recorded in one process hold back the client
 in every other, a full table keeps the records that matter, and a real two-process ``serve``
 throttles the sixth failure whichever process takes each connection. The /metrics counters
-(web.counters): every scrape, whichever worker answers it, counts what all of them did."""
+(web.counters): every scrape, whichever worker answers it, counts what all of them did. The
+integrity flag (web.integrity_flag): a compromise one worker finds stops every worker."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import re
 import time
 
 import pytest
+from sqlalchemy import text
 
 from ledger.services.registry import create_token
 from tests.fixtures import sign
 from tests.web.test_serve_processes import _Serve
 from web.counters import SharedCounters
+from web.extension import IntegrityState
+from web.integrity_flag import SharedFlag
 from web.throttle import RUN, SLOTS, SharedLoginThrottle
 
 
@@ -144,7 +148,62 @@ def test_every_scrape_of_a_two_process_serve_counts_all_of_its_work(sqlite_store
         scrapes = [_scrape(server.port) for _ in range(6)]  # answered by both workers
     finally:
         server.stop()
-    for text in scrapes:
-        assert 'provledger_entries_total{outcome="created"} 8\n' in text, text
-        batches = int(re.search(r"^provledger_batches_total (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    for scrape in scrapes:
+        assert 'provledger_entries_total{outcome="created"} 8\n' in scrape, scrape
+        batches = int(re.search(r"^provledger_batches_total (\d+)$", scrape, re.M).group(1))  # type: ignore[union-attr]
         assert 1 <= batches <= 8
+
+
+def _flag(flag: SharedFlag) -> None:
+    flag.set({"first_bad_index": 7, "message": "entry 7 was altered"})
+
+
+def test_a_flag_set_in_one_process_is_read_in_another_and_the_first_report_wins():
+    state = IntegrityState(shared=SharedFlag())
+    child = multiprocessing.get_context("fork").Process(target=_flag, args=(state.shared,))
+    child.start()
+    child.join(timeout=30)
+    assert state.compromised is None and state.report() == {"first_bad_index": 7, "message": "entry 7 was altered"}
+    state.flag({"first_bad_index": 3, "message": "later"})
+    assert state.report()["first_bad_index"] == 7 and state.shared.read()["first_bad_index"] == 7  # type: ignore[union-attr,index]
+    huge = SharedFlag()
+    huge.set({"first_bad_index": 1, "message": "m", "problems": ["x" * 1000] * 100})
+    assert huge.read() == {"first_bad_index": 1, "message": "m", "truncated": True}
+
+
+def test_a_compromise_one_worker_finds_stops_every_worker(sqlite_store):
+    """The store is cut behind the server's back; the worker that next writes finds it. Every
+    /healthz and every write after that, whichever worker takes it, reports it (503)."""
+    from tests.services.test_tamper import delete_entry_rows  # noqa: PLC0415
+
+    st = sqlite_store
+    key = st.add_signer(allow=["https://slsa.dev/*"])
+    with st.sessions() as session, session.begin():
+        token = create_token(session, "t", "submit", now=st.clock)
+    server = _Serve(st.env, "--workers", "2", "--threads", "2")
+    try:
+        deadline = time.monotonic() + 30
+        while len(server.workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # both workers are listening
+        for _ in range(4):  # both workers write, and hold the right edge they wrote
+            assert server.post(json.dumps(sign(key)).encode(), token)[0] == 201
+        size = st.size()
+        with st.tamper() as conn:
+            delete_entry_rows(conn, size - 1)
+        status, body = server.post(json.dumps(sign(key)).encode(), token)
+        assert status == 503 and body["error"]["code"] == "integrity_failure", body
+        health = []
+        for _ in range(6):  # new connections: both workers answer
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            conn.request("GET", "/healthz")
+            reply = conn.getresponse()
+            health.append((reply.status, json.loads(reply.read()).get("status")))
+            conn.close()
+        writes = [server.post(json.dumps(sign(key)).encode(), token)[0] for _ in range(4)]
+    finally:
+        server.stop()
+    assert health == [(503, "compromised")] * 6, health
+    assert writes == [503] * 4
+    with st.sessions() as session:  # nothing was appended over the gap
+        assert session.execute(text("SELECT count(*) FROM entries WHERE idx >= :k"), {"k": size - 1}).scalar_one() == 0

@@ -16,8 +16,9 @@ bp = Blueprint("health", __name__)
 def healthz() -> tuple[Response, int]:
     ext = ledger()
     state = ext.integrity
-    if state.compromised is not None:
-        return jsonify({"status": "compromised", "writes": "stopped", **state.compromised}), 503
+    compromised = state.report()
+    if compromised is not None:
+        return jsonify({"status": "compromised", "writes": "stopped", **compromised}), 503
     size = tree_size(get_session())
     body = {
         "status": "ok",
@@ -41,7 +42,7 @@ def metrics() -> Response:
         f"provledger_tree_size {size}",
         "# HELP provledger_compromised 1 when the ledger failed its integrity check.",
         "# TYPE provledger_compromised gauge",
-        f"provledger_compromised {1 if ext.integrity.compromised else 0}",
+        f"provledger_compromised {1 if ext.integrity.report() else 0}",
         "# HELP provledger_batches_total Batches the server committed (all its worker processes).",
         "# TYPE provledger_batches_total counter",
         f"provledger_batches_total {ext.counters.total('batches')}",

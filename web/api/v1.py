@@ -74,7 +74,7 @@ def _read_body(limit: int) -> bytes:
 
 
 def _writes_allowed() -> None:
-    state = ledger().integrity.compromised
+    state = ledger().integrity.report()
     if state is not None:
         raise UnavailableError(
             f"writes are stopped: the ledger failed its integrity check (first bad index {state.get('first_bad_index')})"

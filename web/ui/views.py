@@ -121,7 +121,7 @@ def _page_context() -> dict[str, Any]:
         integrity, origin = None, ""
     return {
         "integrity": integrity,
-        "compromised": integrity.compromised if integrity is not None else None,
+        "compromised": integrity.report() if integrity is not None else None,
         "origin": origin,
         "admin_name": _admin_name(),
         "csrf_token": csrf_token,
