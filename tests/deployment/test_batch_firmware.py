@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import text
 
 from ledger.errors import LedgerError, NotTrustedError
-from ledger.services import audit, shards
 from ledger.services.bulk import import_envelopes
 from ledger.trust.policy import Grant
 from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, SLSA_V1
@@ -49,18 +48,6 @@ def _document(store: Any, index: int) -> dict[str, Any]:
     return json.loads(raw)
 
 
-def _audits_pass(store: Any) -> None:
-    """The full audit and the signature-level one (shards, then the combiner) rebuild the same
-    appraisal and firmware edge from the log."""
-    with store.sessions() as session:
-        report = audit.audit(session, store.log)
-        assert report.ok, report.problems
-        log = store.log
-        results = [shards.verify_shard(session, s, vkey=log.vkey, origin=log.origin) for s in shards.plan_shards(report.tree_size, 1)]
-        combined = shards.combine_shards(session, report.tree_size, results, vkey=log.vkey, origin=log.origin)
-        assert combined.ok, combined.problems
-
-
 def test_a_deployment_after_its_only_firmware_in_one_batch_is_accepted_and_matched_to_it(store: Any, snp_pki: SnpPki) -> None:
     _, firmware, artifact, deployment = _ledger(store, snp_pki)
     fw_result, deployed = store.append([firmware, deployment], now=store.tick())
@@ -73,7 +60,7 @@ def test_a_deployment_after_its_only_firmware_in_one_batch_is_accepted_and_match
         assert document["appraised_at"] == integrated
         edges = session.execute(text("SELECT kind FROM entry_edges WHERE entry_idx = :i"), {"i": index}).scalars().all()
     assert "firmware" in edges
-    _audits_pass(store)
+    h.audits_pass(store)
     server, offline = both(store, f"sha256:{artifact}", now=store.tick())  # type: ignore[misc]
     assert server == offline, "\n".join(_diff(server, offline))
     assert server["verdict"] == "trusted", server
@@ -86,7 +73,7 @@ def test_a_deployment_before_its_only_firmware_in_one_batch_is_refused(store: An
     assert isinstance(deployed, NotTrustedError) and "firmware_measurement_matches" in str(deployed), deployed
     assert ok(fw_result) == size  # the firmware record alone was appended
     assert store.size() == size + 1
-    _audits_pass(store)
+    h.audits_pass(store)
 
 
 def test_an_untrusted_firmware_record_earlier_in_the_batch_does_not_carry_a_deployment(store: Any, snp_pki: SnpPki) -> None:
@@ -130,6 +117,6 @@ def test_import_of_a_firmware_record_and_its_deployment_in_one_batch(store: Any,
     summary = import_envelopes(store.sessions, [envelope_bytes(firmware), envelope_bytes(deployment)], store.log, workers=1, clock=lambda: store.tick())
     assert (summary.created, summary.refused) == (2, 0), summary.errors
     assert _document(store, size + 1)["firmware_entry"] == size
-    _audits_pass(store)
+    h.audits_pass(store)
     server, offline = both(store, f"sha256:{artifact}", now=store.tick())  # type: ignore[misc]
     assert server == offline, "\n".join(_diff(server, offline))

@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -26,6 +27,14 @@ from ledger.verify import verify_receipt
 from tests.fixtures import PYTHON, REPO, sign
 
 PROVLEDGER = str(Path(PYTHON).with_name("provledger"))
+
+
+def _submitter(st) -> tuple[Any, str]:  # type: ignore[no-untyped-def]
+    """A signer allowed SLSA provenance and a submit token, in store ``st``."""
+    key = st.add_signer(allow=["https://slsa.dev/*"])
+    with st.sessions() as session, session.begin():
+        token = create_token(session, "t", "submit", now=st.clock)
+    return key, token
 
 
 def _free_port() -> int:
@@ -68,6 +77,15 @@ class _Serve:
             return resp.status, json.loads(resp.read())
         finally:
             conn.close()
+
+    def wait_for_workers(self, n: int, *, settle: float = 0.0) -> list[int]:
+        """The worker pids once ``n`` are running (within 30 s); ``settle`` seconds more lets the
+        last one forked reach its event loop, so that new connections spread over all of them."""
+        deadline = time.monotonic() + 30
+        while len(self.workers()) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(settle)
+        return self.workers()
 
     def workers(self) -> list[int]:
         found: list[int] = []
@@ -134,10 +152,7 @@ def test_two_serve_processes_on_one_postgresql_sequence_correctly(postgres_store
 def test_serve_runs_one_worker_per_core_by_default(sqlite_store):
     server = _Serve(sqlite_store.env, "--threads", "2")
     try:
-        deadline = time.monotonic() + 30
-        while len(server.workers()) < (os.cpu_count() or 1) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert len(server.workers()) == os.cpu_count()
+        assert len(server.wait_for_workers(os.cpu_count() or 1)) == os.cpu_count()
     finally:
         server.stop()
 
@@ -148,16 +163,10 @@ def test_a_worker_that_dies_is_reported_and_started_again(sqlite_store):
     says so and starts another, so the server keeps its cores; submissions go on landing."""
     from web.server import BOOT_SECONDS  # noqa: PLC0415
 
-    st = sqlite_store
-    key = st.add_signer(allow=["https://slsa.dev/*"])
-    with st.sessions() as session, session.begin():
-        token = create_token(session, "t", "submit", now=st.clock)
-    server = _Serve(st.env, "--workers", "2", "--threads", "2")
+    key, token = _submitter(sqlite_store)
+    server = _Serve(sqlite_store.env, "--workers", "2", "--threads", "2")
     try:
-        deadline = time.monotonic() + 30
-        while len(server.workers()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        first = server.workers()
+        first = server.wait_for_workers(2)
         assert len(first) == 2
         time.sleep(BOOT_SECONDS + 1)  # past start-up: a death now is not a failure to start
         os.kill(first[0], signal.SIGKILL)

@@ -17,9 +17,8 @@ import time
 import pytest
 from sqlalchemy import text
 
-from ledger.services.registry import create_token
 from tests.fixtures import sign
-from tests.web.test_serve_processes import _Serve
+from tests.web.test_serve_processes import _Serve, _submitter
 from web.counters import SharedCounters
 from web.extension import IntegrityState
 from web.integrity_flag import SharedFlag
@@ -60,10 +59,7 @@ def test_a_full_table_keeps_the_across_all_clients_record_and_the_recent_failure
 def test_a_two_process_serve_throttles_the_sixth_failure(sqlite_store):
     server = _Serve(sqlite_store.env, "--workers", "2", "--threads", "2")
     try:
-        deadline = time.monotonic() + 30
-        while len(server.workers()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.0)  # both workers are listening
+        server.wait_for_workers(2, settle=1.0)
         statuses = []
         for _ in range(6):  # a new connection each time: the balancer spreads them over both workers
             conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
@@ -133,15 +129,10 @@ def _scrape(port: int) -> str:
 
 def test_every_scrape_of_a_two_process_serve_counts_all_of_its_work(sqlite_store):
     st = sqlite_store
-    key = st.add_signer(allow=["https://slsa.dev/*"])
-    with st.sessions() as session, session.begin():
-        token = create_token(session, "t", "submit", now=st.clock)
+    key, token = _submitter(st)
     server = _Serve(st.env, "--workers", "2", "--threads", "2")
     try:
-        deadline = time.monotonic() + 30
-        while len(server.workers()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.0)  # both workers are listening
+        server.wait_for_workers(2, settle=1.0)
         for _ in range(8):  # a connection each: the balancer spreads them over both workers
             status, body = server.post(json.dumps(sign(key)).encode(), token)
             assert status == 201, body
@@ -177,15 +168,10 @@ def test_a_compromise_one_worker_finds_stops_every_worker(sqlite_store):
     from tests.services.test_tamper import delete_entry_rows  # noqa: PLC0415
 
     st = sqlite_store
-    key = st.add_signer(allow=["https://slsa.dev/*"])
-    with st.sessions() as session, session.begin():
-        token = create_token(session, "t", "submit", now=st.clock)
+    key, token = _submitter(st)
     server = _Serve(st.env, "--workers", "2", "--threads", "2")
     try:
-        deadline = time.monotonic() + 30
-        while len(server.workers()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.0)  # both workers are listening
+        server.wait_for_workers(2, settle=1.0)
         for _ in range(4):  # both workers write, and hold the right edge they wrote
             assert server.post(json.dumps(sign(key)).encode(), token)[0] == 201
         size = st.size()
