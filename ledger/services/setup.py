@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -69,42 +70,52 @@ def init_store(settings: Settings, engine: Engine | None = None) -> LogIdentity:
 
     The home folder is created owner-only (0700); the keys and the SQLite file are 0600."""
     make_private_home(settings.home)
+    # Another init may create either key at the same moment: a key file appears whole or not at
+    # all (``create_private_file``), so the one already there is the one to load.
     if not settings.log_key_path.exists():
-        create_log_key(settings.log_key_path, settings.origin)
+        with contextlib.suppress(FileExistsError):
+            create_log_key(settings.log_key_path, settings.origin)
     log = load_log_identity(settings)
     if not admin_key_path(settings).exists():
-        create_admin_key(admin_key_path(settings))
+        with contextlib.suppress(FileExistsError):
+            create_admin_key(admin_key_path(settings))
     admin = load_admin_key(settings)
     own_engine = engine is None
     engine = engine or make_engine(settings.database_url)
     try:
         try:
-            migrate.upgrade(engine)
+            with migrate.init_lock(engine):  # one init at a time: the others wait, then find it done
+                migrate.upgrade(engine)
+                _first_rows(engine, settings, log, admin)
         except OperationalError as exc:
             raise UnavailableError(f"cannot reach the database: {exc.orig}") from exc
-        with Session(engine) as session, session.begin():
-            info = session.get(LogInfo, 1)
-            if info is None:
-                session.add(LogInfo(id=1, origin=log.origin, vkey=log.vkey))
-            elif info.vkey != log.vkey:
-                raise ConfigurationError(
-                    f"the database belongs to log {info.vkey}, but the key in {settings.log_key_path} is {log.vkey}"
-                )
-            root = session.get(TrustRoot, 1)
-            if root is None:
-                session.add(TrustRoot(id=1, key_id=admin.key_id, public_key=admin.public_key.spki_der, created_at=int(time.time())))
-            elif root.key_id != admin.key_id:
-                raise ConfigurationError(
-                    f"the database's root of trust is administrator key {root.key_id}, "
-                    f"but the key in {admin_key_path(settings)} is {admin.key_id}"
-                )
-            if store.latest_checkpoint(session) is None:
-                note = sign_checkpoint(Checkpoint(log.origin, 0, EMPTY_ROOT), log.signer).decode()
-                store.insert_checkpoint(session, 0, EMPTY_ROOT, note, int(time.time()))
     finally:
         if own_engine:
             engine.dispose()
     return log
+
+
+def _first_rows(engine: Engine, settings: Settings, log: LogIdentity, admin: PrivateKey) -> None:
+    """The log's identity, its root of trust and its first (empty) checkpoint, unless there."""
+    with Session(engine) as session, session.begin():
+        info = session.get(LogInfo, 1)
+        if info is None:
+            session.add(LogInfo(id=1, origin=log.origin, vkey=log.vkey))
+        elif info.vkey != log.vkey:
+            raise ConfigurationError(
+                f"the database belongs to log {info.vkey}, but the key in {settings.log_key_path} is {log.vkey}"
+            )
+        root = session.get(TrustRoot, 1)
+        if root is None:
+            session.add(TrustRoot(id=1, key_id=admin.key_id, public_key=admin.public_key.spki_der, created_at=int(time.time())))
+        elif root.key_id != admin.key_id:
+            raise ConfigurationError(
+                f"the database's root of trust is administrator key {root.key_id}, "
+                f"but the key in {admin_key_path(settings)} is {admin.key_id}"
+            )
+        if store.latest_checkpoint(session) is None:
+            note = sign_checkpoint(Checkpoint(log.origin, 0, EMPTY_ROOT), log.signer).decode()
+            store.insert_checkpoint(session, 0, EMPTY_ROOT, note, int(time.time()))
 
 
 def check_initialised(engine: Engine) -> None:
