@@ -16,6 +16,11 @@ __all__ = ["WRITE_LOCK", "begin_write", "is_sqlite", "make_engine", "make_sessio
 #: Pooled connections an SQLite engine keeps open (each is a file handle and a page cache).
 SQLITE_POOL_SIZE = 24
 
+#: WAL pages after which a commit copies them back into the database file (SQLite's default is
+#: 1,000). An append dirties pages all over the hash-keyed indexes; copied back every 4 MB, the
+#: same pages went back again and again, and the checkpoint was half of each commit.
+SQLITE_WAL_AUTOCHECKPOINT = 10_000
+
 #: Execution option naming a transaction that takes the write lock at BEGIN (SQLite).
 WRITE_LOCK = "provledger_write_lock"
 
@@ -75,6 +80,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed batch survives a power loss, not only a process crash.
         cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=60000")
         cur.close()

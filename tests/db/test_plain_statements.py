@@ -43,3 +43,19 @@ def test_a_broken_statement_is_sqlalchemys_error_too(store):
     with store.sessions() as session, session.begin():
         with pytest.raises(sa_exc.DBAPIError):
             db._plain(session, "SELECT no_such_column FROM sequencer")
+
+
+def test_sqlite_connections_are_durable_and_checkpoint_every_10000_pages(tmp_path):
+    """Every pooled SQLite connection: WAL, synchronous=FULL (durability), and the WAL copied back
+    every SQLITE_WAL_AUTOCHECKPOINT pages (README, Appending)."""
+    from ledger.db.engine import SQLITE_WAL_AUTOCHECKPOINT, make_engine  # noqa: PLC0415
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        with engine.connect() as a, engine.connect() as b:
+            for conn in (a, b):
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+                assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == SQLITE_WAL_AUTOCHECKPOINT == 10_000
+    finally:
+        engine.dispose()
