@@ -385,6 +385,23 @@ def test_healthz_and_metrics(client, auth, key, app):
     assert client.get("/healthz").get_json()["tree_size"] == base + 1
 
 
+def test_metrics_count_every_item_of_a_batch(client, auth, key, app):
+    """A batch's outcomes are counted once per batch, item by item: new, duplicate (of an earlier
+    entry and within the batch), refused (unknown key, not an object)."""
+    first = sign(key)
+    client.post("/api/v1/entries", json=first, headers=auth)  # created 1
+    fresh, stranger = sign(key), sign(generate_private_key())
+    response = client.post(
+        "/api/v1/entries/batch", json={"envelopes": [first, fresh, fresh, stranger, [1], sign(key)]}, headers=auth
+    )
+    assert response.status_code == 200
+    assert ["index" in r for r in response.get_json()["results"]] == [True, True, True, False, False, True]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'provledger_entries_total{outcome="created"} 3\n' in text, text
+    assert 'provledger_entries_total{outcome="duplicate"} 2\n' in text, text
+    assert 'provledger_entries_total{outcome="refused"} 2\n' in text, text
+
+
 def test_integrity_flag_stops_writes_and_shows_on_healthz(client, auth, key, app):
     client.post("/api/v1/entries", json=sign(key), headers=auth)
     app.extensions["provledger"].integrity.flag({"first_bad_index": 0, "message": "entry 0 was altered"})
