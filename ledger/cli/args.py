@@ -9,7 +9,7 @@ import argparse
 from ledger.errors import LedgerError
 from ledger.untrusted.json import parse_decimal
 
-__all__ = ["count", "index", "index_or_minus_one"]
+__all__ = ["count", "index", "index_or_minus_one", "port", "processes", "threads"]
 
 
 def index(text: str) -> int:
@@ -35,3 +35,32 @@ def count(text: str) -> int:
     if not 1 <= value <= MAX_COUNT:
         raise argparse.ArgumentTypeError(f"{text[:40]!r}: must be from 1 to {MAX_COUNT:,}")
     return value
+
+
+def _within(text: str, low: int, high: int, what: str) -> int:
+    value = index(text)
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: {what} must be from {low} to {high:,}")
+    return value
+
+
+#: the most processes an option may start (serve's workers, import's and audit's pools): more
+#: than any machine's cores, and few enough to start without running out of descriptors
+MAX_PROCESSES = 256
+#: the most threads ``serve`` may give each process
+MAX_THREADS = 1024
+
+
+def processes(text: str) -> int:
+    """An argparse type: a number of processes, 1 to ``MAX_PROCESSES``."""
+    return _within(text, 1, MAX_PROCESSES, "a number of processes")
+
+
+def threads(text: str) -> int:
+    """An argparse type: a number of threads per process, 1 to ``MAX_THREADS``."""
+    return _within(text, 1, MAX_THREADS, "a number of threads")
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free port) to 65535."""
+    return _within(text, 0, 65535, "a TCP port")

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ledger import __version__
-from ledger.cli.args import count, index
+from ledger.cli.args import count, index, port, processes, threads
 from ledger.errors import LedgerError
 
 __all__ = ["build_parser", "main"]
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("import", help="bulk-append envelopes (files of one envelope, or .jsonl with one per line)")
     s.add_argument("files", nargs="+", metavar="FILE")
-    s.add_argument("--workers", type=count, default=None, help="verification processes (default: one per core)")
+    s.add_argument("--workers", type=processes, default=None, help="verification processes (default: one per core)")
     s.add_argument("--batch", type=count, default=2000, help="entries per transaction and checkpoint (1 to 1,000,000)")
     s.set_defaults(func=c.cmd_import)
 
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also re-verify every signature, on every core of this machine (no Redis needed)")
     mode.add_argument("--workers", action="store_true",
                       help="also re-verify every signature, sharded on the Celery workers (`provledger worker`)")
-    s.add_argument("--processes", type=int, metavar="N", help="with --signatures: processes (default: one per core)")
+    s.add_argument("--processes", type=processes, metavar="N", help="with --signatures: processes (default: one per core)")
     s.add_argument("--wait", type=float, metavar="SECONDS", default=None,
                    help="with --workers: give up (exit 3, nothing recorded) if no worker picks the audit up "
                    "within SECONDS (default 30)")
@@ -161,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve the HTTP API (refuses to start on a failed integrity check)")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--workers", type=int, default=None, help="WSGI worker processes (default: one per core)")
-    s.add_argument("--threads", type=int, default=16, help="threads per worker process")
+    s.add_argument("--port", type=port, default=8000)
+    s.add_argument("--workers", type=processes, default=None, help="WSGI worker processes (default: one per core)")
+    s.add_argument("--threads", type=threads, default=16, help="threads per worker process")
     s.add_argument("--access-log", action="store_true", help="log one line per request on stderr (default: off, a line per request costs throughput)")
     s.set_defaults(func=c.cmd_serve)
 
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="a fresh demo ledger with a realistic supply chain, served")
     s.add_argument("--home", default="var/demo", help="where to create it (default var/demo)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=port, default=8000)
     s.add_argument("--no-serve", action="store_true", help="build the demo ledger and exit")
     s.set_defaults(func=c.cmd_demo)
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ledger.cli.args import port
 from ledger.config import Settings
 from ledger.errors import ConflictError, MalformedError
 from ledger.tlog.note import Ed25519CosignatureSigner, generate_signer, is_valid_key_name
@@ -55,7 +56,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--state", metavar="PATH", help="state file (default: $PROVLEDGER_HOME/witness-state.json)"
     )
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=DEFAULT_PORT)
+    s.add_argument("--port", type=port, default=DEFAULT_PORT)
     s.set_defaults(func=cmd_serve)
     return witness
 
