@@ -7,6 +7,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from ledger.errors import ConfigurationError
+from ledger.tlog.note.encoding import is_valid_key_name
+
 __all__ = ["DEFAULT_ORIGIN", "Settings", "create_private_file"]
 
 #: C2SP origin: a schema-less URL-like name. Deployments set PROVLEDGER_ORIGIN to their own.
@@ -25,16 +31,43 @@ class Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("PROVLEDGER_HOME") or "./var").expanduser()
         url = env.get("PROVLEDGER_DATABASE_URL") or f"sqlite:///{(home / 'ledger.db').resolve()}"
-        return cls(
-            home=home,
-            database_url=url,
-            redis_url=env.get("PROVLEDGER_REDIS_URL") or None,
-            origin=env.get("PROVLEDGER_ORIGIN") or DEFAULT_ORIGIN,
-        )
+        origin = env.get("PROVLEDGER_ORIGIN") or DEFAULT_ORIGIN
+        check_database_url(url)
+        redis_url = env.get("PROVLEDGER_REDIS_URL") or None
+        if redis_url is not None and redis_url.partition("://")[0].lower() not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(
+                "PROVLEDGER_REDIS_URL must be a Redis URL: redis://HOST:PORT/DB, rediss://… (TLS) or unix:///PATH"
+            )
+        if not is_valid_key_name(origin):
+            raise ConfigurationError(
+                f"PROVLEDGER_ORIGIN {origin[:100]!r} is not a log origin: it must be non-empty, with no space, "
+                "no '+' and no control character (e.g. example.com/provenance-ledger)"
+            )
+        return cls(home=home, database_url=url, redis_url=redis_url, origin=origin)
 
     @property
     def log_key_path(self) -> Path:
         return self.home / "log.key"
+
+
+#: the databases the ledger runs on, and the driver of each
+_BACKENDS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+
+
+def check_database_url(url: str) -> None:
+    """Refuse, naming what works, a PROVLEDGER_DATABASE_URL that is no URL of a database the
+    ledger runs on (SQLite, or PostgreSQL through psycopg)."""
+    hint = "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigurationError(f"PROVLEDGER_DATABASE_URL is not a database URL ({exc}); give {hint}") from None
+    backend = parsed.get_backend_name()
+    if backend not in _BACKENDS or parsed.get_driver_name() != _BACKENDS[backend]:
+        raise ConfigurationError(
+            f"PROVLEDGER_DATABASE_URL names {parsed.drivername!r}; the ledger runs on SQLite and on PostgreSQL "
+            f"through psycopg: give {hint}"
+        )
 
 
 def create_private_file(path: Path, data: bytes) -> bool:

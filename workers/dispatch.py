@@ -34,6 +34,8 @@ def check_broker(app: Celery) -> None:
         client.ping()
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         raise UnavailableError(f"the task queue (Redis) cannot be reached: {exc}") from exc
+    except redis.exceptions.RedisError as exc:  # it answers, but refuses (a database index it lacks, a password)
+        raise UnavailableError(f"the task queue (Redis) refuses this ledger: {exc}") from exc
     finally:
         client.close()
 

@@ -58,9 +58,15 @@ def make_private_home(home: Path) -> None:
     """Create PROVLEDGER_HOME owner-only (0700), its parents as the umask says."""
     if home.is_dir():
         return
-    home.parent.mkdir(parents=True, exist_ok=True)
-    home.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(home, 0o700)  # mkdir's mode is masked by the umask; this is exact
+    if home.exists():
+        raise ConfigurationError(f"PROVLEDGER_HOME {home} is not a folder")
+    try:
+        home.parent.mkdir(parents=True, exist_ok=True)
+        home.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(home, 0o700)  # mkdir's mode is masked by the umask; this is exact
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(home) else ""
+        raise ConfigurationError(f"cannot create PROVLEDGER_HOME {home}: {exc.strerror or exc}{where}") from exc
 
 
 def init_store(settings: Settings, engine: Engine | None = None) -> LogIdentity:

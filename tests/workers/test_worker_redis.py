@@ -200,3 +200,20 @@ def test_checkpoint_publishing_takes_an_atomic_redis_lock(cluster):
     finally:
         close(app)
     assert single(st).ok
+
+
+def test_a_redis_that_answers_but_refuses_is_a_clear_503(redis_ns, tmp_path):
+    """Redis reachable, but without the database the URL names: UnavailableError naming Redis's
+    answer (it used to escape as redis.exceptions.ResponseError, a traceback from the CLI)."""
+    from ledger.config import Settings  # noqa: PLC0415
+    from ledger.errors import UnavailableError  # noqa: PLC0415
+    from workers.dispatch import check_broker  # noqa: PLC0415
+
+    base = redis_ns.url.rsplit("/", 1)[0]
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'l.db'}", redis_url=f"{base}/99999", origin="t/o")
+    app = make_celery(settings)
+    try:
+        with pytest.raises(UnavailableError, match="refuses this ledger: DB index is out of range"):
+            check_broker(app)
+    finally:
+        close(app)
