@@ -80,6 +80,8 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 ENV_WITNESS_URLS = "PROVLEDGER_WITNESS_URLS"
+#: a name operators may expect (witness keys alone); refused at start rather than ignored
+ENV_WITNESSES_UNREAD = "PROVLEDGER_WITNESSES"
 #: Seconds a witness gets per request (connect, and then the whole reply).
 DEFAULT_TIMEOUT = 5.0
 #: The loop asks again at least this often (a witness that was down catches up).
@@ -172,6 +174,12 @@ def witness_config_from_env(environ: Mapping[str, str] | None = None) -> Witness
         ConfigurationError: the variables are set but invalid (the ledger must not start).
     """
     env = os.environ if environ is None else environ
+    if env.get(ENV_WITNESSES_UNREAD, "").strip():
+        # keys without URLs would be a policy nobody is asked to meet: fail closed, naming the variable
+        raise ConfigurationError(
+            f"{ENV_WITNESSES_UNREAD} is not read: the ledger's witnesses are {ENV_WITNESS_URLS}='VKEY=URL …' "
+            f"(their keys, and where the ledger asks them to cosign) with {ENV_THRESHOLD}; unset {ENV_WITNESSES_UNREAD}"
+        )
     try:
         witnesses = parse_witness_urls(env.get(ENV_WITNESS_URLS, ""))
         policy = parse_witness_policy([w.verifier.vkey for w in witnesses], env.get(ENV_THRESHOLD))  # type: ignore[attr-defined]

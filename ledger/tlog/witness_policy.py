@@ -1,12 +1,9 @@
 """The ledger's witness policy: which witnesses must cosign its checkpoints, and how many.
 
-Configured from the environment::
-
-    PROVLEDGER_WITNESSES            space-separated witness verifier keys (cosignature/v1, type
-                                    0x04, or Ed25519 note keys, type 0x01)
-    PROVLEDGER_WITNESS_THRESHOLD    how many distinct witnesses must cosign (default: all of them)
-
-and applied offline by ``verify-receipt --witness VKEY… --threshold K``
+The server's policy is its witnesses' keys (``PROVLEDGER_WITNESS_URLS``, ``VKEY=URL`` pairs:
+cosignature/v1 keys, type 0x04, or Ed25519 note keys, type 0x01) and
+``PROVLEDGER_WITNESS_THRESHOLD``, how many distinct witnesses must cosign (default: all of them)
+(``ledger.services.cosign.witness_config_from_env``). It is applied offline by ``verify-receipt --witness VKEY… --threshold K``
 (:func:`verify_receipt_with_witnesses`). Witnesses are counted by name, so two keys of one
 witness count once. An empty policy is "no witness policy", never "any zero witnesses".
 """
@@ -39,10 +36,8 @@ __all__ = [
     "merge_cosignatures",
     "parse_witness_policy",
     "verify_receipt_with_witnesses",
-    "witness_policy_from_env",
 ]
 
-ENV_WITNESSES = "PROVLEDGER_WITNESSES"
 ENV_THRESHOLD = "PROVLEDGER_WITNESS_THRESHOLD"
 
 
@@ -102,19 +97,6 @@ def parse_witness_policy(
     if type(k) is not int or not 1 <= k <= len(names):
         raise MalformedError(f"the witness threshold must be between 1 and {len(names)}, got {k}")
     return WitnessPolicy(tuple(verifiers), k)
-
-
-def witness_policy_from_env(environ: Mapping[str, str] | None = None) -> WitnessPolicy | None:
-    """The policy of ``PROVLEDGER_WITNESSES`` / ``PROVLEDGER_WITNESS_THRESHOLD`` (None if unset).
-
-    Raises:
-        ConfigurationError: the variables are set but invalid (the ledger must not start).
-    """
-    env = os.environ if environ is None else environ
-    try:
-        return parse_witness_policy(env.get(ENV_WITNESSES, ""), env.get(ENV_THRESHOLD))
-    except MalformedError as exc:
-        raise ConfigurationError(f"{ENV_WITNESSES}/{ENV_THRESHOLD}: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from ledger.tlog.witness_policy import (
     merge_cosignatures,
     parse_witness_policy,
     verify_receipt_with_witnesses,
-    witness_policy_from_env,
 )
+from ledger.services.cosign import witness_config_from_env
 from tests.conftest import load_vector
 from tests.fixtures import StoreHandle
 
@@ -29,45 +29,37 @@ COSIGNERS = [
 VKEYS = [c.vkey for c in COSIGNERS]
 
 
-def test_policy_from_env() -> None:
-    assert witness_policy_from_env({}) is None
-    assert witness_policy_from_env({"PROVLEDGER_WITNESSES": "  "}) is None
-    policy = witness_policy_from_env({"PROVLEDGER_WITNESSES": " ".join(VKEYS)})
-    assert (
-        policy is not None and policy.threshold == 3 and policy.names == [c.name for c in COSIGNERS]
-    )
-    policy = witness_policy_from_env(
-        {"PROVLEDGER_WITNESSES": "\n".join(VKEYS), "PROVLEDGER_WITNESS_THRESHOLD": "2"}
-    )
+def test_policy_from_keys_and_threshold() -> None:
+    assert parse_witness_policy("", None) is None
+    assert parse_witness_policy("  ", "  ") is None
+    policy = parse_witness_policy(" ".join(VKEYS))
+    assert policy is not None and policy.threshold == 3 and policy.names == [c.name for c in COSIGNERS]
+    policy = parse_witness_policy("\n".join(VKEYS), "2")
     assert policy is not None and policy.threshold == 2
 
 
 @pytest.mark.parametrize(
-    ("env", "message"),
+    ("keys", "threshold", "message"),
     [
-        ({"PROVLEDGER_WITNESSES": "x+y+z"}, "PROVLEDGER_WITNESSES"),
-        (
-            {"PROVLEDGER_WITNESSES": VKEYS[0], "PROVLEDGER_WITNESS_THRESHOLD": "2"},
-            "between 1 and 1",
-        ),
-        (
-            {"PROVLEDGER_WITNESSES": VKEYS[0], "PROVLEDGER_WITNESS_THRESHOLD": "0"},
-            "between 1 and 1",
-        ),
-        (
-            {"PROVLEDGER_WITNESSES": VKEYS[0], "PROVLEDGER_WITNESS_THRESHOLD": "-1"},
-            "not an integer",
-        ),
-        (
-            {"PROVLEDGER_WITNESSES": VKEYS[0], "PROVLEDGER_WITNESS_THRESHOLD": "one"},
-            "not an integer",
-        ),
-        ({"PROVLEDGER_WITNESS_THRESHOLD": "1"}, "needs witness keys"),
+        ("x+y+z", None, "verifier key id"),
+        (VKEYS[0], "2", "between 1 and 1"),
+        (VKEYS[0], "0", "between 1 and 1"),
+        (VKEYS[0], "-1", "not an integer"),
+        (VKEYS[0], "one", "not an integer"),
+        ("", "1", "needs witness keys"),
     ],
 )
-def test_bad_policy_configuration_stops_the_ledger(env: dict[str, str], message: str) -> None:
-    with pytest.raises(ConfigurationError, match=message):
-        witness_policy_from_env(env)
+def test_bad_policies_are_refused(keys: str, threshold: str | None, message: str) -> None:
+    with pytest.raises(MalformedError, match=message):
+        parse_witness_policy(keys, threshold)
+
+
+def test_witness_keys_without_urls_stop_the_ledger() -> None:
+    """PROVLEDGER_WITNESSES is not what the server reads (its witnesses are PROVLEDGER_WITNESS_URLS):
+    set, it refuses to start rather than run without the policy its operator meant."""
+    with pytest.raises(ConfigurationError, match="PROVLEDGER_WITNESSES is not read.*PROVLEDGER_WITNESS_URLS"):
+        witness_config_from_env({"PROVLEDGER_WITNESSES": " ".join(VKEYS)})
+    assert witness_config_from_env({"PROVLEDGER_WITNESSES": "  "}) is None
 
 
 def test_a_log_key_type_is_not_a_witness_key() -> None:
