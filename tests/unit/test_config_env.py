@@ -86,3 +86,21 @@ def test_provledger_init_says_so_in_one_line(name, value, tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert err.startswith(f"provledger: {name}") and err.count("\n") == 1, err
     assert not (tmp_path / "home").exists()  # refused before anything was created
+
+
+@pytest.mark.parametrize("raw", ["lots", "-1", "1e6", "١٠", "9" * 16])
+def test_a_startup_audit_limit_that_is_no_count_is_refused(raw, monkeypatch):
+    from ledger.services.integrity import full_check_limit  # noqa: PLC0415
+
+    monkeypatch.setenv("PROVLEDGER_STARTUP_FULL_AUDIT_LIMIT", raw)
+    with pytest.raises(ConfigurationError, match="PROVLEDGER_STARTUP_FULL_AUDIT_LIMIT must be a whole number"):
+        full_check_limit()
+
+
+def test_startup_audit_limit_default_and_taken(monkeypatch):
+    from ledger.services.integrity import FULL_CHECK_LIMIT, full_check_limit  # noqa: PLC0415
+
+    monkeypatch.delenv("PROVLEDGER_STARTUP_FULL_AUDIT_LIMIT", raising=False)
+    assert full_check_limit() == FULL_CHECK_LIMIT
+    monkeypatch.setenv("PROVLEDGER_STARTUP_FULL_AUDIT_LIMIT", "0")
+    assert full_check_limit() == 0
