@@ -22,7 +22,8 @@ from typing import Any
 from ledger.config import Settings
 from ledger.db.engine import make_engine, make_session_factory
 from ledger.errors import ConfigurationError, IntegrityError
-from ledger.services import audit, browse, integrity, setup
+from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
+from ledger.services import audit, browse, bundles, deployment, integrity, setup
 from ledger.services.log import LogIdentity, load_log_identity
 from web.app import MAX_REQUEST_BYTES, create_app
 from web.balance import Balancer
@@ -36,11 +37,24 @@ __all__ = ["access_log", "check_at_start", "serve", "server_options"]
 log = logging.getLogger(__name__)
 
 
+def check_trust_anchors() -> None:
+    """The trust anchors the environment names must load before serving: a Sigstore trusted root
+    that cannot be read or parsed, or a TEE trust folder that is no folder or holds something that
+    is no certificate, would otherwise refuse every bundle or TPM deployment later, one request at
+    a time. Raises ConfigurationError naming the file. (Loaded here, before the workers fork, the
+    Sigstore roots are in every worker's cache.)"""
+    if os.environ.get(ENV_TRUSTED_ROOTS):
+        bundles.trusted_roots()
+    deployment.load_tpm_roots(deployment.trust_dir())
+
+
 def check_at_start(settings: Settings) -> tuple[IntegrityState, bool]:
     """Run the start-up check. Returns the state and whether a background audit is needed.
 
-    Raises IntegrityError when the store must not be served.
+    Raises IntegrityError when the store must not be served, ConfigurationError when a trust
+    anchor it names does not load (``check_trust_anchors``).
     """
+    check_trust_anchors()
     identity = load_log_identity(settings)
     engine = make_engine(settings.database_url)
     try:

@@ -82,6 +82,33 @@ def test_a_bad_read_timeout_setting_refuses_to_start(sqlite_store):
         assert "refusing to start" in proc.stderr and name in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_setting_read_or_checked_at_start_refuses_to_start_in_one_line(sqlite_store, tmp_path):
+    """Each of these used to let the server start and then fail later (a traceback, or every
+    bundle or TPM deployment refused one request at a time), or was silently ignored."""
+    import subprocess  # noqa: PLC0415
+
+    not_a_root = tmp_path / "root.json"
+    not_a_root.write_text('{"mediaType": "something else"}')
+    tee = tmp_path / "tee"
+    tee.mkdir()
+    (tee / "vendor.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    bad_settings = [
+        ("PROVLEDGER_STARTUP_FULL_AUDIT_LIMIT", "lots", "PROVLEDGER_STARTUP_FULL_AUDIT_LIMIT"),
+        ("PROVLEDGER_SIGSTORE_TRUSTED_ROOTS", str(tmp_path / "missing.json"), "missing.json"),
+        ("PROVLEDGER_SIGSTORE_TRUSTED_ROOTS", str(not_a_root), "root.json"),
+        ("PROVLEDGER_TEE_TRUST_DIR", str(not_a_root), "TEE trust folder"),
+        ("PROVLEDGER_TEE_TRUST_DIR", str(tee), "vendor.pem"),
+        ("PROVLEDGER_WITNESSES", "witness.example+01234567+AQ==", "PROVLEDGER_WITNESS_URLS"),
+    ]
+    for name, bad, says in bad_settings:
+        proc = subprocess.run(
+            [PROVLEDGER, "serve", "--port", "0", "--workers", "1"], env={**sqlite_store.env, name: bad},
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert proc.returncode == 1, (name, proc.stderr)
+        assert "refusing to start" in proc.stderr and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_several_processes_share_the_socket_and_the_sequencer_lock(sqlite_store, tmp_path):
     token = _token(sqlite_store)
     key = sqlite_store.add_signer(allow=[PREDICATE])
