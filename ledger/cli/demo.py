@@ -37,7 +37,7 @@ from cryptography.x509.oid import NameOID
 from ledger.config import Settings
 from ledger.db.engine import make_engine, make_session_factory
 from ledger.records.dsse import sign_envelope
-from ledger.errors import LedgerError
+from ledger.errors import ConfigurationError, LedgerError
 from ledger.records.keys import generate_private_key
 from ledger.trust.deployment import binding
 from ledger.trust.policy import Grant
@@ -205,14 +205,37 @@ def deployment(home: Path, binary: str, *, now: int) -> bytes:
     })
 
 
-def run_demo(home: Path, *, port: int = 8000, serve_it: bool = True) -> int:
-    if home.exists():
+#: written into the folder a demo ledger is made in: ``demo`` replaces only a folder that holds it
+DEMO_MARKER = ".provledger-demo"
+#: what a demo folder made before the marker holds (all of it): replaced too
+_DEMO_LAYOUT = {"ledger.db", "log.key", "admin.key", "keys", "tee-trust", "receipts"}
+
+
+def _clear_home(home: Path) -> None:
+    """Make way for a fresh demo ledger in ``home``: remove an earlier demo ledger there, never
+    anything else (``--home ~`` must not delete a home folder)."""
+    if not home.exists():
+        return
+    if not home.is_dir():
+        raise ConfigurationError(f"--home {home} is a file: give a new or empty folder (default var/demo)")
+    names = {p.name for p in home.iterdir()}
+    if DEMO_MARKER in names or _DEMO_LAYOUT <= names:
         shutil.rmtree(home)
+    elif names:
+        raise ConfigurationError(
+            f"--home {home} is not empty and is not a demo ledger made by `provledger demo`; the demo replaces "
+            "its folder, so give a new or empty one (default var/demo)"
+        )
+
+
+def run_demo(home: Path, *, port: int = 8000, serve_it: bool = True) -> int:
+    _clear_home(home)
     os.environ["PROVLEDGER_HOME"] = str(home)
     os.environ.pop("PROVLEDGER_DATABASE_URL", None)
     os.environ["PROVLEDGER_TEE_TRUST_DIR"] = str(home / "tee-trust")
     settings = Settings.from_env()
     log = setup.init_store(settings)
+    (home / DEMO_MARKER).write_text("made by `provledger demo`, which replaces this folder when it runs again\n")
     print(f"demo ledger in {home} (SQLite), origin {log.origin}")
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
