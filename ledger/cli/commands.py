@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ledger.cli.files import make_folder
 from ledger.records import keys as keylib
 from ledger.config import Settings
 from ledger.db import store
@@ -107,11 +108,16 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         if p.exists():
             raise ConflictError(f"{p} already exists; refusing to overwrite a key (choose another --out)")
     key = keylib.generate_private_key(args.algorithm)
-    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.to_pem())
-    pub.write_bytes(key.public_key.to_pem())
+    make_folder(out.parent, 0o700)
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.to_pem())
+        pub.write_bytes(key.public_key.to_pem())
+    except FileExistsError:
+        raise ConflictError(f"{out} already exists; refusing to overwrite a key (choose another --out)") from None
+    except OSError as exc:
+        raise MalformedError(f"cannot write the key to {exc.filename or out}: {exc.strerror or exc} (choose another --out)") from exc
     _out(f"private key: {out}")
     _out(f"public key: {pub}")
     _out(key.key_id)

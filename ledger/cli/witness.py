@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.cli.args import port
+from ledger.cli.files import make_folder
 from ledger.config import Settings
 from ledger.errors import ConflictError, MalformedError
 from ledger.tlog.note import Ed25519CosignatureSigner, generate_signer, is_valid_key_name
@@ -66,13 +67,15 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         raise MalformedError(f"witness name {args.name!r} must be non-empty with no space or '+'")
     path = Path(args.out) if args.out else _home() / "witness.key"
     signer = generate_signer(args.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(signer.skey + "\n")
     except FileExistsError:
         raise ConflictError(f"{path} already exists; refusing to overwrite a witness key") from None
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(signer.skey + "\n")
+    except OSError as exc:
+        raise MalformedError(f"cannot write the witness key to {exc.filename or path}: {exc.strerror or exc} (choose another --out)") from exc
     cosigner: Ed25519CosignatureSigner = load_cosigner(path)
     print(f"wrote {path}")
     print(cosigner.vkey)

@@ -12,6 +12,7 @@ import json
 import re
 import stat
 import subprocess
+import os
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,24 @@ def test_keygen(cli, tmp_path, algorithm):
     code, _, err = cli("keygen", "--out", str(path))
     assert code == 1 and "already exists" in err
     assert load_private_key(path.read_bytes()).key_id == private.key_id
+
+
+@pytest.mark.parametrize("command", [["keygen"], ["witness", "keygen", "--name", "witness.example"]])
+def test_keygen_into_a_folder_it_cannot_make_says_so(cli, tmp_path, command):
+    """A path under a file, or under a folder that cannot be created: one line, exit 2, nothing
+    written (it was a FileNotFoundError or FileExistsError traceback)."""
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    read_only = tmp_path / "ro"
+    read_only.mkdir(mode=0o500)
+    cases = [(a_file / "k.pem", "is not a folder"), (tmp_path / "ro" / "sub" / "k.pem", "cannot create the folder")]
+    if os.geteuid() == 0:  # root writes anywhere: /proc refuses every new folder
+        cases[1] = (Path("/proc/provledger-no-such/k.pem"), "cannot create the folder")
+    for out, says in cases:
+        code, _, err = cli(*command, "--out", str(out))
+        assert code == 2 and says in err and "Traceback" not in err, err
+        assert not out.exists()
+    assert a_file.read_text() == "x"
 
 
 def test_keys_add_list_revoke(cli, signer, tmp_path):
