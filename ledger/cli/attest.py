@@ -14,6 +14,7 @@ from typing import Any
 
 from dataclasses import replace
 
+from ledger.cli.files import read_at_most
 from ledger.attestation import KINDS, Appraisal, TdxCollateral, appraise
 from ledger.attestation.policy_document import PolicyDocument, default_document, parse_policy_document
 from ledger.errors import MalformedError
@@ -138,12 +139,19 @@ def _parse_time(text: str) -> datetime:
     return value
 
 
+#: the most an evidence, endorsement, collateral or policy file may hold
+MAX_INPUT_FILE_BYTES = 64 * 1024 * 1024
+
+
 def _read(path: str, what: str) -> bytes:
     try:
-        return Path(path).read_bytes()
+        data = read_at_most(path, MAX_INPUT_FILE_BYTES)  # a device or pipe that never ends: refused at the limit
     except OSError as exc:
         msg = f"cannot read the {what} file {path}: {exc.strerror or exc}"
         raise _UsageError(msg) from exc
+    if len(data) > MAX_INPUT_FILE_BYTES:
+        raise _UsageError(f"the {what} file {path} is larger than the limit of {MAX_INPUT_FILE_BYTES} bytes")
+    return data
 
 
 #: a collateral folder holds a handful of files; more is a wrong folder

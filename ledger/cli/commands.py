@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.cli.files import make_folder
+from ledger.cli.files import make_folder, read_at_most, read_bounded, read_lines_bounded
 from ledger.records import keys as keylib
 from ledger.config import Settings
 from ledger.db import store
@@ -30,6 +30,7 @@ from ledger.errors import (
     ConflictError,
     LedgerError,
     MalformedError,
+    TooLargeError,
     UnavailableError,
     VerificationError,
 )
@@ -46,15 +47,7 @@ def _out(text: str) -> None:
 
 
 def _read_file(path: str, what: str, limit: int = MAX_ENVELOPE_BYTES) -> bytes:
-    try:
-        p = Path(path)
-        if p.stat().st_size > limit:
-            raise MalformedError(f"{what} {path} is larger than the limit of {limit} bytes")
-        return p.read_bytes()
-    except FileNotFoundError:
-        raise MalformedError(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise MalformedError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    return read_bounded(path, what, limit)
 
 
 def now() -> int:
@@ -168,7 +161,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    body = _read_file(args.envelope, "envelope", limit=MAX_ENVELOPE_BYTES + 1)
+    body = _read_file(args.envelope, "envelope", limit=MAX_ENVELOPE_BYTES)
     if args.server:
         receipt = _submit_http(args.server, args.token or os.environ.get("PROVLEDGER_TOKEN"), body)
     else:
@@ -216,18 +209,21 @@ def _submit_http(server: str, token: str | None, body: bytes) -> dict[str, Any]:
         raise UnavailableError(f"cannot reach {server}: {getattr(exc, 'reason', exc)}") from exc
 
 
-def _envelopes_from(paths: list[str]) -> Iterator[bytes]:
+def _envelopes_from(paths: list[str]) -> Iterator[bytes | LedgerError]:
     for path in paths:
         if path.endswith(".jsonl"):
-            try:
-                with open(path, "rb") as f:
-                    for line in f:
-                        if line.strip():
-                            yield line.strip()
-            except OSError as exc:
-                raise MalformedError(f"cannot read {path}: {exc.strerror}") from exc
+            yield from read_lines_bounded(path, MAX_ENVELOPE_BYTES)
         else:
-            yield _read_file(path, "envelope", limit=MAX_ENVELOPE_BYTES + 1)
+            try:
+                data = read_at_most(path, MAX_ENVELOPE_BYTES)
+            except FileNotFoundError:
+                raise MalformedError(f"envelope {path} does not exist") from None
+            except OSError as exc:
+                raise MalformedError(f"cannot read envelope {path}: {exc.strerror or exc}") from exc
+            # one too big is refused alone, as a line of a .jsonl file is: the others go on
+            yield data if len(data) <= MAX_ENVELOPE_BYTES else TooLargeError(
+                f"envelope {path} is larger than the limit of {MAX_ENVELOPE_BYTES} bytes"
+            )
 
 
 def cmd_import(args: argparse.Namespace) -> int:

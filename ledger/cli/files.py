@@ -1,12 +1,56 @@
-"""Folders the command line writes its files into (keys, witness keys)."""
+"""Files the command line reads (bounded: a device or a pipe that never ends is refused at the
+limit, not read until memory runs out) and folders it writes its files into."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
-from ledger.errors import MalformedError
+from ledger.errors import LedgerError, MalformedError, TooLargeError
 
-__all__ = ["make_folder"]
+__all__ = ["make_folder", "read_at_most", "read_bounded", "read_lines_bounded"]
+
+
+def read_at_most(path: str | Path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of ``path`` (a file, a pipe, ``/dev/stdin``): more than
+    ``limit`` means it is over, and ``/dev/zero`` is never read to exhaustion. Raises OSError
+    (callers word it)."""
+    with open(path, "rb") as f:
+        return f.read(limit + 1)
+
+
+def read_bounded(path: str | Path, what: str, limit: int) -> bytes:
+    """The bytes of ``path``, refused with a MalformedError naming ``what`` when it is missing,
+    unreadable or holds more than ``limit`` bytes."""
+    try:
+        data = read_at_most(path, limit)
+    except FileNotFoundError:
+        raise MalformedError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise MalformedError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise MalformedError(f"{what} {path} is larger than the limit of {limit} bytes")
+    return data
+
+
+def read_lines_bounded(path: str | Path, limit: int) -> Iterator[bytes | LedgerError]:
+    """The non-blank lines of a JSON-lines file, stripped; a line over ``limit`` bytes is read
+    past (in bounded pieces) and given as a TooLargeError in its place, so the others go on."""
+    try:
+        with open(path, "rb") as f:
+            number = 0
+            while line := f.readline(limit + 2):
+                number += 1
+                if len(line) > limit + 1 and not line.endswith(b"\n"):
+                    while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+                        pass
+                    yield TooLargeError(f"line {number} of {path} is over the limit of {limit} bytes")
+                elif line.strip():
+                    yield line.strip()
+    except FileNotFoundError:
+        raise MalformedError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise MalformedError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def make_folder(folder: Path, mode: int = 0o777) -> None:

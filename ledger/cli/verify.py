@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ledger.cli.files import read_at_most
 from ledger.errors import MalformedError, NotFoundError
 from ledger.trust.bundle import (
     MAX_VERDICT_BUNDLE_BYTES,
@@ -125,14 +126,14 @@ def _witness_policy(args: argparse.Namespace) -> tuple[tuple[Any, ...], int]:
 
 def _read_bundle(path: str) -> bytes:
     try:
-        p = Path(path)
-        if p.stat().st_size > MAX_VERDICT_BUNDLE_BYTES:
-            raise MalformedError(f"the verdict bundle {path} is over the limit of {MAX_VERDICT_BUNDLE_BYTES} bytes")
-        return p.read_bytes()
+        data = read_at_most(path, MAX_VERDICT_BUNDLE_BYTES)  # a device or pipe that never ends: refused at the limit
     except FileNotFoundError:
         raise MalformedError(f"the verdict bundle {path} does not exist") from None
     except OSError as exc:
         raise MalformedError(f"cannot read the verdict bundle {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_VERDICT_BUNDLE_BYTES:
+        raise MalformedError(f"the verdict bundle {path} is over the limit of {MAX_VERDICT_BUNDLE_BYTES} bytes")
+    return data
 
 
 def _local_bundle(digest: str, at: int | None) -> tuple[VerdictBundle, str]:

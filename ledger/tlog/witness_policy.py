@@ -10,13 +10,12 @@ witness count once. An empty policy is "no witness policy", never "any zero witn
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ledger.tlog.checkpoint import verify_cosignatures
-from ledger.errors import ConfigurationError, MalformedError
+from ledger.errors import MalformedError
 from ledger.records.keys import PublicKey
 from ledger.tlog.note import (
     CosignatureV1Verifier,

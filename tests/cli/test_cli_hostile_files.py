@@ -94,3 +94,45 @@ def test_import_lists_a_refused_record_and_goes_on(cli, tmp_path):
     assert "database refused this record" in refused[0] and "deeper than" in refused[1] and "repeats the key" in refused[2]
     assert out.strip().splitlines()[-1].startswith("7 appended, 0 duplicates, 3 refused")
     assert store.size() == before + 7
+
+
+def test_endless_inputs_are_refused_at_the_limit_not_read_to_exhaustion(cli, tmp_path):
+    """/dev/zero (through a symlink: the name a user would give) has no end and no size: every
+    file the command line reads is read to its limit and refused there (each was read whole,
+    until memory ran out)."""
+    import os  # noqa: PLC0415
+
+    zero = tmp_path / "zero.json"
+    os.symlink("/dev/zero", zero)
+    before = cli.store.state()
+    for args, says in (
+        (("submit", str(zero)), "larger than the limit of 4194304 bytes"),
+        (("verify-receipt", str(zero), "--log-key", cli.store.log.vkey), "larger than the limit"),
+        (("keys", "add", "--name", "z", "--public-key", str(zero), "--allow", "x"), "larger than the limit"),
+        (("verify", "sha256:" + "0" * 64, "--bundle", str(zero), "--log-key", cli.store.log.vkey), "is over the limit of"),
+        (("attest", "verify", "--type", "tpm", str(zero)), "larger than the limit of 67108864 bytes"),
+    ):
+        code, _, err = cli(*args)
+        assert code == 2, (args, err)
+        # `attest verify` words its usage errors as "error: …", the others as "provledger: …"
+        assert says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert cli.store.state() == before
+
+
+def test_import_refuses_an_oversized_envelope_or_line_alone_and_goes_on(cli, tmp_path):
+    store = cli.store
+    key = store.add_signer()
+    good = [envelope_bytes(sign(key, make_statement(name=f"pkg/ok-{i}"))) for i in range(3)]
+    lines = tmp_path / "many.jsonl"
+    lines.write_bytes(good[0] + b"\n" + b"a" * (4 * 1024 * 1024 + 10) + b"\n" + good[1] + b"\n")
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (4 * 1024 * 1024 + 1))
+    single = tmp_path / "one.json"
+    single.write_bytes(good[2])
+    size = store.size()
+    code, out, err = cli("import", str(lines), str(big), str(single))
+    assert code == 1, err
+    assert "line 2 of" in err and "is over the limit of 4194304 bytes" in err
+    assert f"envelope {big} is larger than the limit of 4194304 bytes" in err
+    assert out.strip().startswith("3 appended, 0 duplicates, 2 refused")
+    assert store.size() == size + 3
