@@ -13,7 +13,13 @@ from sqlalchemy.exc import ArgumentError
 from ledger.errors import ConfigurationError
 from ledger.tlog.note.encoding import is_valid_key_name
 
-__all__ = ["DEFAULT_ORIGIN", "Settings", "create_private_file"]
+__all__ = ["DEFAULT_ORIGIN", "MAX_PROCESSES", "MAX_THREADS", "Settings", "check_database_url", "create_private_file"]
+
+#: the most processes a command may start (serve's workers, import's and audit's pools), and the
+#: most threads ``serve`` gives each: more than any machine's cores, few enough to start without
+#: running out of descriptors or threads
+MAX_PROCESSES = 256
+MAX_THREADS = 1024
 
 #: C2SP origin: a schema-less URL-like name. Deployments set PROVLEDGER_ORIGIN to their own.
 DEFAULT_ORIGIN = "localhost/provenance-ledger"

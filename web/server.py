@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from ledger.config import Settings
+from ledger.config import MAX_PROCESSES, MAX_THREADS, Settings
 from ledger.db.engine import make_engine, make_session_factory
 from ledger.errors import ConfigurationError, IntegrityError
 from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
@@ -233,8 +233,8 @@ def serve(
     the database's lock). ``access_log``: a line per request (off by default: it costs throughput)."""
     if workers is None:
         workers = os.cpu_count() or 1
-    if workers < 1 or threads < 1:
-        print("provledger: --workers and --threads must be at least 1", file=sys.stderr)
+    if not (1 <= workers <= MAX_PROCESSES and 1 <= threads <= MAX_THREADS):
+        print(f"provledger: --workers must be from 1 to {MAX_PROCESSES} and --threads from 1 to {MAX_THREADS:,}", file=sys.stderr)
         return 2
     try:
         state, background = check_at_start(settings)

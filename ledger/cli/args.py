@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 
+from ledger.config import MAX_PROCESSES
 from ledger.errors import LedgerError
 from ledger.untrusted.json import parse_decimal
 
-__all__ = ["count", "index", "index_or_minus_one", "port", "processes", "threads"]
+__all__ = ["count", "index", "index_or_minus_one", "port", "processes"]
 
 
 def index(text: str) -> int:
@@ -44,21 +45,9 @@ def _within(text: str, low: int, high: int, what: str) -> int:
     return value
 
 
-#: the most processes an option may start (serve's workers, import's and audit's pools): more
-#: than any machine's cores, and few enough to start without running out of descriptors
-MAX_PROCESSES = 256
-#: the most threads ``serve`` may give each process
-MAX_THREADS = 1024
-
-
 def processes(text: str) -> int:
     """An argparse type: a number of processes, 1 to ``MAX_PROCESSES``."""
     return _within(text, 1, MAX_PROCESSES, "a number of processes")
-
-
-def threads(text: str) -> int:
-    """An argparse type: a number of threads per process, 1 to ``MAX_THREADS``."""
-    return _within(text, 1, MAX_THREADS, "a number of threads")
 
 
 def port(text: str) -> int:

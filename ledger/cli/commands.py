@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.cli.files import make_folder, read_at_most, read_bounded, read_lines_bounded
 from ledger.records import keys as keylib
-from ledger.config import Settings
+from ledger.config import MAX_PROCESSES, Settings
 from ledger.db import store
 from ledger.db.engine import make_engine, make_session_factory
 from ledger.records.dsse import MAX_ENVELOPE_BYTES, sign_envelope
@@ -295,8 +295,8 @@ def cmd_prove_consistency(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from ledger.cli.worker import DEFAULT_WAIT, audit_with_workers, progress_bar  # noqa: PLC0415
 
-    if args.processes is not None and (not args.signatures or args.processes < 1):
-        raise MalformedError("--processes takes a positive number and goes with --signatures")
+    if args.processes is not None and (not args.signatures or not 1 <= args.processes <= MAX_PROCESSES):
+        raise MalformedError(f"--processes takes a number from 1 to {MAX_PROCESSES} and goes with --signatures")
     if args.wait is not None and not args.workers:
         raise MalformedError("--wait goes with --workers (how long to wait for a worker to pick the audit up)")
     progress = progress_bar() if not args.json and sys.stderr.isatty() else None

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ledger import __version__
-from ledger.cli.args import count, index, port, processes, threads
+from ledger.cli.args import count, index, port, processes
 from ledger.errors import LedgerError
 
 __all__ = ["build_parser", "main"]
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also re-verify every signature, on every core of this machine (no Redis needed)")
     mode.add_argument("--workers", action="store_true",
                       help="also re-verify every signature, sharded on the Celery workers (`provledger worker`)")
-    s.add_argument("--processes", type=processes, metavar="N", help="with --signatures: processes (default: one per core)")
+    s.add_argument("--processes", type=index, metavar="N", help="with --signatures: processes (default: one per core, at most 256)")
     s.add_argument("--wait", type=float, metavar="SECONDS", default=None,
                    help="with --workers: give up (exit 3, nothing recorded) if no worker picks the audit up "
                    "within SECONDS (default 30)")
@@ -162,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the HTTP API (refuses to start on a failed integrity check)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=port, default=8000)
-    s.add_argument("--workers", type=processes, default=None, help="WSGI worker processes (default: one per core)")
-    s.add_argument("--threads", type=threads, default=16, help="threads per worker process")
+    s.add_argument("--workers", type=index, default=None, help="WSGI worker processes (default: one per core, at most 256)")
+    s.add_argument("--threads", type=index, default=16, help="threads per worker process (at most 1,024)")
     s.add_argument("--access-log", action="store_true", help="log one line per request on stderr (default: off, a line per request costs throughput)")
     s.set_defaults(func=c.cmd_serve)
 

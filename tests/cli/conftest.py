@@ -25,4 +25,5 @@ def cli(store, monkeypatch, capsys):
         return code, out, err
 
     run.store = store  # type: ignore[attr-defined]
+    run.capsys = capsys  # type: ignore[attr-defined]
     return run
