@@ -251,10 +251,15 @@ def serve(
     if not any(isinstance(f, EverySeconds) for f in queue_log.filters):
         queue_log.addFilter(EverySeconds(QUEUE_WARNING_SECONDS))
 
-    sock = socket.create_server((host, port), backlog=2048)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # an IPv6 address such as ::1
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        print(f"provledger: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     bound = sock.getsockname()[1]
     print(
-        f"provledger: serving {settings.origin} on http://{host}:{bound}/ "
+        f"provledger: serving {settings.origin} on http://{f'[{host}]' if ':' in host else host}:{bound}/ "
         f"(waitress, {workers} process(es) x {threads} threads, read timeout {options['channel_timeout']} s)",
         file=sys.stderr,
         flush=True,

@@ -49,10 +49,12 @@ def serve_witness(witness: Witness, *, host: str, port: int, threads: int = 8) -
     """Serve the witness under gunicorn (one process; the state store's lock serialises writes)."""
     from gunicorn.app.base import BaseApplication  # noqa: PLC0415
 
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address in brackets
+
     class _App(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             for key, value in {
-                "bind": f"{host}:{port}",
+                "bind": address,
                 "workers": 1,
                 "worker_class": "gthread",
                 "threads": threads,
@@ -63,6 +65,6 @@ def serve_witness(witness: Witness, *, host: str, port: int, threads: int = 8) -
         def load(self) -> Any:
             return create_witness_app(witness)
 
-    print(f"provledger: witness {witness.vkey} on http://{host}:{port}/add-checkpoint")
+    print(f"provledger: witness {witness.vkey} on http://{address}/add-checkpoint")
     _App().run()
     return 0

@@ -8,6 +8,7 @@ bench/bench_slow_clients.py, not asserted here.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -128,3 +129,42 @@ def test_several_processes_share_the_socket_and_the_sequencer_lock(sqlite_store,
             assert status == 200 and body["integrity"] == "verified"
     assert sqlite_store.size() == start + 24
     assert "(waitress, 2 process(es)" in (tmp_path / "serve.log").read_text()
+
+
+def test_serve_listens_on_an_ipv6_address(sqlite_store, tmp_path):
+    """--host ::1 was an OSError traceback ('Address family for hostname not supported'): the
+    listening socket was always IPv4."""
+    import http.client  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"this machine has no IPv6 loopback: {exc}")
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([PROVLEDGER, "serve", "--host", "::1", "--port", "0", "--workers", "1"],
+                                env=sqlite_store.env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "serving" not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+        line = next(l for l in log.read_text().splitlines() if "serving" in l)
+        port = int(line.split("http://[::1]:", 1)[1].split("/", 1)[0])
+        while True:
+            conn = http.client.HTTPConnection("::1", port, timeout=5)
+            try:
+                conn.request("GET", "/healthz")
+                assert conn.getresponse().status == 200
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            finally:
+                conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
