@@ -50,6 +50,11 @@ from ledger.tlog.witness_policy import parse_witness_policy
 
 __all__ = ["LedgerClient", "sign_statement", "statement"]
 
+#: the most a JSON answer may hold (a batch of 10,000 receipts is about 30 MB)
+MAX_RESPONSE_BYTES = 128 * 1024 * 1024
+#: the most of an error answer that is read (its message is one sentence)
+MAX_ERROR_BYTES = 1024 * 1024
+
 _ERRORS: dict[int, type[LedgerError]] = {
     400: MalformedError,
     401: ConfigurationError,
@@ -108,8 +113,9 @@ class LedgerClient:
         req = urllib.request.Request(self.server + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - the caller's URL
-                data = resp.read() if limit is None else resp.read(limit + 1)
-                if limit is not None and len(data) > limit:
+                limit = limit or MAX_RESPONSE_BYTES  # a server that never stops sending is refused here
+                data = resp.read(limit + 1)
+                if len(data) > limit:
                     raise TooLargeError(f"{method} {path}: the response is over the limit of {limit} bytes")
                 if resp.headers.get("Content-Encoding") == "gzip":
                     data = _gunzip(data, limit, f"{method} {path}")
@@ -118,7 +124,7 @@ class LedgerClient:
                 return data.decode("utf-8") if resp.headers.get_content_type() == "text/plain" else parse_json(data, what=f"the answer to {method} {path}")
         except urllib.error.HTTPError as exc:
             try:
-                message = parse_json(exc.read(), what="the error")["error"]["message"]
+                message = parse_json(exc.read(MAX_ERROR_BYTES), what="the error")["error"]["message"]
             except (MalformedError, KeyError, TypeError):
                 message = str(exc.reason)
             raise _ERRORS.get(exc.code, UnavailableError)(f"{method} {path} failed ({exc.code}): {message}") from exc

@@ -230,3 +230,43 @@ def test_big_files_show_hashing_progress_and_help_has_an_example(tmp_path: Path,
     assert cli_verify.artifact_digest("SHA256:" + "AB" * 32) == "sha256:" + "ab" * 32
     code, out, _ = run(["verify", "--help"], capsys)
     assert code == 0 and "example (a deploy gate)" in out and "Exit status" in out
+
+
+def test_a_server_that_never_stops_sending_is_refused_at_the_limit(monkeypatch) -> None:
+    """Every answer the client reads is bounded (it read all of any answer but a bundle): a
+    server sending without end, or a huge error page, costs at most the limit in memory."""
+    import http.server  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    import ledger.client as client_module  # noqa: PLC0415
+    from ledger.errors import TooLargeError, UnavailableError  # noqa: PLC0415
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            status = 500 if self.path.startswith("/api/v1/receipt") else 200
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            chunk = b" " * 65536
+            try:
+                for _ in range(1024):  # 64 MiB, far past the limits set below
+                    self.wfile.write(chunk)
+            except OSError:  # the client stopped reading: as it should
+                pass
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(client_module, "MAX_RESPONSE_BYTES", 1 << 20)
+    monkeypatch.setattr(client_module, "MAX_ERROR_BYTES", 1 << 16)
+    try:
+        client = LedgerClient(f"http://127.0.0.1:{server.server_address[1]}", timeout=30)
+        with pytest.raises(TooLargeError, match="over the limit of 1048576 bytes"):
+            client.checkpoint()
+        with pytest.raises(UnavailableError, match=r"failed \(500\)"):  # the error page: read only so far
+            client.receipt(0)
+    finally:
+        server.shutdown()
+        server.server_close()
