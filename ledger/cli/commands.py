@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ledger.client import MAX_ERROR_BYTES, MAX_RESPONSE_BYTES
 from ledger.cli.files import make_folder, read_at_most, read_bounded, read_lines_bounded
 from ledger.records import keys as keylib
 from ledger.config import MAX_PROCESSES, Settings
@@ -192,10 +193,13 @@ def _submit_http(server: str, token: str | None, body: bytes) -> dict[str, Any]:
     )
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - the operator's URL
-            return parse_json(resp.read(), what="the server's answer")
+            answer = resp.read(MAX_RESPONSE_BYTES + 1)  # a receipt is a few KB: a server that never stops is refused
+            if len(answer) > MAX_RESPONSE_BYTES:
+                raise UnavailableError(f"the server's answer is over the limit of {MAX_RESPONSE_BYTES} bytes")
+            return parse_json(answer, what="the server's answer")
     except urllib.error.HTTPError as exc:
         try:
-            message = parse_json(exc.read(), what="the error")["error"]["message"]
+            message = parse_json(exc.read(MAX_ERROR_BYTES), what="the error")["error"]["message"]
         except (MalformedError, KeyError, TypeError):
             message = exc.reason
         if exc.code == 401:

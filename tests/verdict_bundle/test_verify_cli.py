@@ -232,7 +232,7 @@ def test_big_files_show_hashing_progress_and_help_has_an_example(tmp_path: Path,
     assert code == 0 and "example (a deploy gate)" in out and "Exit status" in out
 
 
-def test_a_server_that_never_stops_sending_is_refused_at_the_limit(monkeypatch) -> None:
+def test_a_server_that_never_stops_sending_is_refused_at_the_limit(monkeypatch, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     """Every answer the client reads is bounded (it read all of any answer but a bundle): a
     server sending without end, or a huge error page, costs at most the limit in memory."""
     import http.server  # noqa: PLC0415
@@ -254,6 +254,10 @@ def test_a_server_that_never_stops_sending_is_refused_at_the_limit(monkeypatch) 
             except OSError:  # the client stopped reading: as it should
                 pass
 
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.do_GET()
+
         def log_message(self, *_args: object) -> None:
             pass
 
@@ -267,6 +271,16 @@ def test_a_server_that_never_stops_sending_is_refused_at_the_limit(monkeypatch) 
             client.checkpoint()
         with pytest.raises(UnavailableError, match=r"failed \(500\)"):  # the error page: read only so far
             client.receipt(0)
+        # `provledger submit --server` reads its answer with the same bound
+        import ledger.cli.commands as commands  # noqa: PLC0415
+        from ledger.cli.main import main  # noqa: PLC0415
+
+        monkeypatch.setattr(commands, "MAX_RESPONSE_BYTES", 1 << 20)
+        envelope = tmp_path / "envelope.json"
+        envelope.write_text('{"payload": "", "payloadType": "x", "signatures": []}')
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert main(["submit", str(envelope), "--server", url, "--token", "t"]) == UnavailableError.exit_code
+        assert "over the limit of 1048576 bytes" in capsys.readouterr().err
     finally:
         server.shutdown()
         server.server_close()
