@@ -14,7 +14,7 @@ from typing import NoReturn, TextIO
 
 from sqlalchemy.orm import Session
 
-from ledger.config import Settings
+from ledger.config import MAX_PROCESSES, Settings
 from ledger.db.engine import begin_write, make_engine, make_session_factory
 from ledger.errors import ConfigurationError, MalformedError, UnavailableError
 from ledger.services import setup, shards
@@ -66,8 +66,8 @@ def _embedded_options(argv: Sequence[str]) -> tuple[int | None, str]:
     parser.add_argument("-l", "--loglevel", default="WARNING", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL"])
     args = parser.parse_args(list(argv))
-    if args.concurrency is not None and args.concurrency < 1:
-        parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
+    if args.concurrency is not None and not 1 <= args.concurrency <= MAX_PROCESSES:
+        parser.error(f"--concurrency must be from 1 to {MAX_PROCESSES}, got {args.concurrency}")
     return args.concurrency, args.loglevel
 
 

@@ -85,6 +85,10 @@ def test_embedded_worker_refuses_options_it_cannot_honour(sqlite_store, monkeypa
     err = capsys.readouterr().err.strip()
     assert "PROVLEDGER_REDIS_URL" in err and "-Q other" in err and err.count("\n") == 0
     assert main(["worker", "--concurrency", "many"]) == 2
+    capsys.readouterr()
+    for count in ("0", "257", "100000"):  # 100000 threads: refused, not started until something breaks
+        assert main(["worker", "--concurrency", count]) == 2
+        assert "--concurrency must be from 1 to 256" in capsys.readouterr().err
 
 
 def test_audit_option_combinations_are_refused(sqlite_store, monkeypatch, capsys):
