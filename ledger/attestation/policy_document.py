@@ -26,6 +26,7 @@ import rfc8785
 
 from ledger.attestation.appraisal import Policy
 from ledger.untrusted.json import parse_json
+from ledger.untrusted.schema import schema_message
 from ledger.errors import MalformedError
 
 __all__ = [
@@ -215,7 +216,7 @@ def parse_policy_document(data: bytes | str | Mapping[str, Any]) -> PolicyDocume
     errors = sorted(_validator().iter_errors(doc), key=lambda e: (list(map(str, e.absolute_path)), str(e.validator)))
     if errors:
         first = errors[0]
-        msg = f"policy document does not match its schema (version 1): at {_where(first)}: {first.message}"
+        msg = f"policy document does not match its schema (version 1): at {_where(first)}: {schema_message(first)}"
         raise MalformedError(msg)
     sections = {kind: _BUILDERS[kind](doc[kind]) for kind in _KINDS if kind in doc}
     return PolicyDocument(doc.get("environment", DEFAULT_ENVIRONMENT), sections, doc)

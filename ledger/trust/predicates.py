@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any
 
 from ledger.errors import MalformedError
+from ledger.untrusted.schema import schema_message
 
 __all__ = [
     "CYCLONEDX",
@@ -117,11 +118,11 @@ def _describe(error: Any) -> str:
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return f"{_path(error)}.{missing} is required"
     if error.validator == "additionalProperties":
-        return f"{_path(error)}: {error.message}"
+        return f"{_path(error)}: {schema_message(error)}"
     if error.validator in ("anyOf", "oneOf") and error.schema_path and "anyOf" in error.schema_path:
         options = " or ".join("/".join(s.get("required", [])) for s in error.validator_value if isinstance(s, dict))
         return f"{_path(error)} needs {options}"
-    return f"{_path(error)}: {error.message}"
+    return f"{_path(error)}: {schema_message(error)}"
 
 
 def _ordered(errors: Iterable[Any]) -> list[Any]:

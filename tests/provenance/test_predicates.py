@@ -144,3 +144,30 @@ def test_garbage_sbom_parts_are_skipped_not_refused() -> None:
     bom = {"components": ["x", {"hashes": "nope"}, {"hashes": [{"alg": 5}, {"alg": "SHA-256", "content": "short"}]}]}
     validate_predicate(CYCLONEDX, bom)
     assert edges_of(CYCLONEDX, bom) == ()
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda p: p.update(manufacturer="m" * 1_000_000),  # a string over its length
+        lambda p: p["manufactured"].update(date="2" * 1_000_000),  # a string off its pattern
+        lambda p: p.update(manufacturer=["x" * 1000] * 1000),  # a huge value of the wrong type
+        lambda p: p.update({"k" * 100_000: 1}),  # an unexpected key of 100,000 characters
+    ],
+)
+def test_a_schema_error_shows_a_huge_value_by_its_start_and_length(mutate) -> None:  # type: ignore[no-untyped-def]
+    """jsonschema words its errors around the value itself: a megabyte field came back whole in
+    the 400 answer, on stderr and in logs. The message shows its start and its length."""
+    predicate = _predicate(helpers.hardware_part("acme/board")[0])
+    mutate(predicate)
+    with pytest.raises(MalformedError) as refused:
+        validate_predicate(HARDWARE_PART, predicate)
+    message = str(refused.value)
+    assert "predicate" in message and len(message) < 2_000, len(message)
+
+
+def test_a_short_value_is_shown_whole() -> None:
+    predicate = _predicate(helpers.hardware_part("acme/board")[0])
+    predicate["manufactured"]["date"] = "14/03/2026"
+    with pytest.raises(MalformedError, match="'14/03/2026' does not match"):
+        validate_predicate(HARDWARE_PART, predicate)

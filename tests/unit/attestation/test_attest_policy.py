@@ -124,6 +124,14 @@ def test_malformed_documents_named(raw: bytes, needle: str) -> None:
     assert needle in str(info.value)
 
 
+def test_a_huge_bad_value_is_shown_by_its_start_and_length() -> None:
+    raw = b'{"version": 1, "tdx": {"min_tee_tcb_svn": "' + b"z" * 50_000 + b'"}}'
+    with pytest.raises(MalformedError) as info:
+        parse_policy_document(raw)
+    message = str(info.value)
+    assert "min_tee_tcb_svn" in message and "characters)" in message and len(message) < 1_000, message[:300]
+
+
 def test_schema_file_is_the_parser_schema() -> None:
     schema = json.loads((Path(__file__).parents[3] / "ledger" / "attestation" / "schemas" / "appraisal-policy.v1.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
