@@ -24,6 +24,7 @@ verifier never leaks ``KeyError``, ``IndexError``, ``binascii.Error`` or a ``nac
 from __future__ import annotations
 
 __all__ = [
+    "MAX_DIAGNOSTIC_CHARS",
     "ConfigurationError",
     "ConflictError",
     "ConsistencyError",
@@ -37,6 +38,7 @@ __all__ = [
     "TooLargeError",
     "UnavailableError",
     "VerificationError",
+    "shorten",
 ]
 
 
@@ -49,8 +51,19 @@ class LedgerError(Exception):
     exit_code = 1
 
     def diagnostics(self) -> str:
-        """One clear sentence for a person (CLI stderr, UI, JSON ``message``)."""
-        return str(self)
+        """One clear sentence for a person (CLI stderr, UI, JSON ``message``), at most
+        ``MAX_DIAGNOSTIC_CHARS``: a message that quotes an untrusted value (a 3 MB payloadType,
+        say) is cut there rather than sent back whole."""
+        return shorten(str(self))
+
+
+#: the most of an error's message a person is shown (CLI, UI, the API's JSON ``message``)
+MAX_DIAGNOSTIC_CHARS = 2000
+
+
+def shorten(text: str, limit: int = MAX_DIAGNOSTIC_CHARS) -> str:
+    """``text``, or its first ``limit`` characters and how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters in all)"
 
 
 class MalformedError(LedgerError):

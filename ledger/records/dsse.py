@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.errors import MalformedError, SignatureError, TooLargeError
+from ledger.errors import MalformedError, SignatureError, TooLargeError, shorten
 from ledger.records.keys import PrivateKey, PublicKey
 from ledger.untrusted.json import check_json, parse_json
 
@@ -95,7 +95,7 @@ def parse_envelope(data: bytes | str | Mapping[str, Any], *, limit: int = MAX_EN
             "(provledger sign --key KEY.pem STATEMENT.json > envelope.json) and submit the envelope"
         )
     if unknown:
-        raise MalformedError(f"envelope has unknown fields: {', '.join(sorted(unknown))}")
+        raise MalformedError(f"envelope has unknown fields: {shorten(', '.join(sorted(unknown)), 200)}")
     payload_type = doc.get("payloadType")
     if not isinstance(payload_type, str) or not payload_type:
         raise MalformedError("envelope payloadType must be a non-empty string")

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.errors import MalformedError
+from ledger.errors import MalformedError, shorten
 from ledger.untrusted.json import parse_json
 
 __all__ = [
@@ -100,7 +100,7 @@ def parse_statement(payload: bytes) -> Statement:
         raise MalformedError("statement must be a JSON object")
     stype = doc.get("_type")
     if stype not in STATEMENT_TYPES:
-        raise MalformedError(f"statement _type must be one of {', '.join(STATEMENT_TYPES)}, got {stype!r}")
+        raise MalformedError(f"statement _type must be one of {', '.join(STATEMENT_TYPES)}, got {shorten(repr(stype), 100)}")
     predicate_type = doc.get("predicateType")
     if not isinstance(predicate_type, str) or not predicate_type:
         raise MalformedError("statement predicateType must be a non-empty string")

@@ -28,6 +28,7 @@ from ledger.errors import (
     NotTrustedError,
     SignatureError,
     TooLargeError,
+    shorten,
 )
 from ledger.tlog.hashing import chain_hash, leaf_hash
 from ledger.records.keys import PublicKey
@@ -86,7 +87,7 @@ def _decode(raw: bytes | str | Mapping[str, Any], limit: int, checked: bool = Fa
             raise TooLargeError(f"envelope is {size} bytes, over the limit of {limit} bytes")
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
         raise MalformedError(
-            f"envelope payloadType is {envelope.payload_type!r}; the ledger accepts {IN_TOTO_PAYLOAD_TYPE!r}"
+            f"envelope payloadType is {shorten(repr(envelope.payload_type), 100)}; the ledger accepts {IN_TOTO_PAYLOAD_TYPE!r}"
         )
     return _Decoded(envelope, canonical)
 

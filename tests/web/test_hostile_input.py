@@ -343,3 +343,35 @@ def test_an_undeclared_method_is_405_with_allow(client):
     response = client.open("/api/v1/signers", method="TRACE")
     _error(response, 405, "method_not_allowed")
     assert "GET" in response.headers["Allow"]
+
+
+def _b64(doc: object) -> str:
+    import base64  # noqa: PLC0415
+
+    return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {"payload": "e30=", "payloadType": "x" * 50_000, "signatures": [{"sig": "AA=="}]},
+        {"payload": "e30=", "payloadType": "application/vnd.in-toto+json", "signatures": [{"sig": "AA=="}], "k" * 50_000: 1},
+        {"payload": _b64({"_type": "t" * 30_000, "subject": [], "predicateType": "x", "predicate": {}}),
+         "payloadType": "application/vnd.in-toto+json", "signatures": [{"sig": "AA=="}]},
+        {"payload": _b64({"_type": "https://in-toto.io/Statement/v1", "subject": [{"name": "myorg/a/b", "digest": {"sha256": "0" * 64}}],
+                          "predicateType": "https://provenance-ledger.dev/hardware-part/v1", "predicate": {"manufacturer": "m" * 30_000}}),
+         "payloadType": "application/vnd.in-toto+json", "signatures": [{"sig": "AA=="}]},
+    ],
+    ids=["payloadType", "unknown field", "statement type", "predicate field"],
+)
+def test_a_refusal_never_echoes_a_huge_value_back(client, auth, app, envelope):
+    """Messages that quote a value (payloadType, an unknown field's name, the statement type, a
+    schema error) sent it back whole: a 50 KB (or 3 MB) field made a 50 KB (or 3 MB) 400 answer."""
+    before = app.store.state()
+    for path, body in (("/api/v1/entries", envelope), ("/api/v1/entries/batch", {"envelopes": [envelope]})):
+        response = client.post(path, data=json.dumps(body), headers=auth)
+        assert response.status_code in (200, 400), response.status_code
+        doc = response.get_json()
+        message = (doc["results"][0] if path.endswith("batch") else doc)["error"]["message"]
+        assert len(message) <= 2_100 and len(response.get_data()) < 4_000, len(message)
+    assert app.store.state() == before
