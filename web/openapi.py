@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledger.services.shards.plan import MAX_SHARD_LEVEL
+
 __all__ = ["OPENAPI"]
 
 _error = {"$ref": "#/components/schemas/Error"}
@@ -275,7 +277,17 @@ OPENAPI: dict[str, Any] = {
                     "required": False,
                     "content": {
                         "application/json": {
-                            "schema": {"type": "object", "properties": {"shard_size": {"type": "integer"}}, "additionalProperties": False}
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "shard_size": {
+                                        "type": "integer",
+                                        "enum": [1 << level for level in range(MAX_SHARD_LEVEL + 1)],
+                                        "description": "entries per shard, a power of two (default: chosen from the tree size)",
+                                    }
+                                },
+                                "additionalProperties": False,
+                            }
                         }
                     },
                 },

@@ -131,7 +131,7 @@ def test_post_audits_runs_on_the_workers(cluster):
     assert client.post("/api/v1/audits").status_code == 401
     assert client.post("/api/v1/audits", headers={"Authorization": f"Bearer {submit}"}).status_code == 401
     headers = {"Authorization": f"Bearer {admin}", "Content-Type": "application/json"}
-    for body in (b"[", b'{"shard_size": 3}', b'{"shard_size": "8"}', b'{"other": 1}', b"{" + b" " * 2000 + b"}"):
+    for body in (b"[", b'{"shard_size": 3}', b'{"shard_size": "8"}', b'{"shard_size": null}', b'{"shard_size": -4}', b'{"other": 1}', b"{" + b" " * 2000 + b"}"):
         response = client.post("/api/v1/audits", data=body, headers=headers)
         assert response.status_code == 400, body
         assert response.get_json()["error"]["code"] == "malformed"

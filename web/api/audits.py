@@ -76,9 +76,9 @@ def _shard_level() -> int | None:
     doc = parse_json(body, what="the audit request")
     if not isinstance(doc, dict) or set(doc) - {"shard_size"}:
         raise MalformedError('an audit request is {} or {"shard_size": <a power of two>}')
-    size = doc.get("shard_size")
-    if size is None:
+    if "shard_size" not in doc:
         return None
+    size = doc["shard_size"]  # null is not a size: leave the field out for the default
     if type(size) is not int or size < 1 or size & (size - 1) or size > 1 << shards.MAX_SHARD_LEVEL:
         raise MalformedError(f"shard_size must be a power of two between 1 and {1 << shards.MAX_SHARD_LEVEL}")
     return size.bit_length() - 1
