@@ -20,7 +20,6 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.client import MAX_ERROR_BYTES, MAX_RESPONSE_BYTES
 from ledger.cli.files import make_folder, read_at_most, read_bounded, read_lines_bounded
 from ledger.records import keys as keylib
 from ledger.config import MAX_PROCESSES, Settings
@@ -181,6 +180,7 @@ _HTTP_ERRORS = {400: MalformedError, 413: MalformedError, 422: VerificationError
 
 
 def _submit_http(server: str, token: str | None, body: bytes) -> dict[str, Any]:
+    from ledger.client import MAX_ERROR_BYTES, MAX_RESPONSE_BYTES  # noqa: PLC0415 - the client's own bounds
     from ledger.errors import NotTrustedError  # noqa: PLC0415
 
     if not token:

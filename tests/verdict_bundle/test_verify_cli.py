@@ -272,10 +272,8 @@ def test_a_server_that_never_stops_sending_is_refused_at_the_limit(monkeypatch, 
         with pytest.raises(UnavailableError, match=r"failed \(500\)"):  # the error page: read only so far
             client.receipt(0)
         # `provledger submit --server` reads its answer with the same bound
-        import ledger.cli.commands as commands  # noqa: PLC0415
         from ledger.cli.main import main  # noqa: PLC0415
 
-        monkeypatch.setattr(commands, "MAX_RESPONSE_BYTES", 1 << 20)
         envelope = tmp_path / "envelope.json"
         envelope.write_text('{"payload": "", "payloadType": "x", "signatures": []}')
         url = f"http://127.0.0.1:{server.server_address[1]}"
