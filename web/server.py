@@ -232,7 +232,7 @@ def serve(
     socket, each with ``threads`` threads and its own sequencer thread (they sequence through
     the database's lock). ``access_log``: a line per request (off by default: it costs throughput)."""
     if workers is None:
-        workers = os.cpu_count() or 1
+        workers = min(os.cpu_count() or 1, MAX_PROCESSES)
     if not (1 <= workers <= MAX_PROCESSES and 1 <= threads <= MAX_THREADS):
         print(f"provledger: --workers must be from 1 to {MAX_PROCESSES} and --threads from 1 to {MAX_THREADS:,}", file=sys.stderr)
         return 2
