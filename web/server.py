@@ -32,9 +32,15 @@ from web.extension import IntegrityState
 from web.integrity_flag import SharedFlag
 from web.throttle import SharedLoginThrottle
 
-__all__ = ["access_log", "check_at_start", "serve", "server_options"]
+__all__ = ["access_log", "check_at_start", "default_workers", "serve", "server_options"]
 
 log = logging.getLogger(__name__)
+
+
+def default_workers() -> int:
+    """``serve``'s worker processes by default: one per core, at most ``MAX_PROCESSES`` (the
+    most ``--workers`` takes), so a machine with more cores still starts."""
+    return max(1, min(os.cpu_count() or 1, MAX_PROCESSES))
 
 
 def check_trust_anchors() -> None:
@@ -232,7 +238,7 @@ def serve(
     socket, each with ``threads`` threads and its own sequencer thread (they sequence through
     the database's lock). ``access_log``: a line per request (off by default: it costs throughput)."""
     if workers is None:
-        workers = min(os.cpu_count() or 1, MAX_PROCESSES)
+        workers = default_workers()
     if not (1 <= workers <= MAX_PROCESSES and 1 <= threads <= MAX_THREADS):
         print(f"provledger: --workers must be from 1 to {MAX_PROCESSES} and --threads from 1 to {MAX_THREADS:,}", file=sys.stderr)
         return 2

@@ -194,3 +194,14 @@ def test_workers_that_fail_to_start_stop_the_server_and_say_why(sqlite_store):
     assert proc.returncode == 1, proc.stderr
     assert "is too short; delete it to make a new one" in proc.stderr
     assert "as it started; stopping the server" in proc.stderr
+
+
+def test_default_workers_are_one_per_core_within_the_option_s_range(monkeypatch):
+    import os  # noqa: PLC0415
+
+    from ledger.config import MAX_PROCESSES  # noqa: PLC0415
+    from web.server import default_workers  # noqa: PLC0415
+
+    for cores, expected in ((None, 1), (1, 1), (2, 2), (64, 64), (1024, MAX_PROCESSES)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert default_workers() == expected, cores
