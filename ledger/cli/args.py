@@ -10,7 +10,7 @@ from ledger.config import MAX_PROCESSES
 from ledger.errors import LedgerError
 from ledger.untrusted.json import parse_decimal
 
-__all__ = ["count", "index", "index_or_minus_one", "port", "processes"]
+__all__ = ["count", "index", "index_or_minus_one", "port", "processes", "signed_index"]
 
 
 def index(text: str) -> int:
@@ -19,6 +19,14 @@ def index(text: str) -> int:
         return parse_decimal(text, what="the number")
     except LedgerError as exc:
         raise argparse.ArgumentTypeError(f"{text[:40]!r}: {exc}") from None
+
+
+def signed_index(text: str) -> int:
+    """``index`` with an optional leading ``-``: ASCII digits within the store's 64 bits either
+    way (the command says what a negative one means, or refuses it)."""
+    negative = text.startswith("-")
+    value = index(text[1:] if negative else text)
+    return -value if negative else value
 
 
 def index_or_minus_one(text: str) -> int:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ledger import __version__
-from ledger.cli.args import count, index, port, processes
+from ledger.cli.args import count, index, port, processes, signed_index
 from ledger.errors import LedgerError
 
 __all__ = ["build_parser", "main"]
@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require a signature by this key (repeatable)")
     s.add_argument("--witness", action="extend", nargs="+", default=[], metavar="VKEY",
                    help="a witness's verifier key (repeatable): apply a k-of-n witness policy")
-    s.add_argument("--threshold", type=int, metavar="K",
+    s.add_argument("--threshold", type=signed_index, metavar="K",
                    help="how many distinct --witness witnesses must cosign (default: all)")
     s.set_defaults(func=c.cmd_verify_receipt)
 

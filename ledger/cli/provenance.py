@@ -18,7 +18,7 @@ from ledger.errors import MalformedError
 from ledger.records.keys import load_public_key
 from ledger.trust.policy import IDENTITY_ALGORITHM, Grant, Identity, format_time
 from ledger.trust.predicates import KEY_EVENT
-from ledger.cli.args import index, index_or_minus_one
+from ledger.cli.args import index, index_or_minus_one, signed_index
 from ledger.services import chain as chain_service
 from ledger.services import registry, setup
 from ledger.services.trust import load_state
@@ -77,7 +77,7 @@ def add_parser(sub: Any) -> None:
 
     s = keys.add_parser("threshold", help="require N distinct principals for a predicate type")
     s.add_argument("--predicate-type", required=True, metavar="GLOB")
-    s.add_argument("--count", required=True, type=int, metavar="N")
+    s.add_argument("--count", required=True, type=signed_index, metavar="N")
     s.set_defaults(func=cmd_keys_threshold)
 
     identities = sub.add_parser(

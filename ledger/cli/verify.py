@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ledger.cli.args import signed_index
 from ledger.cli.files import read_at_most
 from ledger.errors import MalformedError, NotFoundError
 from ledger.trust.bundle import (
@@ -76,11 +77,11 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--log-key", metavar="VKEY", help="the log's verifier key string (default: the local log's)")
     s.add_argument("--witness", action="extend", nargs="+", default=[], metavar="VKEY",
                    help="a witness's verifier key (repeatable): the checkpoint must be cosigned")
-    s.add_argument("--threshold", type=int, metavar="K", help="how many distinct --witness witnesses (default: all)")
-    s.add_argument("--max-age", type=int, metavar="SECONDS",
+    s.add_argument("--threshold", type=signed_index, metavar="K", help="how many distinct --witness witnesses (default: all)")
+    s.add_argument("--max-age", type=signed_index, metavar="SECONDS",
                    help="K witnesses must have cosigned the checkpoint this recently (refuses replayed old bundles)")
     s.add_argument("--bundle-out", metavar="FILE", help="write the verdict bundle that was verified here")
-    s.add_argument("--at", type=int, metavar="INDEX", help="judge as the ledger stood at this entry index")
+    s.add_argument("--at", type=signed_index, metavar="INDEX", help="judge as the ledger stood at this entry index")
     s.add_argument("--expect-predicate", metavar="TYPE", help="a trusted record about the artifact has this predicate type (glob)")
     s.add_argument("--expect-signer", metavar="PRINCIPAL", help="a trusted record about the artifact is signed by this principal (or key id)")
     s.add_argument("--require-deployment", action="store_true", help="a trusted deployment (verified TEE evidence) of the artifact exists")

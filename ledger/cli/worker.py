@@ -14,6 +14,7 @@ from typing import NoReturn, TextIO
 
 from sqlalchemy.orm import Session
 
+from ledger.cli.args import signed_index
 from ledger.config import MAX_PROCESSES, Settings
 from ledger.db.engine import begin_write, make_engine, make_session_factory
 from ledger.errors import ConfigurationError, MalformedError, UnavailableError
@@ -61,7 +62,7 @@ def _embedded_options(argv: Sequence[str]) -> tuple[int | None, str]:
             )
 
     parser = _Refuse(prog="provledger worker", add_help=False, allow_abbrev=False)
-    parser.add_argument("-c", "--concurrency", type=int)
+    parser.add_argument("-c", "--concurrency", type=signed_index)
     parser.add_argument("-B", "--beat", action="store_true")
     parser.add_argument("-l", "--loglevel", default="WARNING", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL"])

@@ -70,7 +70,14 @@ def test_sign_refuses_a_hostile_statement_in_one_sentence(cli, tmp_path):
 
 
 def test_numbers_on_the_command_line_are_ascii_and_bounded(cli):
-    for args in (("receipt", "\u0661"), ("receipt", "9" * 30), ("prove-consistency", "--old", "\uff11")):
+    digest = "sha256:" + "0" * 64
+    for args in (
+        ("receipt", "\u0661"), ("receipt", "9" * 30), ("prove-consistency", "--old", "\uff11"),
+        # these were read with int(): '١' was 1 and 10**30 went on to the store
+        ("verify", digest, "--at", "\u0661"), ("verify", digest, "--at", "9" * 30), ("verify", digest, "--max-age", "\u0661"),
+        ("verify", digest, "--threshold", "\u0661"), ("verify-receipt", "r.json", "--log-key", "x", "--threshold", "\u0661"),
+        ("keys", "threshold", "--predicate-type", "x", "--count", "\u0661"), ("keys", "threshold", "--predicate-type", "x", "--count", "9" * 30),
+    ):
         with pytest.raises(SystemExit) as info:
             cli(*args)
         assert info.value.code == 2
