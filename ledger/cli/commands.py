@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.cli.files import make_folder, read_at_most, read_bounded, read_lines_bounded
+from ledger.cli.files import make_folder, read_bounded, read_lines_bounded, read_up_to
 from ledger.records import keys as keylib
 from ledger.config import MAX_PROCESSES, Settings
 from ledger.db import store
@@ -218,12 +218,7 @@ def _envelopes_from(paths: list[str]) -> Iterator[bytes | LedgerError]:
         if path.endswith(".jsonl"):
             yield from read_lines_bounded(path, MAX_ENVELOPE_BYTES)
         else:
-            try:
-                data = read_at_most(path, MAX_ENVELOPE_BYTES)
-            except FileNotFoundError:
-                raise MalformedError(f"envelope {path} does not exist") from None
-            except OSError as exc:
-                raise MalformedError(f"cannot read envelope {path}: {exc.strerror or exc}") from exc
+            data = read_up_to(path, "envelope", MAX_ENVELOPE_BYTES)
             # one too big is refused alone, as a line of a .jsonl file is: the others go on
             yield data if len(data) <= MAX_ENVELOPE_BYTES else TooLargeError(
                 f"envelope {path} is larger than the limit of {MAX_ENVELOPE_BYTES} bytes"

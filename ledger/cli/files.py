@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ledger.errors import LedgerError, MalformedError, TooLargeError
 
-__all__ = ["make_folder", "read_at_most", "read_bounded", "read_lines_bounded"]
+__all__ = ["make_folder", "read_at_most", "read_bounded", "read_lines_bounded", "read_up_to"]
 
 
 def read_at_most(path: str | Path, limit: int) -> bytes:
@@ -19,17 +19,23 @@ def read_at_most(path: str | Path, limit: int) -> bytes:
         return f.read(limit + 1)
 
 
-def read_bounded(path: str | Path, what: str, limit: int) -> bytes:
-    """The bytes of ``path``, refused with a MalformedError naming ``what`` when it is missing,
-    unreadable or holds more than ``limit`` bytes."""
+def read_up_to(path: str | Path, what: str, limit: int) -> bytes:
+    """``read_at_most``, with a missing or unreadable file refused as a MalformedError naming
+    ``what``; the caller judges a result over ``limit``."""
     try:
-        data = read_at_most(path, limit)
+        return read_at_most(path, limit)
     except FileNotFoundError:
         raise MalformedError(f"{what} {path} does not exist") from None
     except OSError as exc:
         raise MalformedError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
+def read_bounded(path: str | Path, what: str, limit: int, *, over: str = "is larger than the limit of") -> bytes:
+    """The bytes of ``path``, refused with a MalformedError naming ``what`` when it is missing,
+    unreadable or holds more than ``limit`` bytes (``{what} {path} {over} {limit} bytes``)."""
+    data = read_up_to(path, what, limit)
     if len(data) > limit:
-        raise MalformedError(f"{what} {path} is larger than the limit of {limit} bytes")
+        raise MalformedError(f"{what} {path} {over} {limit} bytes")
     return data
 
 

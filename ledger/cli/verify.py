@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.cli.args import signed_index
-from ledger.cli.files import read_at_most
+from ledger.cli.files import read_bounded
 from ledger.errors import MalformedError, NotFoundError
 from ledger.trust.bundle import (
     MAX_VERDICT_BUNDLE_BYTES,
@@ -126,15 +126,7 @@ def _witness_policy(args: argparse.Namespace) -> tuple[tuple[Any, ...], int]:
 
 
 def _read_bundle(path: str) -> bytes:
-    try:
-        data = read_at_most(path, MAX_VERDICT_BUNDLE_BYTES)  # a device or pipe that never ends: refused at the limit
-    except FileNotFoundError:
-        raise MalformedError(f"the verdict bundle {path} does not exist") from None
-    except OSError as exc:
-        raise MalformedError(f"cannot read the verdict bundle {path}: {exc.strerror or exc}") from exc
-    if len(data) > MAX_VERDICT_BUNDLE_BYTES:
-        raise MalformedError(f"the verdict bundle {path} is over the limit of {MAX_VERDICT_BUNDLE_BYTES} bytes")
-    return data
+    return read_bounded(path, "the verdict bundle", MAX_VERDICT_BUNDLE_BYTES, over="is over the limit of")
 
 
 def _local_bundle(digest: str, at: int | None) -> tuple[VerdictBundle, str]:
