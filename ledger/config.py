@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from sqlalchemy.exc import ArgumentError
 from ledger.errors import ConfigurationError
 from ledger.tlog.note.encoding import is_valid_key_name
 
-__all__ = ["DEFAULT_ORIGIN", "MAX_PROCESSES", "MAX_THREADS", "Settings", "check_database_url", "create_private_file"]
+__all__ = ["DEFAULT_ORIGIN", "MAX_PROCESSES", "MAX_THREADS", "Settings", "check_database_url", "create_private_file", "env_int"]
 
 #: the most processes a command may start (serve's workers, import's and audit's pools), and the
 #: most threads ``serve`` gives each: more than any machine's cores, few enough to start without
@@ -54,6 +55,17 @@ class Settings:
     @property
     def log_key_path(self) -> Path:
         return self.home / "log.key"
+
+
+def env_int(name: str, default: int, low: int, high: int, environ: Mapping[str, str] | None = None) -> int:
+    """A whole number from the environment (``default`` when unset or empty): ASCII digits from
+    ``low`` to ``high``, else a ConfigurationError naming the variable and the range."""
+    raw = (os.environ if environ is None else environ).get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not low <= int(raw) <= high:
+        raise ConfigurationError(f"{name} must be a whole number from {low} to {high}, not {raw[:40]!r}")
+    return int(raw)
 
 
 #: the databases the ledger runs on, and the driver of each

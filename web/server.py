@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from ledger.config import MAX_PROCESSES, MAX_THREADS, Settings
+from ledger.config import MAX_PROCESSES, MAX_THREADS, Settings, env_int
 from ledger.db.engine import make_engine, make_session_factory
 from ledger.errors import ConfigurationError, IntegrityError
 from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
@@ -142,15 +142,6 @@ class EverySeconds(logging.Filter):
         return True
 
 
-def _env_int(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise ConfigurationError(f"{name} must be a whole number from {low} to {high}, not {raw!r}")
-    return int(raw)
-
-
 def server_options(threads: int, max_body: int) -> dict[str, Any]:
     """The waitress adjustments ``serve`` uses (see README, Production).
 
@@ -160,9 +151,9 @@ def server_options(threads: int, max_body: int) -> dict[str, Any]:
     """
     return {
         "threads": threads,
-        "channel_timeout": _env_int("PROVLEDGER_READ_TIMEOUT", DEFAULT_READ_TIMEOUT, 1, 3600),
+        "channel_timeout": env_int("PROVLEDGER_READ_TIMEOUT", DEFAULT_READ_TIMEOUT, 1, 3600),
         "cleanup_interval": 2,
-        "connection_limit": _env_int("PROVLEDGER_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, 10, 100_000),
+        "connection_limit": env_int("PROVLEDGER_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, 10, 100_000),
         "asyncore_use_poll": True,  # select() stops at 1024 descriptors
         "max_request_body_size": max_body,
         "backlog": 2048,

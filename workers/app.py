@@ -25,8 +25,7 @@ from typing import Any
 
 from celery import Celery
 
-from ledger.config import Settings
-from ledger.errors import ConfigurationError
+from ledger.config import Settings, env_int
 
 __all__ = [
     "AUDIT_EVERY",
@@ -63,13 +62,7 @@ def redis_prefix(environ: dict[str, str] | None = None) -> str:
 
 
 def _visibility_timeout(environ: dict[str, str] | None = None) -> int:
-    env = os.environ if environ is None else environ
-    raw = env.get("PROVLEDGER_CELERY_VISIBILITY_TIMEOUT")
-    if raw is None:
-        return DEFAULT_VISIBILITY_TIMEOUT
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigurationError(f"PROVLEDGER_CELERY_VISIBILITY_TIMEOUT must be a positive number of seconds, got {raw!r}")
-    return int(raw)
+    return env_int("PROVLEDGER_CELERY_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT, 1, 30 * 86400, environ)
 
 
 def make_celery(settings: Settings | None = None, environ: dict[str, str] | None = None, **overrides: Any) -> Celery:

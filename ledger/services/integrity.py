@@ -9,13 +9,13 @@ then re-measured in full in the background.
 from __future__ import annotations
 
 import hashlib
-import os
 
 from sqlalchemy.orm import Session
 
 from ledger.tlog.checkpoint import open_checkpoint
 from ledger.db import store
-from ledger.errors import ConfigurationError, IntegrityError, LedgerError
+from ledger.config import env_int
+from ledger.errors import IntegrityError, LedgerError
 from ledger.tlog.hashing import CHAIN_SEED
 from ledger.services.log import LogIdentity
 
@@ -27,12 +27,7 @@ TAIL = 10_000
 
 def full_check_limit() -> int:
     """``PROVLEDGER_STARTUP_FULL_AUDIT_LIMIT``: entries ``serve`` re-measures in full before starting."""
-    raw = os.environ.get("PROVLEDGER_STARTUP_FULL_AUDIT_LIMIT", "").strip()
-    if not raw:
-        return FULL_CHECK_LIMIT
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 15:
-        raise ConfigurationError(f"PROVLEDGER_STARTUP_FULL_AUDIT_LIMIT must be a whole number of entries, not {raw[:40]!r}")
-    return int(raw)
+    return env_int("PROVLEDGER_STARTUP_FULL_AUDIT_LIMIT", FULL_CHECK_LIMIT, 0, 10**15)
 
 
 def fast_check(session: Session, log: LogIdentity) -> None:

@@ -104,3 +104,32 @@ def test_startup_audit_limit_default_and_taken(monkeypatch):
     assert full_check_limit() == FULL_CHECK_LIMIT
     monkeypatch.setenv("PROVLEDGER_STARTUP_FULL_AUDIT_LIMIT", "0")
     assert full_check_limit() == 0
+
+
+@pytest.mark.parametrize("raw", ["0", "61", "x", "١", "-5", "9" * 40, "1.5"])
+def test_one_reader_for_numbers_in_the_environment(raw):
+    """ledger.config.env_int: serve's read timeout and connection limit, the start-up audit limit,
+    the admin session lifetime and the Celery visibility timeout all read their numbers with it."""
+    from ledger.config import env_int  # noqa: PLC0415
+
+    env = {"PROVLEDGER_X": raw}
+    if raw == "61":
+        assert env_int("PROVLEDGER_X", 7, 1, 100, env) == 61
+        return
+    with pytest.raises(ConfigurationError, match=r"PROVLEDGER_X must be a whole number from 1 to 60, not '"):
+        env_int("PROVLEDGER_X", 7, 1, 60, env)
+
+
+def test_env_int_default_when_unset_or_blank():
+    from ledger.config import env_int  # noqa: PLC0415
+
+    assert env_int("PROVLEDGER_X", 7, 1, 60, {}) == 7
+    assert env_int("PROVLEDGER_X", 7, 1, 60, {"PROVLEDGER_X": "  "}) == 7
+
+
+def test_celery_visibility_timeout_takes_ascii_digits_only():
+    from workers.app import _visibility_timeout  # noqa: PLC0415
+
+    assert _visibility_timeout({"PROVLEDGER_CELERY_VISIBILITY_TIMEOUT": "4"}) == 4
+    with pytest.raises(ConfigurationError, match="PROVLEDGER_CELERY_VISIBILITY_TIMEOUT"):
+        _visibility_timeout({"PROVLEDGER_CELERY_VISIBILITY_TIMEOUT": "١"})  # was read as 1

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from flask import Flask, Request, Response, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
-from ledger.config import create_private_file
+from ledger.config import create_private_file, env_int
 from ledger.errors import ConfigurationError, MalformedError
 from ledger.services.sessions import DEFAULT_SESSION_SECONDS
 
@@ -153,11 +153,8 @@ def configure(app: Flask, home: Path, environ: Mapping[str, str] | None = None) 
     app.config["SESSION_COOKIE_NAME"] = name
     if env_flag(env, "PROVLEDGER_SECURE_COOKIES"):
         app.config["SESSION_COOKIE_SECURE"] = True
-    lifetime = env.get("PROVLEDGER_ADMIN_SESSION_SECONDS", "")
-    if lifetime:
-        if not (lifetime.isascii() and lifetime.isdigit()) or not 60 <= int(lifetime) <= 30 * 86400:
-            raise ConfigurationError("PROVLEDGER_ADMIN_SESSION_SECONDS must be a whole number from 60 to 2592000")
-        app.config["ADMIN_SESSION_SECONDS"] = int(lifetime)
+    if env.get("PROVLEDGER_ADMIN_SESSION_SECONDS", "").strip():
+        app.config["ADMIN_SESSION_SECONDS"] = env_int("PROVLEDGER_ADMIN_SESSION_SECONDS", DEFAULT_SESSION_SECONDS, 60, 30 * 86400, env)
     app.config.setdefault("ADMIN_SESSION_SECONDS", DEFAULT_SESSION_SECONDS)
     app.session_interface = _SessionInterface()
     app.after_request(security_headers)
