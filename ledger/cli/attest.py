@@ -15,6 +15,7 @@ from typing import Any
 from dataclasses import replace
 
 from ledger.cli.files import read_at_most
+from ledger.cli.terminal import safe
 from ledger.attestation import KINDS, Appraisal, TdxCollateral, appraise
 from ledger.attestation.policy_document import PolicyDocument, default_document, parse_policy_document
 from ledger.errors import MalformedError
@@ -83,7 +84,7 @@ def run_set_policy(args: argparse.Namespace) -> int:
     try:
         document = _read(args.file, "policy")
     except _UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {safe(str(exc))}", file=sys.stderr)
         return EXIT_MALFORMED
     parsed = parse_policy_document(document)
     with open_store() as st:
@@ -109,7 +110,7 @@ def run_add_collateral(args: argparse.Namespace) -> int:
             raise _UsageError(f"give 1 to {MAX_COLLATERAL_FILES} collateral files")
         blobs = [_read(p, "collateral") for p in paths]
     except _UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {safe(str(exc))}", file=sys.stderr)
         return EXIT_MALFORMED
     for path, blob in zip(paths, blobs, strict=True):
         try:
@@ -200,14 +201,18 @@ def _policy_document(args: argparse.Namespace) -> PolicyDocument:
     return parse_policy_document(_read(args.policy, "policy"))
 
 
+def print_safe(text: str) -> None:
+    print(safe(text))
+
+
 def _print_human(appraisal: Appraisal, kind: str, document: PolicyDocument | None = None) -> None:
-    print(f"{appraisal.verdict}: {kind} evidence")
+    print_safe(f"{appraisal.verdict}: {kind} evidence")
     if document is not None:
-        print(f"  policy: environment {document.environment!r}")
+        print_safe(f"  policy: environment {document.environment!r}")
     for check in appraisal.checks:
-        print(f"  [{'ok' if check.ok else 'FAIL'}] {check.name}: {check.reason}")
+        print_safe(f"  [{'ok' if check.ok else 'FAIL'}] {check.name}: {check.reason}")
     for name in ("measurement", "report_data", "debug"):
-        print(f"  {name}: {appraisal.claims.get(name)}")
+        print_safe(f"  {name}: {appraisal.claims.get(name)}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -233,10 +238,10 @@ def run(args: argparse.Namespace) -> int:
             collateral=collateral,
         )
     except _UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {safe(str(exc))}", file=sys.stderr)
         return EXIT_MALFORMED
     except MalformedError as exc:
-        print(f"error: malformed {args.evidence_type} input: {exc.diagnostics()}", file=sys.stderr)
+        print(f"error: malformed {args.evidence_type} input: {safe(exc.diagnostics())}", file=sys.stderr)
         return EXIT_MALFORMED
     if args.json:
         out = appraisal.to_json()

@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.cli.files import make_folder, read_bounded, read_lines_bounded, read_up_to
+from ledger.cli.terminal import safe
 from ledger.records import keys as keylib
 from ledger.config import MAX_PROCESSES, Settings
 from ledger.db import store
@@ -43,6 +44,7 @@ from ledger.untrusted.json import parse_json
 
 
 def _out(text: str) -> None:
+    text = safe(text)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 

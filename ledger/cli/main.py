@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from ledger import __version__
 from ledger.cli.args import count, index, port, processes, signed_index
+from ledger.cli.terminal import safe
 from ledger.errors import LedgerError
 
 __all__ = ["build_parser", "main"]
@@ -215,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LedgerError as exc:
-        print(f"provledger: {exc.diagnostics()}", file=sys.stderr)
+        print(f"provledger: {safe(exc.diagnostics())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

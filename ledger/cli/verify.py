@@ -17,6 +17,7 @@ from typing import Any
 
 from ledger.cli.args import signed_index
 from ledger.cli.files import read_bounded
+from ledger.cli.terminal import safe
 from ledger.errors import MalformedError, NotFoundError
 from ledger.trust.bundle import (
     MAX_VERDICT_BUNDLE_BYTES,
@@ -175,7 +176,9 @@ def _why_text(why: dict[str, Any]) -> str:
 
 
 def _print_human(doc: dict[str, Any]) -> None:
-    out = sys.stdout.write
+    def out(text: str) -> None:
+        sys.stdout.write(safe(text))
+
     out(f"{doc['artifact']}: {doc['verdict'].upper()}{'' if doc['ok'] or doc['verdict'] != 'trusted' else ' (an expectation is not met)'}\n")
     for why in doc.get("reasons", ()):
         out(f"  {why}\n")

@@ -17,6 +17,7 @@ __all__ = [
     "MAX_PREDICATE_TYPE_CHARS",
     "MAX_SUBJECT_NAME_CHARS",
     "Subject",
+    "check_plain_text",
     "check_subject_name",
     "parse_statement",
 ]
@@ -67,6 +68,15 @@ class Statement:
         grants. Key events are not (their one subject is fixed by ``parse_key_event``)."""
         for i, s in enumerate(self.subjects):
             check_subject_name(s.name, where=f"statement subject {i} name")
+
+
+def check_plain_text(value: str, *, where: str) -> None:
+    """Text the ledger shows people (a key event's principal or reason) holds no control or
+    invisible format character: none could rewrite a terminal line or reorder what a reader sees.
+    Checked where such text enters the ledger (its parsers stay lenient with what is stored)."""
+    bad = _NAME_FORBIDDEN.search(value)
+    if bad is not None:
+        raise MalformedError(f"{where} holds the control or format character U+{ord(bad.group()):04X} (it may hold none)")
 
 
 def check_subject_name(name: str, *, where: str = "subject name") -> None:

@@ -48,7 +48,7 @@ from ledger.trust.predicates import DEPLOYMENT, FIRMWARE_IMAGE, KEY_EVENT, valid
 from ledger.services.deployment import complete_appraisals, insert_appraisals
 from ledger.services.policy import apply_key_events
 from ledger.services.trust import TrustRegistry, load_keys
-from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, Statement, parse_statement
+from ledger.records.statement import IN_TOTO_PAYLOAD_TYPE, Statement, check_plain_text, parse_statement
 
 __all__ = [
     "Appended",
@@ -120,6 +120,10 @@ def _judge_key_event(envelope: Envelope, statement: Statement, registry: TrustRe
             f"envelope signature {position} does not verify with the administrator key; a key event carries only its signature"
         )
     event = parse_key_event(statement.predicate, [(s.name, s.digest) for s in statement.subjects])
+    for field_name in ("principal", "reason"):  # shown in `keys list`, `chain` and the UI
+        value = getattr(event, field_name)
+        if value is not None:
+            check_plain_text(value, where=f"predicate.{field_name}")
     fold = registry.fold
     if fold is not None:
         fold.admit(event)
