@@ -28,20 +28,8 @@ from ledger.tlog.witness import (
     parse_add_checkpoint,
 )
 from ledger.tlog.witness_policy import merge_cosignatures
-from tests.conftest import load_vector
 
 NOW = 1_700_000_000
-
-
-@pytest.fixture(scope="module")
-def notes() -> dict[str, Any]:
-    return load_vector("notes/signed_note_checkpoint_cosignature_vectors.json")
-
-
-@pytest.fixture(scope="module")
-def monkeys(notes: dict[str, Any]) -> dict[str, Any]:
-    (case,) = [c for c in notes["witness_add_checkpoint"] if c["id"] == "witness-monkeys-5-to-8"]
-    return case
 
 
 def _skey(notes: dict[str, Any], name: str) -> Ed25519NoteSigner:
@@ -50,12 +38,6 @@ def _skey(notes: dict[str, Any], name: str) -> Ed25519NoteSigner:
             if pair["vkey"].startswith(name + "+"):
                 return parse_skey(pair["skey"])
     raise KeyError(name)
-
-
-@pytest.fixture(scope="module")
-def cosig_vector(notes: dict[str, Any]) -> dict[str, Any]:
-    (case,) = [c for c in notes["cosignature_v1"] if c["id"] == "derived-witness-testkey-cosig"]
-    return case
 
 
 def _cosigner(skey: str) -> Ed25519CosignatureSigner:

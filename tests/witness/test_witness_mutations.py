@@ -8,7 +8,7 @@ import random
 from typing import Any
 
 from ledger.tlog.witness import MemoryStateStore, Witness, format_add_checkpoint
-from tests.witness.test_witness import NOW, _cosigner, cosig_vector, monkeys, notes  # noqa: F401 - the shared vector fixtures
+from tests.witness.test_witness import NOW, _cosigner
 
 CASES = 1500
 ANSWERS = {200, 400, 403, 404, 409, 413, 422}
