@@ -201,18 +201,18 @@ def _policy_document(args: argparse.Namespace) -> PolicyDocument:
     return parse_policy_document(_read(args.policy, "policy"))
 
 
-def print_safe(text: str) -> None:
+def _print_safe(text: str) -> None:
     print(safe(text))
 
 
 def _print_human(appraisal: Appraisal, kind: str, document: PolicyDocument | None = None) -> None:
-    print_safe(f"{appraisal.verdict}: {kind} evidence")
+    _print_safe(f"{appraisal.verdict}: {kind} evidence")
     if document is not None:
-        print_safe(f"  policy: environment {document.environment!r}")
+        _print_safe(f"  policy: environment {document.environment!r}")
     for check in appraisal.checks:
-        print_safe(f"  [{'ok' if check.ok else 'FAIL'}] {check.name}: {check.reason}")
+        _print_safe(f"  [{'ok' if check.ok else 'FAIL'}] {check.name}: {check.reason}")
     for name in ("measurement", "report_data", "debug"):
-        print_safe(f"  {name}: {appraisal.claims.get(name)}")
+        _print_safe(f"  {name}: {appraisal.claims.get(name)}")
 
 
 def run(args: argparse.Namespace) -> int:

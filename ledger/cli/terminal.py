@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 
+from ledger.untrusted.text import INVISIBLE
+
 __all__ = ["safe"]
 
-_UNSAFE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]"
-)
+#: every character of ``ledger.untrusted.text.UNSEEN`` but newline and tab
+_UNSAFE = re.compile(rf"[\x00-\x08\x0b-\x1f\x7f-\x9f{INVISIBLE}]")
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ledger.errors import MalformedError, shorten
 from ledger.untrusted.json import parse_json
+from ledger.untrusted.text import UNSEEN
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",
@@ -39,7 +40,7 @@ _ALGORITHM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}")
 _DIGEST_VALUE = re.compile(r"[\x21-\x7e]{1,256}")
 #: control characters (C0, DEL, C1), Unicode format characters such as bidi overrides and
 #: zero-width marks, line/paragraph separators and surrogates: never part of a name
-_NAME_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
+_NAME_FORBIDDEN = UNSEEN
 #: digest algorithms whose values are hex (gitCommit is hex too); others are kept as given
 _HEX_ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128, "sha1": 40, "gitCommit": None}
 

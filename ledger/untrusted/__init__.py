@@ -1,5 +1,6 @@
-"""Untrusted input: the one strict JSON loader and the one decimal parser (see ``json``), and the
-one X.509 loader (``x509``: import it from there)."""
+"""Untrusted input: the one strict JSON loader and the one decimal parser (see ``json``), the
+one X.509 loader (``x509``: import it from there) and the characters no name or shown text
+may hold (``text``)."""
 
 from ledger.untrusted.json import (
     MAX_DECIMAL,
