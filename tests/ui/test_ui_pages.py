@@ -494,6 +494,8 @@ def test_admin_revokes_and_reaffirms_keys_as_ledger_entries(client, seeded):
         if "compromised_since" in bad or bad["key_id"] != victim:
             _html(client.post("/admin/keys/revoke", data={"csrf_token": csrf, **bad}), 400)
     _html(client.post("/admin/keys/reaffirm", data={"csrf_token": csrf, "key_id": victim, "review_by": "soon"}), 400)
+    hidden = _html(client.post("/admin/keys/revoke", data={"csrf_token": csrf, "key_id": victim, "reason": "lost\u202e laptop"}), 400)
+    assert "U+202E" in hidden and "\u202e" not in hidden  # a reason with a hidden character, named, not echoed
     assert store.size() == size  # refused forms append nothing
     done = _html(client.post("/admin/keys/reaffirm", data={"csrf_token": csrf, "key_id": victim, "review_by": "2030-01-01T00:00:00Z"}))
     assert f"key {victim} is re-affirmed until 2030-01-01T00:00:00Z (ledger entry {size})" in done
