@@ -1,6 +1,7 @@
 """A key event's principal and reason are shown to people (``keys list``, ``chain``, the UI):
 one holding a control or invisible format character is refused where it enters the ledger
-(400 / exit 2) and nothing is appended; the stored log's parsers are unchanged."""
+(400 / exit 2) and nothing is appended; an event already in a log is read as it is (the fold is
+unchanged) and the command line shows it escaped."""
 
 from __future__ import annotations
 
@@ -93,3 +94,25 @@ def test_keys_add_with_a_control_character_in_its_name_exits_2(sqlite_store: Any
     assert code == 2 and "U+001B" in err and "\x1b" not in err + out
     assert cli_main.main(["keys", "list", "--json"]) == 0
     assert capsys.readouterr().out.strip() == "[]"
+
+
+def test_an_event_already_in_a_log_is_read_as_it_is_and_shown_escaped(
+    sqlite_store: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A log written before the rule (or by another implementation) still folds and audits: the
+    rule guards the door, not the fold; the command line shows the name escaped."""
+    from ledger.services import append  # noqa: PLC0415
+    from ledger.services.audit import audit  # noqa: PLC0415
+
+    with monkeypatch.context() as m:
+        m.setattr(append, "check_plain_text", lambda value, *, where: None)  # as before the rule
+        key = helpers.Trust(sqlite_store).add("ci\x1b[31m", Grant((SLSA_V1,)))
+    with sqlite_store.sessions() as session:
+        assert audit(session, sqlite_store.log).ok
+    for name, value in sqlite_store.env.items():
+        if name.startswith("PROVLEDGER_"):
+            monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    assert cli_main.main(["keys", "list"]) == 0
+    out = capsys.readouterr().out
+    assert key.key_id in out and "ci\\x1b[31m" in out and "\x1b" not in out
