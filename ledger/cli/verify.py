@@ -93,6 +93,8 @@ def add_parser(sub: Any) -> None:
 
 def artifact_digest(artifact: str, *, progress: bool = True) -> str:
     """``sha256:<hex>`` of ARTIFACT: a digest as given, or a file's SHA-256 (streamed)."""
+    if not artifact:  # Path("") is the current folder
+        raise MalformedError("ARTIFACT is empty: give a file or sha256:<64 hex>")
     if artifact.lower().startswith("sha256:") and not os.path.exists(artifact):
         return parse_artifact_digest(artifact)
     path = Path(artifact)

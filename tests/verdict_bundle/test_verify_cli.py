@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 
 from ledger.cli import main as cli_main
 from ledger.client import LedgerClient
-from ledger.errors import NotFoundError, SignatureError
+from ledger.errors import MalformedError, NotFoundError, SignatureError
 from ledger.tlog.note import generate_signer
 from ledger.trust.bundle import Expectations
 from ledger.trust.predicates import SLSA_V1
@@ -228,6 +228,9 @@ def test_big_files_show_hashing_progress_and_help_has_an_example(tmp_path: Path,
     err = capsys.readouterr().err
     assert "hashing" in err and "100%" in err
     assert cli_verify.artifact_digest("SHA256:" + "AB" * 32) == "sha256:" + "ab" * 32
+    for bad, said in (("", "ARTIFACT is empty"), (str(tmp_path), "is a directory"), (str(tmp_path / "nope"), "nor a file")):
+        with pytest.raises(MalformedError, match=said):
+            cli_verify.artifact_digest(bad)
     code, out, _ = run(["verify", "--help"], capsys)
     assert code == 0 and "example (a deploy gate)" in out and "Exit status" in out
 
