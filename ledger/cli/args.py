@@ -1,6 +1,7 @@
 """argparse types for numbers on the command line: ASCII digits only, within the store's range
 (``ledger.untrusted.json.parse_decimal``), so a bad number is a usage error (exit 2), never a
-traceback from the database."""
+traceback from the database; and ``given`` for options whose empty value must not quietly mean
+"not given" (``--bundle "$UNSET"`` would otherwise verify against another source)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from ledger.config import MAX_PROCESSES
 from ledger.errors import LedgerError
 from ledger.untrusted.json import parse_decimal
 
-__all__ = ["count", "index", "index_or_minus_one", "port", "processes", "signed_index"]
+__all__ = ["count", "given", "index", "index_or_minus_one", "port", "processes", "signed_index"]
 
 
 def index(text: str) -> int:
@@ -61,3 +62,11 @@ def processes(text: str) -> int:
 def port(text: str) -> int:
     """An argparse type: a TCP port, 0 (any free port) to 65535."""
     return _within(text, 0, 65535, "a TCP port")
+
+
+def given(text: str) -> str:
+    """An argparse type: any value but an empty (or all-blank) one, which is a usage error: an
+    unset shell variable must not switch a command to its default source or target."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty (an unset variable?): give a value or leave the option out")
+    return text

@@ -164,7 +164,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     body = _read_file(args.envelope, "envelope", limit=MAX_ENVELOPE_BYTES)
-    if args.server:
+    if args.server is not None:
         receipt = _submit_http(args.server, args.token or os.environ.get("PROVLEDGER_TOKEN"), body)
     else:
         with open_store() as st:

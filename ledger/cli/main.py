@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ledger import __version__
-from ledger.cli.args import count, index, port, processes, signed_index
+from ledger.cli.args import count, given, index, port, processes, signed_index
 from ledger.cli.terminal import safe
 from ledger.errors import LedgerError
 
@@ -104,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("submit", help="append a DSSE envelope; prints its receipt")
     s.add_argument("envelope", metavar="ENVELOPE.json")
-    s.add_argument("--server", metavar="URL", help="submit over HTTP instead of to the local store")
-    s.add_argument("--token", metavar="T", help="bearer token for --server (or PROVLEDGER_TOKEN)")
+    s.add_argument("--server", type=given, metavar="URL", help="submit over HTTP instead of to the local store")
+    s.add_argument("--token", type=given, metavar="T", help="bearer token for --server (or PROVLEDGER_TOKEN)")
     s.set_defaults(func=c.cmd_submit)
 
     s = sub.add_parser("import", help="bulk-append envelopes (files of one envelope, or .jsonl with one per line)")
@@ -120,10 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("verify-receipt", help="verify a receipt offline (no database, no network)")
     s.add_argument("receipt", metavar="RECEIPT.json")
-    s.add_argument("--log-key", required=True, metavar="VKEY", help="the log's verifier key string")
+    s.add_argument("--log-key", required=True, type=given, metavar="VKEY", help="the log's verifier key string")
     s.add_argument("--public-key", action="append", default=[], metavar="PEM",
                    help="require a signature by this key (repeatable)")
-    s.add_argument("--witness", action="extend", nargs="+", default=[], metavar="VKEY",
+    s.add_argument("--witness", action="extend", nargs="+", type=given, default=[], metavar="VKEY",
                    help="a witness's verifier key (repeatable): apply a k-of-n witness policy")
     s.add_argument("--threshold", type=signed_index, metavar="K",
                    help="how many distinct --witness witnesses must cosign (default: all)")

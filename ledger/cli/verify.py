@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ledger.cli.args import signed_index
+from ledger.cli.args import given, signed_index
 from ledger.cli.files import read_bounded
 from ledger.cli.terminal import safe
 from ledger.errors import MalformedError, NotFoundError
@@ -73,18 +73,18 @@ def add_parser(sub: Any) -> None:
     )
     s.add_argument("artifact", metavar="ARTIFACT", help="a file, or sha256:<64 hex>")
     source = s.add_mutually_exclusive_group()
-    source.add_argument("--server", metavar="URL", help="ask this ledger over HTTP (needs --log-key)")
-    source.add_argument("--bundle", metavar="FILE", help="verify this verdict bundle offline (needs --log-key)")
-    s.add_argument("--log-key", metavar="VKEY", help="the log's verifier key string (default: the local log's)")
-    s.add_argument("--witness", action="extend", nargs="+", default=[], metavar="VKEY",
+    source.add_argument("--server", type=given, metavar="URL", help="ask this ledger over HTTP (needs --log-key)")
+    source.add_argument("--bundle", type=given, metavar="FILE", help="verify this verdict bundle offline (needs --log-key)")
+    s.add_argument("--log-key", type=given, metavar="VKEY", help="the log's verifier key string (default: the local log's)")
+    s.add_argument("--witness", action="extend", nargs="+", type=given, default=[], metavar="VKEY",
                    help="a witness's verifier key (repeatable): the checkpoint must be cosigned")
     s.add_argument("--threshold", type=signed_index, metavar="K", help="how many distinct --witness witnesses (default: all)")
     s.add_argument("--max-age", type=signed_index, metavar="SECONDS",
                    help="K witnesses must have cosigned the checkpoint this recently (refuses replayed old bundles)")
-    s.add_argument("--bundle-out", metavar="FILE", help="write the verdict bundle that was verified here")
+    s.add_argument("--bundle-out", type=given, metavar="FILE", help="write the verdict bundle that was verified here")
     s.add_argument("--at", type=signed_index, metavar="INDEX", help="judge as the ledger stood at this entry index")
-    s.add_argument("--expect-predicate", metavar="TYPE", help="a trusted record about the artifact has this predicate type (glob)")
-    s.add_argument("--expect-signer", metavar="PRINCIPAL", help="a trusted record about the artifact is signed by this principal (or key id)")
+    s.add_argument("--expect-predicate", type=given, metavar="TYPE", help="a trusted record about the artifact has this predicate type (glob)")
+    s.add_argument("--expect-signer", type=given, metavar="PRINCIPAL", help="a trusted record about the artifact is signed by this principal (or key id)")
     s.add_argument("--require-deployment", action="store_true", help="a trusted deployment (verified TEE evidence) of the artifact exists")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="how long to wait for --server")
@@ -213,7 +213,7 @@ def _print_human(doc: dict[str, Any]) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    if (args.server or args.bundle) and not args.log_key:
+    if (args.server is not None or args.bundle is not None) and args.log_key is None:
         raise MalformedError("--server and --bundle need --log-key VKEY (the log's verifier key: `provledger log-key`)")
     if args.at is not None and args.at < 0:
         raise MalformedError("--at must be a non-negative entry index")
@@ -227,10 +227,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     log_key = args.log_key
     raw: bytes | None = None
     try:
-        if args.bundle:
+        if args.bundle is not None:
             raw = _read_bundle(args.bundle)
             bundle = parse_verdict_bundle(raw)
-        elif args.server:
+        elif args.server is not None:
             from ledger.client import LedgerClient  # noqa: PLC0415
 
             raw = LedgerClient(args.server, timeout=args.timeout).verdict_bundle(digest, at=args.at)
@@ -244,7 +244,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         doc = _missing(digest, exc.diagnostics())
         _out_doc(doc, args.json)
         return 1
-    if args.bundle_out:
+    if args.bundle_out is not None:
         _write(args.bundle_out, raw if raw is not None else json.dumps(format_verdict_bundle(bundle)).encode("utf-8"))
     result = verify_verdict_bundle(
         bundle, digest, log_key, witness_verifiers=witnesses, threshold=threshold, expectations=expectations,

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ledger.cli.args import port
+from ledger.cli.args import given, port
 from ledger.cli.files import make_folder
 from ledger.config import Settings
 from ledger.errors import ConflictError, MalformedError
@@ -39,7 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "keygen", help="write a witness key (0600); prints its cosignature vkey last"
     )
     s.add_argument("--name", required=True, help="the witness's name, e.g. witness.example.com")
-    s.add_argument("--out", metavar="PATH", help="default: $PROVLEDGER_HOME/witness.key")
+    s.add_argument("--out", type=given, metavar="PATH", help="default: $PROVLEDGER_HOME/witness.key")
     s.set_defaults(func=cmd_keygen)
 
     s = actions.add_parser("serve", help="serve POST /add-checkpoint for the given logs")
@@ -51,7 +51,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="a log's verifier key (repeatable); the log's origin is the key's name",
     )
     s.add_argument(
-        "--key", metavar="PATH", help="witness key (default: $PROVLEDGER_HOME/witness.key)"
+        "--key", type=given, metavar="PATH", help="witness key (default: $PROVLEDGER_HOME/witness.key)"
     )
     s.add_argument(
         "--state", metavar="PATH", help="state file (default: $PROVLEDGER_HOME/witness-state.json)"
@@ -65,7 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_keygen(args: argparse.Namespace) -> int:
     if not is_valid_key_name(args.name):
         raise MalformedError(f"witness name {args.name!r} must be non-empty with no space or '+'")
-    path = Path(args.out) if args.out else _home() / "witness.key"
+    path = Path(args.out) if args.out is not None else _home() / "witness.key"
     signer = generate_signer(args.name)
     make_folder(path.parent)
     try:
@@ -83,7 +83,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def build_witness(args: argparse.Namespace) -> Witness:
-    key = Path(args.key) if args.key else _home() / "witness.key"
+    key = Path(args.key) if args.key is not None else _home() / "witness.key"
     state = Path(args.state) if args.state else _home() / "witness-state.json"
     store = FileStateStore(state)
     store.load()  # refuse to start on a damaged state file (fail closed)

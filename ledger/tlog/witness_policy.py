@@ -66,13 +66,17 @@ def parse_witness_policy(
 ) -> WitnessPolicy | None:
     """A policy from witness vkeys (a sequence, or one space-separated string) and a threshold.
 
-    Returns None when no witness is named (no policy), unless a threshold was asked for.
+    Returns None when no witness is named (no policy), unless a threshold was asked for. In a
+    sequence every item must be a key: an empty one is refused, never skipped.
 
     Raises:
         MalformedError: a vkey does not parse or is not a witness key type, or the threshold is
             not an integer between 1 and the number of distinct witnesses.
     """
-    items = vkeys.split() if isinstance(vkeys, str) else [v for v in vkeys if v]
+    if not isinstance(vkeys, str) and any(not isinstance(v, str) or not v.strip() for v in vkeys):
+        # each item was meant to be a key: an empty one (an unset variable) must not drop the policy
+        raise MalformedError("a witness key is empty: give each witness's verifier key")
+    items = vkeys.split() if isinstance(vkeys, str) else list(vkeys)
     if isinstance(threshold, str):
         threshold = threshold.strip() or None
         if threshold is not None:

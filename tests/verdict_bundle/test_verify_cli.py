@@ -285,3 +285,38 @@ def test_a_server_that_never_stops_sending_is_refused_at_the_limit(monkeypatch, 
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--bundle", ""],
+        ["--server", "  "],
+        ["--bundle-out", ""],
+        ["--log-key", ""],
+        ["--witness", ""],
+        ["--expect-signer", ""],
+        ["--expect-predicate", ""],
+    ],
+    ids=lambda o: o[0],
+)
+def test_an_empty_option_value_is_refused_not_read_as_left_out(env_store, capsys, tmp_path: Path, options: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """A deploy gate's ``--bundle "$BUNDLE"`` or ``--witness "$WITNESS"`` with the variable unset
+    must not verify against the local store, or without the witness policy, and say trusted."""
+    chain = supply_chain(env_store)
+    assert run(["verify", chain.artifact], capsys)[0] == 0  # trusted locally
+    code, out, err = run(["verify", chain.artifact, *options], capsys)
+    assert code == 2 and "TRUSTED" not in out and "is empty" in err
+
+
+def test_empty_witness_keys_are_refused_everywhere(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ledger.tlog.witness_policy import parse_witness_policy  # noqa: PLC0415
+
+    with pytest.raises(MalformedError, match="witness key is empty"):
+        parse_witness_policy([""])  # a library caller's unset variable
+    receipt = tmp_path / "r.json"
+    receipt.write_text("{}")
+    code, _, err = run(["verify-receipt", str(receipt), "--log-key", "k", "--witness", ""], capsys)
+    assert code == 2 and "is empty" in err
+    code, _, err = run(["submit", str(receipt), "--server", ""], capsys)
+    assert code == 2 and "is empty" in err
