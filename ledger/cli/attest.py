@@ -14,6 +14,7 @@ from typing import Any
 
 from dataclasses import replace
 
+from ledger.cli.args import given
 from ledger.cli.files import read_at_most
 from ledger.cli.terminal import safe
 from ledger.attestation import KINDS, Appraisal, TdxCollateral, appraise
@@ -39,25 +40,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     verify.add_argument("evidence", metavar="EVIDENCE", help="evidence file")
     verify.add_argument(
         "--endorsement",
+        type=given,
         metavar="FILE",
         action="extend",
         nargs="+",
         default=[],
         help="certificate or CRL file(s), PEM or DER (repeatable)",
     )
-    verify.add_argument("--at", metavar="T", help="appraise at this RFC 3339 time (default: now)")
+    verify.add_argument("--at", type=given, metavar="T", help="appraise at this RFC 3339 time (default: now)")
     verify.add_argument("--nonce", metavar="HEX", help="expected report data / nonce / extraData")
     verify.add_argument("--allow-debug", action="store_true", help="accept debug guests")
     verify.add_argument(
-        "--policy", metavar="FILE",
+        "--policy", type=given, metavar="FILE",
         help="appraisal policy document (JSON, schema appraisal-policy.v1; default: the built-in policy)",
     )
     verify.add_argument(
-        "--collateral", metavar="DIR",
+        "--collateral", type=given, metavar="DIR",
         help="TDX: a folder of Intel collateral (TCB Info, QE Identity, issuer chains, CRLs)",
     )
-    verify.add_argument("--tcb-info", metavar="FILE", help="TDX: Intel TCB Info JSON (PCS tcb response)")
-    verify.add_argument("--qe-identity", metavar="FILE", help="TDX: Intel QE Identity JSON (PCS qe/identity response)")
+    verify.add_argument("--tcb-info", type=given, metavar="FILE", help="TDX: Intel TCB Info JSON (PCS tcb response)")
+    verify.add_argument("--qe-identity", type=given, metavar="FILE", help="TDX: Intel QE Identity JSON (PCS qe/identity response)")
     verify.add_argument("--json", action="store_true", help="print the appraisal as JSON")
     verify.set_defaults(func=run)
     set_policy = actions.add_parser(
@@ -71,7 +73,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="record Intel TDX collateral (TCB Info, QE Identity, issuer chain, CRLs) as an admin key event",
     )
     add_collateral.add_argument("files", metavar="FILE", nargs="*", help="collateral files")
-    add_collateral.add_argument("--collateral", metavar="DIR", help="a folder holding only collateral files")
+    add_collateral.add_argument("--collateral", type=given, metavar="DIR", help="a folder holding only collateral files")
     add_collateral.set_defaults(func=run_add_collateral)
     return attest
 

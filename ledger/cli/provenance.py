@@ -18,7 +18,7 @@ from ledger.errors import MalformedError
 from ledger.records.keys import load_public_key
 from ledger.trust.policy import IDENTITY_ALGORITHM, Grant, Identity, format_time
 from ledger.trust.predicates import KEY_EVENT
-from ledger.cli.args import index, index_or_minus_one, signed_index
+from ledger.cli.args import given, index, index_or_minus_one, signed_index
 from ledger.services import chain as chain_service
 from ledger.services import registry, setup
 from ledger.services.trust import load_state
@@ -41,11 +41,11 @@ def add_parser(sub: Any) -> None:
     s = keys.add_parser("add-tee-root", help="register a non-vendor TEE root (a TPM EK/AK CA) in the key history")
     s.add_argument("--name", required=True, help="who the root belongs to")
     s.add_argument("--certificate", required=True, metavar="FILE", help="PEM (one or more certificates) or DER")
-    s.add_argument("--review-by", metavar="T", help="RFC 3339 time after which its deployments are stale until re-affirmed (default: none)")
+    s.add_argument("--review-by", type=given, metavar="T", help="RFC 3339 time after which its deployments are stale until re-affirmed (default: none)")
     s.set_defaults(func=cmd_keys_add_tee_root)
 
     s = keys.add_parser("import-tee-roots", help="register the TEE trust folder's roots not yet in the key history")
-    s.add_argument("--dir", metavar="DIR", help="the folder (default: PROVLEDGER_TEE_TRUST_DIR, else $PROVLEDGER_HOME/tee-trust)")
+    s.add_argument("--dir", type=given, metavar="DIR", help="the folder (default: PROVLEDGER_TEE_TRUST_DIR, else $PROVLEDGER_HOME/tee-trust)")
     s.add_argument("--name", default="TEE trust folder", help="who the roots belong to (default: 'TEE trust folder')")
     s.set_defaults(func=cmd_keys_import_tee_roots)
 
@@ -60,7 +60,7 @@ def add_parser(sub: Any) -> None:
 
     s = keys.add_parser("revoke", help="stop trusting a key's records from T on (and everything downstream)")
     s.add_argument("key_id", metavar="KEYID")
-    s.add_argument("--compromised-since", metavar="T", help="RFC 3339 time (default: now)")
+    s.add_argument("--compromised-since", type=given, metavar="T", help="RFC 3339 time (default: now)")
     s.add_argument("--reason", help="why (kept in the key event)")
     s.set_defaults(func=cmd_keys_revoke)
 
@@ -90,9 +90,9 @@ def add_parser(sub: Any) -> None:
         "pin --source-repo as well to trust one repository's builds only.",
     )
     s.add_argument("--name", required=True, help="the principal (thresholds count principals)")
-    s.add_argument("--san", required=True, metavar="SAN_GLOB", help="certificate SAN; * matches within one / segment")
-    s.add_argument("--issuer", required=True, metavar="URL", help="exact OIDC issuer, e.g. https://token.actions.githubusercontent.com")
-    s.add_argument("--source-repo", metavar="URL", help="exact source repository (Fulcio extension .1.12), e.g. https://github.com/acme/widget")
+    s.add_argument("--san", required=True, type=given, metavar="SAN_GLOB", help="certificate SAN; * matches within one / segment")
+    s.add_argument("--issuer", required=True, type=given, metavar="URL", help="exact OIDC issuer, e.g. https://token.actions.githubusercontent.com")
+    s.add_argument("--source-repo", type=given, metavar="URL", help="exact source repository (Fulcio extension .1.12), e.g. https://github.com/acme/widget")
     _grant_options(s, required=True)
     s.set_defaults(func=cmd_identities_add)
 
@@ -122,8 +122,8 @@ def add_parser(sub: Any) -> None:
                    help="a subject-name prefix, or a glob per / segment such as 'acme/*/fw'")
     s.add_argument("--signer", metavar="KEYID_OR_PRINCIPAL")
     s.add_argument("--predicate-type", metavar="URI_OR_GLOB")
-    s.add_argument("--since", metavar="T")
-    s.add_argument("--until", metavar="T")
+    s.add_argument("--since", type=given, metavar="T")
+    s.add_argument("--until", type=given, metavar="T")
     s.add_argument("--after", type=index_or_minus_one, default=-1, metavar="INDEX", help="keyset page: entries after this index")
     s.add_argument("--limit", type=index, default=100)
     s.add_argument("--json", action="store_true")
@@ -131,11 +131,11 @@ def add_parser(sub: Any) -> None:
 
 
 def _grant_options(s: argparse.ArgumentParser, *, required: bool) -> None:
-    s.add_argument("--allow", required=required, nargs="+", metavar="PREDICATE_TYPE_GLOB")
-    s.add_argument("--subject", nargs="+", metavar="NAME_GLOB", help="subject-name globs, per / segment (default: any)")
-    s.add_argument("--not-before", metavar="T")
-    s.add_argument("--not-after", metavar="T")
-    s.add_argument("--review-by", metavar="T")
+    s.add_argument("--allow", required=required, nargs="+", type=given, metavar="PREDICATE_TYPE_GLOB")
+    s.add_argument("--subject", nargs="+", type=given, metavar="NAME_GLOB", help="subject-name globs, per / segment (default: any)")
+    s.add_argument("--not-before", type=given, metavar="T")
+    s.add_argument("--not-after", type=given, metavar="T")
+    s.add_argument("--review-by", type=given, metavar="T")
 
 
 def _grant(args: argparse.Namespace) -> Grant:
@@ -163,7 +163,7 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
 
 
 def cmd_identities_add(args: argparse.Namespace) -> int:
-    identity = Identity(san=args.san, issuer=args.issuer, source_repository=args.source_repo or None)
+    identity = Identity(san=args.san, issuer=args.issuer, source_repository=args.source_repo)
     grant = _grant(args)
     with open_store() as st:
         admin = setup.load_admin_key(st.settings)

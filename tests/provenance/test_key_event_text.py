@@ -116,3 +116,4 @@ def test_an_event_already_in_a_log_is_read_as_it_is_and_shown_escaped(
     assert cli_main.main(["keys", "list"]) == 0
     out = capsys.readouterr().out
     assert key.key_id in out and "ci\\x1b[31m" in out and "\x1b" not in out
+
