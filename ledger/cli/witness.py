@@ -54,7 +54,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--key", type=given, metavar="PATH", help="witness key (default: $PROVLEDGER_HOME/witness.key)"
     )
     s.add_argument(
-        "--state", metavar="PATH", help="state file (default: $PROVLEDGER_HOME/witness-state.json)"
+        "--state", type=given, metavar="PATH", help="state file (default: $PROVLEDGER_HOME/witness-state.json)"
     )
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=port, default=DEFAULT_PORT)
@@ -84,7 +84,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def build_witness(args: argparse.Namespace) -> Witness:
     key = Path(args.key) if args.key is not None else _home() / "witness.key"
-    state = Path(args.state) if args.state else _home() / "witness-state.json"
+    state = Path(args.state) if args.state is not None else _home() / "witness-state.json"
     store = FileStateStore(state)
     store.load()  # refuse to start on a damaged state file (fail closed)
     return Witness.from_vkeys(load_cosigner(key), args.log_vkey, store)

@@ -31,6 +31,7 @@ def _size(store: Any) -> int:
         ["keys", "import-tee-roots", "--dir", ""],  # would read the current folder
         ["attest", "verify", "--type", "tpm", "EVIDENCE", "--policy", ""],  # would apply the built-in policy
         ["attest", "verify", "--type", "tdx", "EVIDENCE", "--tcb-info", ""],
+        ["witness", "serve", "--log-vkey", "log+00000000+AA", "--state", ""],  # would use the default state
     ],
     ids=lambda a: " ".join(x for x in a[:2]) + " " + next(x for x in reversed(a) if x.startswith("--")),
 )
