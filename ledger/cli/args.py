@@ -35,16 +35,13 @@ def index_or_minus_one(text: str) -> int:
     return -1 if text == "-1" else index(text)
 
 
-#: the most a count option (a batch size, a number of processes) may be
+#: the most a count option (a batch size) may be
 MAX_COUNT = 1_000_000
 
 
 def count(text: str) -> int:
-    """An argparse type: a whole number from 1 to ``MAX_COUNT`` (a batch size, processes)."""
-    value = index(text)
-    if not 1 <= value <= MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r}: must be from 1 to {MAX_COUNT:,}")
-    return value
+    """An argparse type: a whole number from 1 to ``MAX_COUNT`` (a batch size)."""
+    return _within(text, 1, MAX_COUNT, "a count")
 
 
 def _within(text: str, low: int, high: int, what: str) -> int:

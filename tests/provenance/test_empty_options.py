@@ -32,6 +32,11 @@ def _size(store: Any) -> int:
         ["attest", "verify", "--type", "tpm", "EVIDENCE", "--policy", ""],  # would apply the built-in policy
         ["attest", "verify", "--type", "tdx", "EVIDENCE", "--tcb-info", ""],
         ["witness", "serve", "--log-vkey", "log+00000000+AA", "--state", ""],  # would use the default state
+        ["witness", "serve", "--log-vkey", "log+00000000+AA", "--key", ""],
+        ["witness", "keygen", "--name", "w.example", "--out", ""],  # would write the default key file
+        ["submit", "EVIDENCE", "--server", "http://127.0.0.1:9", "--token", ""],
+        ["attest", "verify", "--type", "tpm", "EVIDENCE", "--at", ""],  # would appraise at now
+        ["attest", "verify", "--type", "tpm", "EVIDENCE", "--endorsement", ""],
     ],
     ids=lambda a: " ".join(x for x in a[:2]) + " " + next(x for x in reversed(a) if x.startswith("--")),
 )
