@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.cli.files import make_folder, read_bounded, read_lines_bounded, read_up_to
+from ledger.cli.files import read_bounded, read_lines_bounded, read_up_to, write_new_key
 from ledger.cli.terminal import safe
 from ledger.records import keys as keylib
 from ledger.config import MAX_PROCESSES, Settings
@@ -103,16 +103,11 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         if p.exists():
             raise ConflictError(f"{p} already exists; refusing to overwrite a key (choose another --out)")
     key = keylib.generate_private_key(args.algorithm)
-    make_folder(out.parent, 0o700)
+    write_new_key(out, key.to_pem(), "the key")
     try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key.to_pem())
         pub.write_bytes(key.public_key.to_pem())
-    except FileExistsError:
-        raise ConflictError(f"{out} already exists; refusing to overwrite a key (choose another --out)") from None
     except OSError as exc:
-        raise MalformedError(f"cannot write the key to {exc.filename or out}: {exc.strerror or exc} (choose another --out)") from exc
+        raise MalformedError(f"cannot write the public key to {pub}: {exc.strerror or exc} (choose another --out)") from exc
     _out(f"private key: {out}")
     _out(f"public key: {pub}")
     _out(key.key_id)

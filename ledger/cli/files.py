@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ledger.errors import LedgerError, MalformedError, TooLargeError
+from ledger.config import create_private_file
+from ledger.errors import ConflictError, LedgerError, MalformedError, TooLargeError
 
-__all__ = ["make_folder", "read_at_most", "read_bounded", "read_lines_bounded", "read_up_to"]
+__all__ = ["make_folder", "read_at_most", "read_bounded", "read_lines_bounded", "read_up_to", "write_new_key"]
 
 
 def read_at_most(path: str | Path, limit: int) -> bytes:
@@ -68,3 +69,16 @@ def make_folder(folder: Path, mode: int = 0o777) -> None:
         raise MalformedError(f"{folder} is not a folder (choose another --out)") from None
     except OSError as exc:
         raise MalformedError(f"cannot create the folder {folder}: {exc.strerror or exc} (choose another --out)") from exc
+
+
+def write_new_key(path: Path, data: bytes, what: str = "a key") -> None:
+    """Write a new private key file (0600, whole or not at all: ``create_private_file``), its
+    folder created first; an existing file is never overwritten (ConflictError), and a path that
+    cannot be written is one line naming it (MalformedError: choose another ``--out``)."""
+    make_folder(path.parent, 0o700)
+    try:
+        created = create_private_file(path, data)
+    except OSError as exc:
+        raise MalformedError(f"cannot write {what} to {exc.filename or path}: {exc.strerror or exc} (choose another --out)") from exc
+    if not created:
+        raise ConflictError(f"{path} already exists; refusing to overwrite {what} (choose another --out)")

@@ -8,14 +8,13 @@ cosigns checkpoints of those logs at ``POST /add-checkpoint``.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 from ledger.cli.args import given, port
-from ledger.cli.files import make_folder
+from ledger.cli.files import write_new_key
 from ledger.config import Settings
-from ledger.errors import ConflictError, MalformedError
+from ledger.errors import MalformedError
 from ledger.tlog.note import Ed25519CosignatureSigner, generate_signer, is_valid_key_name
 from ledger.tlog.witness import FileStateStore, Witness, load_cosigner
 
@@ -67,15 +66,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         raise MalformedError(f"witness name {args.name!r} must be non-empty with no space or '+'")
     path = Path(args.out) if args.out is not None else _home() / "witness.key"
     signer = generate_signer(args.name)
-    make_folder(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(signer.skey + "\n")
-    except FileExistsError:
-        raise ConflictError(f"{path} already exists; refusing to overwrite a witness key") from None
-    except OSError as exc:
-        raise MalformedError(f"cannot write the witness key to {exc.filename or path}: {exc.strerror or exc} (choose another --out)") from exc
+    write_new_key(path, (signer.skey + "\n").encode("ascii"), "the witness key")
     cosigner: Ed25519CosignatureSigner = load_cosigner(path)
     print(f"wrote {path}")
     print(cosigner.vkey)
