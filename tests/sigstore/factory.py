@@ -219,6 +219,21 @@ class World:
             },
         }
 
+    def hashedrekord_dsse_body(self, envelope: dict[str, Any], cert: x509.Certificate | None = None) -> dict[str, Any]:
+        """A ``hashedrekord/0.0.1`` body logging a DSSE envelope, as sigstore-go writes it: the
+        hash is SHA-256(PAE(payloadType, payload)), the signature the envelope's one signature,
+        the public key the signing certificate's PEM."""
+        digest = hashlib.sha256(pae(envelope["payloadType"], base64.b64decode(envelope["payload"]))).hexdigest()
+        pem = (cert or self.leaf).public_bytes(serialization.Encoding.PEM)
+        return {
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256", "value": digest}},
+                "signature": {"content": envelope["signatures"][0]["sig"], "publicKey": {"content": _b64(pem)}},
+            },
+        }
+
     def dsse_v2_body(self, envelope: dict[str, Any]) -> dict[str, Any]:
         """A Rekor v2 ``dsse/0.0.2`` body (``DSSELogEntryV002``): the payload's SHA2_256 digest
         in base64, and each signature's bytes with its verifier (the leaf certificate's DER)."""

@@ -95,14 +95,22 @@ def _check_kind(doc: Any, entry: TlogEntry) -> None:
 
 
 def _hashedrekord_v001(entry: TlogEntry, bundle: Bundle, signer: SignerMaterial, digest: bytes | None) -> None:
+    """A ``hashedrekord/0.0.1`` body: the SHA-256 the signature covers, the signature, the signer.
+
+    For a message signature that is the artifact's digest. A DSSE bundle may be logged this way
+    too (Sigstore client spec, "Bundle content vs. Rekor entry kind"; sigstore-go writes it): the
+    digest is then SHA-256(PAE(payloadType, payload)), the bytes the envelope's one signature
+    covers, as for ``hashedrekord/0.0.2``."""
     doc = _json(entry.canonicalized_body)
     _check_kind(doc, entry)
-    if bundle.message_signature is None:
-        raise VerificationError("a hashedrekord/0.0.1 entry records a message signature, but the bundle holds DSSE")
+    if bundle.envelope is not None:
+        expected, names = hashlib.sha256(bundle.envelope.pae()).hexdigest(), "the DSSE envelope's PAE"
+    else:
+        expected, names = (digest or b"").hex(), "the signed artifact digest"
     if _get(doc, "spec", "data", "hash", "algorithm") != "sha256":
         raise VerificationError("tlog entry hash algorithm is not sha256")
-    if _get(doc, "spec", "data", "hash", "value") != (digest or b"").hex():
-        raise VerificationError("tlog entry digest does not match the signed artifact digest")
+    if _get(doc, "spec", "data", "hash", "value") != expected:
+        raise VerificationError(f"tlog entry digest does not match {names}")
     if _b64(_get(doc, "spec", "signature", "content"), "signature") != bundle.signature:
         raise VerificationError("tlog entry signature does not match the bundle's signature")
     pem = _b64(_get(doc, "spec", "signature", "publicKey", "content"), "public key")

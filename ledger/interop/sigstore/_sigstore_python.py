@@ -1,7 +1,8 @@
 """sigstore-python's own ``Verifier``, run over the bundles it covers, offline.
 
 sigstore-python 4.x verifies keyless bundles whose entry is ``hashedrekord/0.0.1``,
-``hashedrekord/0.0.2`` or ``dsse/0.0.1``. It does not load public-key bundles, ``intoto/0.0.2`` or ``dsse/0.0.2``
+``hashedrekord/0.0.2`` or ``dsse/0.0.1`` (a DSSE envelope only as ``hashedrekord/0.0.2`` or
+``dsse/0.0.1``). It does not load public-key bundles, ``intoto/0.0.2`` or ``dsse/0.0.2``
 entries, or bundles without an inclusion proof; :mod:`ledger.interop.sigstore.verify` covers those with its
 own checks. The trusted root is built from the configured file's bytes (no TUF refresh, no
 network); identity policy is ours (:mod:`ledger.interop.sigstore.identity`), so the policy given to
@@ -36,6 +37,8 @@ def covers(bundle: Bundle) -> bool:
     entry = bundle.tlog_entries[0]
     if entry.kind_version not in _COVERED_KINDS or entry.inclusion_proof is None:
         return False
+    if bundle.envelope is not None and entry.kind_version == "hashedrekord/0.0.1":
+        return False  # DSSE logged as hashedrekord/0.0.1: sigstore-python 4.x takes only 0.0.2 for DSSE
     message = bundle.message_signature
     return message is None or message.digest_algorithm in (None, "SHA2_256")
 
