@@ -35,8 +35,8 @@ def covers(bundle: Bundle) -> bool:
     if not bundle.is_keyless or len(bundle.tlog_entries) != 1:
         return False
     entry = bundle.tlog_entries[0]
-    if entry.kind_version not in _COVERED_KINDS or entry.inclusion_proof is None:
-        return False
+    if entry.kind_version not in _COVERED_KINDS or entry.inclusion_proof is None or entry.inclusion_proof.checkpoint is None:
+        return False  # (sigstore-python needs the proof's checkpoint, even in a v0.1 bundle)
     if bundle.envelope is not None and entry.kind_version == "hashedrekord/0.0.1":
         return False  # DSSE logged as hashedrekord/0.0.1: sigstore-python 4.x takes only 0.0.2 for DSSE
     message = bundle.message_signature

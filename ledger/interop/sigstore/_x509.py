@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
@@ -22,7 +23,14 @@ from cryptography.x509.verification import VerificationError as X509Verification
 from ledger.errors import VerificationError
 from ledger.interop.sigstore.trust import TrustedRoot, verify_with_key
 
-__all__ = ["FULCIO_EXTENSIONS", "CertificateIdentity", "certificate_identity", "verify_chain", "verify_sct"]
+__all__ = [
+    "FULCIO_EXTENSIONS",
+    "CertificateIdentity",
+    "certificate_identity",
+    "check_bundle_chain",
+    "verify_chain",
+    "verify_sct",
+]
 
 _FULCIO = "1.3.6.1.4.1.57264.1."
 _OTHERNAME_SAN = x509.ObjectIdentifier(_FULCIO + "7")
@@ -226,6 +234,45 @@ def verify_chain(cert: x509.Certificate, root: TrustedRoot, when: datetime) -> l
     raise VerificationError(
         f"signing certificate does not chain to a trusted Fulcio CA at {when.isoformat()} ({detail})"
     )
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _is_root_ca(cert: x509.Certificate) -> bool:
+    """A CA certificate that is its own issuer and signer (a trust anchor)."""
+    if not _is_ca(cert) or cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def check_bundle_chain(certificates: Sequence[x509.Certificate]) -> None:
+    """The client policy of Sigstore's protobuf-specs for a bundle's certificates: the first is
+    the signing (leaf) certificate, not a CA, and none of the rest is a root CA. Trust anchors
+    come only from the trusted root; a bundle that carries one is refused (sigstore-conformance
+    ``test_verify_rejects_root``), although the chain is never trusted from the bundle anyway.
+
+    Raises:
+        VerificationError: the first certificate is a CA, or another is a root CA.
+    """
+    if not certificates:
+        return
+    if _is_ca(certificates[0]):
+        raise VerificationError("the bundle's signing certificate is a CA certificate, not a leaf")
+    for i, cert in enumerate(certificates[1:], start=1):
+        if _is_root_ca(cert):
+            raise VerificationError(
+                f"the bundle's certificate chain holds a root CA certificate (certificate {i}, "
+                f"{cert.subject.rfc4514_string()[:200]}): a trust anchor comes only from the trusted root"
+            )
 
 
 def check_code_signing(cert: x509.Certificate) -> None:

@@ -35,11 +35,12 @@ import ledger.interop.sigstore._sigstore_python as _sigstore_python
 from ledger.interop.sigstore._x509 import (
     CertificateIdentity,
     certificate_identity,
+    check_bundle_chain,
     check_code_signing,
     verify_chain,
     verify_sct,
 )
-from ledger.interop.sigstore.bundle import Bundle, TlogEntry
+from ledger.interop.sigstore.bundle import Bundle, InclusionProof, TlogEntry
 from ledger.interop.sigstore.trust import TrustedRoot, TrustedRoots
 from ledger.records.statement import parse_statement
 
@@ -126,9 +127,9 @@ def _utc(seconds: int) -> datetime:
         raise VerificationError(f"the time {seconds} is not a date (Unix seconds within the years 1 to 9999)") from exc
 
 
-def _as_rekor_entry(entry: TlogEntry) -> RekorV1Entry:
-    """A bundle's tlog entry as :mod:`ledger.interop.rekor` verifies it."""
-    proof = entry.inclusion_proof
+def _as_rekor_entry(entry: TlogEntry, proof: InclusionProof | None) -> RekorV1Entry:
+    """A bundle's tlog entry as :mod:`ledger.interop.rekor` verifies it, with ``proof`` (the
+    entry's inclusion proof, or None where it is set aside)."""
     return RekorV1Entry(
         body=entry.canonicalized_body,
         integrated_time=entry.integrated_time,
@@ -282,19 +283,27 @@ def _verify_with_root(
     # (1) Each transparency-log entry: its log is in this root, the leaf is in the tree of a
     #     checkpoint the log signed (Rekor v1: ECDSA note, v2: Ed25519 note), and the inclusion
     #     promise (SET), where present, is the log's signature over the entry. A v0.1 bundle may
-    #     carry the SET alone; from v0.2 on the inclusion proof is required.
+    #     carry the SET alone; from v0.2 on the inclusion proof, with its checkpoint, is required.
+    #     A v0.1 proof without a checkpoint (older clients wrote them) proves nothing, no log
+    #     having signed its root: it is set aside and the SET must vouch, as Sigstore's clients do.
     times: list[VerifiedTime] = []
     entries: list[VerifiedEntry] = []
     for i, entry in enumerate(bundle.tlog_entries):
         log = root.tlog(entry.log_id)
         if log is None:
             raise VerificationError(f"tlog entry {i} is from log {entry.log_id.hex()}, not a log of the trusted root")
-        if entry.inclusion_proof is None and bundle.version != "0.1":
+        proof = entry.inclusion_proof
+        if proof is None and bundle.version != "0.1":
             raise VerificationError(f"tlog entry {i} has no inclusion proof (required from bundle v0.2 on)")
-        if entry.inclusion_proof is None and entry.signed_entry_timestamp is None:
-            raise VerificationError(f"tlog entry {i} has neither an inclusion proof nor an inclusion promise")
+        if proof is not None and proof.checkpoint is None:
+            if bundle.version != "0.1":
+                raise VerificationError(f"tlog entry {i}'s inclusion proof has no checkpoint (required from bundle v0.2 on)")
+            proof = None
+        if proof is None and entry.signed_entry_timestamp is None:
+            aside = " (its inclusion proof has no checkpoint, so it proves nothing)" if entry.inclusion_proof else ""
+            raise VerificationError(f"tlog entry {i} has neither an inclusion proof nor an inclusion promise{aside}")
         try:
-            checked = verify_rekor_entry(_as_rekor_entry(entry), log.public_key_der, log_name=log.host)
+            checked = verify_rekor_entry(_as_rekor_entry(entry, proof), log.public_key_der, log_name=log.host)
         except SignatureError as exc:
             raise SignatureError(f"tlog entry {i} (log {log.base_url}): {exc}") from exc
         except (VerificationError, MalformedError) as exc:
@@ -308,11 +317,11 @@ def _verify_with_root(
                 if not log.valid_for.contains(integrated):
                     raise VerificationError(f"log {log.base_url} key was not valid at {integrated.isoformat()}")
                 times.append(VerifiedTime("tlog", integrated))
-        elif entry.inclusion_proof is not None and entry.log_index != entry.inclusion_proof.log_index:
+        elif proof is not None and entry.log_index != proof.log_index:
             # Without a SET only the proof vouches for the index (Rekor v2: the two are equal).
             raise VerificationError(
                 f"tlog entry {i} log index {entry.log_index} is not its inclusion proof's "
-                f"{entry.inclusion_proof.log_index}, and no inclusion promise vouches for it"
+                f"{proof.log_index}, and no inclusion promise vouches for it"
             )
         # (2) The logged body is this bundle's signature, by this signer, over this content.
         _entry_body.check_entry_body(entry, bundle, signer, digest)
@@ -422,6 +431,7 @@ def verify_bundle(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    check_bundle_chain(bundle.certificates)
     # Transparency is required: a bundle with only RFC 3161 timestamps (GitHub private
     # repositories) is refused.
     if not bundle.tlog_entries:

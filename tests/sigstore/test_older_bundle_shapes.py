@@ -1,0 +1,101 @@
+"""Two rules of Sigstore's client policy for older bundles, on generated bundles
+(tests/sigstore/factory.py):
+
+- a v0.1 bundle's inclusion proof may lack its checkpoint (older clients wrote them so): with no
+  signed root it proves nothing, so it is set aside and the SET must vouch (inclusion
+  "promised"); from v0.2 on a proof without a checkpoint is refused;
+- a bundle's certificates are the signing certificate first, never a CA, and no root CA after
+  it: a trust anchor comes only from the trusted root (sigstore-conformance
+  ``test_verify_rejects_root``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from ledger.errors import VerificationError
+from ledger.interop.sigstore import _sigstore_python, parse_bundle, verify_bundle
+from tests.sigstore.factory import NOW, World, encode
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World()
+
+
+def _verify(world: World, doc: dict[str, Any]) -> Any:
+    return verify_bundle(parse_bundle(encode(doc)), world.roots(), now=NOW)
+
+
+def _without_checkpoint(doc: dict[str, Any]) -> dict[str, Any]:
+    del doc["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]
+    return doc
+
+
+def _der(cert: Any) -> dict[str, str]:
+    import base64  # noqa: PLC0415
+
+    return {"rawBytes": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()}
+
+
+# ------------------------------------------------------------------ a proof without a checkpoint
+
+
+def test_a_v01_proof_without_a_checkpoint_is_set_aside_for_the_set(world: World) -> None:
+    doc = _without_checkpoint(world.bundle(kind="dsse", promise=True, proof=True))
+    assert not _sigstore_python.covers(parse_bundle(encode(doc)))  # it would need the checkpoint
+    verified = _verify(world, doc)
+    (entry,) = verified.entries
+    assert entry.inclusion == "promised" and entry.checkpoint is None and entry.has_inclusion_promise
+    assert [t.source for t in verified.times] == ["tlog"]
+
+
+def test_a_v01_proof_without_a_checkpoint_and_no_set_is_refused(world: World) -> None:
+    doc = _without_checkpoint(world.bundle(kind="dsse", promise=False, proof=True))
+    with pytest.raises(VerificationError, match=r"neither an inclusion proof nor an inclusion promise \(its inclusion proof has no checkpoint"):
+        _verify(world, doc)
+
+
+def test_the_set_still_binds_the_entry_when_the_proof_is_set_aside(world: World) -> None:
+    doc = _without_checkpoint(world.bundle(kind="dsse", promise=True, proof=True))
+    entry = doc["verificationMaterial"]["tlogEntries"][0]
+    entry["logIndex"] = str(int(entry["logIndex"]) + 1)
+    with pytest.raises(VerificationError, match="signed entry timestamp"):
+        _verify(world, doc)
+
+
+@pytest.mark.parametrize("version", ["0.2", "0.3"])
+def test_from_v02_a_proof_without_a_checkpoint_is_refused(world: World, version: str) -> None:
+    doc = _without_checkpoint(world.bundle(kind="dsse", version=version, promise=True, proof=True, log_index=3))
+    if version == "0.3":
+        material = doc["verificationMaterial"]
+        material["certificate"] = material.pop("x509CertificateChain")["certificates"][0]
+    with pytest.raises(VerificationError, match=r"inclusion proof has no checkpoint \(required from bundle v0.2 on\)"):
+        _verify(world, doc)
+
+
+# ------------------------------------------------------------------ the certificates a bundle carries
+
+
+def test_an_intermediate_after_the_leaf_is_accepted_and_never_trusted_from_the_bundle(world: World, own_checks_only: None) -> None:
+    # (sigstore-python's cross-check needs a CT log; the generated root has none)
+    doc = world.bundle(kind="dsse", promise=True, proof=True)
+    doc["verificationMaterial"]["x509CertificateChain"]["certificates"].append(_der(world.intermediate))
+    assert _verify(world, doc).inclusion == "proven"
+
+
+@pytest.mark.parametrize("chain", [("intermediate", "root"), ("root",)])
+def test_a_root_ca_in_the_chain_is_refused(world: World, chain: tuple[str, ...]) -> None:
+    doc = world.bundle(kind="dsse", promise=True, proof=True)
+    doc["verificationMaterial"]["x509CertificateChain"]["certificates"].extend(_der(getattr(world, c)) for c in chain)
+    with pytest.raises(VerificationError, match=r"holds a root CA certificate \(certificate \d, CN=test-fulcio-root,O=test\)"):
+        _verify(world, doc)
+
+
+def test_a_ca_as_the_signing_certificate_is_refused(world: World) -> None:
+    doc = world.bundle(kind="dsse", promise=True, proof=True)
+    doc["verificationMaterial"]["x509CertificateChain"]["certificates"] = [_der(world.intermediate), _der(world.root)]
+    with pytest.raises(VerificationError, match="signing certificate is a CA certificate, not a leaf"):
+        _verify(world, doc)
