@@ -62,6 +62,7 @@ __all__ = [
     "parse_rekor_v1_entry",
     "rekor_log_id",
     "rekor_v1_set_payload",
+    "verify_inclusion_path",
     "verify_rekor_entry",
     "verify_rekor_set",
 ]
@@ -306,16 +307,27 @@ def _checkpoint_verifier(key: PublicKey, der: bytes, log_name: str) -> Verifier:
         raise VerificationError(f"the log's name {log_name!r} cannot name a checkpoint signer: {exc}") from exc
 
 
+def verify_inclusion_path(body: bytes, proof: RekorInclusionProof) -> None:
+    """The leaf SHA-256(0x00 || body) is at the proof's tree index under the proof's root hash.
+
+    Only the path: the root is signed by no one until a checkpoint is checked too (an older
+    v0.1 bundle's proof may come without one; its inclusion then rests on the SET).
+
+    Raises:
+        VerificationError: the path does not lead to the stated root.
+    """
+    try:
+        merkle.verify_inclusion(proof.tree_index, proof.tree_size, leaf_hash(body), list(proof.hashes), proof.root_hash)
+    except RootMismatchError as exc:
+        raise VerificationError(f"the inclusion proof does not lead to the stated root: {exc}") from exc
+
+
 def _verify_proof(entry: RekorV1Entry, key: PublicKey, der: bytes, log_name: str) -> tuple[Checkpoint, int | None]:
     proof = entry.proof
     assert proof is not None
     if proof.checkpoint is None:
         raise VerificationError("the inclusion proof has no checkpoint")
-    # The leaf SHA-256(0x00 || body) is at the tree index under the proof's root.
-    try:
-        merkle.verify_inclusion(proof.tree_index, proof.tree_size, leaf_hash(entry.body), list(proof.hashes), proof.root_hash)
-    except RootMismatchError as exc:
-        raise VerificationError(f"the inclusion proof does not lead to the stated root: {exc}") from exc
+    verify_inclusion_path(entry.body, proof)
     # The checkpoint is the log's, for that tree.
     note = verify_note(proof.checkpoint, [_checkpoint_verifier(key, der, log_name)])
     cp = parse_checkpoint_text(note.text)

@@ -2,8 +2,10 @@
 (tests/sigstore/factory.py):
 
 - a v0.1 bundle's inclusion proof may lack its checkpoint (older clients wrote them so): with no
-  signed root it proves nothing, so it is set aside and the SET must vouch (inclusion
-  "promised"); from v0.2 on a proof without a checkpoint is refused;
+  signed root it cannot prove inclusion, so the SET must vouch (inclusion "promised"), but its
+  path must still lead to its stated root (sigstore-conformance's
+  ``a.txt.invalid_inclusion_proof``: a wrong path beside a good SET is refused); from v0.2 on a
+  proof without a checkpoint is refused;
 - a bundle's certificates are the signing certificate first, never a CA, and no root CA after
   it: a trust anchor comes only from the trusted root (sigstore-conformance
   ``test_verify_rejects_root``)."""
@@ -55,6 +57,18 @@ def test_a_v01_proof_without_a_checkpoint_is_set_aside_for_the_set(world: World)
 def test_a_v01_proof_without_a_checkpoint_and_no_set_is_refused(world: World) -> None:
     doc = _without_checkpoint(world.bundle(kind="dsse", promise=False, proof=True))
     with pytest.raises(VerificationError, match=r"neither an inclusion proof nor an inclusion promise \(its inclusion proof has no checkpoint"):
+        _verify(world, doc)
+
+
+def test_a_v01_proof_without_a_checkpoint_must_still_lead_to_its_root(world: World) -> None:
+    import base64  # noqa: PLC0415
+
+    doc = _without_checkpoint(world.bundle(kind="dsse", promise=True, proof=True))
+    proof = doc["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]
+    first = bytearray(base64.b64decode(proof["hashes"][0]))
+    first[0] ^= 1
+    proof["hashes"][0] = base64.b64encode(bytes(first)).decode()
+    with pytest.raises(VerificationError, match="the inclusion proof does not lead to the stated root"):
         _verify(world, doc)
 
 

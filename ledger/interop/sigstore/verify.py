@@ -29,7 +29,7 @@ from ledger.tlog.checkpoint import Checkpoint
 from ledger.records.dsse import Envelope
 from ledger.errors import LedgerError, MalformedError, SignatureError, VerificationError
 from ledger.records.keys import PublicKey
-from ledger.interop.rekor import RekorInclusionProof, RekorV1Entry, verify_rekor_entry
+from ledger.interop.rekor import RekorInclusionProof, RekorV1Entry, verify_inclusion_path, verify_rekor_entry
 import ledger.interop.sigstore._entry_body as _entry_body
 import ledger.interop.sigstore._sigstore_python as _sigstore_python
 from ledger.interop.sigstore._x509 import (
@@ -127,23 +127,25 @@ def _utc(seconds: int) -> datetime:
         raise VerificationError(f"the time {seconds} is not a date (Unix seconds within the years 1 to 9999)") from exc
 
 
+def _rekor_proof(proof: InclusionProof) -> RekorInclusionProof:
+    return RekorInclusionProof(
+        tree_index=proof.log_index,
+        tree_size=proof.tree_size,
+        root_hash=proof.root_hash,
+        hashes=proof.hashes,
+        checkpoint=None if proof.checkpoint is None else proof.checkpoint.encode("utf-8"),
+    )
+
+
 def _as_rekor_entry(entry: TlogEntry, proof: InclusionProof | None) -> RekorV1Entry:
     """A bundle's tlog entry as :mod:`ledger.interop.rekor` verifies it, with ``proof`` (the
-    entry's inclusion proof, or None where it is set aside)."""
+    entry's inclusion proof, or None where it cannot prove inclusion and is left out)."""
     return RekorV1Entry(
         body=entry.canonicalized_body,
         integrated_time=entry.integrated_time,
         log_id=entry.log_id,
         log_index=entry.log_index,
-        proof=None
-        if proof is None
-        else RekorInclusionProof(
-            tree_index=proof.log_index,
-            tree_size=proof.tree_size,
-            root_hash=proof.root_hash,
-            hashes=proof.hashes,
-            checkpoint=None if proof.checkpoint is None else proof.checkpoint.encode("utf-8"),
-        ),
+        proof=None if proof is None else _rekor_proof(proof),
         signed_entry_timestamp=entry.signed_entry_timestamp,
     )
 
@@ -284,8 +286,9 @@ def _verify_with_root(
     #     checkpoint the log signed (Rekor v1: ECDSA note, v2: Ed25519 note), and the inclusion
     #     promise (SET), where present, is the log's signature over the entry. A v0.1 bundle may
     #     carry the SET alone; from v0.2 on the inclusion proof, with its checkpoint, is required.
-    #     A v0.1 proof without a checkpoint (older clients wrote them) proves nothing, no log
-    #     having signed its root: it is set aside and the SET must vouch, as Sigstore's clients do.
+    #     A v0.1 proof without a checkpoint (older clients wrote them) cannot prove inclusion, no
+    #     log having signed its root: its path must still lead to its stated root (a wrong proof
+    #     is refused), and the SET must vouch (inclusion promised).
     times: list[VerifiedTime] = []
     entries: list[VerifiedEntry] = []
     for i, entry in enumerate(bundle.tlog_entries):
@@ -298,6 +301,10 @@ def _verify_with_root(
         if proof is not None and proof.checkpoint is None:
             if bundle.version != "0.1":
                 raise VerificationError(f"tlog entry {i}'s inclusion proof has no checkpoint (required from bundle v0.2 on)")
+            try:
+                verify_inclusion_path(entry.canonicalized_body, _rekor_proof(proof))
+            except VerificationError as exc:
+                raise VerificationError(f"tlog entry {i} (log {log.base_url}): {exc}") from exc
             proof = None
         if proof is None and entry.signed_entry_timestamp is None:
             aside = " (its inclusion proof has no checkpoint, so it proves nothing)" if entry.inclusion_proof else ""
