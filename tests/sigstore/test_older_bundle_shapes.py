@@ -45,7 +45,7 @@ def _der(cert: Any) -> dict[str, str]:
 # ------------------------------------------------------------------ a proof without a checkpoint
 
 
-def test_a_v01_proof_without_a_checkpoint_is_set_aside_for_the_set(world: World) -> None:
+def test_a_v01_proof_without_a_checkpoint_leaves_inclusion_to_the_set(world: World) -> None:
     doc = _without_checkpoint(world.bundle(kind="dsse", promise=True, proof=True))
     assert not _sigstore_python.covers(parse_bundle(encode(doc)))  # it would need the checkpoint
     verified = _verify(world, doc)
@@ -72,7 +72,7 @@ def test_a_v01_proof_without_a_checkpoint_must_still_lead_to_its_root(world: Wor
         _verify(world, doc)
 
 
-def test_the_set_still_binds_the_entry_when_the_proof_is_set_aside(world: World) -> None:
+def test_the_set_still_binds_the_entry_when_the_proof_has_no_checkpoint(world: World) -> None:
     doc = _without_checkpoint(world.bundle(kind="dsse", promise=True, proof=True))
     entry = doc["verificationMaterial"]["tlogEntries"][0]
     entry["logIndex"] = str(int(entry["logIndex"]) + 1)
