@@ -10,6 +10,7 @@ import pytest
 from ledger.records.keys import PublicKey, load_public_key
 from ledger.interop.sigstore import TrustedRoots, load_trusted_roots
 from tests.conftest import skip_or_fail
+from tests.sigstore.factory import World
 from tests.sigstore.sigstore_cases import PROVENANCE
 
 
@@ -55,3 +56,9 @@ def own_checks_only(monkeypatch: pytest.MonkeyPatch) -> None:
     from ledger.interop.sigstore import _sigstore_python  # noqa: PLC0415
 
     monkeypatch.setattr(_sigstore_python, "covers", lambda bundle: False)
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    """A generated trust domain (tests/sigstore/factory.py), one per test module."""
+    return World()

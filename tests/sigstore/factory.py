@@ -317,5 +317,12 @@ class World:
         }
 
 
+def verify(world: World, doc: dict[str, Any]) -> Any:
+    """``doc`` verified against ``world``'s trusted root at NOW (``verify_bundle``'s result)."""
+    from ledger.interop.sigstore import parse_bundle, verify_bundle  # noqa: PLC0415
+
+    return verify_bundle(parse_bundle(encode(doc)), world.roots(), now=NOW)
+
+
 def encode(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc).encode()

@@ -15,21 +15,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ledger.errors import SignatureError, VerificationError
-from ledger.interop.sigstore import _sigstore_python, parse_bundle, verify_bundle
-from tests.sigstore.factory import NOW, World, encode
-
-
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World()
+from ledger.interop.sigstore import _sigstore_python, parse_bundle
+from tests.sigstore.factory import World, encode, verify
 
 
 def _bundle(world: World, envelope: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     return world.bundle(envelope=envelope, body=body, promise=True, proof=True, log_index=3)
-
-
-def _verify(world: World, doc: dict[str, Any]) -> Any:
-    return verify_bundle(parse_bundle(encode(doc)), world.roots(), now=NOW)
 
 
 def test_a_dsse_envelope_logged_as_hashedrekord_verifies(world: World) -> None:
@@ -37,7 +28,7 @@ def test_a_dsse_envelope_logged_as_hashedrekord_verifies(world: World) -> None:
     doc = _bundle(world, envelope, world.hashedrekord_dsse_body(envelope))
     # sigstore-python 4.x takes DSSE only as dsse/0.0.1 or hashedrekord/0.0.2: it is not asked
     assert not _sigstore_python.covers(parse_bundle(encode(doc)))
-    verified = _verify(world, doc)
+    verified = verify(world, doc)
     (entry,) = verified.entries
     assert entry.kind == "hashedrekord/0.0.1" and verified.inclusion == "proven"
     assert verified.envelope is not None and verified.envelope.payload == base64.b64decode(envelope["payload"])
@@ -83,7 +74,7 @@ def test_a_hashedrekord_body_that_is_not_this_envelope_is_refused(world: World, 
     body = world.hashedrekord_dsse_body(envelope)
     change(body, envelope, world)
     with pytest.raises(VerificationError, match=reason):
-        _verify(world, _bundle(world, envelope, body))
+        verify(world, _bundle(world, envelope, body))
 
 
 def test_an_envelope_whose_signature_does_not_verify_is_refused(world: World) -> None:
@@ -94,4 +85,4 @@ def test_an_envelope_whose_signature_does_not_verify_is_refused(world: World) ->
     envelope["signatures"][0]["sig"] = base64.b64encode(bad).decode()
     doc = _bundle(world, envelope, world.hashedrekord_dsse_body(envelope))
     with pytest.raises(SignatureError):
-        _verify(world, doc)
+        verify(world, doc)

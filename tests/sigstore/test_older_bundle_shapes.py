@@ -18,17 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from ledger.errors import VerificationError
-from ledger.interop.sigstore import _sigstore_python, parse_bundle, verify_bundle
-from tests.sigstore.factory import NOW, World, encode
-
-
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World()
-
-
-def _verify(world: World, doc: dict[str, Any]) -> Any:
-    return verify_bundle(parse_bundle(encode(doc)), world.roots(), now=NOW)
+from ledger.interop.sigstore import _sigstore_python, parse_bundle
+from tests.sigstore.factory import World, encode, verify
 
 
 def _without_checkpoint(doc: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +39,7 @@ def _der(cert: Any) -> dict[str, str]:
 def test_a_v01_proof_without_a_checkpoint_leaves_inclusion_to_the_set(world: World) -> None:
     doc = _without_checkpoint(world.bundle(kind="dsse", promise=True, proof=True))
     assert not _sigstore_python.covers(parse_bundle(encode(doc)))  # it would need the checkpoint
-    verified = _verify(world, doc)
+    verified = verify(world, doc)
     (entry,) = verified.entries
     assert entry.inclusion == "promised" and entry.checkpoint is None and entry.has_inclusion_promise
     assert [t.source for t in verified.times] == ["tlog"]
@@ -57,7 +48,7 @@ def test_a_v01_proof_without_a_checkpoint_leaves_inclusion_to_the_set(world: Wor
 def test_a_v01_proof_without_a_checkpoint_and_no_set_is_refused(world: World) -> None:
     doc = _without_checkpoint(world.bundle(kind="dsse", promise=False, proof=True))
     with pytest.raises(VerificationError, match=r"neither an inclusion proof nor an inclusion promise \(its inclusion proof has no checkpoint"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 def test_a_v01_proof_without_a_checkpoint_must_still_lead_to_its_root(world: World) -> None:
@@ -69,7 +60,7 @@ def test_a_v01_proof_without_a_checkpoint_must_still_lead_to_its_root(world: Wor
     first[0] ^= 1
     proof["hashes"][0] = base64.b64encode(bytes(first)).decode()
     with pytest.raises(VerificationError, match="the inclusion proof does not lead to the stated root"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 def test_the_set_still_binds_the_entry_when_the_proof_has_no_checkpoint(world: World) -> None:
@@ -77,7 +68,7 @@ def test_the_set_still_binds_the_entry_when_the_proof_has_no_checkpoint(world: W
     entry = doc["verificationMaterial"]["tlogEntries"][0]
     entry["logIndex"] = str(int(entry["logIndex"]) + 1)
     with pytest.raises(VerificationError, match="signed entry timestamp"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 @pytest.mark.parametrize("version", ["0.2", "0.3"])
@@ -87,7 +78,7 @@ def test_from_v02_a_proof_without_a_checkpoint_is_refused(world: World, version:
         material = doc["verificationMaterial"]
         material["certificate"] = material.pop("x509CertificateChain")["certificates"][0]
     with pytest.raises(VerificationError, match=r"inclusion proof has no checkpoint \(required from bundle v0.2 on\)"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 # ------------------------------------------------------------------ the certificates a bundle carries
@@ -97,7 +88,7 @@ def test_an_intermediate_after_the_leaf_is_accepted_and_never_trusted_from_the_b
     # (sigstore-python's cross-check needs a CT log; the generated root has none)
     doc = world.bundle(kind="dsse", promise=True, proof=True)
     doc["verificationMaterial"]["x509CertificateChain"]["certificates"].append(_der(world.intermediate))
-    assert _verify(world, doc).inclusion == "proven"
+    assert verify(world, doc).inclusion == "proven"
 
 
 @pytest.mark.parametrize("chain", [("intermediate", "root"), ("root",)])
@@ -105,11 +96,11 @@ def test_a_root_ca_in_the_chain_is_refused(world: World, chain: tuple[str, ...])
     doc = world.bundle(kind="dsse", promise=True, proof=True)
     doc["verificationMaterial"]["x509CertificateChain"]["certificates"].extend(_der(getattr(world, c)) for c in chain)
     with pytest.raises(VerificationError, match=r"holds a root CA certificate \(certificate \d, CN=test-fulcio-root,O=test\)"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 def test_a_ca_as_the_signing_certificate_is_refused(world: World) -> None:
     doc = world.bundle(kind="dsse", promise=True, proof=True)
     doc["verificationMaterial"]["x509CertificateChain"]["certificates"] = [_der(world.intermediate), _der(world.root)]
     with pytest.raises(VerificationError, match="signing certificate is a CA certificate, not a leaf"):
-        _verify(world, doc)
+        verify(world, doc)

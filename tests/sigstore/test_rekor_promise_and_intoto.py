@@ -16,16 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ledger.errors import MalformedError, SignatureError, VerificationError
 from ledger.interop.sigstore import parse_bundle, verify_bundle
-from tests.sigstore.factory import INTEGRATED, NOW, World, encode
-
-
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World()
-
-
-def _verify(world: World, doc: dict[str, Any]) -> Any:
-    return verify_bundle(parse_bundle(encode(doc)), world.roots(), now=NOW)
+from tests.sigstore.factory import INTEGRATED, NOW, World, encode, verify
 
 
 def _entry(doc: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +35,7 @@ def _flip(value: str) -> str:
 def test_v01_bundle_with_only_a_promise_is_accepted_as_promised(world: World) -> None:
     doc = world.bundle(promise=True, proof=False)
     assert _entry(doc)["inclusionProof"] is None  # as older npm / cosign bundles write it
-    verified = _verify(world, doc)
+    verified = verify(world, doc)
     (entry,) = verified.entries
     assert entry.inclusion == "promised" and entry.checkpoint is None and entry.has_inclusion_promise
     assert verified.inclusion == "promised"
@@ -52,24 +43,24 @@ def test_v01_bundle_with_only_a_promise_is_accepted_as_promised(world: World) ->
     assert [t.source for t in verified.times] == ["tlog"]
     # the key absent altogether is the same bundle
     del _entry(doc)["inclusionProof"]
-    assert _verify(world, doc).inclusion == "promised"
+    assert verify(world, doc).inclusion == "promised"
 
 
 def test_v01_bundle_with_both_checks_both(world: World) -> None:
     doc = world.bundle(promise=True, proof=True)
-    verified = _verify(world, doc)
+    verified = verify(world, doc)
     assert verified.inclusion == "proven" and verified.entries[0].checkpoint is not None
     # a bad proof with a good SET is refused: the proof is checked, not skipped
     bad_proof = copy.deepcopy(doc)
     _entry(bad_proof)["inclusionProof"]["hashes"][0] = _flip(_entry(bad_proof)["inclusionProof"]["hashes"][0])
     with pytest.raises(VerificationError, match="inclusion proof does not lead to the stated root"):
-        _verify(world, bad_proof)
+        verify(world, bad_proof)
     # a bad SET with a good proof is refused too
     bad_set = copy.deepcopy(doc)
     promise = _entry(bad_set)["inclusionPromise"]
     promise["signedEntryTimestamp"] = _flip(promise["signedEntryTimestamp"])
     with pytest.raises(SignatureError, match="signed entry timestamp does not verify"):
-        _verify(world, bad_set)
+        verify(world, bad_set)
 
 
 def test_a_bad_set_is_refused(world: World) -> None:
@@ -77,13 +68,13 @@ def test_a_bad_set_is_refused(world: World) -> None:
     promise = _entry(doc)["inclusionPromise"]
     promise["signedEntryTimestamp"] = _flip(promise["signedEntryTimestamp"])
     with pytest.raises(SignatureError, match="signed entry timestamp does not verify"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 def test_a_set_by_another_key_is_refused(world: World) -> None:
     doc = world.bundle(promise=True, set_key=ec.generate_private_key(ec.SECP256R1()))
     with pytest.raises(SignatureError, match="signed entry timestamp does not verify"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 @pytest.mark.parametrize("field", ["integratedTime", "logIndex"])
@@ -91,26 +82,26 @@ def test_what_the_set_signs_cannot_change(world: World, field: str) -> None:
     doc = world.bundle(promise=True)
     _entry(doc)[field] = str(int(_entry(doc)[field]) + 1)
     with pytest.raises(SignatureError, match="signed entry timestamp does not verify"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 def test_neither_promise_nor_proof_is_refused(world: World) -> None:
     doc = world.bundle(promise=False, proof=False)
     with pytest.raises(VerificationError, match="neither an inclusion proof nor an inclusion promise"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 def test_the_certificate_must_be_valid_at_the_integrated_time(world: World) -> None:
     # The SET is good, but it says the entry was integrated after the 10-minute certificate expired.
     doc = world.bundle(promise=True, integrated=INTEGRATED + timedelta(minutes=30))
     with pytest.raises(VerificationError, match="does not chain to a trusted Fulcio CA at 2026-05-01T12:30"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 def test_only_v01_may_omit_the_proof(world: World) -> None:
     doc = world.bundle(promise=True, version="0.2")
     with pytest.raises(VerificationError, match="no inclusion proof"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 def test_null_promise_parses_as_absent_and_bad_shapes_are_malformed(world: World) -> None:
@@ -133,13 +124,13 @@ def test_intoto_body_without_the_payload_verifies(world: World) -> None:
     doc = world.bundle(kind="intoto")
     body = json.loads(base64.b64decode(_entry(doc)["canonicalizedBody"]))
     assert "payload" not in body["spec"]["content"]["envelope"]
-    assert _verify(world, doc).entries[0].kind == "intoto/0.0.2"
+    assert verify(world, doc).entries[0].kind == "intoto/0.0.2"
 
 
 def test_intoto_envelope_hash_of_sigstore_js_1_is_accepted(world: World) -> None:
     envelope = world.envelope()
     doc = world.bundle(envelope=envelope, body=world.intoto_body(envelope, with_public_key_in_hash=False))
-    assert _verify(world, doc).entries[0].kind == "intoto/0.0.2"
+    assert verify(world, doc).entries[0].kind == "intoto/0.0.2"
 
 
 def _intoto_variant(world: World, change: Any) -> dict[str, Any]:
@@ -192,7 +183,7 @@ def _wrong_payload(body: dict[str, Any], envelope: dict[str, Any], world: World)
 def test_intoto_body_that_is_not_the_envelope_is_refused(world: World, change: Any, reason: str) -> None:
     doc = _intoto_variant(world, change)
     with pytest.raises(VerificationError, match=reason):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 def test_intoto_envelope_hash_over_another_envelope_is_refused(world: World) -> None:
@@ -200,7 +191,7 @@ def test_intoto_envelope_hash_over_another_envelope_is_refused(world: World) -> 
     other = world.envelope({**json.loads(base64.b64decode(world.envelope()["payload"])), "predicateType": "y"})
     doc = world.bundle(envelope=world.envelope(), body=world.intoto_body(other))
     with pytest.raises(VerificationError, match="payload hash does not match"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 # ------------------------------------------------------------------------------ dsse/0.0.1
@@ -209,7 +200,7 @@ def test_intoto_envelope_hash_over_another_envelope_is_refused(world: World) -> 
 def test_dsse_entry_still_verifies(world: World, own_checks_only: None) -> None:
     # (sigstore-python's cross-check needs a CT log; the generated root has none)
     for options in ({"promise": True}, {"promise": True, "proof": True}):
-        verified = _verify(world, world.bundle(kind="dsse", **options))
+        verified = verify(world, world.bundle(kind="dsse", **options))
         assert verified.entries[0].kind == "dsse/0.0.1"
         assert verified.inclusion == ("promised" if not options.get("proof") else "proven")
 
@@ -234,11 +225,11 @@ def test_a_rekor_v2_dsse_entry_verifies(world: World) -> None:
     envelope = world.envelope()
     # (Rekor v2 issues no SET, its time comes from a TSA; the test log's promise stands in for it)
     doc = _v03(world, envelope, world.dsse_v2_body(envelope), promise=True, proof=True)
-    verified = _verify(world, doc)
+    verified = verify(world, doc)
     assert verified.entries[0].kind == "dsse/0.0.2" and verified.inclusion == "proven"
     # without a promise or a timestamp there is no verified time: refused, the body check passing
     with pytest.raises(VerificationError, match="no verified time"):
-        _verify(world, _v03(world, envelope, world.dsse_v2_body(envelope), promise=False, proof=True))
+        verify(world, _v03(world, envelope, world.dsse_v2_body(envelope), promise=False, proof=True))
 
 
 def test_a_rekor_v2_dsse_body_of_another_api_version_is_refused(world: World) -> None:
@@ -248,7 +239,7 @@ def test_a_rekor_v2_dsse_body_of_another_api_version_is_refused(world: World) ->
     doc = _v03(world, envelope, body, promise=True, proof=True)
     _entry(doc)["kindVersion"]["version"] = "0.0.2"
     with pytest.raises(VerificationError, match="body is dsse/0.0.1, but the bundle says dsse/0.0.2"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 def _other_verifier(body: dict[str, Any], envelope: dict[str, Any], world: World) -> None:
@@ -295,14 +286,14 @@ def test_a_rekor_v2_dsse_body_that_is_not_the_envelope_is_refused(world: World, 
     change(body, envelope, world)
     doc = _v03(world, envelope, body, promise=False, proof=True)
     with pytest.raises(VerificationError, match=reason):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 def test_a_rekor_v2_dsse_entry_for_another_envelope_is_refused(world: World) -> None:
     other = world.envelope({**json.loads(base64.b64decode(world.envelope()["payload"])), "predicateType": "y"})
     doc = _v03(world, world.envelope(), world.dsse_v2_body(other), promise=False, proof=True)
     with pytest.raises(VerificationError, match="payload hash does not match"):
-        _verify(world, doc)
+        verify(world, doc)
 
 
 @pytest.mark.parametrize("kind", ["dsse/0.0.1", "dsse/0.0.2", "intoto/0.0.2"])

@@ -41,6 +41,21 @@ def all_cases() -> list[Case]:
 
 
 @pytest.fixture
+def generated(store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """``store`` trusting a generated Sigstore world (tests/sigstore/factory.py): its trusted root
+    configured, its workflow identity registered; returns (store, world)."""
+    from tests.sigstore.factory import ISSUER, REPO, SAN, World  # noqa: PLC0415
+
+    world = World()
+    path = tmp_path / "trusted_root.json"
+    path.write_bytes(world.trusted_root_json())
+    monkeypatch.setenv(ENV_TRUSTED_ROOTS, str(path))
+    store.clock = int(time.time())
+    Policy(store).identity("widget-release", SAN, ISSUER, REPO)
+    return store, world
+
+
+@pytest.fixture
 def provenance(vectors_dir: Path) -> Path:
     path = vectors_dir / PROVENANCE
     if not (path / "expected.json").is_file():

@@ -7,28 +7,12 @@ from __future__ import annotations
 
 import base64
 import json
-import time
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from ledger.errors import VerificationError
-from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
 from ledger.services import chain
-from tests.sigstore.factory import ARTIFACT_SHA256, ISSUER, REPO, SAN, World, encode
-from tests.sigstore_ingest.conftest import Policy, ok
-
-
-@pytest.fixture
-def generated(store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, World]:
-    world = World()
-    path = tmp_path / "trusted_root.json"
-    path.write_bytes(world.trusted_root_json())
-    monkeypatch.setenv(ENV_TRUSTED_ROOTS, str(path))
-    store.clock = int(time.time())
-    Policy(store).identity("widget-release", SAN, ISSUER, REPO)
-    return store, world
+from tests.sigstore.factory import ARTIFACT_SHA256, World, encode
+from tests.sigstore_ingest.conftest import ok
 
 
 def _bundle(world: World, envelope: dict[str, Any], body: dict[str, Any]) -> bytes:
@@ -63,9 +47,10 @@ def test_a_body_for_another_envelope_changes_nothing(generated: tuple[Any, World
     st, world = generated
     envelope = world.envelope()
     other = world.envelope({**json.loads(base64.b64decode(envelope["payload"])), "predicateType": "https://example.com/other"})
+    now = st.tick()  # one evaluation time for both views (a chain states when it was judged)
     with st.sessions() as session:
-        before = chain.chain(session, f"sha256:{ARTIFACT_SHA256}")
+        before = chain.chain(session, f"sha256:{ARTIFACT_SHA256}", now=now)
     (result,) = st.append([_bundle(world, envelope, world.hashedrekord_dsse_body(other))], now=st.tick())
     assert isinstance(result, VerificationError) and "digest does not match the DSSE envelope's PAE" in str(result)
     with st.sessions() as session:
-        assert chain.chain(session, f"sha256:{ARTIFACT_SHA256}") == before
+        assert chain.chain(session, f"sha256:{ARTIFACT_SHA256}", now=now) == before

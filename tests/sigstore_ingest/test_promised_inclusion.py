@@ -3,30 +3,14 @@ records that inclusion was promised, not proven, and the chain of trust says so 
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from ledger.errors import SignatureError, VerificationError
 from ledger.records.leaf import decode_leaf
 from ledger.services import chain
 from ledger.trust.fold import PROMISED_INCLUSION
-from ledger.interop.sigstore.trust import ENV_TRUSTED_ROOTS
-from tests.sigstore.factory import ARTIFACT_SHA256, ISSUER, REPO, SAN, World, encode
-from tests.sigstore_ingest.conftest import Policy, ok
-
-
-@pytest.fixture
-def generated(store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, World]:
-    world = World()
-    path = tmp_path / "trusted_root.json"
-    path.write_bytes(world.trusted_root_json())
-    monkeypatch.setenv(ENV_TRUSTED_ROOTS, str(path))
-    store.clock = int(time.time())
-    Policy(store).identity("widget-release", SAN, ISSUER, REPO)
-    return store, world
+from tests.sigstore.factory import ARTIFACT_SHA256, World, encode
+from tests.sigstore_ingest.conftest import ok
 
 
 def _leaf(st: Any, index: int) -> Any:
