@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from ledger.errors import VerificationError
+from ledger.errors import MalformedError, VerificationError
 from ledger.interop.sigstore import _sigstore_python, parse_bundle
 from tests.sigstore.factory import World, encode, verify
 
@@ -103,4 +103,29 @@ def test_a_ca_as_the_signing_certificate_is_refused(world: World) -> None:
     doc = world.bundle(kind="dsse", promise=True, proof=True)
     doc["verificationMaterial"]["x509CertificateChain"]["certificates"] = [_der(world.intermediate), _der(world.root)]
     with pytest.raises(VerificationError, match="signing certificate is a CA certificate, not a leaf"):
+        verify(world, doc)
+
+
+def test_a_certificate_whose_extensions_do_not_parse_is_refused_not_raised(world: World) -> None:
+    """cryptography reads extensions lazily: a malformed one in a chain certificate is refused
+    when the bundle is parsed (every part decoded), so the chain rules never meet a ValueError."""
+    import datetime  # noqa: PLC0415
+
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import ExtensionOID, NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "malformed")])
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    bad = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(1)
+        .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=1))
+        .add_extension(x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x04\x00"), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    doc = world.bundle(kind="dsse", promise=True, proof=True)
+    doc["verificationMaterial"]["x509CertificateChain"]["certificates"].append(_der(bad))
+    with pytest.raises(MalformedError, match=r"certificates\[1\] is not a DER X.509 certificate this verifier can read"):
         verify(world, doc)

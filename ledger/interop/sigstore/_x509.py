@@ -259,6 +259,8 @@ def check_bundle_chain(certificates: Sequence[x509.Certificate]) -> None:
     the signing (leaf) certificate, not a CA, and none of the rest is a root CA. Trust anchors
     come only from the trusted root; a bundle that carries one is refused (sigstore-conformance
     ``test_verify_rejects_root``), although the chain is never trusted from the bundle anyway.
+    (Every part of each certificate was decoded when the bundle was parsed, so reading the
+    extensions here cannot fail.)
 
     Raises:
         VerificationError: the first certificate is a CA, or another is a root CA.
