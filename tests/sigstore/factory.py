@@ -261,6 +261,7 @@ class World:
         integrated: datetime = INTEGRATED,
         log_index: int = 123_456,
         set_key: ec.EllipticCurvePrivateKey | None = None,
+        origin: str = f"{LOG_HOST} - {TREE_ID}",
     ) -> dict[str, Any]:
         raw = json.dumps(body, separators=(",", ":")).encode()
         entry: dict[str, Any] = {
@@ -281,7 +282,7 @@ class World:
             index, leaves = 3, [leaf_hash(f"other {i}".encode()) for i in range(6)]
             leaves[index] = leaf_hash(raw)
             root = merkle.root(leaves)
-            text = f"{LOG_HOST} - {TREE_ID}\n{len(leaves)}\n{_b64(root)}\n"
+            text = f"{origin}\n{len(leaves)}\n{_b64(root)}\n"
             key_id = int.from_bytes(hashlib.sha256(_spki(self.rekor_key)).digest()[:4], "big")
             sig = self.rekor_key.sign(text.encode(), ec.ECDSA(hashes.SHA256()))
             note = format_note(Note(text=text, signatures=[Signature(LOG_HOST, key_id, sig)])).decode()

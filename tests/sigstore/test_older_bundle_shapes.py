@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ledger.errors import MalformedError, VerificationError
 from ledger.interop.sigstore import _sigstore_python, parse_bundle
-from tests.sigstore.factory import World, encode, verify
+from tests.sigstore.factory import LOG_HOST, TREE_ID, World, encode, verify
 
 
 def _without_checkpoint(doc: dict[str, Any]) -> dict[str, Any]:
@@ -129,3 +130,27 @@ def test_a_certificate_whose_extensions_do_not_parse_is_refused_not_raised(world
     doc["verificationMaterial"]["x509CertificateChain"]["certificates"].append(_der(bad))
     with pytest.raises(MalformedError, match=r"certificates\[1\] is not a DER X.509 certificate this verifier can read"):
         verify(world, doc)
+
+
+# ------------------------------------------------------------------ the checkpoint's origin
+
+
+@pytest.mark.parametrize(
+    ("origin", "refusal"),
+    [
+        (f"{LOG_HOST} - {TREE_ID}", None),  # Rekor v1: each shard's tree named
+        (LOG_HOST, None),  # a log of one tree (sigstore-conformance's test logs)
+        (f"{LOG_HOST} - tree", "is not 'rekor.test.example' or 'rekor.test.example - <tree id>'"),
+        ("rekor.other.example", "is not 'rekor.test.example' or"),
+        (f"{LOG_HOST} - {TREE_ID} - 1", "is not 'rekor.test.example' or"),
+    ],
+    ids=["host-and-tree", "host", "tree-not-a-number", "other-host", "extra-part"],
+)
+def test_a_rekor_v1_checkpoint_names_its_log(world: World, own_checks_only: None, origin: str, refusal: str | None) -> None:
+    """The checkpoint is signed by the log key either way; its origin must still name the log."""
+    doc = world.bundle(kind="dsse", promise=True, proof=True, origin=origin)
+    if refusal is None:
+        assert verify(world, doc).inclusion == "proven"
+    else:
+        with pytest.raises(VerificationError, match=re.escape(refusal)):
+            verify(world, doc)

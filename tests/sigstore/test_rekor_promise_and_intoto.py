@@ -133,6 +133,26 @@ def test_intoto_envelope_hash_of_sigstore_js_1_is_accepted(world: World) -> None
     assert verify(world, doc).entries[0].kind == "intoto/0.0.2"
 
 
+def test_intoto_envelope_hash_over_the_pae_is_accepted(world: World) -> None:
+    """sigstore-conformance's intoto-canonical-log-entry logs SHA-256(PAE(payloadType, payload))
+    as the envelope hash; over another payload's PAE it is refused."""
+    import hashlib  # noqa: PLC0415
+
+    from ledger.records.dsse import pae  # noqa: PLC0415
+
+    def pae_hash(envelope: dict[str, Any]) -> str:
+        return hashlib.sha256(pae(envelope["payloadType"], base64.b64decode(envelope["payload"]))).hexdigest()
+
+    envelope = world.envelope()
+    body = world.intoto_body(envelope)
+    _content(body)["hash"]["value"] = pae_hash(envelope)
+    assert verify(world, world.bundle(envelope=envelope, body=body)).entries[0].kind == "intoto/0.0.2"
+    other = world.envelope({**json.loads(base64.b64decode(envelope["payload"])), "predicateType": "y"})
+    _content(body)["hash"]["value"] = pae_hash(other)
+    with pytest.raises(VerificationError, match="envelope hash does not match"):
+        verify(world, world.bundle(envelope=envelope, body=body))
+
+
 def _intoto_variant(world: World, change: Any) -> dict[str, Any]:
     envelope = world.envelope()
     body = world.intoto_body(envelope)

@@ -202,9 +202,10 @@ def _intoto_envelope_hashes(envelope: Envelope, logged_signatures: list[Any]) ->
     ``calculateDSSEHash`` in its tlog/format.ts) is SHA-256 of the RFC 8785 JSON of
     ``{"payloadType", "payload": base64(payload), "signatures": [{"sig": base64(sig),
     "publicKey": <the signer's PEM, as logged>, "keyid" (only when not empty)}]}``; sigstore-js
-    1.x left ``publicKey`` out. Both are recomputed from the bundle's envelope; a hash over
-    other bytes (rekor-cli hashes the envelope file as uploaded) cannot be recomputed and is
-    refused.
+    1.x left ``publicKey`` out. The third is SHA-256(PAE(payloadType, payload)), the bytes the
+    signature covers (sigstore-conformance's ``intoto-canonical-log-entry`` logs it). All three
+    are recomputed from the bundle's envelope; a hash over other bytes (rekor-cli hashes the
+    envelope file as uploaded) cannot be recomputed and is refused.
     """
     (signature,) = envelope.signatures  # a bundle's envelope has exactly one (parse_bundle)
     try:
@@ -226,7 +227,7 @@ def _intoto_envelope_hashes(envelope: Envelope, logged_signatures: list[Any]) ->
             )
         ).hexdigest()
         for form in forms
-    }
+    } | {hashlib.sha256(envelope.pae()).hexdigest()}
 
 
 def _intoto_v002(entry: TlogEntry, bundle: Bundle, signer: SignerMaterial, digest: bytes | None) -> None:
