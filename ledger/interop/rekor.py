@@ -23,8 +23,8 @@ integrated time.
 2. where there is an inclusion proof: the leaf hash SHA-256(0x00 || canonicalized body) is at
    the tree index under the proof's root; the checkpoint is signed by the log key (v1: ECDSA
    note signature, type 0x02, key id SHA-256(SPKI)[:4], key name the log's host, origin
-   ``<host> - <tree id>``; v2: Ed25519, type 0x01, origin = key name = the log's host) and
-   commits to the proof's size and root;
+   ``<host> - <tree id>`` or, for a log of one tree, ``<host>``; v2: Ed25519, type 0x01,
+   origin = key name = the log's host) and commits to the proof's size and root;
 3. where there is a SET: it is the log key's signature (v1 ECDSA P-256 SHA-256 DER) over the
    RFC 8785 JSON of ``{"body", "integratedTime", "logID" (hex), "logIndex" (global)}``;
 4. an entry with neither is refused; ``require_set`` / ``require_proof`` refuse an entry
@@ -107,7 +107,8 @@ class VerifiedRekorEntry:
     entry: RekorV1Entry
     #: the checkpoint the inclusion proof reaches; None when inclusion is only promised
     checkpoint: Checkpoint | None
-    #: the shard's tree id (Rekor v1 origin ``<host> - <tree id>``); None for v2 or no proof
+    #: the shard's tree id (Rekor v1 origin ``<host> - <tree id>``); None for v2, for an origin
+    #: of the host alone, or without a proof
     tree_id: int | None
     set_verified: bool
 
