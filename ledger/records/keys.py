@@ -1,7 +1,10 @@
-"""Signer keys: Ed25519 (PyNaCl) and ECDSA P-256 (cryptography), identified by key id.
+"""Signer keys: Ed25519 (PyNaCl), ECDSA P-256 and P-384 (cryptography), identified by key id.
 
 A key id is the lowercase hex SHA-256 of the key's DER SubjectPublicKeyInfo. Private keys are
-PKCS#8 PEM files, public keys SPKI PEM.
+PKCS#8 PEM files, public keys SPKI PEM. ECDSA signs with the hash of its curve's size (SHA-256
+for P-256, SHA-384 for P-384), as Sigstore's key details (``PKIX_ECDSA_P384_SHA_384``) and
+DSSE signers do; P-384 keys are verified, not generated here (older Sigstore clients such as
+sigstore-python 1.x and 2.x certified P-384 keys, and their bundles are recorded with them).
 """
 
 from __future__ import annotations
@@ -31,8 +34,12 @@ __all__ = [
     "public_key_from_der",
 ]
 
+#: the algorithms ``generate_private_key`` makes (every one of these, and ECDSA P-384, verifies)
 ALGORITHMS = ("ed25519", "ecdsa-p256")
+#: ECDSA curves a signer key may use, by key size: (algorithm name, hash, raw r||s length)
+_ECDSA = {256: ("ecdsa-p256", hashes.SHA256(), 64), 384: ("ecdsa-p384", hashes.SHA384(), 96)}
 MAX_KEY_PEM_BYTES = 16 * 1024
+UNSUPPORTED = "unsupported key type: signer keys are Ed25519, ECDSA P-256 or ECDSA P-384"
 
 
 def key_id_of(spki_der: bytes) -> str:
@@ -73,13 +80,14 @@ class PublicKey:
                 return False
             return True
         assert self._ecdsa is not None
-        # DSSE leaves the encoding to agreement: accept DER and raw r||s (64 bytes).
-        if len(signature) == 64:
-            r = int.from_bytes(signature[:32], "big")
-            s = int.from_bytes(signature[32:], "big")
-            signature = encode_dss_signature(r, s)
+        _, digest, raw_length = _ECDSA[self._ecdsa.curve.key_size]
+        # DSSE leaves the encoding to agreement: accept DER and raw r||s (64 bytes for P-256,
+        # 96 for P-384).
+        if len(signature) == raw_length:
+            half = raw_length // 2
+            signature = encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
         try:
-            self._ecdsa.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+            self._ecdsa.verify(signature, message, ec.ECDSA(digest))
         except (InvalidSignature, ValueError):
             return False
         return True
@@ -101,13 +109,16 @@ def _load_spki(der: bytes) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicK
 def _check_supported(key: object) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey:
     if isinstance(key, ed25519.Ed25519PublicKey):
         return key
-    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1 | ec.SECP384R1):
         return key
-    raise MalformedError("unsupported key type: signer keys are Ed25519 or ECDSA P-256")
+    raise MalformedError(UNSUPPORTED)
 
 
 def _algorithm_of(key: object) -> str:
-    return "ed25519" if isinstance(key, ed25519.Ed25519PublicKey) else "ecdsa-p256"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    return _ECDSA[key.curve.key_size][0]
 
 
 def public_key_from_der(spki_der: bytes) -> PublicKey:
@@ -138,7 +149,7 @@ def load_public_key(data: bytes) -> PublicKey:
 
 
 class PrivateKey:
-    """A signing key. Ed25519 signs through PyNaCl, ECDSA P-256 (DER signatures) through cryptography."""
+    """A signing key. Ed25519 signs through PyNaCl, ECDSA (DER signatures, the curve's hash) through cryptography."""
 
     def __init__(self, key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> None:
         self._key = key
@@ -161,7 +172,7 @@ class PrivateKey:
         if self._nacl is not None:
             return self._nacl.sign(message).signature
         assert isinstance(self._key, ec.EllipticCurvePrivateKey)
-        return self._key.sign(message, ec.ECDSA(hashes.SHA256()))
+        return self._key.sign(message, ec.ECDSA(_ECDSA[self._key.curve.key_size][1]))
 
     def to_pem(self) -> bytes:
         return self._key.private_bytes(
@@ -186,5 +197,5 @@ def load_private_key(data: bytes) -> PrivateKey:
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise MalformedError("not an unencrypted PKCS#8 PEM private key of a supported algorithm") from exc
     if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
-        raise MalformedError("unsupported key type: signer keys are Ed25519 or ECDSA P-256")
+        raise MalformedError(UNSUPPORTED)
     return PrivateKey(key)

@@ -73,6 +73,39 @@ def test_ecdsa_signer_is_accepted(store):
     verify_receipt(r.receipt, store.log.vkey, public_keys=[key.public_key])
 
 
+def test_ecdsa_p384_signer_is_accepted_and_audits(store):
+    """A P-384 key (SHA-384 signatures, as Sigstore's PKIX_ECDSA_P384_SHA_384) is registered,
+    signs, is trusted and re-verified by the audit at both levels."""
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
+    from ledger.records.keys import PrivateKey  # noqa: PLC0415
+    from ledger.services import shards  # noqa: PLC0415
+
+    key = store.add_signer(key=PrivateKey(ec.generate_private_key(ec.SECP384R1())))
+    assert key.public_key.algorithm == "ecdsa-p384"
+    (r,) = store.append_ok([sign(key)])
+    verify_receipt(r.receipt, store.log.vkey, public_keys=[key.public_key])
+    with store.sessions() as session:
+        report = audit(session, store.log)
+        size = report.tree_size
+        results = [shards.verify_shard(session, s, vkey=store.log.vkey, origin=store.log.origin) for s in shards.plan_shards(size, 1)]
+        combined = shards.combine_shards(session, size, results, vkey=store.log.vkey, origin=store.log.origin)
+    assert report.ok and combined.ok, (report.to_json(), combined.to_json())
+    # a SHA-256 signature by the same P-384 key is not what the key signs: refused, nothing appended
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+
+    from ledger.records.dsse import pae  # noqa: PLC0415
+
+    env = sign_envelope(make_statement("sha256-instead"), IN_TOTO_PAYLOAD_TYPE, [key])
+    payload = base64.b64decode(env["payload"])
+    wrong = key._key.sign(pae(IN_TOTO_PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))  # noqa: SLF001
+    env["signatures"][0]["sig"] = base64.b64encode(wrong).decode()
+    before = store.state()
+    (refused,) = store.append([json.dumps(env).encode()])
+    assert isinstance(refused, SignatureError), refused
+    assert store.state() == before
+
+
 def test_duplicate_returns_same_index_against_latest_checkpoint(store):
     key = store.add_signer()
     base = store.size()

@@ -177,7 +177,9 @@ class World:
     def envelope(self, statement: dict[str, Any] | None = None, key: ec.EllipticCurvePrivateKey | None = None) -> dict[str, Any]:
         payload = json.dumps(statement or STATEMENT).encode()
         payload_type = "application/vnd.in-toto+json"
-        sig = (key or self.signer_key).sign(pae(payload_type, payload), ec.ECDSA(hashes.SHA256()))
+        signer = key or self.signer_key
+        digest = hashes.SHA384() if signer.curve.key_size == 384 else hashes.SHA256()  # the curve's hash, as Sigstore signs DSSE
+        sig = signer.sign(pae(payload_type, payload), ec.ECDSA(digest))
         return {"payload": _b64(payload), "payloadType": payload_type, "signatures": [{"sig": _b64(sig), "keyid": ""}]}
 
     def intoto_body(self, envelope: dict[str, Any], cert: x509.Certificate | None = None, *, with_public_key_in_hash: bool = True) -> dict[str, Any]:

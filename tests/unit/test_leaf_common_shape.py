@@ -115,3 +115,33 @@ def test_a_key_of_an_unknown_algorithm_is_a_malformed_key_everywhere() -> None:
     assert COMMON_DSSE_LEAF.fullmatch(data) is not None and _common_dsse_leaf(data) is None
     with pytest.raises(MalformedError):
         decode_leaf(data)
+
+
+def test_signer_keys_are_ed25519_p256_or_p384_each_with_its_hash() -> None:
+    """ECDSA signs with its curve's hash: SHA-256 for P-256, SHA-384 for P-384 (DER or raw r||s);
+    the other hash, or any other curve, does not verify or is refused."""
+    import os  # noqa: PLC0415
+
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature  # noqa: PLC0415
+
+    from ledger.errors import MalformedError  # noqa: PLC0415
+    from ledger.records.keys import PrivateKey, load_private_key, public_key_from_der  # noqa: PLC0415
+
+    message = os.urandom(200)
+    for curve, right, wrong in ((ec.SECP256R1(), hashes.SHA256(), hashes.SHA384()), (ec.SECP384R1(), hashes.SHA384(), hashes.SHA256())):
+        raw_key = ec.generate_private_key(curve)
+        key = PrivateKey(raw_key)
+        public = public_key_from_der(key.public_key.spki_der)
+        assert public.algorithm == f"ecdsa-p{curve.key_size}"
+        assert public.verify(key.sign(message), message) and not public.verify(key.sign(message), message + b"!")
+        assert public.verify(raw_key.sign(message, ec.ECDSA(right)), message)
+        assert not public.verify(raw_key.sign(message, ec.ECDSA(wrong)), message)
+        r, s = decode_dss_signature(key.sign(message))
+        size = curve.key_size // 8
+        assert public.verify(r.to_bytes(size, "big") + s.to_bytes(size, "big"), message)
+        assert public_key_from_der(load_private_key(key.to_pem()).public_key.spki_der).verify(key.sign(message), message)
+    p521 = ec.generate_private_key(ec.SECP521R1()).public_key()
+    with pytest.raises(MalformedError, match="Ed25519, ECDSA P-256 or ECDSA P-384"):
+        public_key_from_der(p521.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
