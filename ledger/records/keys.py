@@ -3,8 +3,9 @@
 A key id is the lowercase hex SHA-256 of the key's DER SubjectPublicKeyInfo. Private keys are
 PKCS#8 PEM files, public keys SPKI PEM. ECDSA signs with the hash of its curve's size (SHA-256
 for P-256, SHA-384 for P-384), as Sigstore's key details (``PKIX_ECDSA_P384_SHA_384``) and
-DSSE signers do; P-384 keys are verified, not generated here (older Sigstore clients such as
-sigstore-python 1.x and 2.x certified P-384 keys, and their bundles are recorded with them).
+DSSE signers do; P-384 keys are verified, not generated here (older Sigstore clients certified
+P-384 keys, sigstore-conformance's 2023 ``a.txt`` bundle has one, and such bundles are recorded
+with them).
 """
 
 from __future__ import annotations

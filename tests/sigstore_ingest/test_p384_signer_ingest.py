@@ -1,5 +1,5 @@
 """A keyless bundle whose Fulcio certificate certifies an ECDSA P-384 key (older Sigstore
-clients, sigstore-python 1.x and 2.x, made such keys; sigstore-conformance's a.txt bundle is one)
+clients made such keys; sigstore-conformance's 2023 a.txt bundle is one)
 goes into the ledger: recorded with that key, trusted by the identity grant, re-verified by the
 audit at both levels and by the offline receipt check."""
 
