@@ -37,8 +37,8 @@ __all__ = [
 
 #: the algorithms ``generate_private_key`` makes (every one of these, and ECDSA P-384, verifies)
 ALGORITHMS = ("ed25519", "ecdsa-p256")
-#: ECDSA curves a signer key may use, by key size: (algorithm name, hash, raw r||s length)
-_ECDSA = {256: ("ecdsa-p256", hashes.SHA256(), 64), 384: ("ecdsa-p384", hashes.SHA384(), 96)}
+#: the ECDSA curves a signer key may use, by name: (algorithm name, hash, raw r||s length)
+_ECDSA = {"secp256r1": ("ecdsa-p256", hashes.SHA256(), 64), "secp384r1": ("ecdsa-p384", hashes.SHA384(), 96)}
 MAX_KEY_PEM_BYTES = 16 * 1024
 UNSUPPORTED = "unsupported key type: signer keys are Ed25519, ECDSA P-256 or ECDSA P-384"
 
@@ -81,7 +81,7 @@ class PublicKey:
                 return False
             return True
         assert self._ecdsa is not None
-        _, digest, raw_length = _ECDSA[self._ecdsa.curve.key_size]
+        _, digest, raw_length = _ECDSA[self._ecdsa.curve.name]
         # DSSE leaves the encoding to agreement: accept DER and raw r||s (64 bytes for P-256,
         # 96 for P-384).
         if len(signature) == raw_length:
@@ -110,7 +110,7 @@ def _load_spki(der: bytes) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicK
 def _check_supported(key: object) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey:
     if isinstance(key, ed25519.Ed25519PublicKey):
         return key
-    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1 | ec.SECP384R1):
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _ECDSA:
         return key
     raise MalformedError(UNSUPPORTED)
 
@@ -119,7 +119,7 @@ def _algorithm_of(key: object) -> str:
     if isinstance(key, ed25519.Ed25519PublicKey):
         return "ed25519"
     assert isinstance(key, ec.EllipticCurvePublicKey)
-    return _ECDSA[key.curve.key_size][0]
+    return _ECDSA[key.curve.name][0]
 
 
 def public_key_from_der(spki_der: bytes) -> PublicKey:
@@ -173,7 +173,7 @@ class PrivateKey:
         if self._nacl is not None:
             return self._nacl.sign(message).signature
         assert isinstance(self._key, ec.EllipticCurvePrivateKey)
-        return self._key.sign(message, ec.ECDSA(_ECDSA[self._key.curve.key_size][1]))
+        return self._key.sign(message, ec.ECDSA(_ECDSA[self._key.curve.name][1]))
 
     def to_pem(self) -> bytes:
         return self._key.private_bytes(

@@ -145,3 +145,7 @@ def test_signer_keys_are_ed25519_p256_or_p384_each_with_its_hash() -> None:
     p521 = ec.generate_private_key(ec.SECP521R1()).public_key()
     with pytest.raises(MalformedError, match="Ed25519, ECDSA P-256 or ECDSA P-384"):
         public_key_from_der(p521.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+    # a 256-bit curve that is not P-256 (secp256k1) is another curve, not P-256
+    k1 = ec.generate_private_key(ec.SECP256K1()).public_key()
+    with pytest.raises(MalformedError, match="Ed25519, ECDSA P-256 or ECDSA P-384"):
+        public_key_from_der(k1.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
