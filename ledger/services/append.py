@@ -323,6 +323,22 @@ class Integration:
     #: predecessor is no longer the last key event: replayed, forked or out of order)
     errors: dict[int, LedgerError] = field(default_factory=dict)
 
+    def answers(self, session: Session) -> list[Appended | LedgerError]:
+        """After the commit: each submission's receipt against the checkpoint this batch signed
+        (built from the batch's hashes in memory; a batch that appended nothing: against the
+        latest checkpoint, with its cosignatures), or why it was refused, in batch order."""
+        issued = receipts(
+            session,
+            self.issued_indexes,
+            tree_size=self.tree_size if self.checkpoint_note else None,
+            checkpoint_note=self.checkpoint_note,
+            known=self.known_nodes,
+            data=self.new_data,
+            # a fresh checkpoint: no witness has seen it yet
+            cosignatures=self.checkpoint_note is None,
+        )
+        return self.results(issued)
+
     def results(self, issued: Sequence[dict[str, Any]]) -> list[Appended | LedgerError]:
         """Receipts (``issued``, for the non-refused positions in order) and errors, in batch order."""
         it = iter(issued)
@@ -592,15 +608,7 @@ def append_batch(
         with sessions() as session:
             with session.begin():
                 integration = integrate(session, batch, log, now=now)
-            issued = receipts(
-                session,
-                integration.issued_indexes,
-                tree_size=integration.tree_size if integration.checkpoint_note else None,
-                checkpoint_note=integration.checkpoint_note,
-                known=integration.known_nodes,
-                data=integration.new_data,
-            )
-        return integration.results(issued)
+            return integration.answers(session)
 
     # a record the store refuses is refused alone (``ledger.services.isolate``)
     committed, kept, refused = commit_isolating(ready, commit, dry_run(sessions, log, now=now))

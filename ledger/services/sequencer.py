@@ -31,7 +31,6 @@ from ledger.errors import IntegrityError, LedgerError, UnavailableError
 from ledger.services.append import Appended, Prepared, RightEdge, dry_run, integrate
 from ledger.services.isolate import commit_isolating
 from ledger.services.log import LogIdentity
-from ledger.services.receipts import receipts
 
 __all__ = ["Sequencer"]
 
@@ -192,14 +191,4 @@ class Sequencer:
             if self._on_batch is not None:
                 self._on_batch()
             self.entries += sum(integration.created)
-            issued = receipts(
-                session,
-                integration.issued_indexes,
-                tree_size=integration.tree_size if integration.checkpoint_note else None,
-                checkpoint_note=integration.checkpoint_note,
-                known=integration.known_nodes,
-                data=integration.new_data,
-                # a fresh checkpoint (no witness has seen it yet) or, with no new entry, the latest
-                cosignatures=integration.checkpoint_note is None,
-            )
-        return integration.results(issued)
+            return integration.answers(session)
