@@ -199,18 +199,22 @@ def prepare_envelopes(
     now: int,
     limit: int = MAX_ENVELOPE_BYTES,
     everything: Callable[[], TrustRegistry] | None = None,
+    pace: Callable[[], object] | None = None,
 ) -> list[Prepared | LedgerError]:
     """Parse, verify and judge each submission against ``registry`` (pure: no database).
 
     A failure is returned in its place, not raised. An item may also be what ``_parse_submission``
     made of a submission (``prepare_batch`` parses each one once). ``registry`` must hold at least the keys the
     signatures' keyid hints name; ``everything`` supplies all registered keys for envelopes
-    without a usable hint (keyid is only a hint).
+    without a usable hint (keyid is only a hint). ``pace`` is called before each submission
+    (a serving process's ``Sequencer.pace``).
     """
     if not isinstance(registry, TrustRegistry):
         raise RuntimeError("prepare_envelopes needs a TrustRegistry (ledger.services.trust.load_keys / registry_from_rows)")
     out: list[Prepared | LedgerError] = []
     for raw in raws:
+        if pace is not None:
+            pace()
         if isinstance(raw, LedgerError):  # refused by ``_parse_submission`` (``prepare_batch``)
             out.append(raw)
             continue
@@ -272,14 +276,21 @@ def prepare_batch(
     now: int,
     limit: int = MAX_ENVELOPE_BYTES,
     checked: bool = False,
+    pace: Callable[[], object] | None = None,
 ) -> list[Prepared | LedgerError]:
     """Load the keys the submissions name, then ``prepare_envelopes``, then appraise the
     deployment records' TEE evidence against the store (``ledger.services.deployment``).
 
     ``checked``: the submissions are values ``parse_json`` returned (a batch body's items),
-    already held to the strict loader's rules."""
+    already held to the strict loader's rules. ``pace``: called before each submission is
+    parsed and before it is checked (``Sequencer.pace``: a batch's preparation makes way for this
+    process's group commit)."""
     # each submission is parsed once: its keyid hints come from the parsed envelope
-    parsed = [_parse_submission(raw, limit, checked) for raw in raws]
+    parsed = []
+    for raw in raws:
+        if pace is not None:
+            pace()
+        parsed.append(_parse_submission(raw, limit, checked))
     registry = load_keys(session, _hints(parsed))
     # End the read transaction before the CPU-bound checks: on SQLite an open reader pins the WAL
     # snapshot, and readers held through every batch's verification starve its checkpoints (the
@@ -292,7 +303,7 @@ def prepare_batch(
             cache.append(load_keys(session))
         return cache[0]
 
-    prepared = prepare_envelopes(parsed, registry, now=now, limit=limit, everything=everything)
+    prepared = prepare_envelopes(parsed, registry, now=now, limit=limit, everything=everything, pace=pace)
     return complete_appraisals(session, prepared, now=now)
 
 
@@ -423,9 +434,16 @@ def check_right_edge(session: Session, size: int, edge: RightEdge | None, *, sto
 
 
 def integrate(
-    session: Session, batch: Sequence[Prepared], log: LogIdentity, *, now: int, edge: RightEdge | None = None
+    session: Session,
+    batch: Sequence[Prepared],
+    log: LogIdentity,
+    *,
+    now: int,
+    edge: RightEdge | None = None,
+    on_locked: Callable[[], object] | None = None,
 ) -> Integration:
     """Sequence a batch under the sequencer lock; the caller commits (or rolls back) once.
+    ``on_locked`` is called once the lock is held (``Sequencer`` marks its locked section).
 
     ``edge`` is what this process committed last; it is used only when the locked size proves
     that nobody appended since (sizes only grow), and saves reading the right edge back. Either
@@ -438,6 +456,8 @@ def integrate(
     is refused with ConflictError and not appended.
     """
     size = store.lock_sequencer(session)
+    if on_locked is not None:
+        on_locked()
     existing = store.entries_by_content_hash(session, [p.envelope_hash for p in batch])
     if edge is not None and edge.size == size:
         check_right_edge(session, size, edge)

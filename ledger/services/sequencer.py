@@ -7,6 +7,11 @@ serialise through the database and never through one process's memory — commit
 then wakes each submitter with its receipt. A crash before the commit acknowledges nothing; a
 crash after it loses nothing.
 
+While the sequencer holds the lock, the batches this process is preparing wait between their
+records (``Sequencer.pace``): every group commit, across all processes, runs one at a time under
+that lock, and preparers beside it in the same process took the interpreter (the GIL) from it and
+stretched its locked section. Meanwhile the other processes' preparers have the other cores.
+
 A record that makes the batch's transaction fail by itself (the database refuses one of its
 values) is found and left out (``ledger.services.isolate``): the rest commit, and only its
 submitter gets the error.
@@ -35,6 +40,10 @@ from ledger.services.log import LogIdentity
 __all__ = ["Sequencer"]
 
 log = logging.getLogger(__name__)
+
+#: The longest ``Sequencer.pace`` waits (seconds): a safeguard only, the lock is held for one
+#: group's writes and the preparer's submitter waits for the next group commit anyway.
+PACE_LIMIT = 0.5
 
 
 @dataclass
@@ -69,6 +78,8 @@ class Sequencer:
         self.entries = 0
         self._edge: RightEdge | None = None
         self._handoff: int | None = None  # the fd of the SQLite hand-off lock file, once opened
+        self._unlocked = threading.Event()  # clear while this sequencer holds the write lock
+        self._unlocked.set()
         #: set when the store was found cut or rewritten behind this process's back: writes stop
         self.halted: IntegrityError | None = None
 
@@ -88,6 +99,15 @@ class Sequencer:
             return job.done.result(timeout=timeout)
         except TimeoutError as exc:  # concurrent.futures.TimeoutError is TimeoutError since 3.11
             raise UnavailableError(f"the sequencer did not commit within {timeout:.0f} s; the records may still land") from exc
+
+    def pace(self) -> None:
+        """Between the records of a batch being prepared in this process: while this process's
+        sequencer holds the write lock, wait (at most ``PACE_LIMIT``) until it lets go.
+
+        Measured on the batch route (2 ``serve`` processes, 4 × 200, five back-to-back pairs):
+        the locked section took 120–152 µs an entry of wall time without pacing and 82–112 µs
+        with it, for about the same CPU of the sequencer's own (59–81 µs)."""
+        self._unlocked.wait(PACE_LIMIT)
 
     def _ensure_started(self) -> None:
         # Started lazily so that it lives in the process that serves (after a WSGI server forks).
@@ -180,10 +200,14 @@ class Sequencer:
         with self._sessions() as session:
             try:
                 with self._sqlite_handoff(session), session.begin():
-                    integration = integrate(session, batch, self._identity, now=now, edge=self._edge)
+                    integration = integrate(
+                        session, batch, self._identity, now=now, edge=self._edge, on_locked=self._unlocked.clear
+                    )
             except BaseException:
                 self._edge = None  # re-read the right edge from the store next time
                 raise
+            finally:
+                self._unlocked.set()  # committed or rolled back, and the lock released
             self._edge = integration.edge
             if integration.checkpoint_note is not None and self._on_commit is not None:
                 self._on_commit(integration.tree_size)  # committed: a new checkpoint to cosign

@@ -427,3 +427,14 @@ def test_openapi_lists_every_api_route(client, app):
         if rule.rule.startswith("/api/v1/") and rule.rule != "/api/v1/openapi.json"
     }
     assert served <= documented, served - documented
+
+
+def test_batch_preparation_paces_itself_by_the_sequencer(client, auth, key, app):
+    """The route hands ``Sequencer.pace`` to the batch's preparation: called before each record
+    is parsed and before it is checked (``tests/services/test_sequencer_pace.py``)."""
+    calls: list[int] = []
+    app.extensions["provledger"].sequencer.pace = lambda: calls.append(1)
+    response = client.post("/api/v1/entries/batch", json={"envelopes": [sign(key) for _ in range(3)]}, headers=auth)
+    assert response.status_code == 200
+    assert all("index" in r for r in response.get_json()["results"])
+    assert len(calls) == 6

@@ -128,6 +128,7 @@ def post_batch() -> tuple[Response, int]:
     objects = iter(append.prepare_batch(
         session, [e for e in envelopes if isinstance(e, dict)], now=int(time.time()), limit=envelope_limit,
         checked=True,  # parse_json held the whole body to its rules
+        pace=ext.sequencer.pace,  # make way for this process's group commits
     ))
     session.rollback()
     prepared = [
