@@ -7,10 +7,12 @@ serialise through the database and never through one process's memory — commit
 then wakes each submitter with its receipt. A crash before the commit acknowledges nothing; a
 crash after it loses nothing.
 
-While the sequencer holds the lock, the batches this process is preparing wait between their
-records (``Sequencer.pace``): every group commit, across all processes, runs one at a time under
-that lock, and preparers beside it in the same process took the interpreter (the GIL) from it and
-stretched its locked section. Meanwhile the other processes' preparers have the other cores.
+On SQLite, while the sequencer holds the lock, the batches this process is preparing wait between
+their records (``Sequencer.pace``): every group commit, across all processes, runs one at a time
+under that lock, SQLite's writes run on the sequencer's own thread, and preparers beside it in the
+same process took the interpreter (the GIL) from it between rows and stretched its locked section.
+Meanwhile the other processes' preparers have the other cores. (On PostgreSQL the server does the
+writes; pacing there measured no gain and is off.)
 
 A record that makes the batch's transaction fail by itself (the database refuses one of its
 values) is found and left out (``ledger.services.isolate``): the rest commit, and only its
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from ledger.db.engine import is_sqlite
 from ledger.errors import IntegrityError, LedgerError, UnavailableError
 from ledger.services.append import Appended, Prepared, RightEdge, dry_run, integrate
 from ledger.services.isolate import commit_isolating
@@ -102,7 +105,7 @@ class Sequencer:
 
     def pace(self) -> None:
         """Between the records of a batch being prepared in this process: while this process's
-        sequencer holds the write lock, wait (at most ``PACE_LIMIT``) until it lets go.
+        sequencer holds SQLite's write lock, wait (at most ``PACE_LIMIT``) until it lets go.
 
         Measured on the batch route (2 ``serve`` processes, 4 × 200, five back-to-back pairs):
         the locked section took 120–152 µs an entry of wall time without pacing and 82–112 µs
@@ -198,11 +201,11 @@ class Sequencer:
 
     def _integrate(self, batch: Sequence[Prepared], now: int) -> list[Appended | LedgerError]:
         with self._sessions() as session:
+            # SQLite writes on this thread: the batches being prepared here make way (``pace``)
+            on_locked = self._unlocked.clear if is_sqlite(session.get_bind()) else None  # type: ignore[arg-type]
             try:
                 with self._sqlite_handoff(session), session.begin():
-                    integration = integrate(
-                        session, batch, self._identity, now=now, edge=self._edge, on_locked=self._unlocked.clear
-                    )
+                    integration = integrate(session, batch, self._identity, now=now, edge=self._edge, on_locked=on_locked)
             except BaseException:
                 self._edge = None  # re-read the right edge from the store next time
                 raise

@@ -1,5 +1,6 @@
-"""``Sequencer.pace``: while a process's sequencer holds the write lock, the batches that process is
-preparing wait between their records; once the group has committed, or failed, they go on."""
+"""``Sequencer.pace``: on SQLite, while a process's sequencer holds the write lock, the batches that
+process is preparing wait between their records; once the group has committed, or failed, they go
+on. On PostgreSQL (the server does the writes) they never wait."""
 
 from __future__ import annotations
 
@@ -53,8 +54,11 @@ def test_pace_waits_while_the_lock_is_held_and_not_after(store, monkeypatch):
             prepared = prepare(session, sign(key), now=store.clock)
         (result,) = seq.submit([prepared])
         seen["thread"].join(5)
-        assert seen["blocked_inside"], "pace() returned while the sequencer still held the lock"
-        assert 0.2 <= seen["waited"] < 5.0  # until the lock was let go, not the limit
+        if store.backend == "sqlite":
+            assert seen["blocked_inside"], "pace() returned while the sequencer still held the lock"
+            assert 0.2 <= seen["waited"] < 5.0  # until the lock was let go, not the limit
+        else:
+            assert not seen["blocked_inside"] and seen["waited"] < 0.2
         verify_receipt(result.receipt, store.log.vkey, public_keys=[key.public_key])
         start = time.monotonic()
         seq.pace()  # nothing is being sequenced: no wait
@@ -74,7 +78,7 @@ def test_pace_goes_on_after_a_group_that_failed(store, monkeypatch):
         with pytest.raises(UnavailableError):
             seq.submit([prepared])
         seen["thread"].join(5)
-        assert seen["blocked_inside"]
+        assert seen["blocked_inside"] == (store.backend == "sqlite")
         assert store.size() == size  # the group was rolled back
         start = time.monotonic()
         seq.pace()
