@@ -153,5 +153,11 @@ def test_http_api(sqlite_store, tmp_path: Path) -> None:  # type: ignore[no-unty
     r = client.get("/api/v1/search?signer=hw")
     assert [e["index"] for e in r.json["entries"]] == [1]
     assert client.get("/api/v1/search").status_code == 400
+    # since/until are RFC 3339 times (the document says date-time): empty is refused, not ignored
+    for query in ("signer=hw&since=", "signer=hw&until=", "since="):
+        r = client.get(f"/api/v1/search?{query}")
+        assert r.status_code == 400 and "must not be empty" in r.json["error"]["message"], (query, r.json)
+    r = client.get("/api/v1/search?signer=hw&since=2000-01-01T00:00:00Z")
+    assert [e["index"] for e in r.json["entries"]] == [1]
     r = client.get("/api/v1/signers")
     assert r.json["signers"][0]["principal"] == "hw" and r.json["root"]

@@ -12,6 +12,7 @@ import time
 
 from flask import Blueprint, Response, jsonify, request
 
+from ledger.errors import MalformedError
 from ledger.trust.policy import parse_time
 from ledger.services import chain as chain_service
 from ledger.services.trust import load_state, signer_listing
@@ -32,8 +33,13 @@ def _int(name: str, default: int | None = None, *, minimum: int = 0) -> int | No
 
 
 def _time(name: str) -> int | None:
+    """An RFC 3339 query parameter; absent is None, empty is a 400 (the document says date-time)."""
     raw = request.args.get(name)
-    return parse_time(raw) if raw else None
+    if raw is None:
+        return None
+    if not raw:
+        raise MalformedError(f"{name} must not be empty: give an RFC 3339 time (2026-01-31T00:00:00Z) or leave it out")
+    return parse_time(raw)
 
 
 @bp.get("/artifacts/<string:digest>/chain")
