@@ -286,7 +286,7 @@ def prepare_batch(
     parsed and before it is checked (``Sequencer.pace``: a batch's preparation makes way for this
     process's group commit)."""
     # each submission is parsed once: its keyid hints come from the parsed envelope
-    parsed = []
+    parsed: list[Any] = []
     for raw in raws:
         if pace is not None:
             pace()
