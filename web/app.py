@@ -31,9 +31,10 @@ MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` may carry SETTINGS (a ledger.config.Settings), MAX_* limits,
-    INTEGRITY (an IntegrityState prepared by ``serve``'s start-up check), and LOGIN_THROTTLE and
+    INTEGRITY (an IntegrityState prepared by ``serve``'s start-up check), LOGIN_THROTTLE and
     COUNTERS (the admin-login throttle and the /metrics counters ``serve``'s worker processes
-    share; default: this process's own)."""
+    share; default: this process's own), and PACE_BATCHES (``serve`` with several processes:
+    ``ledger.services.sequencer.Sequencer.pace``; default off)."""
     app = Flask(__name__)
     app.config.update(MAX_REQUEST_BYTES=MAX_REQUEST_BYTES, MAX_CONTENT_LENGTH=None, JSON_SORT_KEYS=False)
     app.config.from_prefixed_env("PROVLEDGER_FLASK")
@@ -55,6 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     sequencer = Sequencer(
         sessions, identity, on_failure=on_failure, on_commit=cosign.notify if cosign else None,
         on_batch=lambda: counters.add("batches"),
+        pace_batches=bool(app.config.get("PACE_BATCHES")),
     )
     app.extensions["provledger"] = LedgerExtension(
         settings, engine, sessions, identity, sequencer, integrity, witnesses=witnesses, cosign=cosign,

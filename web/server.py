@@ -198,7 +198,8 @@ def _serve_process(
         if shared is not None and balance is not None:
             throttle, counters = shared
             counters.bind(balance[1])
-            config.update(LOGIN_THROTTLE=throttle, COUNTERS=counters)
+            # several processes: while one sequences, the others' preparers have the other cores
+            config.update(LOGIN_THROTTLE=throttle, COUNTERS=counters, PACE_BATCHES=True)
         app = create_app(config)
     except ConfigurationError as exc:
         print(f"provledger: refusing to start: {exc}", file=sys.stderr, flush=True)

@@ -1,6 +1,7 @@
-"""``Sequencer.pace``: on SQLite, while a process's sequencer holds the write lock, the batches that
-process is preparing wait between their records; once the group has committed, or failed, they go
-on. On PostgreSQL (the server does the writes) they never wait."""
+"""``Sequencer.pace``: with ``pace_batches`` (``serve`` with several processes) and on SQLite, while
+a process's sequencer holds the write lock, the batches that process is preparing wait between
+their records; once the group has committed, or failed, they go on. On PostgreSQL (the server does
+the writes), or without ``pace_batches`` (one process), they never wait."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ledger.services.append import prepare, prepare_batch
 from ledger.services.sequencer import Sequencer
 from ledger.verify import verify_receipt
 from tests.fixtures import sign
+from web.app import create_app
 
 
 def _pacer_inside_the_lock(monkeypatch: pytest.MonkeyPatch, seq: Sequencer, hold: float, *, fail: bool = False) -> dict:
@@ -44,9 +46,12 @@ def _pacer_inside_the_lock(monkeypatch: pytest.MonkeyPatch, seq: Sequencer, hold
     return seen
 
 
-def test_pace_waits_while_the_lock_is_held_and_not_after(store, monkeypatch):
+@pytest.mark.parametrize("pace_batches", [True, False])
+def test_pace_waits_while_the_lock_is_held_and_not_after(store, monkeypatch, pace_batches):
+    """Without ``pace_batches`` (one ``serve`` process, and the default) nothing else would use the
+    other cores while the sequencer writes: its preparers never wait."""
     key = store.add_signer()
-    seq = Sequencer(store.sessions, store.log)
+    seq = Sequencer(store.sessions, store.log, pace_batches=pace_batches)
     monkeypatch.setattr(sequencer_module, "PACE_LIMIT", 10.0)  # a return at the limit would show
     seen = _pacer_inside_the_lock(monkeypatch, seq, 0.3)
     try:
@@ -54,7 +59,7 @@ def test_pace_waits_while_the_lock_is_held_and_not_after(store, monkeypatch):
             prepared = prepare(session, sign(key), now=store.clock)
         (result,) = seq.submit([prepared])
         seen["thread"].join(5)
-        if store.backend == "sqlite":
+        if pace_batches and store.backend == "sqlite":
             assert seen["blocked_inside"], "pace() returned while the sequencer still held the lock"
             assert 0.2 <= seen["waited"] < 5.0  # until the lock was let go, not the limit
         else:
@@ -69,7 +74,7 @@ def test_pace_waits_while_the_lock_is_held_and_not_after(store, monkeypatch):
 
 def test_pace_goes_on_after_a_group_that_failed(store, monkeypatch):
     key = store.add_signer()
-    seq = Sequencer(store.sessions, store.log)
+    seq = Sequencer(store.sessions, store.log, pace_batches=True)
     seen = _pacer_inside_the_lock(monkeypatch, seq, 0.2, fail=True)
     try:
         with store.sessions() as session:
@@ -88,12 +93,24 @@ def test_pace_goes_on_after_a_group_that_failed(store, monkeypatch):
 
 
 def test_pace_waits_no_longer_than_its_limit(store, monkeypatch):
-    seq = Sequencer(store.sessions, store.log)
+    seq = Sequencer(store.sessions, store.log, pace_batches=True)
     monkeypatch.setattr(sequencer_module, "PACE_LIMIT", 0.05)
     seq._unlocked.clear()  # as if a group held the lock for ever
     start = time.monotonic()
     seq.pace()
     assert 0.04 <= time.monotonic() - start < 1.0
+
+
+def test_the_app_paces_batches_only_when_told(store):
+    """``serve`` with several processes sets PACE_BATCHES (web.server); the app's default is off."""
+    for config, expected in (({}, False), ({"PACE_BATCHES": True}, True)):
+        app = create_app({"SETTINGS": store.settings, "TESTING": True, **config})
+        ext = app.extensions["provledger"]
+        try:
+            assert ext.sequencer.pace_batches is expected
+        finally:
+            ext.sequencer.stop()
+            ext.engine.dispose()
 
 
 def test_prepare_batch_paces_before_parsing_and_before_checking_each_record(store):
