@@ -74,9 +74,10 @@ def percentile(values: list[float], p: float) -> float:
 
 
 class Server:
-    def __init__(self, home: str, workers: int | None, threads: int) -> None:
+    def __init__(self, home: str, workers: int | None, threads: int, env: dict[str, str] | None = None) -> None:
+        """``env``: set for the server on top of this process's environment."""
         self.port = free_port()
-        env = {**os.environ, "PROVLEDGER_HOME": home, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        env = {**os.environ, "PROVLEDGER_HOME": home, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **(env or {})}
         env.pop("PROVLEDGER_DATABASE_URL", None)
         # The server's log goes to a file: a pipe nobody drains fills up (64 KiB) and then blocks
         # the server's event loop the next time it logs (waitress warns on every deep task queue).

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ledger.config import MAX_PROCESSES, MAX_THREADS, Settings, env_int
@@ -32,7 +32,7 @@ from web.extension import IntegrityState
 from web.integrity_flag import SharedFlag
 from web.throttle import SharedLoginThrottle
 
-__all__ = ["access_log", "check_at_start", "default_workers", "serve", "server_options"]
+__all__ = ["access_log", "check_at_start", "default_workers", "pace_batches", "serve", "server_options"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,21 @@ def default_workers() -> int:
     """``serve``'s worker processes by default: one per core, at most ``MAX_PROCESSES`` (the
     most ``--workers`` takes), so a machine with more cores still starts."""
     return max(1, min(os.cpu_count() or 1, MAX_PROCESSES))
+
+
+#: ``PROVLEDGER_PACE_BATCHES``: whether batches pace themselves by their process's sequencer
+#: (``ledger.services.sequencer.Sequencer.pace``); ``auto`` means with several processes only
+PACE_SETTINGS = ("auto", "on", "off")
+
+
+def pace_batches(workers: int, environ: Mapping[str, str] | None = None) -> bool:
+    """``PROVLEDGER_PACE_BATCHES`` for ``workers`` processes: ``auto`` (the default) paces with
+    several processes (while one sequences, the others' preparers have the other cores; with one,
+    nothing would), ``on`` or ``off`` force it. ConfigurationError for anything else."""
+    raw = (os.environ if environ is None else environ).get("PROVLEDGER_PACE_BATCHES", "").strip() or "auto"
+    if raw not in PACE_SETTINGS:
+        raise ConfigurationError(f"PROVLEDGER_PACE_BATCHES must be one of {', '.join(PACE_SETTINGS)}, not {raw[:40]!r}")
+    return workers > 1 if raw == "auto" else raw == "on"
 
 
 def check_trust_anchors() -> None:
@@ -189,17 +204,16 @@ def access_log(app: Any) -> Any:
 def _serve_process(
     settings: Settings, state: IntegrityState, background: bool, sock: socket.socket, options: dict[str, Any],
     log_requests: bool = False, balance: tuple[Balancer, int] | None = None,
-    shared: tuple[SharedLoginThrottle, SharedCounters] | None = None,
+    shared: tuple[SharedLoginThrottle, SharedCounters] | None = None, pace: bool = False,
 ) -> int:
     import waitress  # noqa: PLC0415
 
     try:
-        config: dict[str, Any] = {"SETTINGS": settings, "INTEGRITY": state}
+        config: dict[str, Any] = {"SETTINGS": settings, "INTEGRITY": state, "PACE_BATCHES": pace}
         if shared is not None and balance is not None:
             throttle, counters = shared
             counters.bind(balance[1])
-            # several processes: while one sequences, the others' preparers have the other cores
-            config.update(LOGIN_THROTTLE=throttle, COUNTERS=counters, PACE_BATCHES=True)
+            config.update(LOGIN_THROTTLE=throttle, COUNTERS=counters)
         app = create_app(config)
     except ConfigurationError as exc:
         print(f"provledger: refusing to start: {exc}", file=sys.stderr, flush=True)
@@ -235,6 +249,7 @@ def serve(
         print(f"provledger: --workers must be from 1 to {MAX_PROCESSES} and --threads from 1 to {MAX_THREADS:,}", file=sys.stderr)
         return 2
     try:
+        pace = pace_batches(workers)  # a bad setting refuses before the start-up audit
         state, background = check_at_start(settings)
         options = server_options(threads, MAX_REQUEST_BYTES + 1024)
     except (IntegrityError, ConfigurationError) as exc:
@@ -263,7 +278,7 @@ def serve(
         flush=True,
     )
     if workers == 1:
-        return _serve_process(settings, state, background, sock, options, access_log)
+        return _serve_process(settings, state, background, sock, options, access_log, pace=pace)
     # Several processes accept on the one listening socket; each runs its own sequencer, and
     # they serialise through the database's sequencer lock. The balancer spreads connections
     # evenly over them (web.balance).
@@ -283,7 +298,7 @@ def serve(
             code = 1
             try:
                 # each its own audit and state
-                code = _serve_process(settings, state, background, sock, options, access_log, (balancer, n), shared)
+                code = _serve_process(settings, state, background, sock, options, access_log, (balancer, n), shared, pace)
             except BaseException:  # noqa: BLE001 - say why before the process ends
                 traceback.print_exc()
             finally:

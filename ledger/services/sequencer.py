@@ -7,13 +7,13 @@ serialise through the database and never through one process's memory — commit
 then wakes each submitter with its receipt. A crash before the commit acknowledges nothing; a
 crash after it loses nothing.
 
-With ``pace_batches`` (``serve`` with several processes) and on SQLite, while the sequencer holds
-the lock, the batches this process is preparing wait between their records (``Sequencer.pace``):
-every group commit, across all processes, runs one at a time under that lock, SQLite's writes run
-on the sequencer's own thread, and preparers beside it in the same process took the interpreter
-(the GIL) from it between rows and stretched its locked section. Meanwhile the other processes'
-preparers have the other cores. (On PostgreSQL the server does the writes, and with one process
-nothing else would use the other cores: there pacing measured no gain, or a loss, and is off.)
+With ``pace_batches`` (``serve``'s ``PROVLEDGER_PACE_BATCHES``; by default with several
+processes) and on SQLite, while the sequencer holds the lock, the batches this process is
+preparing wait between their records (``Sequencer.pace``): every group commit, across all
+processes, runs one at a time under that lock, SQLite's writes run on the sequencer's own thread,
+and preparers beside it in the same process took the interpreter (the GIL) from it between rows
+and stretched its locked section. Meanwhile the other processes' preparers have the other cores.
+(On PostgreSQL the server does the writes: the sequencer never paces there.)
 
 A record that makes the batch's transaction fail by itself (the database refuses one of its
 values) is found and left out (``ledger.services.isolate``): the rest commit, and only its
@@ -111,10 +111,10 @@ class Sequencer:
         sequencer holds SQLite's write lock, wait (at most ``PACE_LIMIT``) until it lets go. Only
         with ``pace_batches``; otherwise it returns at once.
 
-        Measured on the batch route (2 ``serve`` processes, 4 × 200, five back-to-back pairs):
-        the locked section took 120–152 µs an entry of wall time without pacing and 82–112 µs
-        with it, for about the same CPU of the sequencer's own (59–81 µs). With one process on
-        two cores pacing cost throughput (three pairs: medians 3,724/s without, 3,125/s with)."""
+        On the batch route (2 ``serve`` processes, 4 × 200) the locked section took 120–152 µs
+        an entry of wall time without pacing and 82–112 µs with it, for about the same CPU of the
+        sequencer's own; throughput gained a few per cent, and with one process it lost some
+        (``bench/bench_pacing.py``; README, Appending)."""
         self._unlocked.wait(PACE_LIMIT)
 
     def _ensure_started(self) -> None:

@@ -102,7 +102,7 @@ def test_pace_waits_no_longer_than_its_limit(store, monkeypatch):
 
 
 def test_the_app_paces_batches_only_when_told(store):
-    """``serve`` with several processes sets PACE_BATCHES (web.server); the app's default is off."""
+    """``serve`` sets PACE_BATCHES from PROVLEDGER_PACE_BATCHES (``web.server.pace_batches``); the app's default is off."""
     for config, expected in (({}, False), ({"PACE_BATCHES": True}, True)):
         app = create_app({"SETTINGS": store.settings, "TESTING": True, **config})
         ext = app.extensions["provledger"]

@@ -205,3 +205,25 @@ def test_default_workers_are_one_per_core_within_the_option_s_range(monkeypatch)
     for cores, expected in ((None, 1), (1, 1), (2, 2), (64, 64), (1024, MAX_PROCESSES)):
         monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
         assert default_workers() == expected, cores
+
+
+def test_pace_batches_setting_defaults_to_several_processes_and_refuses_other_values():
+    from ledger.errors import ConfigurationError  # noqa: PLC0415
+    from web.server import pace_batches  # noqa: PLC0415
+
+    for env, workers, expected in (({}, 1, False), ({}, 2, True), ({"PROVLEDGER_PACE_BATCHES": ""}, 4, True),
+                                   ({"PROVLEDGER_PACE_BATCHES": "auto"}, 1, False), ({"PROVLEDGER_PACE_BATCHES": "on"}, 1, True),
+                                   ({"PROVLEDGER_PACE_BATCHES": "off"}, 2, False)):
+        assert pace_batches(workers, env) is expected, (env, workers)
+    for bad in ("yes", "ON", "1", "off\x00"):
+        with pytest.raises(ConfigurationError, match="PROVLEDGER_PACE_BATCHES must be one of auto, on, off"):
+            pace_batches(2, {"PROVLEDGER_PACE_BATCHES": bad})
+
+
+def test_serve_refuses_a_bad_pace_batches_setting_before_it_listens(sqlite_store):
+    env = {**sqlite_store.env, "PROVLEDGER_PACE_BATCHES": "sometimes"}
+    proc = subprocess.run([PROVLEDGER, "serve", "--port", str(_free_port()), "--workers", "2"],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "refusing to start: PROVLEDGER_PACE_BATCHES must be one of auto, on, off, not 'sometimes'" in proc.stderr
+    assert "serving" not in proc.stderr
