@@ -113,7 +113,8 @@ class Sequencer:
 
         On the batch route (2 ``serve`` processes, 4 × 200) the locked section took 120–152 µs
         an entry of wall time without pacing and 82–112 µs with it, for about the same CPU of the
-        sequencer's own; throughput gained a few per cent, and with one process it lost some
+        sequencer's own; throughput gained a few per cent on a slower host and nothing on a
+        faster one, and with one process it lost some
         (``bench/bench_pacing.py``; README, Appending)."""
         self._unlocked.wait(PACE_LIMIT)
 
