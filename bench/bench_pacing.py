@@ -9,9 +9,11 @@ off, back to back: POST /api/v1/entries/batch, 4 connections, batches of 200, ag
 
 Each case is one fresh ledger; each pair starts the server twice on it, pacing on then off (the
 order alternates from pair to pair, as the ledger grows), and times ``--entries`` entries each.
-Printed: entries/s per run, the medians, and the median of the per-pair ratios on / off.
+Printed: entries/s per run, the medians, and the median of the per-pair ratios on / off. Seven
+pairs by default: runs of the same code, back to back, differed by 0.84-1.18x within a pair on
+the fourteenth round's host (README, Performance), so three pairs cannot show a few per cent.
 
-    .venv/bin/python bench/bench_pacing.py [CASE ...] [--entries 10000] [--pairs 3]
+    .venv/bin/python bench/bench_pacing.py [CASE ...] [--entries 10000] [--pairs 7]
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cases", nargs="*", metavar="CASE", help="default: all, in this order: " + " ".join(CASES))
     ap.add_argument("--entries", type=int, default=10_000, help="entries per run (a multiple of 200)")
-    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=7, help="on/off pairs per case (default 7: the route is noisy)")
     args = ap.parse_args()
     if args.entries <= 0 or args.entries % BATCH or args.pairs < 1:
         ap.error("--entries must be a positive multiple of 200 and --pairs at least 1")
