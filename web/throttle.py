@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import mmap
 import multiprocessing
 import struct
@@ -26,7 +27,7 @@ __all__ = ["SharedLoginThrottle"]
 
 log = logging.getLogger(__name__)
 
-_SLOT = struct.Struct("=QqQ")  # key hash (0: empty), failures, last failure (epoch seconds)
+_SLOT = struct.Struct("=QqQ")  # key hash (0: empty), failures, last failure (epoch milliseconds)
 #: slots in the table (slot 0 is the across-all-clients record)
 SLOTS = 16_384
 #: slots searched for a client's record, from the one its hash names
@@ -88,7 +89,7 @@ class SharedLoginThrottle(LoginThrottle):
         if slot is None:
             return None
         _, failures, last = self._read(slot)
-        return FailureRecord(failures, last)
+        return FailureRecord(failures, last / 1000)
 
     def _store(self, key: str, record: FailureRecord) -> None:
         slot = self._find(key)
@@ -97,7 +98,8 @@ class SharedLoginThrottle(LoginThrottle):
             slot = next((s for s in run if self._read(s)[0] == 0), None)
             if slot is None:
                 slot = min(run, key=lambda s: self._read(s)[2])
-        _SLOT.pack_into(self._table, slot * _SLOT.size, self._hash(key), record.failures, record.last_failure)
+        last = max(math.ceil(record.last_failure * 1000), 0)  # rounded up: never a shorter wait
+        _SLOT.pack_into(self._table, slot * _SLOT.size, self._hash(key), record.failures, last)
 
     def _delete(self, key: str) -> None:
         slot = self._find(key)

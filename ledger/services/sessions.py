@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -107,10 +108,11 @@ def end_sessions_of_token(session: Session, token_ids: list[int], *, now: int) -
 
 @dataclass
 class FailureRecord:
-    """A key's consecutive failed logins and the time of the last one (``LoginThrottle``)."""
+    """A key's consecutive failed logins and the time of the last one (``LoginThrottle``), in
+    seconds since the epoch with their fraction: a wait of 1 s is a whole second of real time."""
 
     failures: int = 0
-    last_failure: int = 0
+    last_failure: float = 0.0
 
 
 @dataclass
@@ -157,7 +159,7 @@ class LoginThrottle:
 
     # -- the rules
 
-    def _wait(self, key: str, now: int) -> int:
+    def _wait(self, key: str, now: float) -> float:
         record = self._load(key)
         if record is None:
             return 0
@@ -170,12 +172,14 @@ class LoginThrottle:
         delay = min(2 ** min(record.failures - free, 30), cap)
         return max(record.last_failure + delay - now, 0)
 
-    def retry_after(self, client: str, *, now: int) -> int:
-        """Seconds this client must wait before its next login attempt is checked (0: go ahead)."""
+    def retry_after(self, client: str, *, now: float) -> int:
+        """Whole seconds, rounded up, this client must wait before its next login attempt is
+        checked (0: go ahead). ``now`` carries its fraction (``time.time()``): with whole seconds
+        the first step of the back-off would be anything from 0 to 1 s of real time."""
         with self._lock:
-            return max(self._wait("client:" + client, now), self._wait(self.GLOBAL, now))
+            return math.ceil(max(self._wait("client:" + client, now), self._wait(self.GLOBAL, now)))
 
-    def failed(self, client: str, *, now: int) -> int:
+    def failed(self, client: str, *, now: float) -> int:
         """Record a failed login; returns the client's consecutive failures."""
         with self._lock:
             failures = 0

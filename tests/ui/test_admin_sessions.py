@@ -177,6 +177,22 @@ def test_the_throttle_backs_off_exponentially_and_across_clients(kind):
     assert throttle.retry_after("c", now=now + 100) == 0
 
 
+@pytest.mark.parametrize("kind", [LoginThrottle, SharedLoginThrottle], ids=["in-process", "shared"])
+def test_each_step_of_the_back_off_is_a_full_step_of_real_time(kind):
+    """The clock keeps its fraction: a failure late in one second still holds the client back
+    for a whole second, into the next; Retry-After is the wait rounded up to whole seconds."""
+    throttle = kind(client_free=2, client_cap=60, global_free=10**6, global_cap=30, forget=3600)
+    throttle.failed("a", now=1_000.75)  # binary fractions: the arithmetic below is exact
+    throttle.failed("a", now=1_000.75)
+    assert throttle.retry_after("a", now=1_001.25) == 1  # 0.5 s left (whole seconds said 0)
+    assert throttle.retry_after("a", now=1_001.5) == 1
+    assert throttle.retry_after("a", now=1_001.75) == 0
+    throttle.failed("a", now=1_001.75)  # three in, two free: 2 s
+    assert throttle.retry_after("a", now=1_002.0) == 2  # 1.75 s left, rounded up
+    assert throttle.retry_after("a", now=1_003.5) == 1
+    assert throttle.retry_after("a", now=1_003.75) == 0
+
+
 def _set_cookie(response) -> str:
     cookies = response.headers.getlist("Set-Cookie")
     assert cookies, "no cookie set"

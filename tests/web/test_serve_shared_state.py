@@ -57,31 +57,36 @@ def test_a_full_table_keeps_the_across_all_clients_record_and_the_recent_failure
 
 
 def test_a_two_process_serve_throttles_after_five_failures(sqlite_store):
-    """Five failures spread over both workers are free; then the client is held back (429).
-
-    After five failures the wait is 1 s, counted in the clock's whole seconds (``LoginThrottle``):
-    a sixth attempt that lands in the next second is checked (403), and then, six failures in,
-    the wait is 2 s (at least 1 s of real time), so the seventh, sent right after, is held back."""
+    """Five failures spread over both workers are free; the sixth attempt, sent right after, is
+    held back (429) whichever worker takes it: the wait is a full second of real time from the
+    fifth failure (``LoginThrottle``), and the workers share one table."""
     server = _Serve(sqlite_store.env, "--workers", "2", "--threads", "2")
     try:
         server.wait_for_workers(2, settle=1.0)
         statuses: list[int] = []
-        while len(statuses) < 7 and 429 not in statuses:
+        gap = 0.0  # from the fifth failure's answer to the sixth attempt's POST
+        answered = 0.0
+        for attempt in range(6):
             # a new connection each time: the balancer spreads them over both workers
             conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
             conn.request("GET", "/login")
             page = conn.getresponse()
             cookie = page.getheader("Set-Cookie", "").split(";", 1)[0]
             csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode()).group(1)  # type: ignore[union-attr]
+            if attempt == 5:
+                gap = time.monotonic() - answered
             conn.request("POST", "/login", body=f"csrf_token={csrf}&token=plt_wrong",
                          headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
             reply = conn.getresponse()
             reply.read()
+            answered = time.monotonic()
             statuses.append(reply.status)
             conn.close()
     finally:
         server.stop()
-    assert statuses[:5] == [403] * 5 and statuses[-1] == 429 and len(statuses) in (6, 7), statuses
+    if gap >= 1.0:  # a host so loaded that the wait had passed: nothing to tell from the sixth
+        pytest.skip(f"the sixth attempt came {gap:.2f} s after the fifth failure, past the 1 s wait")
+    assert statuses == [403] * 5 + [429], (statuses, gap)
 
 
 def _hold_and_die(throttle: SharedLoginThrottle) -> None:

@@ -447,9 +447,10 @@ def _client() -> str:
 def login() -> str | Response | tuple[str, int]:
     if request.method == "POST":
         ext = ledger()
-        now = int(time.time())
+        clock = time.time()  # with its fraction: the throttle's waits are of real time
+        now = int(clock)
         client = _client()
-        wait = ext.login_throttle.retry_after(client, now=now)
+        wait = ext.login_throttle.retry_after(client, now=clock)
         if wait > 0:
             log.warning("admin login from %s refused unchecked: throttled for %d s more", client, wait)
             page = render_template("login.html", failed=False, throttled=wait)
@@ -458,7 +459,7 @@ def login() -> str | Response | tuple[str, int]:
         session = write_session()
         row = registry.authenticate(session, token, "admin") if 0 < len(token) <= 256 else None
         if row is None or row.scope != "admin":
-            failures = ext.login_throttle.failed(client, now=now)
+            failures = ext.login_throttle.failed(client, now=clock)
             log.warning("failed admin login from %s (%d in a row)", client, failures)
             return render_template("login.html", failed=True), 403
         ext.login_throttle.succeeded(client)
