@@ -29,6 +29,7 @@ import cProfile
 import io
 import json
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -107,7 +108,8 @@ def section_http(args: argparse.Namespace, batch: bool) -> None:
             token = registry.create_token(session, "profile", "submit", now=int(time.time()))
         per_call = 200 if batch else 1
         calls = max(1, args.entries // 4 // per_call) if batch else min(args.entries // 4, 1500)
-        envelopes = iter(signed_envelopes(key, (4 * calls + 50) * per_call))
+        warm = 1 if batch else 50  # the first requests open connections and fill caches
+        envelopes = iter(signed_envelopes(key, (4 * calls + warm) * per_call))
         app = create_app({"SETTINGS": store.settings})
         client = app.test_client()
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -123,7 +125,7 @@ def section_http(args: argparse.Namespace, batch: bool) -> None:
                 response = client.post(path, data=body(), headers=headers)
                 assert response.status_code in (200, 201), (response.status_code, response.get_data()[:300])
 
-        for _ in range(50 if not batch else 1):  # warm up: the first requests open connections, caches
+        for _ in range(warm):
             client.post(path, data=body(), headers=headers)
         label = f"batch: POST {path}, {calls} requests of {per_call}" if batch else f"single: POST {path}, {calls} in a row"
         measure(label + " (µs an entry)", calls * per_call, run, args)
@@ -132,13 +134,15 @@ def section_http(args: argparse.Namespace, batch: bool) -> None:
 
 
 class _Ledger:
-    home: str | None = None
+    home: str | None = None  # the ledger the audit sections read (the import section's last)
+    homes: list[str] = []  # every import section's folder, removed at the end
 
 
 def section_import(args: argparse.Namespace) -> None:
     from ledger.services.bulk import import_envelopes  # noqa: PLC0415
 
     homes = [tempfile.mkdtemp(prefix="provledger-profile-import-") for _ in range(4)]
+    _Ledger.homes += homes
     stores = [fresh(home) for home in homes]
     key = new_key()
     envelopes = signed_envelopes(key, args.entries)
@@ -197,13 +201,17 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown section(s): {', '.join(unknown)} (choose from {', '.join(SECTIONS)})")
     print(f"machine: {machine()}")
-    for section in args.sections or SECTIONS:
-        if section in ("single", "batch"):
-            section_http(args, batch=section == "batch")
-        elif section == "import":
-            section_import(args)
-        else:
-            section_audit(args, caches=section == "caches")
+    try:
+        for section in args.sections or SECTIONS:
+            if section in ("single", "batch"):
+                section_http(args, batch=section == "batch")
+            elif section == "import":
+                section_import(args)
+            else:
+                section_audit(args, caches=section == "caches")
+    finally:
+        for home in _Ledger.homes:
+            shutil.rmtree(home, ignore_errors=True)
     return 0
 
 
