@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import BenchStore, machine, new_key, register, signed_envelopes  # noqa: E402
+from bench._common import BenchStore, fresh_store, machine, new_key, register, signed_envelopes  # noqa: E402
 from ledger.config import Settings  # noqa: E402
 from ledger.db.engine import make_engine, make_session_factory  # noqa: E402
 from ledger.services import registry, setup  # noqa: E402
@@ -48,14 +48,12 @@ SECTIONS = ("single", "batch", "import", "audit", "caches")
 REPO = str(Path(__file__).resolve().parent.parent) + "/"
 
 
-def fresh(home: str) -> tuple[BenchStore, object]:
+def _kept_store(home: str) -> BenchStore:
+    """A new ledger in ``home``, kept after the section (``fresh_store`` removes its folder)."""
     settings = Settings.from_env({"PROVLEDGER_HOME": home})
     log = setup.init_store(settings)
     engine = make_engine(settings.database_url)
-    store = BenchStore(settings, engine, make_session_factory(engine), log)
-    key = new_key()
-    register(store, key)
-    return store, key
+    return BenchStore(settings, engine, make_session_factory(engine), log)
 
 
 def top(profile: cProfile.Profile, count: int, divisor: int) -> str:
@@ -102,8 +100,9 @@ def measure(label: str, items: int, run: Callable[[], None], args: argparse.Name
 def section_http(args: argparse.Namespace, batch: bool) -> None:
     from web.app import create_app  # noqa: PLC0415
 
-    with tempfile.TemporaryDirectory(prefix="provledger-profile-") as home:
-        store, key = fresh(home)
+    with fresh_store("sqlite") as store:
+        key = new_key()
+        register(store, key)
         with store.sessions() as session, session.begin():
             token = registry.create_token(session, "profile", "submit", now=int(time.time()))
         per_call = 200 if batch else 1
@@ -130,7 +129,6 @@ def section_http(args: argparse.Namespace, batch: bool) -> None:
         label = f"batch: POST {path}, {calls} requests of {per_call}" if batch else f"single: POST {path}, {calls} in a row"
         measure(label + " (µs an entry)", calls * per_call, run, args)
         app.extensions["provledger"].sequencer.stop()
-        store.engine.dispose()
 
 
 class _Ledger:
@@ -143,21 +141,21 @@ def section_import(args: argparse.Namespace) -> None:
 
     homes = [tempfile.mkdtemp(prefix="provledger-profile-import-") for _ in range(4)]
     _Ledger.homes += homes
-    stores = [fresh(home) for home in homes]
+    stores = [_kept_store(home) for home in homes]
     key = new_key()
     envelopes = signed_envelopes(key, args.entries)
-    for store, _ in stores:
+    for store in stores:
         register(store, key)
     turn = iter(stores)
 
     def run() -> None:
-        store, _ = next(turn)
+        store = next(turn)
         summary = import_envelopes(store.sessions, envelopes, store.log, workers=1)
         assert summary.created == len(envelopes) and not summary.refused, summary
 
     measure(f"import: import_envelopes(workers=1) of {args.entries:,} envelopes into a fresh SQLite ledger (µs an entry)",
             args.entries, run, args)
-    for store, _ in stores:
+    for store in stores:
         store.engine.dispose()
     _Ledger.home = homes[-1]
 

@@ -180,7 +180,8 @@ def test_the_throttle_backs_off_exponentially_and_across_clients(kind):
 @pytest.mark.parametrize("kind", [LoginThrottle, SharedLoginThrottle], ids=["in-process", "shared"])
 def test_each_step_of_the_back_off_is_a_full_step_of_real_time(kind):
     """The clock keeps its fraction: a failure late in one second still holds the client back
-    for a whole second, into the next; Retry-After is the wait rounded up to whole seconds."""
+    for a whole second, into the next; Retry-After is the wait rounded up to whole seconds.
+    The clock is an argument (``now=``), as in the test above: nothing here is timed."""
     throttle = kind(client_free=2, client_cap=60, global_free=10**6, global_cap=30, forget=3600)
     throttle.failed("a", now=1_000.75)  # binary fractions: the arithmetic below is exact
     throttle.failed("a", now=1_000.75)
